@@ -66,8 +66,13 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 LIB := $(O)/libneardup.a
 BIN := $(O)/neardup
 
-.PHONY: all deps test-deps test demo fuzz bench coverage install clean check-tools
-all: deps $(BIN) $(LIB)
+.PHONY: all build deps test-deps test demo fuzz bench coverage install clean
+# Dependencies first, then the build (a recursive make so that -j never
+# compiles before the packages are there).
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BIN) $(LIB)
 
 deps:
 	@scripts/deps.sh build
