@@ -66,7 +66,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 LIB := $(O)/libneardup.a
 BIN := $(O)/neardup
 
-.PHONY: all build deps test-deps test demo fuzz bench coverage install clean
+.PHONY: all build deps test-deps test demo fuzz bench bench-full coverage install clean
 # Dependencies first, then the build (a recursive make so that -j never
 # compiles before the packages are there).
 all: deps
@@ -107,9 +107,15 @@ test: test-deps
 demo: all
 	@scripts/demo.sh $(BIN)
 
-bench: all $(BENCH_BIN)
+bench:
 	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build $(BENCH_BIN)
 	@O=$(O) bench/run.sh quick
+
+bench-full:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build $(BENCH_BIN)
+	@O=$(O) bench/run.sh full
 
 # libFuzzer: the library rebuilt with clang, ASan and UBSan, one binary per target.
 FUZZ_O := build/fuzz
