@@ -1,0 +1,103 @@
+/* neardup — image decoding: JPEG (libjpeg-turbo) and PNG (libpng) into
+ * 8-bit RGB with the EXIF orientation applied.
+ *
+ * The format is detected from the first bytes, never from the file name.
+ * Untrusted input is the normal case: declared dimensions are checked against
+ * configurable limits before anything image-sized is allocated, progressive
+ * JPEG scans are capped, libpng's chunk limits are set, and every library
+ * warning that could change pixels (e.g. "premature end of JPEG file") is an
+ * error, because a grey-padded image would give a wrong embedding.
+ *
+ * All state is per call: the functions are thread-safe as long as each thread
+ * passes its own nd_image and nd_error. Nothing is printed. */
+#ifndef NEARDUP_IMAGE_H
+#define NEARDUP_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "neardup/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nd_image_format {
+	ND_FMT_UNKNOWN = 0,
+	ND_FMT_JPEG = 1,
+	ND_FMT_PNG = 2
+} nd_image_format;
+
+/* A decoded image: 8-bit RGB, interleaved (R,G,B per pixel), row-major,
+ * rows packed (stride = 3 * width), orientation already applied.
+ * rgb is owned by the image and released by nd_image_free. */
+typedef struct nd_image {
+	int width, height;
+	uint8_t *rgb;
+} nd_image;
+
+/* Decoding options. Always start from nd_image_opts_init() and change the
+ * fields you care about, so that new fields get their defaults. */
+typedef struct nd_image_opts {
+	/* Limits on the image as stored in the file (full size, before any
+	 * scaled decoding), checked before any pixel memory is allocated. */
+	uint32_t max_width;      /* default 65535 */
+	uint32_t max_height;     /* default 65535 */
+	uint64_t max_pixels;     /* default 100000000 (100 megapixels) */
+	int max_scans;           /* progressive JPEG scans, default 100 */
+	size_t png_chunk_malloc_max;  /* largest ancillary PNG chunk, default 8 MiB */
+	uint32_t png_chunk_cache_max; /* most ancillary PNG chunks, default 1000 */
+	/* The smallest size the caller needs (the model's input size), in the
+	 * displayed orientation. The decoder picks the largest reduction
+	 * 1/2, 1/4 or 1/8 that keeps both output dimensions >= these: a DCT
+	 * scaled decode for JPEG, an exact box average for non-interlaced PNG.
+	 * 0 in either field = decode at full size (the default). */
+	int min_width, min_height;
+	/* Colour that transparent PNG pixels are composited onto (alpha
+	 * blending in the stored sRGB values). Default mid grey 128,128,128. */
+	uint8_t background[3];
+} nd_image_opts;
+
+void nd_image_opts_init(nd_image_opts *opts);
+
+/* What the decoder found. width/height are the stored (full, un-rotated)
+ * dimensions from the file header; orientation is the EXIF value 1..8 that
+ * was applied (1 when absent); scale_denom is the reduction used (1, 2, 4
+ * or 8): out->width is about width/scale_denom (height for orientations
+ * 5..8), rounded up. */
+typedef struct nd_image_info {
+	nd_image_format format;
+	int width, height;
+	int orientation;
+	int scale_denom;
+} nd_image_info;
+
+/* Decodes a file (read as a stream: the file is never loaded whole).
+ * opts may be NULL (defaults); info may be NULL. On success returns 0 and
+ * fills *out, which the caller releases with nd_image_free. On failure
+ * returns ND_EIO (cannot open/read, errno text in err), ND_EFORMAT (empty,
+ * or not a JPEG or PNG file), ND_ECORRUPT (truncated or corrupt data),
+ * ND_ELIMIT (a limit in opts was exceeded), ND_EUNSUPPORTED, ND_ENOMEM or
+ * ND_EOVERFLOW, leaves out->rgb NULL, and fills err (which may be NULL)
+ * with a message that does not contain the path. */
+int nd_image_decode_file(const char *path, const nd_image_opts *opts,
+			 nd_image *out, nd_image_info *info, nd_error *err);
+
+/* Same as nd_image_decode_file, from len bytes at data (not retained). */
+int nd_image_decode_mem(const void *data, size_t len, const nd_image_opts *opts,
+			nd_image *out, nd_image_info *info, nd_error *err);
+
+/* Format detected from the first bytes (at least 8 for a positive answer). */
+nd_image_format nd_image_sniff(const void *data, size_t len);
+
+/* Short name: "jpeg", "png" or "unknown". */
+const char *nd_image_format_name(nd_image_format fmt);
+
+/* Releases img->rgb and zeroes the struct. Safe on a zeroed struct and on
+ * NULL. */
+void nd_image_free(nd_image *img);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

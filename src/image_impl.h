@@ -1,0 +1,66 @@
+/* neardup — private parts of the image module shared by src/image*.c. */
+#ifndef NEARDUP_IMAGE_IMPL_H
+#define NEARDUP_IMAGE_IMPL_H
+
+#include <stdio.h>
+
+#include "neardup/image.h"
+
+/* Where the encoded bytes come from: a memory buffer or a stdio stream
+ * positioned at the start of the file. */
+typedef struct nd_src {
+	const uint8_t *data; /* memory source, or NULL */
+	size_t len;
+	size_t pos;          /* memory source: next byte to read */
+	FILE *fp;            /* stream source, or NULL */
+} nd_src;
+
+/* Checks the stored dimensions against opts before anything image-sized is
+ * allocated. fmt names the format in messages ("JPEG", "PNG"). */
+int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *opts,
+			   const char *fmt, nd_error *err);
+
+/* The reduction 1, 2, 4 or 8 to decode w x h (stored orientation) at, given
+ * the caller's minimum output size in the displayed orientation. */
+int nd__image_pick_scale(uint64_t w, uint64_t h, int orientation,
+			 const nd_image_opts *opts);
+
+/* Row sink: takes decoded RGB rows top to bottom in stored orientation,
+ * optionally box-averages factor x factor blocks (exact average, partial
+ * blocks at the right and bottom edges averaged over the pixels they have),
+ * and writes them into the output image in the displayed orientation.
+ * Memory: the output image plus, when factor > 1, one accumulator row. */
+typedef struct nd_sink {
+	int sw, sh;          /* size of the rows fed in */
+	int factor;          /* 1, 2, 4, 8 */
+	int rw, rh;          /* reduced size, stored orientation */
+	int orientation;     /* EXIF 1..8 */
+	nd_image *img;       /* output (displayed orientation) */
+	uint32_t *acc;       /* rw*3 sums, factor > 1 only */
+	uint8_t *row;        /* rw*3 bytes: one reduced row, factor > 1 only */
+	int next_y;          /* next input row expected */
+} nd_sink;
+
+/* Allocates the output image (out->rgb) and the sink's buffers. */
+int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
+		  nd_image *out, nd_error *err);
+/* Where input row y can be written directly (no reduction, orientation 1),
+ * or NULL when rows must go through nd__sink_put. */
+uint8_t *nd__sink_direct(nd_sink *s, int y);
+/* Feeds input row y (sw RGB pixels); rows must come in order. */
+void nd__sink_put(nd_sink *s, const uint8_t *rgb);
+/* Notes that row y was written through nd__sink_direct. */
+void nd__sink_skip(nd_sink *s);
+/* Frees the sink's buffers (not the output image). */
+void nd__sink_release(nd_sink *s);
+
+/* EXIF orientation (1..8; 1 when absent or invalid) from an APP1/eXIf
+ * payload that starts with "Exif\0\0". Uses libexif. */
+int nd__exif_orientation(const uint8_t *data, size_t len);
+
+int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		    nd_image_info *info, nd_error *err);
+int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		   nd_image_info *info, nd_error *err);
+
+#endif

@@ -1,0 +1,269 @@
+/* neardup — PNG decoding through libpng.
+ *
+ * Per-call error handling (error/warning callbacks with a per-call context,
+ * libpng's own setjmp buffer), no global state. The stored dimensions are
+ * checked from the IHDR bytes before libpng starts, and libpng's user limits
+ * (width, height, ancillary chunk size and count) back that up; a chunk that
+ * hits a limit (e.g. a zTXt that inflates to gigabytes, or millions of text
+ * chunks) is an error, not a silently dropped chunk.
+ *
+ * Transforms: palette and low bit depths expanded, tRNS turned into alpha,
+ * 16-bit reduced to 8 by keeping the high byte (as PIL does), grey to RGB,
+ * Adam7 de-interlaced. Alpha is composited onto opts->background with
+ * out = (c*a + bg*(255-a) + 127) / 255 on the stored values (no gamma). */
+#include "image_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+
+struct png_ctx {
+	nd_src *src;
+	int code;            /* ND_E* chosen by a callback, 0 = classify */
+	char msg[256];
+	uint8_t *row;        /* one transformed row (3 or 4 channels) */
+	uint8_t *rgb;        /* one composited RGB row */
+	uint8_t *full;       /* interlaced images: the whole transformed image */
+	png_bytep *rows;     /* interlaced images: row pointers into full */
+	uint8_t *exif;       /* "Exif\0\0" + eXIf payload */
+	nd_sink sink;
+	int sink_live;
+};
+
+static void png_read_cb(png_structp png, png_bytep out, size_t n)
+{
+	struct png_ctx *c = png_get_io_ptr(png);
+	nd_src *s = c->src;
+	if (s->fp) {
+		if (fread(out, 1, n, s->fp) != n) {
+			c->code = ferror(s->fp) ? ND_EIO : ND_ECORRUPT;
+			png_error(png, ferror(s->fp) ? "read error" : "truncated PNG data");
+		}
+		return;
+	}
+	if (n > s->len - s->pos) {
+		c->code = ND_ECORRUPT;
+		png_error(png, "truncated PNG data");
+	}
+	memcpy(out, s->data + s->pos, n);
+	s->pos += n;
+}
+
+static int contains(const char *s, const char *what)
+{
+	return strstr(s, what) != NULL;
+}
+
+/* Messages of libpng that mean one of our limits was hit. */
+static int is_limit_message(const char *m)
+{
+	return contains(m, "chunk cache") || contains(m, "too large") || contains(m, "exceeds") ||
+	       contains(m, "limit") || contains(m, "insufficient memory");
+}
+
+static void png_error_cb(png_structp png, png_const_charp m)
+{
+	struct png_ctx *c = png_get_error_ptr(png);
+	if (!c->code) {
+		if (is_limit_message(m))
+			c->code = ND_ELIMIT;
+		else if (contains(m, "ut of memory") || contains(m, "ut of Memory"))
+			c->code = ND_ENOMEM;
+		else
+			c->code = ND_ECORRUPT;
+	}
+	if (!strcmp(m, "truncated PNG data") || !strcmp(m, "read error"))
+		snprintf(c->msg, sizeof(c->msg), "%s", m);
+	else if (c->code == ND_ELIMIT)
+		snprintf(c->msg, sizeof(c->msg), "PNG limit exceeded: %s", m);
+	else
+		snprintf(c->msg, sizeof(c->msg), "corrupt PNG data: %s", m);
+	png_longjmp(png, 1);
+}
+
+static void png_warn_cb(png_structp png, png_const_charp m)
+{
+	/* Ancillary-chunk trouble stays a warning (pixels are unaffected),
+	 * except when a limit was hit: that is a bomb and we refuse it. */
+	if (is_limit_message(m)) {
+		struct png_ctx *c = png_get_error_ptr(png);
+		c->code = ND_ELIMIT;
+		snprintf(c->msg, sizeof(c->msg), "PNG limit exceeded: %s", m);
+		png_longjmp(png, 1);
+	}
+}
+
+static void composite(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3])
+{
+	for (int x = 0; x < w; x++, in += 4, out += 3) {
+		unsigned a = in[3], na = 255u - a;
+		out[0] = (uint8_t)((in[0] * a + bg[0] * na + 127) / 255);
+		out[1] = (uint8_t)((in[1] * a + bg[1] * na + 127) / 255);
+		out[2] = (uint8_t)((in[2] * a + bg[2] * na + 127) / 255);
+	}
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Checks the IHDR dimensions (bytes 16..23) before libpng allocates
+ * anything; libpng validates the rest of the header itself. */
+static int precheck_ihdr(nd_src *src, const nd_image_opts *opts, nd_error *err)
+{
+	uint8_t h[24];
+	if (src->fp) {
+		size_t n = fread(h, 1, sizeof(h), src->fp);
+		if (fseek(src->fp, 0, SEEK_SET) != 0)
+			return nd_error_set(err, ND_EIO, "cannot seek");
+		if (n < sizeof(h))
+			return nd_error_set(err, ND_ECORRUPT, "truncated PNG data");
+	} else {
+		if (src->len < sizeof(h))
+			return nd_error_set(err, ND_ECORRUPT, "truncated PNG data");
+		memcpy(h, src->data, sizeof(h));
+	}
+	if (memcmp(h + 12, "IHDR", 4) != 0)
+		return nd_error_set(err, ND_ECORRUPT, "corrupt PNG data: IHDR is not the first chunk");
+	return nd__image_check_limits(be32(h + 16), be32(h + 20), opts, "PNG", err);
+}
+
+int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		   nd_image_info *info, nd_error *err)
+{
+	struct png_ctx ctx;
+	png_structp png = NULL;
+	png_infop pinfo = NULL;
+	int rc = 0;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.src = src;
+	if ((rc = precheck_ihdr(src, opts, err)))
+		return rc;
+	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_error_cb, png_warn_cb);
+	if (!png)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	pinfo = png_create_info_struct(png);
+	if (!pinfo) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (setjmp(png_jmpbuf(png))) {
+		rc = nd_error_set(err, ctx.code ? ctx.code : ND_ECORRUPT, "%s", ctx.msg);
+		goto done;
+	}
+	png_set_read_fn(png, &ctx, png_read_cb);
+	png_set_user_limits(png, opts->max_width < PNG_UINT_31_MAX ? opts->max_width : PNG_UINT_31_MAX,
+			    opts->max_height < PNG_UINT_31_MAX ? opts->max_height : PNG_UINT_31_MAX);
+	png_set_chunk_malloc_max(png, opts->png_chunk_malloc_max);
+	png_set_chunk_cache_max(png, opts->png_chunk_cache_max);
+	png_read_info(png, pinfo);
+
+	png_uint_32 w = png_get_image_width(png, pinfo), h = png_get_image_height(png, pinfo);
+	int depth = png_get_bit_depth(png, pinfo);
+	int ctype = png_get_color_type(png, pinfo);
+	int interlaced = png_get_interlace_type(png, pinfo) != PNG_INTERLACE_NONE;
+	info->width = (int)w;
+	info->height = (int)h;
+	if ((rc = nd__image_check_limits(w, h, opts, "PNG", err)))
+		goto done;
+
+	/* EXIF orientation from an eXIf chunk before IDAT (PNG 1.5 extension). */
+	{
+		png_uint_32 n = 0;
+		png_bytep ex = NULL;
+		if (png_get_eXIf_1(png, pinfo, &n, &ex) && ex && n >= 8 && n < 0xffff0000u) {
+			ctx.exif = malloc((size_t)n + 6);
+			if (ctx.exif) {
+				memcpy(ctx.exif, "Exif\0\0", 6);
+				memcpy(ctx.exif + 6, ex, n);
+				info->orientation = nd__exif_orientation(ctx.exif, (size_t)n + 6);
+			}
+		}
+	}
+	info->scale_denom = nd__image_pick_scale(w, h, info->orientation, opts);
+
+	png_set_expand(png); /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
+	if (depth == 16)
+		png_set_strip_16(png);
+	if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA)
+		png_set_gray_to_rgb(png);
+	if (interlaced)
+		png_set_interlace_handling(png);
+	png_read_update_info(png, pinfo);
+
+	int ch = png_get_channels(png, pinfo);
+	size_t rowbytes = png_get_rowbytes(png, pinfo), expect;
+	if ((ch != 3 && ch != 4) || nd_mul_size(w, (size_t)ch, &expect) || rowbytes != expect) {
+		rc = nd_error_set(err, ND_EINTERNAL, "unexpected PNG row layout (%d channels)", ch);
+		goto done;
+	}
+	if ((rc = nd__sink_init(&ctx.sink, (int)w, (int)h, info->scale_denom, info->orientation,
+				out, err)))
+		goto done;
+	ctx.sink_live = 1;
+	if (ch == 4 && !(ctx.rgb = malloc((size_t)w * 3))) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
+		goto done;
+	}
+
+	if (interlaced) {
+		/* Adam7 needs the whole image: memory is proportional to it. */
+		size_t total;
+		if (nd_mul_size(rowbytes, h, &total)) {
+			rc = nd_error_set(err, ND_EOVERFLOW, "PNG image too large");
+			goto done;
+		}
+		ctx.full = malloc(total);
+		ctx.rows = malloc((size_t)h * sizeof(png_bytep));
+		if (!ctx.full || !ctx.rows) {
+			rc = nd_error_set(err, ND_ENOMEM, "out of memory for a %ux%u PNG", w, h);
+			goto done;
+		}
+		for (png_uint_32 y = 0; y < h; y++)
+			ctx.rows[y] = ctx.full + (size_t)y * rowbytes;
+		png_read_image(png, ctx.rows);
+		for (png_uint_32 y = 0; y < h; y++) {
+			if (ch == 4) {
+				composite(ctx.rows[y], ctx.rgb, (int)w, opts->background);
+				nd__sink_put(&ctx.sink, ctx.rgb);
+			} else {
+				nd__sink_put(&ctx.sink, ctx.rows[y]);
+			}
+		}
+	} else {
+		if (!(ctx.row = malloc(rowbytes))) {
+			rc = nd_error_set(err, ND_ENOMEM, "out of memory");
+			goto done;
+		}
+		for (png_uint_32 y = 0; y < h; y++) {
+			uint8_t *direct = ch == 3 ? nd__sink_direct(&ctx.sink, (int)y) : NULL;
+			png_read_row(png, direct ? direct : ctx.row, NULL);
+			if (direct) {
+				nd__sink_skip(&ctx.sink);
+			} else if (ch == 4) {
+				composite(ctx.row, ctx.rgb, (int)w, opts->background);
+				nd__sink_put(&ctx.sink, ctx.rgb);
+			} else {
+				nd__sink_put(&ctx.sink, ctx.row);
+			}
+		}
+	}
+	/* Reads the rest up to IEND: a file cut after the image data is an error. */
+	png_read_end(png, NULL);
+
+done:
+	png_destroy_read_struct(&png, pinfo ? &pinfo : NULL, NULL);
+	if (ctx.sink_live)
+		nd__sink_release(&ctx.sink);
+	free(ctx.row);
+	free(ctx.rgb);
+	free(ctx.full);
+	free(ctx.rows);
+	free(ctx.exif);
+	if (rc)
+		nd_image_free(out);
+	return rc;
+}
