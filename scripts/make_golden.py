@@ -55,7 +55,7 @@ def test_pattern(w, h, seed=1):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def rgb_of(im):
+def rgb_of(im, depth=8):
     """PIL image -> HxWx3 uint8 composited on the background."""
     if im.mode in ("I", "I;16", "I;16B"):
         a = np.array(im).astype(np.uint32) >> 8
@@ -65,6 +65,14 @@ def rgb_of(im):
         else:
             alpha = np.full(a.shape, 255, np.uint32)
         rgba = np.stack([a, a, a, alpha], axis=2)
+    elif im.mode in ("L", "1") and "transparency" in im.info and depth < 8:
+        # PIL compares a low-bit-depth grey tRNS value (e.g. 15 of 4 bits)
+        # with the samples already scaled to 8 bits, so it never matches;
+        # PNG says the tRNS value is in the image's own bit depth.
+        g = np.array(im.convert("L")).astype(np.uint32)
+        t = im.info["transparency"] * (255 // ((1 << depth) - 1))
+        alpha = np.where(g == t, 0, 255).astype(np.uint32)
+        rgba = np.stack([g, g, g, alpha], axis=2)
     else:
         rgba = np.array(im.convert("RGBA")).astype(np.uint32)
     c, al = rgba[:, :, :3], rgba[:, :, 3:4]
@@ -140,9 +148,11 @@ def main():
         with open(os.path.join(PNGSUITE_DST, "LIST"), "w") as lst:
             for f in names:
                 shutil.copy(os.path.join(PNGSUITE_SRC, f), os.path.join(PNGSUITE_DST, f))
+                with open(os.path.join(PNGSUITE_SRC, f), "rb") as raw:
+                    depth = raw.read(25)[24]  # IHDR bit depth
                 with Image.open(os.path.join(PNGSUITE_SRC, f)) as d:
                     d.load()
-                    write_ppm(os.path.join(PNGSUITE_DST, f[:-4] + ".ppm"), rgb_of(d))
+                    write_ppm(os.path.join(PNGSUITE_DST, f[:-4] + ".ppm"), rgb_of(d, depth))
                 lst.write(f[:-4] + "\n")
     else:
         print("make_golden: no PngSuite at %s; tests/data/pngsuite left as is" % PNGSUITE_SRC,

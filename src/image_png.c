@@ -86,10 +86,22 @@ static void png_warn_cb(png_structp png, png_const_charp m)
 {
 	/* Ancillary-chunk trouble stays a warning (pixels are unaffected),
 	 * except when a limit was hit: that is a bomb and we refuse it. */
+	struct png_ctx *c = png_get_error_ptr(png);
+	size_t n = strlen(m);
 	if (is_limit_message(m)) {
-		struct png_ctx *c = png_get_error_ptr(png);
 		c->code = ND_ELIMIT;
 		snprintf(c->msg, sizeof(c->msg), "PNG limit exceeded: %s", m);
+		png_longjmp(png, 1);
+	}
+	/* libpng inflates a compressed ancillary chunk (zTXt, iTXt, iCCP) only
+	 * up to png_chunk_malloc_max and then says "<chunk>: truncated"; the
+	 * same words are used for a stream that is cut short. Either way the
+	 * file is refused: a compression bomb is the likely reason. */
+	if (n > 11 && !strcmp(m + n - 11, ": truncated")) {
+		c->code = ND_ELIMIT;
+		snprintf(c->msg, sizeof(c->msg),
+			 "PNG limit exceeded: %.*s chunk inflates beyond the limit or is cut short",
+			 (int)(n - 11), m);
 		png_longjmp(png, 1);
 	}
 }

@@ -1,0 +1,825 @@
+/* Tests for the image module: decoded pixels against PIL's decodings
+ * (golden PPMs made by scripts/make_golden.py), every JPEG/PNG variant, EXIF
+ * orientations, scaled decoding, and bad input generated here (empty,
+ * non-image, wrong extension, truncation, bit flips, huge dimensions, a
+ * progressive scan bomb, PNG chunk bombs).
+ *
+ * Tolerances (max absolute difference per 8-bit sample unless stated):
+ * - JPEG full size and DCT-scaled vs PIL: 1. PIL on Debian decodes through
+ *   the same libjpeg-turbo with the same settings (ISLOW IDCT, fancy
+ *   upsampling; PIL's draft() asks for the same 1/N scale), so we measure 0;
+ *   1 leaves room for another libjpeg-turbo build.
+ * - CMYK vs PIL: 1 (PIL's CMYK->RGB rounds its products differently).
+ * - DCT-scaled decode vs PIL's reduce(N) of the full decoding: mean 3.0, as
+ *   the scaled IDCT is a frequency-domain approximation of a box average,
+ *   not the same filter (measured mean about 1; max is not bounded tightly
+ *   at hard edges, so only the mean is checked).
+ * - PNG (PngSuite, composited on grey 128) vs PIL + the documented blend: 0.
+ * - PNG box reduction vs PIL's reduce(N): 1 (PIL multiplies by a float
+ *   reciprocal, we divide with rounding).
+ * - YCCK vs CMYK of the same pixels, both encoded here at quality 95: mean
+ *   2.0 (two lossy encodings of the same data). */
+#define _GNU_SOURCE
+#include "neardup/image.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "test.h"
+
+#define IMG_DIR TEST_DATA_DIR "/image/"
+#define SUITE_DIR TEST_DATA_DIR "/pngsuite/"
+
+/* ---- helpers ---- */
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long n;
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+		buf = malloc((size_t)n + 1);
+		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		}
+		*len = (size_t)n;
+	}
+	fclose(f);
+	return buf;
+}
+
+static int write_all(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	size_t n = len ? fwrite(data, 1, len, f) : 0;
+	return (fclose(f) == 0 && n == len) ? 0 : -1;
+}
+
+/* Binary PPM (P6, maxval 255) as written by make_golden.py. */
+static uint8_t *load_ppm(const char *path, int *w, int *h)
+{
+	size_t len, off;
+	uint8_t *buf = read_all(path, &len), *pix = NULL;
+	int maxv, n = 0;
+	if (!buf)
+		return NULL;
+	buf[len] = 0;
+	if (sscanf((char *)buf, "P6 %d %d %d%n", w, h, &maxv, &n) == 3 && maxv == 255 && n > 0) {
+		off = (size_t)n + 1;
+		if (off + (size_t)*w * *h * 3 <= len) {
+			pix = malloc((size_t)*w * *h * 3);
+			memcpy(pix, buf + off, (size_t)*w * *h * 3);
+		}
+	}
+	free(buf);
+	return pix;
+}
+
+struct diff {
+	int max;
+	double mean;
+	int same_size;
+};
+
+static struct diff compare_ppm(const nd_image *img, const char *ppm)
+{
+	struct diff d = { 255, 255.0, 0 };
+	int w, h;
+	uint8_t *ref = load_ppm(ppm, &w, &h);
+	if (!ref) {
+		fprintf(stderr, "cannot load %s\n", ppm);
+		return d;
+	}
+	if (w == img->width && h == img->height) {
+		size_t n = (size_t)w * h * 3;
+		long sum = 0;
+		d.max = 0;
+		d.same_size = 1;
+		for (size_t i = 0; i < n; i++) {
+			int e = abs((int)img->rgb[i] - (int)ref[i]);
+			sum += e;
+			if (e > d.max)
+				d.max = e;
+		}
+		d.mean = (double)sum / (double)n;
+	} else {
+		fprintf(stderr, "%s is %dx%d, decoded %dx%d\n", ppm, w, h, img->width, img->height);
+	}
+	free(ref);
+	return d;
+}
+
+/* Decodes path both from the file and from memory, checks both agree and
+ * compares with the golden PPM. */
+static void check_golden(const char *path, const char *ppm, const nd_image_opts *opts,
+			 int tol_max, double tol_mean, nd_image_info *info_out)
+{
+	nd_image a = { 0 }, b = { 0 };
+	nd_image_info ia, ib;
+	nd_error err;
+	size_t len;
+	uint8_t *data = read_all(path, &len);
+	CHECK_MSG(data != NULL, "%s", path);
+	if (!data)
+		return;
+	int rc = nd_image_decode_file(path, opts, &a, &ia, &err);
+	CHECK_MSG(rc == 0, "%s: %s", path, err.msg);
+	rc = nd_image_decode_mem(data, len, opts, &b, &ib, &err);
+	CHECK_MSG(rc == 0, "%s (mem): %s", path, err.msg);
+	free(data);
+	if (!a.rgb || !b.rgb)
+		goto done;
+	CHECK(a.width == b.width && a.height == b.height);
+	CHECK(!memcmp(a.rgb, b.rgb, (size_t)a.width * a.height * 3));
+	CHECK(!memcmp(&ia, &ib, sizeof(ia)));
+	struct diff d = compare_ppm(&a, ppm);
+	CHECK_MSG(d.same_size, "%s", path);
+	CHECK_MSG(d.max <= tol_max && d.mean <= tol_mean, "%s vs %s: max %d mean %.3f (tol %d, %.2f)",
+		  path, ppm, d.max, d.mean, tol_max, tol_mean);
+	if (getenv("TEST_VERBOSE"))
+		fprintf(stderr, "%s: %dx%d scale 1/%d max %d mean %.3f\n", path, a.width, a.height,
+			ia.scale_denom, d.max, d.mean);
+	if (info_out)
+		*info_out = ia;
+done:
+	nd_image_free(&a);
+	nd_image_free(&b);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int decode_buf(const void *p, size_t n, const nd_image_opts *o, nd_error *err,
+		      nd_image_info *info)
+{
+	nd_image img = { 0 };
+	int rc = nd_image_decode_mem(p, n, o, &img, info, err);
+	if (rc == 0)
+		CHECK(img.rgb != NULL && img.width > 0 && img.height > 0);
+	else
+		CHECK(img.rgb == NULL);
+	CHECK_EQ_INT(err->code, rc);
+	nd_image_free(&img);
+	return rc;
+}
+
+/* ---- JPEG against PIL ---- */
+
+static void test_jpeg_variants(void)
+{
+	static const char *names[] = { "baseline", "baseline444", "baseline422", "progressive", "gray" };
+	char p[256], q[256];
+	nd_image_info info;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(p, sizeof(p), IMG_DIR "%s.jpg", names[i]);
+		snprintf(q, sizeof(q), IMG_DIR "%s.ppm", names[i]);
+		check_golden(p, q, NULL, 1, 1.0, &info);
+		CHECK_EQ_INT(info.format, ND_FMT_JPEG);
+		CHECK_EQ_INT(info.width, 96);
+		CHECK_EQ_INT(info.height, 64);
+		CHECK_EQ_INT(info.orientation, 1);
+		CHECK_EQ_INT(info.scale_denom, 1);
+	}
+	check_golden(IMG_DIR "cmyk.jpg", IMG_DIR "cmyk.ppm", NULL, 1, 1.0, NULL);
+}
+
+static void test_jpeg_orientations(void)
+{
+	char p[256], q[256];
+	for (int o = 1; o <= 8; o++) {
+		nd_image_info info;
+		snprintf(p, sizeof(p), IMG_DIR "orient%d.jpg", o);
+		snprintf(q, sizeof(q), IMG_DIR "orient%d.ppm", o);
+		check_golden(p, q, NULL, 1, 1.0, &info);
+		CHECK_EQ_INT(info.orientation, o);
+		CHECK_EQ_INT(info.width, 48); /* stored size, not rotated */
+		CHECK_EQ_INT(info.height, 32);
+	}
+}
+
+static void test_jpeg_dct_scale(void)
+{
+	nd_image_opts o;
+	nd_image_info info;
+	char q[256], r[256];
+	static const int W = 203, H = 141;
+	for (int n = 2; n <= 8; n *= 2) {
+		nd_image_opts_init(&o);
+		o.min_width = (W + n - 1) / n;
+		o.min_height = (H + n - 1) / n;
+		snprintf(q, sizeof(q), IMG_DIR "big_draft%d.ppm", n);
+		snprintf(r, sizeof(r), IMG_DIR "big_reduce%d.ppm", n);
+		check_golden(IMG_DIR "big.jpg", q, &o, 1, 1.0, &info);
+		CHECK_EQ_INT(info.scale_denom, n);
+		CHECK_EQ_INT(info.width, W);
+		check_golden(IMG_DIR "big.jpg", r, &o, 255, 3.0, NULL);
+		/* One pixel more than 1/n gives can offer: the next scale down. */
+		o.min_width++;
+		snprintf(q, sizeof(q), IMG_DIR "big_draft%d.ppm", n / 2);
+		check_golden(IMG_DIR "big.jpg", n == 2 ? IMG_DIR "big.ppm" : q, &o, 1, 1.0, &info);
+		CHECK_EQ_INT(info.scale_denom, n / 2);
+	}
+	/* 0 = full size, whatever the other field says. */
+	nd_image_opts_init(&o);
+	o.min_width = 10;
+	check_golden(IMG_DIR "big.jpg", IMG_DIR "big.ppm", &o, 1, 1.0, &info);
+	CHECK_EQ_INT(info.scale_denom, 1);
+}
+
+/* The minimum size is in the displayed orientation: for orientation 6 the
+ * displayed width is the stored height. */
+static void test_jpeg_scale_orientation(void)
+{
+	nd_image_opts o;
+	nd_image img = { 0 };
+	nd_image_info info;
+	nd_error err;
+	nd_image_opts_init(&o);
+	o.min_width = 16; /* displayed 32x48 -> 16x24 at 1/2 */
+	o.min_height = 24;
+	CHECK_EQ_INT(nd_image_decode_file(IMG_DIR "orient6.jpg", &o, &img, &info, &err), 0);
+	CHECK_EQ_INT(info.scale_denom, 2);
+	CHECK_EQ_INT(img.width, 16);
+	CHECK_EQ_INT(img.height, 24);
+	nd_image_free(&img);
+	o.min_width = 24; /* would fit stored 48x32 at 1/2, not displayed 32x48 */
+	o.min_height = 16;
+	CHECK_EQ_INT(nd_image_decode_file(IMG_DIR "orient6.jpg", &o, &img, &info, &err), 0);
+	CHECK_EQ_INT(info.scale_denom, 1);
+	CHECK_EQ_INT(img.width, 32);
+	CHECK_EQ_INT(img.height, 48);
+	nd_image_free(&img);
+}
+
+/* ---- JPEG encoding helpers (libjpeg) for generated inputs ---- */
+
+struct enc {
+	int w, h, comps;
+	J_COLOR_SPACE in_cs, jpeg_cs;
+	int quality;
+	const jpeg_scan_info *scans;
+	int nscans;
+};
+
+static uint8_t *encode_jpeg(const struct enc *e, const uint8_t *pix, size_t *len)
+{
+	struct jpeg_compress_struct c;
+	struct jpeg_error_mgr jerr;
+	unsigned char *mem = NULL;
+	unsigned long mlen = 0;
+	c.err = jpeg_std_error(&jerr);
+	jpeg_create_compress(&c);
+	jpeg_mem_dest(&c, &mem, &mlen);
+	c.image_width = (JDIMENSION)e->w;
+	c.image_height = (JDIMENSION)e->h;
+	c.input_components = e->comps;
+	c.in_color_space = e->in_cs;
+	jpeg_set_defaults(&c);
+	jpeg_set_colorspace(&c, e->jpeg_cs);
+	jpeg_set_quality(&c, e->quality, TRUE);
+	if (e->scans) {
+		c.scan_info = e->scans;
+		c.num_scans = e->nscans;
+	}
+	jpeg_start_compress(&c, TRUE);
+	while (c.next_scanline < c.image_height) {
+		JSAMPROW row = (JSAMPROW)(pix + (size_t)c.next_scanline * e->w * e->comps);
+		jpeg_write_scanlines(&c, &row, 1);
+	}
+	jpeg_finish_compress(&c);
+	jpeg_destroy_compress(&c);
+	*len = mlen;
+	return mem;
+}
+
+/* A smooth RGB test pattern. */
+static uint8_t *pattern(int w, int h)
+{
+	uint8_t *p = malloc((size_t)w * h * 3);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			uint8_t *q = p + ((size_t)y * w + x) * 3;
+			q[0] = (uint8_t)(x * 255 / (w - 1));
+			q[1] = (uint8_t)(y * 255 / (h - 1));
+			q[2] = (uint8_t)(128 + 100 * sin(x / 9.0) * cos(y / 7.0));
+		}
+	return p;
+}
+
+static void test_jpeg_ycck(void)
+{
+	const int w = 80, h = 56;
+	uint8_t *rgb = pattern(w, h), *cmyk = malloc((size_t)w * h * 4);
+	/* Adobe-inverted CMYK for these RGB values: k' = max(R,G,B),
+	 * c' = R*255/k' (so R = c'*k'/255). */
+	for (int i = 0; i < w * h; i++) {
+		const uint8_t *p = rgb + i * 3;
+		int k = p[0] > p[1] ? p[0] : p[1];
+		k = k > p[2] ? k : p[2];
+		for (int c = 0; c < 3; c++)
+			cmyk[i * 4 + c] = (uint8_t)(k ? (p[c] * 255 + k / 2) / k : 0);
+		cmyk[i * 4 + 3] = (uint8_t)k;
+	}
+	struct enc e = { w, h, 4, JCS_CMYK, JCS_CMYK, 95, NULL, 0 };
+	size_t l1, l2;
+	uint8_t *j1 = encode_jpeg(&e, cmyk, &l1);
+	e.jpeg_cs = JCS_YCCK;
+	uint8_t *j2 = encode_jpeg(&e, cmyk, &l2);
+	nd_image a = { 0 }, b = { 0 };
+	nd_error err;
+	CHECK_EQ_INT(nd_image_decode_mem(j1, l1, NULL, &a, NULL, &err), 0);
+	CHECK_EQ_INT(nd_image_decode_mem(j2, l2, NULL, &b, NULL, &err), 0);
+	if (a.rgb && b.rgb) {
+		long s1 = 0, s2 = 0;
+		for (int i = 0; i < w * h * 3; i++) {
+			s1 += abs(a.rgb[i] - rgb[i]);
+			s2 += abs(b.rgb[i] - a.rgb[i]);
+		}
+		double m1 = (double)s1 / (w * h * 3), m2 = (double)s2 / (w * h * 3);
+		CHECK_MSG(m1 < 2.0, "CMYK vs source mean %.3f", m1);
+		CHECK_MSG(m2 < 2.0, "YCCK vs CMYK mean %.3f", m2);
+	}
+	nd_image_free(&a);
+	nd_image_free(&b);
+	free(j1);
+	free(j2);
+	free(cmyk);
+	free(rgb);
+}
+
+/* ---- PNG ---- */
+
+static void test_pngsuite(void)
+{
+	size_t len;
+	char *list = (char *)read_all(SUITE_DIR "LIST", &len);
+	int count = 0;
+	CHECK(list != NULL);
+	if (!list)
+		return;
+	list[len] = 0;
+	for (char *save = NULL, *name = strtok_r(list, "\n", &save); name;
+	     name = strtok_r(NULL, "\n", &save)) {
+		char p[256], q[256];
+		nd_image_info info;
+		snprintf(p, sizeof(p), SUITE_DIR "%s.png", name);
+		snprintf(q, sizeof(q), SUITE_DIR "%s.ppm", name);
+		check_golden(p, q, NULL, 0, 0.0, &info);
+		CHECK_EQ_INT(info.format, ND_FMT_PNG);
+		count++;
+	}
+	CHECK_MSG(count >= 50, "only %d PngSuite images", count);
+	free(list);
+}
+
+static void test_png_reduce(void)
+{
+	nd_image_opts o;
+	nd_image_info info;
+	char q[256];
+	for (int n = 2; n <= 8; n *= 2) {
+		nd_image_opts_init(&o);
+		o.min_width = (203 + n - 1) / n;
+		o.min_height = (141 + n - 1) / n;
+		snprintf(q, sizeof(q), IMG_DIR "bigpng_reduce%d.ppm", n);
+		check_golden(IMG_DIR "big.png", q, &o, 1, 0.05, &info);
+		CHECK_EQ_INT(info.scale_denom, n);
+	}
+	/* Interlaced PngSuite image, reduced by 2: same as the non-interlaced one. */
+	nd_image a = { 0 }, b = { 0 };
+	nd_error err;
+	nd_image_opts_init(&o);
+	o.min_width = o.min_height = 16;
+	CHECK_EQ_INT(nd_image_decode_file(SUITE_DIR "basn2c08.png", &o, &a, &info, &err), 0);
+	CHECK_EQ_INT(info.scale_denom, 2);
+	CHECK_EQ_INT(nd_image_decode_file(SUITE_DIR "ibasn2c08.png", &o, &b, &info, &err), 0);
+	CHECK(a.rgb && b.rgb && a.width == 16 && b.width == 16 &&
+	      !memcmp(a.rgb, b.rgb, 16 * 16 * 3));
+	nd_image_free(&a);
+	nd_image_free(&b);
+}
+
+static void test_png_exif_orientation(void)
+{
+	nd_image_info info;
+	check_golden(IMG_DIR "orient6.png", IMG_DIR "orient6_png.ppm", NULL, 0, 0.0, &info);
+	CHECK_EQ_INT(info.orientation, 6);
+}
+
+static void test_png_background(void)
+{
+	/* tRNS makes alpha 0 or 255: with two backgrounds, every pixel either
+	 * agrees or is exactly the background it was composited on. */
+	nd_image_opts o;
+	nd_image a = { 0 }, b = { 0 };
+	nd_error err;
+	nd_image_opts_init(&o);
+	o.background[0] = 255, o.background[1] = 0, o.background[2] = 0;
+	CHECK_EQ_INT(nd_image_decode_file(SUITE_DIR "ftbrn2c08.png", &o, &a, NULL, &err), 0);
+	o.background[0] = 0, o.background[1] = 0, o.background[2] = 255;
+	CHECK_EQ_INT(nd_image_decode_file(SUITE_DIR "ftbrn2c08.png", &o, &b, NULL, &err), 0);
+	if (a.rgb && b.rgb) {
+		int differ = 0, ok = 1;
+		for (int i = 0; i < a.width * a.height; i++) {
+			const uint8_t *p = a.rgb + i * 3, *q = b.rgb + i * 3;
+			if (!memcmp(p, q, 3))
+				continue;
+			differ++;
+			ok &= p[0] == 255 && p[1] == 0 && p[2] == 0 && q[0] == 0 && q[1] == 0 && q[2] == 255;
+		}
+		CHECK(differ > 0);
+		CHECK(ok);
+	}
+	nd_image_free(&a);
+	nd_image_free(&b);
+}
+
+/* ---- bad input ---- */
+
+static void test_empty_and_not_image(void)
+{
+	nd_error err;
+	nd_image img = { 0 };
+	const char *tmp = "build/test_image_tmp.bin";
+	CHECK_EQ_INT(decode_buf("", 0, NULL, &err, NULL), ND_EFORMAT);
+	CHECK(!strcmp(err.msg, "empty file"));
+	CHECK_EQ_INT(write_all(tmp, "", 0), 0);
+	CHECK_EQ_INT(nd_image_decode_file(tmp, NULL, &img, NULL, &err), ND_EFORMAT);
+	CHECK(!strcmp(err.msg, "empty file"));
+	const char *txt = "this is a text file, not an image\n";
+	CHECK_EQ_INT(decode_buf(txt, strlen(txt), NULL, &err, NULL), ND_EFORMAT);
+	CHECK(!strcmp(err.msg, "not a JPEG or PNG file"));
+	CHECK_EQ_INT(write_all(tmp, txt, strlen(txt)), 0);
+	CHECK_EQ_INT(nd_image_decode_file(tmp, NULL, &img, NULL, &err), ND_EFORMAT);
+	CHECK(!strcmp(err.msg, "not a JPEG or PNG file"));
+	/* GIF and WebP magic: also not ours. */
+	CHECK_EQ_INT(decode_buf("GIF89a\1\0\1\0\0\0\0", 13, NULL, &err, NULL), ND_EFORMAT);
+	CHECK_EQ_INT(decode_buf("RIFF\0\0\0\0WEBPVP8 ", 16, NULL, &err, NULL), ND_EFORMAT);
+	/* Missing file, directory. */
+	CHECK_EQ_INT(nd_image_decode_file("build/no/such/file.jpg", NULL, &img, NULL, &err), ND_EIO);
+	CHECK(strstr(err.msg, "No such file") != NULL);
+	CHECK(strstr(err.msg, "build/") == NULL); /* the message never has the path */
+	CHECK_EQ_INT(nd_image_decode_file("build", NULL, &img, NULL, &err), ND_EIO);
+	CHECK(img.rgb == NULL);
+	unlink(tmp);
+}
+
+static void test_wrong_extension(void)
+{
+	size_t len;
+	uint8_t *png = read_all(SUITE_DIR "basn2c08.png", &len);
+	uint8_t *jpg;
+	size_t jlen;
+	nd_image img = { 0 };
+	nd_image_info info;
+	nd_error err;
+	CHECK_EQ_INT(write_all("build/test_image_png.jpg", png, len), 0);
+	CHECK_EQ_INT(nd_image_decode_file("build/test_image_png.jpg", NULL, &img, &info, &err), 0);
+	CHECK_EQ_INT(info.format, ND_FMT_PNG);
+	nd_image_free(&img);
+	jpg = read_all(IMG_DIR "baseline.jpg", &jlen);
+	CHECK_EQ_INT(write_all("build/test_image_jpg.png", jpg, jlen), 0);
+	CHECK_EQ_INT(nd_image_decode_file("build/test_image_jpg.png", NULL, &img, &info, &err), 0);
+	CHECK_EQ_INT(info.format, ND_FMT_JPEG);
+	nd_image_free(&img);
+	unlink("build/test_image_png.jpg");
+	unlink("build/test_image_jpg.png");
+	free(png);
+	free(jpg);
+}
+
+static void truncate_all(const char *path, const char *what)
+{
+	size_t len;
+	uint8_t *data = read_all(path, &len);
+	nd_error err;
+	CHECK(data != NULL);
+	if (!data)
+		return;
+	size_t cuts[] = { 1, 2, 5, 8, 20, 60, 200, len / 3, len / 2, len - 100, len - 10, len - 2, len - 1 };
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		size_t n = cuts[i];
+		if (n >= len)
+			continue;
+		int rc = decode_buf(data, n, NULL, &err, NULL);
+		CHECK_MSG(rc == ND_ECORRUPT, "%s cut at %zu: rc %d (%s)", path, n, rc, err.msg);
+		if (getenv("TEST_VERBOSE"))
+			fprintf(stderr, "%s cut at %zu: %s\n", path, n, err.msg);
+		/* Cuts inside the image data say what they are. */
+		if (n >= len / 3 && n <= len - 100)
+			CHECK_MSG(strstr(err.msg, what) != NULL, "%s cut at %zu: '%s'", path, n, err.msg);
+		/* Same through the file path. */
+		if (n == len / 2) {
+			nd_image img = { 0 };
+			CHECK_EQ_INT(write_all("build/test_image_cut", data, n), 0);
+			CHECK_EQ_INT(nd_image_decode_file("build/test_image_cut", NULL, &img, NULL, &err),
+				     ND_ECORRUPT);
+			CHECK_MSG(strstr(err.msg, what) != NULL, "'%s'", err.msg);
+			unlink("build/test_image_cut");
+		}
+	}
+	free(data);
+}
+
+static void test_truncated(void)
+{
+	truncate_all(IMG_DIR "baseline.jpg", "truncated JPEG data");
+	truncate_all(IMG_DIR "progressive.jpg", "truncated JPEG data");
+	truncate_all(IMG_DIR "big.png", "truncated PNG data");
+	truncate_all(SUITE_DIR "ibasn6a16.png", "truncated PNG data");
+}
+
+static uint32_t lcg(uint32_t *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return *s >> 8;
+}
+
+static void flip_bits(const char *path, size_t from, int expect_all_fail)
+{
+	size_t len;
+	uint8_t *data = read_all(path, &len), *copy;
+	uint32_t seed = 12345;
+	int errors = 0, trials = 200;
+	nd_error err;
+	CHECK(data != NULL);
+	if (!data)
+		return;
+	copy = malloc(len);
+	for (int t = 0; t < trials; t++) {
+		memcpy(copy, data, len);
+		int nflips = 1 + (int)(lcg(&seed) % 3);
+		for (int k = 0; k < nflips; k++) {
+			size_t pos = from + lcg(&seed) % (len - from);
+			copy[pos] ^= (uint8_t)(1u << (lcg(&seed) % 8));
+		}
+		int rc = decode_buf(copy, len, NULL, &err, NULL);
+		CHECK_MSG(rc == 0 || rc == ND_ECORRUPT || rc == ND_ELIMIT || rc == ND_EUNSUPPORTED ||
+				  rc == ND_EFORMAT,
+			  "%s flip %d: rc %d", path, t, rc);
+		errors += rc != 0;
+	}
+	if (expect_all_fail)
+		CHECK_MSG(errors == trials, "%s: %d of %d flipped files decoded", path, trials - errors,
+			  trials);
+	else
+		CHECK_MSG(errors > 0, "%s: no flipped file failed", path);
+	if (getenv("TEST_VERBOSE"))
+		fprintf(stderr, "%s: %d of %d flipped files refused\n", path, errors, trials);
+	free(copy);
+	free(data);
+}
+
+static void test_bit_flips(void)
+{
+	/* Anywhere in a JPEG: some flips give valid-looking data, many must fail. */
+	flip_bits(IMG_DIR "baseline.jpg", 2, 0);
+	flip_bits(IMG_DIR "progressive.jpg", 2, 0);
+	/* PNG chunks are CRC-protected: a flip in the IHDR/IDAT region (after the
+	 * signature, which only says "not a PNG") is always caught. big.png is
+	 * one IHDR and IDAT chunks. */
+	flip_bits(IMG_DIR "big.png", 8, 1);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Appends a PNG chunk with a correct CRC. */
+static size_t png_chunk(uint8_t *out, const char *type, const uint8_t *data, uint32_t n)
+{
+	put_be32(out, n);
+	memcpy(out + 4, type, 4);
+	if (n)
+		memcpy(out + 8, data, n);
+	put_be32(out + 8 + n, (uint32_t)crc32(0, out + 4, 4 + n));
+	return 12 + (size_t)n;
+}
+
+/* A valid 1x1 grey PNG with extra chunks placed before IDAT; extra is
+ * filled by the callback. Returns malloc'd bytes. */
+static uint8_t *png_with(uint32_t w, uint32_t h, const uint8_t *extra, size_t extra_len, size_t *len)
+{
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	uint8_t ihdr[13] = { 0 }, raw[2] = { 0, 0x80 }, z[64];
+	uLongf zl = sizeof(z);
+	uint8_t *out = malloc(8 + 25 + extra_len + 12 + sizeof(z) + 12), *p = out;
+	put_be32(ihdr, w);
+	put_be32(ihdr + 4, h);
+	ihdr[8] = 8; /* depth */
+	ihdr[9] = 0; /* grey */
+	compress(z, &zl, raw, 2);
+	memcpy(p, sig, 8);
+	p += 8;
+	p += png_chunk(p, "IHDR", ihdr, 13);
+	if (extra_len)
+		memcpy(p, extra, extra_len);
+	p += extra_len;
+	p += png_chunk(p, "IDAT", z, (uint32_t)zl);
+	p += png_chunk(p, "IEND", NULL, 0);
+	*len = (size_t)(p - out);
+	return out;
+}
+
+static void test_huge_dimensions(void)
+{
+	nd_error err;
+	nd_image_opts o;
+	size_t len;
+	double t0 = now();
+	/* PNG declaring 70000x70000 (the IDAT is for 1x1). */
+	uint8_t *png = png_with(70000, 70000, NULL, 0, &len);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), ND_ELIMIT);
+	CHECK_MSG(!strcmp(err.msg, "image 70000x70000 exceeds the 100-megapixel limit"), "'%s'", err.msg);
+	free(png);
+	/* Sanity: the same file at 1x1 decodes. */
+	png = png_with(1, 1, NULL, 0, &len);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), 0);
+	free(png);
+	/* Width alone over the width limit. */
+	nd_image_opts_init(&o);
+	o.max_width = 1000;
+	png = png_with(5000, 1, NULL, 0, &len);
+	CHECK_EQ_INT(decode_buf(png, len, &o, &err, NULL), ND_ELIMIT);
+	CHECK_MSG(!strcmp(err.msg, "image width 5000 exceeds the limit of 1000"), "'%s'", err.msg);
+	free(png);
+	/* Beyond PNG's own 2^31-1 limit. */
+	png = png_with(0x80000000u, 1, NULL, 0, &len);
+	CHECK(decode_buf(png, len, NULL, &err, NULL) != 0);
+	free(png);
+
+	/* JPEG: patch the SOF0 of baseline.jpg to 65500x65500. */
+	uint8_t *jpg = read_all(IMG_DIR "baseline.jpg", &len);
+	size_t i;
+	for (i = 2; i + 9 < len; i++)
+		if (jpg[i] == 0xff && jpg[i + 1] == 0xc0)
+			break;
+	CHECK(i + 9 < len);
+	jpg[i + 5] = 0xff; jpg[i + 6] = 0xdc; /* height 65500 */
+	jpg[i + 7] = 0xff; jpg[i + 8] = 0xdc; /* width 65500 */
+	CHECK_EQ_INT(decode_buf(jpg, len, NULL, &err, NULL), ND_ELIMIT);
+	CHECK_MSG(!strcmp(err.msg, "image 65500x65500 exceeds the 100-megapixel limit"), "'%s'", err.msg);
+	/* Under the pixel limit (10000x9000 = 90 MP) but the data is for 96x64:
+	 * refused as truncated, without the decoder spending long on it. */
+	jpg[i + 5] = 0x23; jpg[i + 6] = 0x28; /* height 9000 */
+	jpg[i + 7] = 0x27; jpg[i + 8] = 0x10; /* width 10000 */
+	nd_image_opts_init(&o);
+	o.min_width = o.min_height = 224; /* 1/8 scale: 1250x1125 */
+	CHECK_EQ_INT(decode_buf(jpg, len, &o, &err, NULL), ND_ECORRUPT);
+	free(jpg);
+	double dt = now() - t0;
+	CHECK_MSG(dt < 2.0, "huge-dimension refusals took %.2f s", dt);
+}
+
+static void test_scan_bomb(void)
+{
+	/* A valid progressive JPEG with one scan per AC coefficient and
+	 * component: 1 + 3*63 = 190 scans (a real scan bomb has thousands of
+	 * tiny scans; the cap works the same way). */
+	jpeg_scan_info scans[1 + 3 * 63];
+	int n = 0;
+	scans[n++] = (jpeg_scan_info){ 3, { 0, 1, 2, 0 }, 0, 0, 0, 0 };
+	for (int c = 0; c < 3; c++)
+		for (int k = 1; k <= 63; k++)
+			scans[n++] = (jpeg_scan_info){ 1, { c, 0, 0, 0 }, k, k, 0, 0 };
+	const int w = 64, h = 48;
+	uint8_t *rgb = pattern(w, h);
+	struct enc e = { w, h, 3, JCS_RGB, JCS_YCbCr, 90, scans, n };
+	size_t len;
+	uint8_t *jpg = encode_jpeg(&e, rgb, &len);
+	nd_error err;
+	nd_image_opts o;
+	nd_image_opts_init(&o);
+	double t0 = now();
+	CHECK_EQ_INT(decode_buf(jpg, len, &o, &err, NULL), ND_ELIMIT);
+	CHECK_MSG(!strcmp(err.msg, "progressive JPEG has more than 100 scans"), "'%s'", err.msg);
+	CHECK(now() - t0 < 1.0);
+	o.max_scans = 190;
+	CHECK_EQ_INT(decode_buf(jpg, len, &o, &err, NULL), 0);
+	o.max_scans = 189;
+	CHECK_EQ_INT(decode_buf(jpg, len, &o, &err, NULL), ND_ELIMIT);
+	free(jpg);
+	free(rgb);
+}
+
+static void test_png_chunk_bombs(void)
+{
+	nd_error err;
+	size_t len, zlen;
+	double t0 = now();
+	/* 1. A zTXt chunk that inflates to 64 MiB (about 64 KiB compressed). */
+	size_t big = (size_t)64 << 20;
+	uint8_t *zeros = calloc(1, big);
+	uLongf zl = compressBound(big);
+	uint8_t *ztxt = malloc(zl + 16), *chunk = malloc(zl + 32);
+	memcpy(ztxt, "Comment\0\0", 9); /* keyword, NUL, method 0 */
+	compress2(ztxt + 9, &zl, zeros, big, 9);
+	zlen = 9 + zl;
+	size_t clen = png_chunk(chunk, "zTXt", ztxt, (uint32_t)zlen);
+	uint8_t *png = png_with(1, 1, chunk, clen, &len);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), ND_ELIMIT);
+	CHECK_MSG(strstr(err.msg, "PNG limit exceeded") != NULL, "'%s'", err.msg);
+	free(png);
+	free(chunk);
+	free(ztxt);
+	free(zeros);
+	/* 2. 5000 small tEXt chunks (the cache allows 1000). */
+	uint8_t one[32];
+	size_t olen = png_chunk(one, "tEXt", (const uint8_t *)"Comment\0hello", 13);
+	uint8_t *many = malloc(olen * 5000);
+	for (int i = 0; i < 5000; i++)
+		memcpy(many + i * olen, one, olen);
+	png = png_with(1, 1, many, olen * 5000, &len);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), ND_ELIMIT);
+	CHECK_MSG(strstr(err.msg, "PNG limit exceeded") != NULL, "'%s'", err.msg);
+	free(png);
+	/* ... while 500 of them are fine. */
+	png = png_with(1, 1, many, olen * 500, &len);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), 0);
+	free(png);
+	free(many);
+	/* 3. A tEXt chunk declaring 2 GiB - 1 with 10 bytes behind it. */
+	uint8_t liar[32];
+	put_be32(liar, 0x7fffffffu);
+	memcpy(liar + 4, "tEXt", 4);
+	memcpy(liar + 8, "Comment\0hi", 10);
+	png = png_with(1, 1, liar, 18, &len);
+	CHECK(decode_buf(png, len, NULL, &err, NULL) != 0);
+	free(png);
+	double dt = now() - t0;
+	CHECK_MSG(dt < 5.0, "chunk bombs took %.2f s", dt);
+}
+
+/* Errors are per call: two threads failing differently never mix messages. */
+#include <pthread.h>
+static void *worker(void *arg)
+{
+	const char *path = arg;
+	size_t len;
+	uint8_t *data = read_all(path, &len);
+	int bad = 0;
+	for (int i = 0; i < 30 && data; i++) {
+		nd_error err;
+		nd_image img = { 0 };
+		int rc = nd_image_decode_mem(data, len / 2, NULL, &img, NULL, &err);
+		const char *want = strstr(path, ".png") ? "truncated PNG data" : "truncated JPEG data";
+		bad |= rc != ND_ECORRUPT || strcmp(err.msg, want) != 0;
+		rc = nd_image_decode_mem(data, len, NULL, &img, NULL, &err);
+		bad |= rc != 0;
+		nd_image_free(&img);
+	}
+	free(data);
+	return (void *)(intptr_t)(bad || !data);
+}
+
+static void test_threads(void)
+{
+	pthread_t a, b;
+	void *ra, *rb;
+	pthread_create(&a, NULL, worker, (void *)(IMG_DIR "progressive.jpg"));
+	pthread_create(&b, NULL, worker, (void *)(IMG_DIR "big.png"));
+	pthread_join(a, &ra);
+	pthread_join(b, &rb);
+	CHECK(ra == NULL);
+	CHECK(rb == NULL);
+}
+
+int main(void)
+{
+	RUN(test_jpeg_variants);
+	RUN(test_jpeg_orientations);
+	RUN(test_jpeg_dct_scale);
+	RUN(test_jpeg_scale_orientation);
+	RUN(test_jpeg_ycck);
+	RUN(test_pngsuite);
+	RUN(test_png_reduce);
+	RUN(test_png_exif_orientation);
+	RUN(test_png_background);
+	RUN(test_empty_and_not_image);
+	RUN(test_wrong_extension);
+	RUN(test_truncated);
+	RUN(test_bit_flips);
+	RUN(test_huge_dimensions);
+	RUN(test_scan_bomb);
+	RUN(test_png_chunk_bombs);
+	RUN(test_threads);
+	return test_summary();
+}
