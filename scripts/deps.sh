@@ -12,9 +12,9 @@ case "$task" in
 build) pkgs="$build" ;;
 test)  pkgs="$build libjpeg-turbo-progs" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
-bench) pkgs="$build libjpeg-turbo-progs python3-numpy python3-pil python3-torch python3-faiss findimagedupes gnuplot-nox time" ;;
-train) pkgs="python3-numpy python3-pil python3-torch" ;;
-all)   pkgs="$build libjpeg-turbo-progs clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-faiss findimagedupes gnuplot-nox time" ;;
+bench) pkgs="$build libjpeg-turbo-progs python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
+train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
+all)   pkgs="$build libjpeg-turbo-progs clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
 *) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|all)" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,115 @@
+/* neardup — the CNN embedding engine: model files (.ndm), their loader and
+ * validator, and the forward pass on OpenBLAS.
+ *
+ *   nd_model *m; nd_workspace *ws; nd_error err;
+ *   nd_model_load("models/neardup.ndm", &m, &err);          // once
+ *   nd_workspace_create(m, 16, &ws, &err);                  // once per thread
+ *   nd_model_forward(m, ws, in, n, out, &err);              // per batch
+ *   nd_workspace_free(ws); nd_model_free(m);
+ *
+ * Layout: the input is n images, each a [3][H][W] float tensor normalised as
+ * (pixel/255 - mean[c]) / std[c] (H, W, mean, std from nd_model_info); the
+ * output is n embeddings of D floats, L2-normalised by the model itself.
+ *
+ * Threads: a loaded nd_model is read-only and may be shared by any number of
+ * threads; each thread needs its own nd_workspace (all activation memory of
+ * a forward pass lives there, sized at creation: no allocation per image).
+ * OpenBLAS runs single-threaded (openblas_set_num_threads(1)): parallelism
+ * comes from the caller's worker threads, one batch each. That keeps every
+ * core busy without synchronisation per layer and avoids OpenBLAS's threads
+ * fighting ours (small late layers do not split well across BLAS threads).
+ *
+ * OpenBLAS is not linked: src/blas.c loads libopenblas.so.0 with dlopen on
+ * the first nd_workspace_create. Debian's OpenBLAS 0.3.21 picks its Haswell
+ * kernels on AVX-512 CPUs; its SkylakeX sgemm is ~1.6x faster there. The
+ * variable OPENBLAS_CORETYPE is read only while the library loads, so when
+ * the CPU (and OS) support AVX-512 F/DQ/BW/VL and the user has not set
+ * OPENBLAS_CORETYPE, the loader sets it to SkylakeX (and OPENBLAS_NUM_THREADS
+ * to 1 when unset) just around the dlopen call and restores the environment
+ * afterwards. A user's OPENBLAS_CORETYPE is respected. If the host program
+ * already has OpenBLAS loaded, its choice stands (nd_cnn_blas_core() tells).
+ * The environment is touched once, under pthread_once, at the first
+ * workspace creation: do that before starting threads that call getenv. */
+#ifndef NEARDUP_CNN_H
+#define NEARDUP_CNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "neardup/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nd_model nd_model;
+typedef struct nd_workspace nd_workspace;
+
+/* Limits the loader enforces on any model file (absurd sizes are refused). */
+#define ND_MODEL_MAX_FILE (1ull << 31)   /* bytes */
+#define ND_MODEL_MAX_LAYERS 4096
+#define ND_MODEL_MAX_TENSORS 8192
+#define ND_MODEL_MAX_INPUT_HW 2048
+#define ND_MODEL_MAX_BATCH 4096
+
+typedef struct nd_model_info {
+	const char *name;       /* NUL-terminated, owned by the model, valid until nd_model_free */
+	int input_w, input_h;   /* the input tensor is [3][input_h][input_w] */
+	float mean[3], std[3];  /* normalisation, RGB order, on pixel/255 */
+	int embed_dim;          /* D: floats per output embedding */
+	uint64_t checksum;      /* XXH3-64 of the whole file (its trailer); the index stores it */
+	int layer_count;
+	double flops;           /* floating-point operations per image (2 per multiply-add) */
+	size_t weight_bytes;    /* bytes of weight data */
+	size_t background_count;/* vectors in the optional background set (0: none) */
+} nd_model_info;
+
+/* Reads and validates the model file at path. On success *out owns the
+ * model (free with nd_model_free). On failure returns ND_EIO (cannot read),
+ * ND_EFORMAT (bad magic), ND_EVERSION, ND_ECORRUPT (truncated, bad checksum,
+ * inconsistent shapes), ND_ELIMIT (absurd sizes), ND_EUNSUPPORTED (a required
+ * section or layer this build does not know) or ND_ENOMEM, and err->msg
+ * names the file: "model 'PATH': truncated file (1234 of 5678 bytes)". */
+int nd_model_load(const char *path, nd_model **out, nd_error *err);
+
+/* The same from a memory buffer (copied; the caller keeps buf). label names
+ * the source in error messages (may be NULL). */
+int nd_model_load_mem(const void *buf, size_t len, const char *label,
+		      nd_model **out, nd_error *err);
+
+void nd_model_free(nd_model *m);
+
+/* Fills *info. Strings stay valid until nd_model_free. */
+void nd_model_get_info(const nd_model *m, nd_model_info *info);
+
+/* The optional background set: count vectors of dim IEEE half floats
+ * (little-endian bit patterns), row-major [count][dim], owned by the model
+ * (valid until nd_model_free). Returns ND_ENOTFOUND when the file has none. */
+int nd_model_background(const nd_model *m, const uint16_t **vecs,
+			size_t *count, int *dim);
+
+/* A per-thread workspace for batches of up to max_batch images (1..4096).
+ * Loads OpenBLAS on first use (see above): ND_EUNSUPPORTED if it cannot. */
+int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out,
+			nd_error *err);
+void nd_workspace_free(nd_workspace *ws);
+
+/* Bytes of activation memory the workspace holds. */
+size_t nd_workspace_bytes(const nd_workspace *ws);
+
+/* Runs the model on n images (1 <= n <= max_batch of ws).
+ * in:  [n][3][H][W] float, normalised (see top of file)
+ * out: [n][D] float, written by the call
+ * ws must have been created for m and must not be used by another thread at
+ * the same time. Allocates nothing. Returns ND_EINVAL on bad arguments. */
+int nd_model_forward(const nd_model *m, nd_workspace *ws, const float *in,
+		     int n, float *out, nd_error *err);
+
+/* The OpenBLAS core in use ("SkylakeX", "Haswell", ...), or "unknown" when
+ * the BLAS library does not say, or NULL before OpenBLAS has been loaded. */
+const char *nd_cnn_blas_core(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

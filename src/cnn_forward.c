@@ -1,0 +1,217 @@
+/* neardup — workspaces and the forward pass. Convolutions go through
+ * OpenBLAS sgemm (1x1 stride-1 directly on the activations, others through
+ * im2col over a chunk of images); depthwise ones use a direct loop. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blas.h"
+#include "cnn_impl.h"
+
+/* im2col buffer cap per workspace (floats): bounds memory, keeps the
+ * column matrix of a chunk of images near the caches. At least one image's
+ * columns always fit. */
+#define COL_CAP ((size_t)2 << 20)
+
+const char *nd_cnn_blas_core(void)
+{
+	return nd_blas_core();
+}
+
+int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd_error *err)
+{
+	nd_workspace *ws = NULL;
+	size_t arena, col, bytes;
+	int rc;
+	*out = NULL;
+	if (!m || max_batch < 1 || max_batch > ND_MODEL_MAX_BATCH)
+		return nd_error_set(err, ND_EINVAL, "workspace: batch size %d not in 1..%d", max_batch,
+				    ND_MODEL_MAX_BATCH);
+	rc = nd_blas_init(err);
+	if (rc)
+		return rc;
+	if (nd_mul_size(m->arena_per_image, (size_t)max_batch, &arena) ||
+	    nd_mul_size(arena, sizeof(float), &bytes))
+		return nd_error_set(err, ND_EOVERFLOW, "workspace: %d images of %zu floats", max_batch,
+				    m->arena_per_image);
+	if (arena > (size_t)0x7fffffff) /* BLAS dimensions are int */
+		return nd_error_set(err, ND_ELIMIT, "workspace: %d images of %zu floats is too large",
+				    max_batch, m->arena_per_image);
+	col = 0;
+	if (m->col_max) {
+		size_t per = m->col_max, imgs = COL_CAP / per;
+		if (imgs < 1)
+			imgs = 1;
+		if (imgs > (size_t)max_batch)
+			imgs = (size_t)max_batch;
+		col = per * imgs;
+	}
+	ws = calloc(1, sizeof *ws);
+	if (!ws)
+		return nd_error_set(err, ND_ENOMEM, "workspace: out of memory");
+	ws->model = m;
+	ws->max_batch = max_batch;
+	ws->col_cap = col;
+	if (posix_memalign((void **)&ws->arena, 64, bytes ? bytes : 64) ||
+	    (col && posix_memalign((void **)&ws->col, 64, col * sizeof(float)))) {
+		rc = nd_error_set(err, ND_ENOMEM, "workspace: out of memory for %zu bytes",
+				  bytes + col * sizeof(float));
+		goto fail;
+	}
+	ws->bytes = bytes + col * sizeof(float);
+	*out = ws;
+	return 0;
+fail:
+	nd_workspace_free(ws);
+	return rc;
+}
+
+void nd_workspace_free(nd_workspace *ws)
+{
+	if (!ws)
+		return;
+	free(ws->arena);
+	free(ws->col);
+	free(ws);
+}
+
+size_t nd_workspace_bytes(const nd_workspace *ws)
+{
+	return ws->bytes;
+}
+
+/* out [oc][n][oh][ow] = conv(in [ic][n][h][w]) for layer L, plus bias, act */
+static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, int n, float *out)
+{
+	const int *p = L->p;
+	int oc = p[0], kh = p[1], kw = p[2], sh = p[3], sw = p[4], ph = p[5], pw = p[6];
+	int dh = p[7], dw = p[8], g = p[9];
+	int ic = L->ic, h = L->ih, w = L->iw, oh = L->h, ow = L->w_;
+	int cg = ic / g, kg = oc / g, kk = kh * kw;
+	size_t ohw = (size_t)oh * ow, hw = (size_t)h * w;
+
+	if (cg == 1 && g > 1) {
+		nd_k_depthwise(in, ic, n, h, w, L->w, L->b, oc, kh, kw, sh, sw, ph, pw, dh, dw, oh,
+			       ow, L->act, out);
+		return;
+	}
+	if (!L->col_per_image) { /* 1x1, stride 1, no padding: a plain product */
+		int cols = (int)((size_t)n * hw);
+		for (int gi = 0; gi < g; gi++)
+			nd_blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
+				      in + (size_t)gi * cg * cols, cols, 0.0f,
+				      out + (size_t)gi * kg * cols, cols);
+	} else {
+		size_t per = (size_t)ic * kk * ohw;
+		int chunk = (int)(ws->col_cap / per);
+		if (chunk < 1)
+			chunk = 1;
+		ND_ASSERT(per <= ws->col_cap);
+		int ldc = (int)((size_t)n * ohw);
+		for (int j0 = 0; j0 < n; j0 += chunk) {
+			int nb = n - j0 < chunk ? n - j0 : chunk;
+			int cols = (int)((size_t)nb * ohw);
+			nd_k_im2col(in + (size_t)j0 * hw, ic, (size_t)n * hw, nb, h, w, kh, kw, sh, sw,
+				    ph, pw, dh, dw, oh, ow, ws->col);
+			for (int gi = 0; gi < g; gi++)
+				nd_blas_sgemm(kg, cols, cg * kk, 1.0f,
+					      L->w + (size_t)gi * kg * cg * kk, cg * kk,
+					      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f,
+					      out + (size_t)gi * kg * ldc + (size_t)j0 * ohw, ldc);
+		}
+	}
+	nd_k_bias_act(out, (size_t)oc, (size_t)n * ohw, L->b, L->act);
+}
+
+static inline double now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+int nd_model_forward(const nd_model *m, nd_workspace *ws, const float *in, int n, float *out,
+		     nd_error *err)
+{
+	if (!m || !ws || !in || !out)
+		return nd_error_set(err, ND_EINVAL, "forward: NULL argument");
+	if (ws->model != m)
+		return nd_error_set(err, ND_EINVAL, "forward: workspace made for another model");
+	if (n < 1 || n > ws->max_batch)
+		return nd_error_set(err, ND_EINVAL, "forward: batch of %d images, workspace holds 1..%d",
+				    n, ws->max_batch);
+	float *arena = ws->arena;
+	size_t hw = (size_t)m->in_h * m->in_w;
+
+	/* [n][3][H][W] -> [3][n][H][W] */
+	float *x0 = arena + m->input_off * (size_t)n;
+	for (int c = 0; c < m->in_c; c++)
+		for (int j = 0; j < n; j++)
+			memcpy(x0 + ((size_t)c * n + j) * hw, in + ((size_t)j * m->in_c + c) * hw,
+			       hw * sizeof(float));
+
+	for (int i = 0; i < m->nlayers; i++) {
+		const nd_layer *L = &m->layers[i];
+		double t0 = ws->prof_ns ? now_ns() : 0;
+		const float *a = arena + (L->in0 < 0 ? m->input_off : m->layers[L->in0].out_off) * (size_t)n;
+		float *y = arena + L->out_off * (size_t)n;
+		size_t ihw = (size_t)L->ih * L->iw, len = (size_t)L->c * n * L->h * L->w_;
+		switch (L->op) {
+		case NDM_OP_CONV:
+			conv_forward(L, ws, a, n, y);
+			break;
+		case NDM_OP_LINEAR:
+			/* y [out][n] = W [out][in] * a [in][n] */
+			nd_blas_sgemm(L->c, n, L->ic, 1.0f, L->w, L->ic, a, n, 0.0f, y, n);
+			nd_k_bias_act(y, (size_t)L->c, (size_t)n, L->b, L->act);
+			break;
+		case NDM_OP_AFFINE:
+			nd_k_affine(a, L->c, n, (int)ihw, L->w, L->b, L->act, y);
+			break;
+		case NDM_OP_ACT:
+			memcpy(y, a, len * sizeof(float));
+			nd_k_act(y, len, L->act);
+			break;
+		case NDM_OP_MAXPOOL:
+		case NDM_OP_AVGPOOL:
+			nd_k_pool(a, L->c, n, L->ih, L->iw, L->p[0], L->p[1], L->p[2], L->p[3], L->p[4],
+				  L->p[5], L->op == NDM_OP_MAXPOOL, L->p[6], L->h, L->w_, y);
+			nd_k_act(y, len, L->act);
+			break;
+		case NDM_OP_GAP:
+			nd_k_gap(a, L->c, n, (int)ihw, y);
+			nd_k_act(y, len, L->act);
+			break;
+		case NDM_OP_GEM:
+			nd_k_gem(a, L->c, n, (int)ihw, L->f[0], L->f[1], y);
+			nd_k_act(y, len, L->act);
+			break;
+		case NDM_OP_ADD: {
+			const float *b = arena +
+					 (L->in1 < 0 ? m->input_off : m->layers[L->in1].out_off) * (size_t)n;
+			nd_k_add(a, b, len, L->act, y);
+			break;
+		}
+		case NDM_OP_FLATTEN:
+			nd_k_flatten(a, L->ic, n, (int)ihw, y);
+			nd_k_act(y, len, L->act);
+			break;
+		case NDM_OP_L2NORM:
+			nd_k_l2norm(a, L->c, n, L->f[0], y);
+			nd_k_act(y, len, L->act);
+			break;
+		default:
+			ND_ASSERT(!"unknown op after validation");
+		}
+		if (ws->prof_ns)
+			ws->prof_ns[i] += now_ns() - t0;
+	}
+
+	/* [D][n] -> [n][D] */
+	const float *e = arena + m->layers[m->output_layer].out_off * (size_t)n;
+	int d = m->embed_dim;
+	for (int j = 0; j < n; j++)
+		for (int k = 0; k < d; k++)
+			out[(size_t)j * d + k] = e[(size_t)k * n + j];
+	return 0;
+}

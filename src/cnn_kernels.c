@@ -1,0 +1,291 @@
+/* neardup — the non-GEMM kernels of the forward pass. Tensors are CNHW:
+ * [C][N][H][W], so one channel of all N images is contiguous.
+ *
+ * The loops are written for the auto-vectoriser (unit-stride inner loops,
+ * restrict pointers, no calls); the file is compiled at -O3 so that GCC
+ * vectorises them at the project's -O2 (see the pragma). */
+#pragma GCC optimize("O3")
+
+#include <math.h>
+#include <string.h>
+
+#include "cnn_impl.h"
+
+static inline float act1(float x, int act)
+{
+	switch (act) {
+	case NDM_ACT_RELU:
+		return x > 0.0f ? x : 0.0f;
+	case NDM_ACT_RELU6:
+		return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
+	case NDM_ACT_HARDSWISH: {
+		float t = x + 3.0f;
+		t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
+		return x * t * (1.0f / 6.0f);
+	}
+	case NDM_ACT_SILU:
+		return x / (1.0f + expf(-x));
+	default:
+		return x;
+	}
+}
+
+/* x: [len], in place */
+void nd_k_act(float *restrict x, size_t len, int act)
+{
+	switch (act) {
+	case NDM_ACT_NONE:
+		return;
+	case NDM_ACT_RELU:
+		for (size_t i = 0; i < len; i++)
+			x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+		return;
+	case NDM_ACT_RELU6:
+		for (size_t i = 0; i < len; i++) {
+			float v = x[i] > 0.0f ? x[i] : 0.0f;
+			x[i] = v < 6.0f ? v : 6.0f;
+		}
+		return;
+	case NDM_ACT_HARDSWISH:
+		for (size_t i = 0; i < len; i++) {
+			float t = x[i] + 3.0f;
+			t = t > 0.0f ? t : 0.0f;
+			t = t < 6.0f ? t : 6.0f;
+			x[i] = x[i] * t * (1.0f / 6.0f);
+		}
+		return;
+	default:
+		for (size_t i = 0; i < len; i++)
+			x[i] = act1(x[i], act);
+	}
+}
+
+/* x: [rows][cols], x[r][:] += bias[r] (bias may be NULL), then act */
+void nd_k_bias_act(float *restrict x, size_t rows, size_t cols, const float *restrict bias, int act)
+{
+	for (size_t r = 0; r < rows; r++) {
+		float *row = x + r * cols;
+		if (bias) {
+			float b = bias[r];
+			for (size_t i = 0; i < cols; i++)
+				row[i] += b;
+		}
+		nd_k_act(row, cols, act);
+	}
+}
+
+/* in: channel c of image j at in + c*cstride + j*h*w, [h][w];
+ * col: [c][kh][kw] rows of nb*oh*ow floats (image-major within a row). */
+void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h, int w,
+		 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+		 int oh, int ow, float *restrict col)
+{
+	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow, rowlen = (size_t)nb * ohw;
+	for (int ci = 0; ci < c; ci++)
+		for (int ki = 0; ki < kh; ki++)
+			for (int kj = 0; kj < kw; kj++) {
+				float *dst = col + ((size_t)(ci * kh + ki) * kw + kj) * rowlen;
+				int xoff = kj * dw - pw;
+				/* ox range with 0 <= ox*sw + xoff < w */
+				int lo = xoff >= 0 ? 0 : (-xoff + sw - 1) / sw;
+				int hi = w - 1 - xoff < 0 ? 0 : (w - 1 - xoff) / sw + 1;
+				if (hi > ow)
+					hi = ow;
+				if (lo > hi)
+					lo = hi;
+				for (int j = 0; j < nb; j++) {
+					const float *src = in + ci * cstride + (size_t)j * hw;
+					for (int oy = 0; oy < oh; oy++, dst += ow) {
+						int iy = oy * sh - ph + ki * dh;
+						if (iy < 0 || iy >= h) {
+							memset(dst, 0, sizeof(float) * (size_t)ow);
+							continue;
+						}
+						const float *s = src + (size_t)iy * w;
+						for (int ox = 0; ox < lo; ox++)
+							dst[ox] = 0.0f;
+						if (sw == 1 && hi > lo)
+							memcpy(dst + lo, s + lo + xoff, sizeof(float) * (size_t)(hi - lo));
+						else
+							for (int ox = lo; ox < hi; ox++)
+								dst[ox] = s[ox * sw + xoff];
+						for (int ox = hi; ox < ow; ox++)
+							dst[ox] = 0.0f;
+					}
+				}
+			}
+}
+
+/* Depthwise (groups == ic, oc = ic * mult) convolution, direct.
+ * in: [ic][n][h][w], wt: [oc][1][kh][kw], bias: [oc] or NULL,
+ * out: [oc][n][oh][ow]. Output channel k reads input channel k / mult. */
+void nd_k_depthwise(const float *restrict in, int ic, int n, int h, int w,
+		    const float *restrict wt, const float *restrict bias, int oc, int kh, int kw,
+		    int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
+		    int act, float *restrict out)
+{
+	int mult = oc / ic;
+	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
+	for (int k = 0; k < oc; k++) {
+		const float *wk = wt + (size_t)k * kh * kw;
+		float b = bias ? bias[k] : 0.0f;
+		for (int j = 0; j < n; j++) {
+			const float *src = in + ((size_t)(k / mult) * n + j) * hw;
+			float *dst = out + ((size_t)k * n + j) * ohw;
+			for (size_t i = 0; i < ohw; i++)
+				dst[i] = b;
+			for (int ki = 0; ki < kh; ki++)
+				for (int kj = 0; kj < kw; kj++) {
+					float wv = wk[ki * kw + kj];
+					int xoff = kj * dw - pw;
+					int lo = xoff >= 0 ? 0 : (-xoff + sw - 1) / sw;
+					int hi = w - 1 - xoff < 0 ? 0 : (w - 1 - xoff) / sw + 1;
+					if (hi > ow)
+						hi = ow;
+					if (lo >= hi)
+						continue;
+					for (int oy = 0; oy < oh; oy++) {
+						int iy = oy * sh - ph + ki * dh;
+						if (iy < 0 || iy >= h)
+							continue;
+						const float *s = src + (size_t)iy * w;
+						float *d = dst + (size_t)oy * ow;
+						if (sw == 1)
+							for (int ox = lo; ox < hi; ox++)
+								d[ox] += wv * s[ox + xoff];
+						else if (sw == 2)
+							for (int ox = lo; ox < hi; ox++)
+								d[ox] += wv * s[2 * ox + xoff];
+						else
+							for (int ox = lo; ox < hi; ox++)
+								d[ox] += wv * s[ox * sw + xoff];
+					}
+				}
+			nd_k_act(dst, ohw, act);
+		}
+	}
+}
+
+/* Max or average pooling. in: [c][n][h][w], out: [c][n][oh][ow].
+ * Padding counts as -inf for max; for average it counts in the divisor when
+ * count_pad (PyTorch's count_include_pad), else only inside pixels do. */
+void nd_k_pool(const float *restrict in, int c, int n, int h, int w, int kh, int kw,
+	       int sh, int sw, int ph, int pw, int is_max, int count_pad,
+	       int oh, int ow, float *restrict out)
+{
+	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
+	for (size_t p = 0; p < (size_t)c * n; p++) {
+		const float *src = in + p * hw;
+		float *dst = out + p * ohw;
+		for (int oy = 0; oy < oh; oy++) {
+			int y0 = oy * sh - ph, y1 = y0 + kh;
+			int ya = y0 < 0 ? 0 : y0, yb = y1 > h ? h : y1;
+			for (int ox = 0; ox < ow; ox++) {
+				int x0 = ox * sw - pw, x1 = x0 + kw;
+				int xa = x0 < 0 ? 0 : x0, xb = x1 > w ? w : x1;
+				float acc = is_max ? -INFINITY : 0.0f;
+				for (int y = ya; y < yb; y++)
+					for (int x = xa; x < xb; x++) {
+						float v = src[(size_t)y * w + x];
+						if (is_max)
+							acc = v > acc ? v : acc;
+						else
+							acc += v;
+					}
+				if (!is_max) {
+					int cnt = count_pad ? kh * kw : (yb - ya) * (xb - xa);
+					acc = cnt > 0 ? acc / (float)cnt : 0.0f;
+				}
+				dst[(size_t)oy * ow + ox] = acc;
+			}
+		}
+	}
+}
+
+/* Global average pool. in: [c][n][hw], out: [c][n] */
+void nd_k_gap(const float *restrict in, int c, int n, int hw, float *restrict out)
+{
+	for (size_t p = 0; p < (size_t)c * n; p++) {
+		const float *s = in + p * (size_t)hw;
+		float acc = 0.0f;
+		for (int i = 0; i < hw; i++)
+			acc += s[i];
+		out[p] = acc / (float)hw;
+	}
+}
+
+/* Generalised mean: (mean(max(x, eps)^p))^(1/p). in: [c][n][hw], out: [c][n] */
+void nd_k_gem(const float *restrict in, int c, int n, int hw, float p, float eps,
+	      float *restrict out)
+{
+	for (size_t q = 0; q < (size_t)c * n; q++) {
+		const float *s = in + q * (size_t)hw;
+		float acc = 0.0f;
+		if (p == 3.0f) {
+			for (int i = 0; i < hw; i++) {
+				float v = s[i] > eps ? s[i] : eps;
+				acc += v * v * v;
+			}
+			out[q] = cbrtf(acc / (float)hw);
+		} else {
+			for (int i = 0; i < hw; i++) {
+				float v = s[i] > eps ? s[i] : eps;
+				acc += powf(v, p);
+			}
+			out[q] = powf(acc / (float)hw, 1.0f / p);
+		}
+	}
+}
+
+/* Per-channel affine + act. in, out: [c][n][hw]; scale, shift: [c] */
+void nd_k_affine(const float *restrict in, int c, int n, int hw, const float *restrict scale,
+		 const float *restrict shift, int act, float *restrict out)
+{
+	size_t plane = (size_t)n * hw;
+	for (int k = 0; k < c; k++) {
+		const float *s = in + (size_t)k * plane;
+		float *d = out + (size_t)k * plane;
+		float a = scale[k], b = shift[k];
+		for (size_t i = 0; i < plane; i++)
+			d[i] = s[i] * a + b;
+		nd_k_act(d, plane, act);
+	}
+}
+
+/* out = act(a + b), all [len] */
+void nd_k_add(const float *restrict a, const float *restrict b, size_t len, int act,
+	      float *restrict out)
+{
+	for (size_t i = 0; i < len; i++)
+		out[i] = a[i] + b[i];
+	nd_k_act(out, len, act);
+}
+
+/* in: [c][n][hw] -> out: [c*hw][n] (feature c*hw + i of image j) */
+void nd_k_flatten(const float *restrict in, int c, int n, int hw, float *restrict out)
+{
+	for (int k = 0; k < c; k++)
+		for (int j = 0; j < n; j++) {
+			const float *s = in + ((size_t)k * n + j) * hw;
+			for (int i = 0; i < hw; i++)
+				out[((size_t)k * hw + i) * n + j] = s[i];
+		}
+}
+
+/* x / max(||x||, eps) per image. in, out: [d][n] */
+void nd_k_l2norm(const float *restrict in, int d, int n, float eps, float *restrict out)
+{
+	for (int j = 0; j < n; j++) {
+		double ss = 0.0;
+		for (int i = 0; i < d; i++) {
+			float v = in[(size_t)i * n + j];
+			ss += (double)v * v;
+		}
+		double nrm = sqrt(ss);
+		float inv = (float)(1.0 / (nrm > eps ? nrm : (double)eps));
+		if (!(nrm > 0) && !(eps > 0))
+			inv = 0.0f;
+		for (int i = 0; i < d; i++)
+			out[(size_t)i * n + j] = in[(size_t)i * n + j] * inv;
+	}
+}
