@@ -1,0 +1,187 @@
+/* neardup — the near-duplicate index: LSH posting lists, stored vectors and
+ * image records in one LMDB environment (a directory).
+ *
+ * Concurrency: one writer process at a time (nd_index_open for writing takes
+ * DIR/neardup.lock with flock and writes its pid into it; a second writer
+ * fails at once with ND_EBUSY naming the holder). Any number of readers, in
+ * this or other processes, work while the writer writes: each read call sees
+ * the last committed batch. One nd_index handle may be used from several
+ * threads for reads; writes (add, remove) must come from one thread at a time.
+ *
+ * Durability: each nd_index_add / nd_index_remove call is one LMDB write
+ * transaction: all of it is committed or none of it (also when the process
+ * is killed). Commits are synced to disk unless opts.nosync is set.
+ *
+ * Ids: uint32, assigned by the index from 1 upwards, never reused. */
+#ifndef NEARDUP_INDEX_H
+#define NEARDUP_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "neardup/common.h"
+#include "neardup/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Defaults chosen with bench/bench_index.c (see bench/results/index.md). */
+#define ND_INDEX_DEFAULT_TABLES 16
+#define ND_INDEX_DEFAULT_BITS 14
+#define ND_INDEX_DEFAULT_PROBES 64
+#define ND_INDEX_DEFAULT_SEED 0x6E65617264757021ull
+#define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_I8
+#define ND_INDEX_DEFAULT_MAP_SIZE ((size_t)256 << 20)
+
+typedef struct nd_index nd_index;
+
+typedef struct nd_index_options {
+	int create;               /* create the index when DIR holds none (needs dim) */
+	int readonly;             /* open for reading only (no writer lock) */
+	/* used when creating; 0 = default */
+	uint32_t dim;
+	uint32_t tables;          /* L */
+	uint32_t bits;            /* K */
+	uint32_t vec_format;      /* enum nd_vec_format */
+	uint64_t seed;
+	/* stored when creating; when model_name is not NULL on opening an
+	 * existing index, name and checksum must match (ND_EMISMATCH) */
+	const char *model_name;
+	uint64_t model_checksum;
+	size_t map_size;          /* initial LMDB map size; grows by itself */
+	int nosync;               /* MDB_NOSYNC: faster commits, last commits lost on power failure */
+} nd_index_options;
+
+void nd_index_options_init(nd_index_options *o);
+
+/* Opens (or creates) the index in directory dir. On failure *out is NULL and
+ * err says why (ND_EBUSY: another live writer; ND_ENOTFOUND: no index and
+ * create not set; ND_EMISMATCH: other model; ND_EVERSION / ND_ECORRUPT). */
+int nd_index_open(nd_index **out, const char *dir, const nd_index_options *opts, nd_error *err);
+void nd_index_close(nd_index *ix);
+
+/* ND_EMISMATCH unless the index was built with this model name and checksum. */
+int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err);
+
+/* A copy of the metadata (parameters and counters) as of the last commit. */
+int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err);
+
+/* ---- writing ---- */
+typedef struct nd_index_item {
+	const float *vec;         /* [dim], L2-normalised */
+	nd_record rec;            /* path, size, mtime, hash, width, height; id ignored */
+} nd_index_item;
+
+/* Adds n images in one transaction; ids[i] (if ids is not NULL) receives the
+ * id given to items[i]. An item whose path is already indexed replaces that
+ * image (the old id is removed). ND_EINVAL (nothing written) if a vector has
+ * the wrong dimension or non-finite values, or a record is invalid. */
+int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err);
+
+/* Removes the given ids (record, path, hash entry, vector, postings) in one
+ * transaction. Ids not in the index are skipped; *removed (may be NULL)
+ * receives how many were removed. */
+int nd_index_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err);
+
+/* ---- reading ---- */
+typedef struct nd_query_params {
+	uint32_t k;               /* results wanted (default 10) */
+	float min_sim;            /* only results with similarity >= min_sim (default -1: all) */
+	uint32_t probes;          /* extra multi-probe buckets over all tables (default ND_INDEX_DEFAULT_PROBES) */
+	uint32_t max_candidates;  /* stop collecting after this many distinct candidates (0: no limit) */
+} nd_query_params;
+void nd_query_params_init(nd_query_params *p);
+
+typedef struct nd_hit {
+	uint32_t id;
+	float sim;                /* cosine of the query and the stored vector */
+} nd_hit;
+
+typedef struct nd_query_stats {
+	uint32_t buckets;         /* buckets probed */
+	uint64_t postings;        /* posting entries read */
+	uint32_t candidates;      /* distinct ids re-ranked */
+	int truncated;            /* max_candidates was reached */
+} nd_query_stats;
+
+/* Finds up to p->k indexed images most similar to vec[dim], best first.
+ * hits has room for p->k entries; *n receives the count. stats may be NULL. */
+int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits,
+		   size_t *n, nd_query_stats *stats, nd_error *err);
+
+/* Record of an id; rec->path is copied into pathbuf (pathcap bytes;
+ * ND_PATH_MAX + 1 is always enough). ND_ENOTFOUND if no such id. */
+int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
+			nd_error *err);
+/* The stored (dequantised) vector of an id into out[dim]. */
+int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
+/* Id of a path (ND_ENOTFOUND if none). */
+int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
+/* Ids with this content hash: the first cap go to ids, *n receives the total. */
+int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap,
+			 size_t *n, nd_error *err);
+
+/* Calls fn for every record in id order, in one consistent snapshot. rec and
+ * rec->path are valid only during the call. A non-zero return from fn stops
+ * the walk and is returned. fn must not write to this index. */
+typedef int (*nd_record_fn)(void *ctx, const nd_record *rec);
+int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err);
+
+typedef struct nd_index_stats {
+	nd_meta meta;             /* parameters and counters */
+	double bytes_per_posting; /* (block keys + values) / posting entries */
+	double disk_bytes_per_posting; /* LMDB pages of the postings database / entries */
+	uint64_t postings_db_bytes, vectors_db_bytes, records_db_bytes, paths_db_bytes, hashes_db_bytes;
+	uint64_t map_size;        /* current LMDB map size */
+	uint64_t file_bytes;      /* size of data.mdb */
+} nd_index_stats;
+int nd_index_stats_get(nd_index *ix, nd_index_stats *st, nd_error *err);
+
+/* ---- self-join ---- */
+typedef struct nd_selfjoin_params {
+	float min_sim;            /* emit pairs with similarity >= min_sim */
+	uint32_t bits;            /* group buckets by their top `bits` bits (<= K; 0 = K) */
+	uint32_t tables;          /* use the first `tables` tables (0 = all) */
+	uint32_t max_group;       /* groups with more ids are skipped and counted (0 = no cap) */
+} nd_selfjoin_params;
+void nd_selfjoin_params_init(nd_selfjoin_params *p);
+
+typedef struct nd_selfjoin_stats {
+	uint64_t groups;          /* non-empty groups visited */
+	uint64_t pairs_compared;
+	uint64_t pairs_emitted;
+	uint64_t groups_capped;   /* groups over max_group, skipped */
+	uint64_t pairs_skipped;   /* pairs in those groups (not compared) */
+	uint64_t largest_group;
+} nd_selfjoin_stats;
+
+/* Calls fn(ctx, a, b, sim) with a < b for every pair of indexed images that
+ * share a group in some table and have similarity >= min_sim, each pair once,
+ * table by table, group by group, in one snapshot. A non-zero return from
+ * fn stops the join and is returned. stats may be NULL. Memory: 4 * tables
+ * bytes per id plus one group's vectors. */
+typedef int (*nd_pair_fn)(void *ctx, uint32_t a, uint32_t b, float sim);
+int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
+		      nd_selfjoin_stats *stats, nd_error *err);
+
+/* ---- check ---- */
+#define ND_CHECK_MAX_PROBLEMS 32
+#define ND_CHECK_PROBLEM_LEN 200
+typedef struct nd_check_report {
+	uint64_t records, paths, hash_entries, vectors, blocks, postings;
+	uint64_t n_problems;      /* all problems found; the first ND_CHECK_MAX_PROBLEMS are described */
+	char problems[ND_CHECK_MAX_PROBLEMS][ND_CHECK_PROBLEM_LEN];
+} nd_check_report;
+
+/* Verifies the whole index: metadata, every record, path and hash entry,
+ * vector and posting block decodes; the maps agree with the records; every
+ * posting id has a record and a vector; lists are increasing; every image is
+ * in exactly the buckets its stored vector hashes to; the counters agree.
+ * Returns 0 when the check ran (rep->n_problems says whether it passed). */
+int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,134 @@
+/* neardup — the on-disk value formats of the LMDB index, and their
+ * validating decoders.
+ *
+ * One LMDB environment (a directory) holds these named databases:
+ *   meta     "meta"                 -> nd_meta value (format version, model, L, K, seed, dim, counters)
+ *   records  id (uint32, native)    -> record value (path, size, mtime, content hash, width, height)
+ *   paths    path bytes (*)         -> path value (magic + id)
+ *   hashes   128-bit content hash   -> ids (sorted duplicates, 4 bytes each)
+ *   vectors  id (uint32, native)    -> vector value (header + float16 or int8 components)
+ *   postings table|bucket|first id  -> block value (magic + varint gaps, see postings.h)
+ * (*) paths longer than ND_PATH_KEY_MAX bytes are keyed by their first
+ *     ND_PATH_KEY_PREFIX bytes, a 0 byte and the XXH3-128 of the whole path;
+ *     the record is always compared with the full path.
+ *
+ * Every value starts with a magic byte (meta: 4 bytes) and a version, is
+ * little-endian, and is decoded only through the functions below, which take
+ * the value's length and reject anything malformed with ND_ECORRUPT (or
+ * ND_EVERSION / ND_EFORMAT) and a message saying what is wrong. Decoders
+ * never allocate; pointers they return point into the given buffer.
+ *
+ * Extensibility: meta, record and vector values carry a header size. A later
+ * minor version appends fields to the header and raises the header size;
+ * readers skip what they do not know, so older data stays readable and older
+ * readers read newer data. A new major version (magic change) is a format
+ * break. */
+#ifndef NEARDUP_STORE_H
+#define NEARDUP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "neardup/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ND_FORMAT_VERSION 1      /* meta format version written by this code */
+#define ND_MODEL_NAME_MAX 255
+#define ND_PATH_MAX 4095         /* longest image path stored (bytes) */
+#define ND_PATH_KEY_MAX 480      /* longer paths are keyed by prefix + hash */
+#define ND_PATH_KEY_PREFIX 463   /* 463 + 1 + 16 = 480 */
+#define ND_POSTING_KEY_SIZE 10   /* u16 table, u32 bucket, u32 first id, big-endian */
+#define ND_BLOCK_MAX_IDS 128     /* ids per posting block */
+
+enum nd_vec_format {
+	ND_VEC_F16 = 1,          /* IEEE half per component */
+	ND_VEC_I8 = 2            /* int8 per component, times a per-vector float scale */
+};
+
+/* ---- meta ---- */
+typedef struct nd_meta {
+	uint32_t format_version;
+	uint32_t dim, tables, bits, vec_format;
+	uint64_t seed;
+	uint64_t model_checksum;
+	char model_name[ND_MODEL_NAME_MAX + 1];
+	uint32_t next_id;        /* next id to assign (ids start at 1, never reused) */
+	uint64_t n_images;       /* records */
+	uint64_t n_postings;     /* ids in posting blocks (= n_images * tables) */
+	uint64_t n_blocks;       /* posting blocks */
+	uint64_t posting_bytes;  /* sum of block key + value sizes */
+} nd_meta;
+
+#define ND_META_HDR_V1 80
+size_t nd_meta_encoded_size(const nd_meta *m);
+/* out must hold nd_meta_encoded_size(m) bytes (at most ND_META_HDR_V1 + 255). */
+int nd_meta_encode(const nd_meta *m, uint8_t *out, size_t cap, size_t *len, nd_error *err);
+int nd_meta_decode(const void *buf, size_t len, nd_meta *m, nd_error *err);
+
+/* ---- image records ---- */
+typedef struct nd_record {
+	uint32_t id;
+	uint32_t width, height;
+	uint64_t size;           /* file size in bytes */
+	int64_t mtime_ns;        /* modification time, ns since the epoch */
+	uint8_t hash[16];        /* content hash (XXH3-128 of the file, canonical big-endian bytes) */
+	const char *path;        /* NUL-terminated; lifetime: see the function that filled it */
+	size_t path_len;         /* strlen(path) */
+} nd_record;
+
+#define ND_RECORD_HDR_V1 48
+size_t nd_record_encoded_size(size_t path_len);
+/* Encodes everything but id (the key). ND_EINVAL for an empty path, a path
+ * longer than ND_PATH_MAX or holding a NUL byte. */
+int nd_record_encode(const nd_record *r, uint8_t *out, size_t cap, size_t *len, nd_error *err);
+/* r->path points into buf (valid as long as buf); r->id is left alone. */
+int nd_record_decode(const void *buf, size_t len, nd_record *r, nd_error *err);
+
+/* ---- path -> id ---- */
+#define ND_PATHVAL_SIZE 5
+/* key must hold ND_PATH_KEY_MAX bytes; returns the key length. */
+size_t nd_path_key(const char *path, size_t path_len, uint8_t *key);
+void nd_pathval_encode(uint32_t id, uint8_t out[ND_PATHVAL_SIZE]);
+int nd_pathval_decode(const void *buf, size_t len, uint32_t *id, nd_error *err);
+
+/* ---- vectors ---- */
+#define ND_VEC_HDR_V1 12
+typedef struct nd_vec_view {
+	uint32_t dim;
+	uint32_t format;         /* enum nd_vec_format */
+	float scale;             /* ND_VEC_I8: component = int8 * scale */
+	const uint8_t *data;     /* dim components (unaligned), into the decoded buffer */
+} nd_vec_view;
+
+size_t nd_vector_encoded_size(uint32_t dim, uint32_t format);
+/* Quantises vec[dim] (finite values) into out. */
+int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *out, size_t cap,
+		     size_t *len, nd_error *err);
+/* Validates a stored vector of dim components (dim 0: any). */
+int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, nd_error *err);
+/* out: out[v->dim] floats. */
+void nd_vector_dequant(const nd_vec_view *v, float *out);
+/* <stored vector, q> for q[v->dim]. */
+float nd_vector_dot(const nd_vec_view *v, const float *q);
+
+/* ---- posting blocks ---- */
+#define ND_BLOCK_MAGIC 0xB1
+void nd_posting_key(uint32_t table, uint32_t bucket, uint32_t first, uint8_t key[ND_POSTING_KEY_SIZE]);
+int nd_posting_key_decode(const void *key, size_t len, uint32_t *table, uint32_t *bucket,
+			  uint32_t *first, nd_error *err);
+/* Decodes a block value whose key holds first: ids[0] = first, then the
+ * gaps. ids has room for cap (>= ND_BLOCK_MAX_IDS) ids. */
+int nd_block_decode(uint32_t first, const void *val, size_t len, uint32_t *ids, size_t cap,
+		    size_t *n, nd_error *err);
+/* Encodes ids[0..n) (n >= 1, n <= ND_BLOCK_MAX_IDS, increasing) as the value
+ * of the block keyed by ids[0]; out needs 1 + 5 * (n - 1) bytes. */
+int nd_block_encode(const uint32_t *ids, size_t n, uint8_t *out, size_t cap, size_t *len,
+		    nd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

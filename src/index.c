@@ -1,0 +1,1033 @@
+/* neardup — index open/close, add, remove, query, lookups, stats. */
+#include "index_impl.h"
+
+#include "neardup/postings.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void nd_index_options_init(nd_index_options *o)
+{
+	memset(o, 0, sizeof(*o));
+}
+
+void nd_query_params_init(nd_query_params *p)
+{
+	p->k = 10;
+	p->min_sim = -1.0f;
+	p->probes = ND_INDEX_DEFAULT_PROBES;
+	p->max_candidates = 0;
+}
+
+int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err)
+{
+	MDB_val k = { 4, "meta" }, v;
+	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return nd_error_set(err, ND_ECORRUPT, "index '%s' has no metadata", ix->st->dir);
+	if (mrc)
+		return nd_store_err(mrc, err, "reading metadata");
+	return nd_meta_decode(v.mv_data, v.mv_size, m, err);
+}
+
+static int write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
+{
+	uint8_t buf[ND_META_HDR_V1 + ND_MODEL_NAME_MAX + 1];
+	size_t len;
+	int rc = nd_meta_encode(m, buf, sizeof(buf), &len, err);
+	if (rc)
+		return rc;
+	MDB_val k = { 4, "meta" }, v = { len, buf };
+	int mrc = mdb_put(txn, ix->st->meta, &k, &v, 0);
+	return mrc ? nd_store_err(mrc, err, "writing metadata") : 0;
+}
+
+int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *vv, nd_error *err)
+{
+	MDB_val k = { sizeof(id), &id }, v;
+	int mrc = mdb_get(txn, ix->st->vectors, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return nd_error_set(err, ND_ENOTFOUND, "no vector for id %u", id);
+	if (mrc)
+		return nd_store_err(mrc, err, "reading a vector");
+	int rc = nd_vector_decode(v.mv_data, v.mv_size, ix->meta.dim, vv, err);
+	if (rc && err) {
+		char tmp[ND_ERRMSG_MAX];
+		snprintf(tmp, sizeof(tmp), "%s", err->msg);
+		nd_error_set(err, rc, "vector of id %u: %s", id, tmp);
+	}
+	return rc;
+}
+
+int nd_ix_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err)
+{
+	MDB_val k = { sizeof(id), &id }, v;
+	int mrc = mdb_get(txn, ix->st->records, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return nd_error_set(err, ND_ENOTFOUND, "no image with id %u", id);
+	if (mrc)
+		return nd_store_err(mrc, err, "reading a record");
+	int rc = nd_record_decode(v.mv_data, v.mv_size, r, err);
+	if (rc && err) {
+		char tmp[ND_ERRMSG_MAX];
+		snprintf(tmp, sizeof(tmp), "%s", err->msg);
+		nd_error_set(err, rc, "record of id %u: %s", id, tmp);
+	}
+	r->id = id;
+	return rc;
+}
+
+/* ---- open / close ---- */
+
+struct init_ctx {
+	nd_index *ix;
+	const nd_index_options *o;
+	int created;
+};
+
+static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
+{
+	struct init_ctx *c = vctx;
+	nd_index *ix = c->ix;
+	MDB_val k = { 4, "meta" }, v;
+	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
+	c->created = 0;
+	if (mrc == 0)
+		return nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
+	if (mrc != MDB_NOTFOUND)
+		return nd_store_err(mrc, err, "reading metadata");
+	const nd_index_options *o = c->o;
+	if (!o->create)
+		return nd_error_set(err, ND_ENOTFOUND, "no index in '%s'", ix->st->dir);
+	if (o->dim == 0 || o->dim > UINT16_MAX)
+		return nd_error_set(err, ND_EINVAL, "creating an index needs a dimension (1..65535), got %u",
+				    o->dim);
+	nd_meta *m = &ix->meta;
+	memset(m, 0, sizeof(*m));
+	m->format_version = ND_FORMAT_VERSION;
+	m->dim = o->dim;
+	m->tables = o->tables ? o->tables : ND_INDEX_DEFAULT_TABLES;
+	m->bits = o->bits ? o->bits : ND_INDEX_DEFAULT_BITS;
+	m->vec_format = o->vec_format ? o->vec_format : ND_INDEX_DEFAULT_VEC_FORMAT;
+	m->seed = o->seed ? o->seed : ND_INDEX_DEFAULT_SEED;
+	m->model_checksum = o->model_checksum;
+	if (o->model_name) {
+		if (strlen(o->model_name) > ND_MODEL_NAME_MAX)
+			return nd_error_set(err, ND_EINVAL, "model name longer than %d bytes",
+					    ND_MODEL_NAME_MAX);
+		strcpy(m->model_name, o->model_name);
+	}
+	m->next_id = 1;
+	if (m->tables > ND_LSH_MAX_TABLES || m->bits > ND_LSH_MAX_BITS ||
+	    (m->vec_format != ND_VEC_F16 && m->vec_format != ND_VEC_I8))
+		return nd_error_set(err, ND_EINVAL, "bad index parameters (tables %u, bits %u, format %u)",
+				    m->tables, m->bits, m->vec_format);
+	c->created = 1;
+	return write_meta(ix, txn, m, err);
+}
+
+int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
+{
+	nd_index *ix = NULL;
+	MDB_txn *txn = NULL;
+	int rc;
+	*out = NULL;
+	ix = calloc(1, sizeof(*ix));
+	if (!ix)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	rc = nd_store_open(&ix->st, dir, o->create, o->readonly, o->map_size, o->nosync, err);
+	if (rc)
+		goto fail;
+	if (o->readonly) {
+		if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+			goto fail;
+		rc = nd_ix_read_meta(ix, txn, &ix->meta, err);
+		nd_store_read_end(ix->st, txn);
+		if (rc)
+			goto fail;
+	} else {
+		struct init_ctx c = { ix, o, 0 };
+		if ((rc = nd_store_write(ix->st, init_txn, &c, err)))
+			goto fail;
+	}
+	if (o->model_name && (rc = nd_index_check_model(ix, o->model_name, o->model_checksum, err)))
+		goto fail;
+	rc = nd_lsh_create(&ix->lsh, ix->meta.dim, ix->meta.tables, ix->meta.bits, ix->meta.seed, err);
+	if (rc)
+		goto fail;
+	*out = ix;
+	return 0;
+fail:
+	nd_index_close(ix);
+	return rc;
+}
+
+void nd_index_close(nd_index *ix)
+{
+	if (!ix)
+		return;
+	nd_lsh_free(ix->lsh);
+	nd_store_close(ix->st);
+	free(ix);
+}
+
+int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err)
+{
+	if (strcmp(ix->meta.model_name, model_name ? model_name : "") != 0 ||
+	    ix->meta.model_checksum != checksum)
+		return nd_error_set(err, ND_EMISMATCH,
+				    "index '%s' was built with model '%s' (checksum %016llx), not '%s' (checksum %016llx)",
+				    ix->st->dir, ix->meta.model_name,
+				    (unsigned long long)ix->meta.model_checksum, model_name ? model_name : "",
+				    (unsigned long long)checksum);
+	return 0;
+}
+
+int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err)
+{
+	MDB_txn *txn;
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc)
+		return rc;
+	rc = nd_ix_read_meta(ix, txn, meta, err);
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+/* ---- posting blocks ---- */
+
+/* Appends ids[0..n) (increasing, all above anything in the bucket) to the
+ * bucket (table, bucket): fills its last block, then adds new blocks. */
+static int postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
+			   const uint32_t *ids, size_t n, nd_meta *m, nd_error *err)
+{
+	uint8_t key[ND_POSTING_KEY_SIZE], val[1 + ND_VARINT_MAX * ND_BLOCK_MAX_IDS];
+	uint32_t blk[ND_BLOCK_MAX_IDS];
+	size_t nb = 0, done = 0, len;
+	MDB_val k = { ND_POSTING_KEY_SIZE, key }, v;
+	int mrc, rc;
+
+	nd_posting_key(table, bucket, UINT32_MAX, key);
+	mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (mrc == 0)
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	else if (mrc == MDB_NOTFOUND)
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	if (mrc && mrc != MDB_NOTFOUND)
+		return nd_store_err(mrc, err, "seeking a posting block");
+	if (mrc == 0) {
+		uint32_t t, b, first;
+		if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, err)))
+			return rc;
+		if (t == table && b == bucket) {
+			size_t oldlen = v.mv_size;
+			if ((rc = nd_block_decode(first, v.mv_data, v.mv_size, blk, ND_BLOCK_MAX_IDS, &nb,
+						  err)))
+				return rc;
+			if (blk[nb - 1] >= ids[0])
+				return nd_error_set(err, ND_ECORRUPT,
+						    "table %u bucket %u already holds id %u >= new id %u",
+						    table, bucket, blk[nb - 1], ids[0]);
+			if (nb < ND_BLOCK_MAX_IDS) {
+				size_t take = ND_BLOCK_MAX_IDS - nb;
+				if (take > n)
+					take = n;
+				memcpy(blk + nb, ids, take * sizeof(uint32_t));
+				nb += take;
+				done = take;
+				if ((rc = nd_block_encode(blk, nb, val, sizeof(val), &len, err)))
+					return rc;
+				nd_posting_key(table, bucket, first, key);
+				MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
+				if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
+					return nd_store_err(mrc, err, "writing a posting block");
+				m->posting_bytes += len - oldlen;
+			}
+		}
+	}
+	while (done < n) {
+		size_t take = n - done > ND_BLOCK_MAX_IDS ? ND_BLOCK_MAX_IDS : n - done;
+		if ((rc = nd_block_encode(ids + done, take, val, sizeof(val), &len, err)))
+			return rc;
+		nd_posting_key(table, bucket, ids[done], key);
+		MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
+		if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
+			return nd_store_err(mrc, err, "writing a posting block");
+		m->n_blocks++;
+		m->posting_bytes += ND_POSTING_KEY_SIZE + len;
+		done += take;
+	}
+	m->n_postings += n;
+	return 0;
+}
+
+/* Removes id from bucket (table, bucket). */
+static int postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
+			   uint32_t id, nd_meta *m, nd_error *err)
+{
+	uint8_t key[ND_POSTING_KEY_SIZE], val[1 + ND_VARINT_MAX * ND_BLOCK_MAX_IDS];
+	uint32_t blk[ND_BLOCK_MAX_IDS], t, b, first;
+	size_t nb, len, oldlen;
+	MDB_val k = { ND_POSTING_KEY_SIZE, key }, v;
+	int mrc, rc, found = 0;
+
+	nd_posting_key(table, bucket, id, key);
+	mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (mrc == 0) {
+		if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, err)))
+			return rc;
+		found = (t == table && b == bucket && first == id);
+		if (!found)
+			mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	} else if (mrc == MDB_NOTFOUND) {
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	}
+	if (mrc && mrc != MDB_NOTFOUND)
+		return nd_store_err(mrc, err, "seeking a posting block");
+	if (!found && mrc == 0) {
+		if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, err)))
+			return rc;
+		found = (t == table && b == bucket);
+	}
+	if (!found)
+		return nd_error_set(err, ND_ECORRUPT, "id %u missing from table %u bucket %u", id, table,
+				    bucket);
+	oldlen = v.mv_size;
+	if ((rc = nd_block_decode(first, v.mv_data, v.mv_size, blk, ND_BLOCK_MAX_IDS, &nb, err)))
+		return rc;
+	size_t lo = 0, hi = nb;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (blk[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo >= nb || blk[lo] != id)
+		return nd_error_set(err, ND_ECORRUPT, "id %u missing from table %u bucket %u", id, table,
+				    bucket);
+	memmove(blk + lo, blk + lo + 1, (nb - lo - 1) * sizeof(uint32_t));
+	nb--;
+	if (lo == 0) {
+		if ((mrc = mdb_cursor_del(cur, 0)))
+			return nd_store_err(mrc, err, "deleting a posting block");
+		m->posting_bytes -= ND_POSTING_KEY_SIZE + oldlen;
+		m->n_blocks--;
+		if (nb > 0) {
+			if ((rc = nd_block_encode(blk, nb, val, sizeof(val), &len, err)))
+				return rc;
+			nd_posting_key(table, bucket, blk[0], key);
+			MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
+			if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
+				return nd_store_err(mrc, err, "writing a posting block");
+			m->posting_bytes += ND_POSTING_KEY_SIZE + len;
+			m->n_blocks++;
+		}
+	} else {
+		if ((rc = nd_block_encode(blk, nb, val, sizeof(val), &len, err)))
+			return rc;
+		nd_posting_key(table, bucket, first, key);
+		MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
+		if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
+			return nd_store_err(mrc, err, "writing a posting block");
+		m->posting_bytes += len;
+		m->posting_bytes -= oldlen;
+	}
+	m->n_postings--;
+	return 0;
+}
+
+/* Removes one image inside a write transaction. Images added earlier in the
+ * same batch (id >= batch_first) have no postings yet: they are flagged in
+ * dead[id - batch_first] instead. *gone is set when id existed. */
+static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, uint32_t id, nd_meta *m,
+		      uint32_t batch_first, uint8_t *dead, float *fbuf, uint32_t *sig, int *gone,
+		      nd_error *err)
+{
+	nd_record r;
+	nd_vec_view vv;
+	uint8_t pkey[ND_PATH_KEY_MAX], hash[16];
+	size_t pklen;
+	int rc, mrc;
+	*gone = 0;
+	rc = nd_ix_get_record(ix, txn, id, &r, err);
+	if (rc == ND_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	pklen = nd_path_key(r.path, r.path_len, pkey);
+	memcpy(hash, r.hash, 16);
+	/* path entry, if it still points at this id */
+	{
+		MDB_val k = { pklen, pkey }, v;
+		uint32_t pid;
+		mrc = mdb_get(txn, ix->st->paths, &k, &v);
+		if (mrc == 0 && nd_pathval_decode(v.mv_data, v.mv_size, &pid, NULL) == 0 && pid == id) {
+			if ((mrc = mdb_del(txn, ix->st->paths, &k, NULL)))
+				return nd_store_err(mrc, err, "deleting a path entry");
+		} else if (mrc && mrc != MDB_NOTFOUND) {
+			return nd_store_err(mrc, err, "reading a path entry");
+		}
+	}
+	{
+		MDB_val k = { 16, hash }, v = { sizeof(id), &id };
+		mrc = mdb_del(txn, ix->st->hashes, &k, &v);
+		if (mrc && mrc != MDB_NOTFOUND)
+			return nd_store_err(mrc, err, "deleting a hash entry");
+	}
+	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	if (rc && rc != ND_ENOTFOUND)
+		return rc;
+	if (rc == 0) {
+		if (id >= batch_first) {
+			dead[id - batch_first] = 1;
+		} else {
+			nd_vector_dequant(&vv, fbuf);
+			nd_lsh_sign(ix->lsh, fbuf, 1, sig);
+			for (uint32_t t = 0; t < m->tables; t++)
+				if ((rc = postings_remove(ix, pcur, t, sig[t], id, m, err)))
+					return rc;
+		}
+		MDB_val k = { sizeof(id), &id };
+		if ((mrc = mdb_del(txn, ix->st->vectors, &k, NULL)))
+			return nd_store_err(mrc, err, "deleting a vector");
+	}
+	MDB_val k = { sizeof(id), &id };
+	if ((mrc = mdb_del(txn, ix->st->records, &k, NULL)))
+		return nd_store_err(mrc, err, "deleting a record");
+	m->n_images--;
+	*gone = 1;
+	return 0;
+}
+
+/* ---- add ---- */
+
+struct triple {
+	uint64_t tb; /* table << 32 | bucket */
+	uint32_t id;
+};
+
+static int cmp_triple(const void *a, const void *b)
+{
+	const struct triple *x = a, *y = b;
+	if (x->tb != y->tb)
+		return x->tb < y->tb ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+struct add_ctx {
+	nd_index *ix;
+	const nd_index_item *items;
+	size_t n;
+	uint32_t *ids;
+	uint32_t *sigs;      /* [n][L] */
+	struct triple *tri;  /* [n*L] */
+	uint8_t *dead;       /* [n] */
+	uint32_t *idbuf;     /* [n] */
+	float *fbuf;         /* [dim] */
+	uint8_t *vbuf;       /* encoded vector / record */
+	size_t vbuf_cap;
+	uint32_t first_id;   /* out: the batch's first id (ids are consecutive) */
+};
+
+static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
+{
+	struct add_ctx *c = vctx;
+	nd_index *ix = c->ix;
+	uint32_t L = ix->meta.tables, dim = ix->meta.dim;
+	MDB_cursor *pcur = NULL;
+	nd_meta m;
+	int rc, mrc;
+
+	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+		return rc;
+	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)))
+		return nd_store_err(mrc, err, "opening a cursor");
+	uint32_t batch_first = m.next_id;
+	c->first_id = batch_first;
+	if ((uint64_t)m.next_id + c->n >= UINT32_MAX) {
+		rc = nd_error_set(err, ND_ELIMIT, "image ids exhausted");
+		goto done;
+	}
+	memset(c->dead, 0, c->n);
+	for (size_t i = 0; i < c->n; i++) {
+		const nd_index_item *it = &c->items[i];
+		uint8_t pkey[ND_PATH_KEY_MAX], pval[ND_PATHVAL_SIZE];
+		size_t pklen = nd_path_key(it->rec.path, it->rec.path_len, pkey), len;
+		MDB_val k = { pklen, pkey }, v;
+		uint32_t old, id = m.next_id++;
+		int gone;
+		/* replace an image with the same path */
+		mrc = mdb_get(txn, ix->st->paths, &k, &v);
+		if (mrc == 0) {
+			if ((rc = nd_pathval_decode(v.mv_data, v.mv_size, &old, err)))
+				goto done;
+			rc = remove_one(ix, txn, pcur, old, &m, batch_first, c->dead, c->fbuf,
+					c->sigs + i * L, &gone, err);
+			if (rc)
+				goto done;
+		} else if (mrc != MDB_NOTFOUND) {
+			rc = nd_store_err(mrc, err, "reading a path entry");
+			goto done;
+		}
+		/* vector: signatures come from the stored (quantised) vector */
+		if ((rc = nd_vector_encode(it->vec, dim, m.vec_format, c->vbuf, c->vbuf_cap, &len, err)))
+			goto done;
+		nd_vec_view vv;
+		if ((rc = nd_vector_decode(c->vbuf, len, dim, &vv, err)))
+			goto done;
+		nd_vector_dequant(&vv, c->fbuf);
+		nd_lsh_sign(ix->lsh, c->fbuf, 1, c->sigs + i * L);
+		MDB_val ik = { sizeof(id), &id }, iv = { len, c->vbuf };
+		if ((mrc = mdb_put(txn, ix->st->vectors, &ik, &iv, MDB_APPEND))) {
+			rc = nd_store_err(mrc, err, "writing a vector");
+			goto done;
+		}
+		if ((rc = nd_record_encode(&it->rec, c->vbuf, c->vbuf_cap, &len, err)))
+			goto done;
+		iv.mv_size = len;
+		iv.mv_data = c->vbuf;
+		if ((mrc = mdb_put(txn, ix->st->records, &ik, &iv, MDB_APPEND))) {
+			rc = nd_store_err(mrc, err, "writing a record");
+			goto done;
+		}
+		nd_pathval_encode(id, pval);
+		v.mv_size = ND_PATHVAL_SIZE;
+		v.mv_data = pval;
+		if ((mrc = mdb_put(txn, ix->st->paths, &k, &v, 0))) {
+			rc = nd_store_err(mrc, err, "writing a path entry");
+			goto done;
+		}
+		MDB_val hk = { 16, (void *)it->rec.hash }, hv = { sizeof(id), &id };
+		if ((mrc = mdb_put(txn, ix->st->hashes, &hk, &hv, 0))) {
+			rc = nd_store_err(mrc, err, "writing a hash entry");
+			goto done;
+		}
+		m.n_images++;
+		c->idbuf[i] = id;
+	}
+	/* postings, grouped by bucket in key order */
+	size_t nt = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->dead[c->idbuf[i] - batch_first])
+			continue;
+		for (uint32_t t = 0; t < L; t++)
+			c->tri[nt++] = (struct triple){ (uint64_t)t << 32 | c->sigs[i * L + t], c->idbuf[i] };
+	}
+	qsort(c->tri, nt, sizeof(*c->tri), cmp_triple);
+	for (size_t s = 0; s < nt;) {
+		size_t e = s;
+		while (e < nt && c->tri[e].tb == c->tri[s].tb) {
+			c->idbuf[e - s] = c->tri[e].id; /* idbuf reused: group ids (<= n) */
+			e++;
+		}
+		rc = postings_append(ix, pcur, (uint32_t)(c->tri[s].tb >> 32), (uint32_t)c->tri[s].tb,
+				     c->idbuf, e - s, &m, err);
+		if (rc)
+			goto done;
+		s = e;
+	}
+	rc = write_meta(ix, txn, &m, err);
+done:
+	mdb_cursor_close(pcur);
+	return rc;
+}
+
+int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err)
+{
+	struct add_ctx c = { 0 };
+	uint32_t L = ix->meta.tables, dim = ix->meta.dim;
+	size_t sz;
+	int rc = 0;
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const nd_record *r = &items[i].rec;
+		if (!items[i].vec)
+			return nd_error_set(err, ND_EINVAL, "item %zu has no vector", i);
+		if (!r->path || r->path_len == 0 || r->path_len > ND_PATH_MAX ||
+		    strlen(r->path) != r->path_len)
+			return nd_error_set(err, ND_EINVAL, "item %zu: bad path (length %zu)", i, r->path_len);
+		double nn = 0;
+		for (uint32_t j = 0; j < dim; j++) {
+			if (!isfinite(items[i].vec[j]))
+				return nd_error_set(err, ND_EINVAL, "item %zu ('%s'): vector component %u not finite",
+						    i, r->path, j);
+			nn += (double)items[i].vec[j] * items[i].vec[j];
+		}
+		if (fabs(nn - 1.0) > 1e-2)
+			return nd_error_set(err, ND_EINVAL,
+					    "item %zu ('%s'): vector not L2-normalised (norm^2 %.4f)", i,
+					    r->path, nn);
+	}
+	if (nd_mul_size(n, L, &sz) || nd_mul_size(sz, sizeof(struct triple), &sz))
+		return nd_error_set(err, ND_EOVERFLOW, "batch too large");
+	c.ix = ix;
+	c.items = items;
+	c.n = n;
+	c.sigs = malloc(n * L * sizeof(uint32_t));
+	c.tri = malloc(sz);
+	c.dead = malloc(n);
+	c.idbuf = malloc(n * sizeof(uint32_t));
+	c.fbuf = malloc(dim * sizeof(float));
+	c.vbuf_cap = nd_vector_encoded_size(dim, ND_VEC_F16);
+	if (c.vbuf_cap < nd_record_encoded_size(ND_PATH_MAX))
+		c.vbuf_cap = nd_record_encoded_size(ND_PATH_MAX);
+	c.vbuf = malloc(c.vbuf_cap);
+	if (!c.sigs || !c.tri || !c.dead || !c.idbuf || !c.fbuf || !c.vbuf) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for a batch of %zu", n);
+		goto done;
+	}
+	rc = nd_store_write(ix->st, add_txn, &c, err);
+	if (rc == 0 && ids) {
+		/* ids are consecutive from the batch's first id */
+		for (size_t i = 0; i < n; i++)
+			ids[i] = c.first_id + (uint32_t)i;
+	}
+done:
+	free(c.sigs);
+	free(c.tri);
+	free(c.dead);
+	free(c.idbuf);
+	free(c.fbuf);
+	free(c.vbuf);
+	return rc;
+}
+
+/* ---- remove ---- */
+
+struct remove_ctx {
+	nd_index *ix;
+	const uint32_t *ids;
+	size_t n, removed;
+	float *fbuf;
+	uint32_t *sig;
+};
+
+static int remove_txn(MDB_txn *txn, void *vctx, nd_error *err)
+{
+	struct remove_ctx *c = vctx;
+	nd_index *ix = c->ix;
+	MDB_cursor *pcur = NULL;
+	nd_meta m;
+	int rc, mrc, gone;
+	c->removed = 0;
+	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+		return rc;
+	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)))
+		return nd_store_err(mrc, err, "opening a cursor");
+	for (size_t i = 0; i < c->n; i++) {
+		rc = remove_one(ix, txn, pcur, c->ids[i], &m, UINT32_MAX, NULL, c->fbuf, c->sig, &gone,
+				err);
+		if (rc)
+			goto done;
+		c->removed += (size_t)gone;
+	}
+	rc = write_meta(ix, txn, &m, err);
+done:
+	mdb_cursor_close(pcur);
+	return rc;
+}
+
+int nd_index_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err)
+{
+	struct remove_ctx c = { ix, ids, n, 0, NULL, NULL };
+	int rc;
+	if (removed)
+		*removed = 0;
+	if (n == 0)
+		return 0;
+	c.fbuf = malloc(ix->meta.dim * sizeof(float));
+	c.sig = malloc(ix->meta.tables * sizeof(uint32_t));
+	if (!c.fbuf || !c.sig) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
+		goto done;
+	}
+	rc = nd_store_write(ix->st, remove_txn, &c, err);
+	if (rc == 0 && removed)
+		*removed = c.removed;
+done:
+	free(c.fbuf);
+	free(c.sig);
+	return rc;
+}
+
+/* ---- query ---- */
+
+/* Open-addressing set of ids (0 = empty slot; ids start at 1). */
+struct idset {
+	uint32_t *slot;
+	size_t cap, n; /* cap: power of two */
+};
+
+static int idset_init(struct idset *s, size_t cap)
+{
+	s->cap = cap;
+	s->n = 0;
+	s->slot = calloc(cap, sizeof(uint32_t));
+	return s->slot ? 0 : ND_ENOMEM;
+}
+
+static inline size_t idset_hash(uint32_t id, size_t cap)
+{
+	return (size_t)((id * 0x9E3779B1u) ^ (id >> 16)) & (cap - 1);
+}
+
+static int idset_add(struct idset *s, uint32_t id)
+{
+	if (2 * (s->n + 1) > s->cap) {
+		struct idset g;
+		if (idset_init(&g, s->cap * 2))
+			return ND_ENOMEM;
+		for (size_t i = 0; i < s->cap; i++) {
+			uint32_t x = s->slot[i];
+			if (x) {
+				size_t h = idset_hash(x, g.cap);
+				while (g.slot[h])
+					h = (h + 1) & (g.cap - 1);
+				g.slot[h] = x;
+				g.n++;
+			}
+		}
+		free(s->slot);
+		*s = g;
+	}
+	size_t h = idset_hash(id, s->cap);
+	while (s->slot[h]) {
+		if (s->slot[h] == id)
+			return 0;
+		h = (h + 1) & (s->cap - 1);
+	}
+	s->slot[h] = id;
+	s->n++;
+	return 1;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Keeps the k best hits, best first, in hits[0..*n). */
+static void topk_insert(nd_hit *hits, size_t *n, size_t k, uint32_t id, float sim)
+{
+	size_t i = *n;
+	if (i == k) {
+		if (sim <= hits[k - 1].sim)
+			return;
+		i = k - 1;
+	} else {
+		(*n)++;
+	}
+	while (i > 0 && (hits[i - 1].sim < sim || (hits[i - 1].sim == sim && hits[i - 1].id > id))) {
+		hits[i] = hits[i - 1];
+		i--;
+	}
+	hits[i] = (nd_hit){ id, sim };
+}
+
+int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits,
+		   size_t *n, nd_query_stats *stats, nd_error *err)
+{
+	uint32_t L = ix->meta.tables, K = ix->meta.bits;
+	size_t np = 0, nprobe_cap = (size_t)L + p->probes, nh = 0;
+	float *proj = NULL;
+	uint16_t *ptab = NULL;
+	uint32_t *pbkt = NULL, *cand = NULL;
+	uint64_t *pkeys = NULL;
+	struct idset set = { 0 };
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	nd_query_stats st = { 0 };
+	int rc = 0, mrc;
+
+	*n = 0;
+	if (p->k == 0)
+		return 0;
+	proj = malloc((size_t)L * K * sizeof(float));
+	ptab = malloc(nprobe_cap * sizeof(uint16_t));
+	pbkt = malloc(nprobe_cap * sizeof(uint32_t));
+	pkeys = malloc(nprobe_cap * sizeof(uint64_t));
+	if (!proj || !ptab || !pbkt || !pkeys || idset_init(&set, 4096)) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for a query");
+		goto done;
+	}
+	nd_lsh_project(ix->lsh, vec, proj);
+	if ((rc = nd_lsh_probe_seq(ix->lsh, proj, p->probes, ptab, pbkt, &np, err)))
+		goto done;
+	/* visit buckets in key order: neighbouring keys share LMDB pages */
+	for (size_t i = 0; i < np; i++)
+		pkeys[i] = (uint64_t)ptab[i] << 32 | pbkt[i];
+	qsort(pkeys, np, sizeof(uint64_t), cmp_u64);
+
+	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+		goto done;
+	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &cur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
+	for (size_t i = 0; i < np && !st.truncated; i++) {
+		uint32_t t = (uint32_t)(pkeys[i] >> 32), b = (uint32_t)pkeys[i];
+		uint8_t key[ND_POSTING_KEY_SIZE];
+		uint32_t blk[ND_BLOCK_MAX_IDS];
+		MDB_val k = { ND_POSTING_KEY_SIZE, key }, v;
+		nd_posting_key(t, b, 0, key);
+		st.buckets++;
+		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			uint32_t kt, kb, first;
+			size_t nb;
+			if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &kt, &kb, &first, err)))
+				goto done;
+			if (kt != t || kb != b)
+				break;
+			if ((rc = nd_block_decode(first, v.mv_data, v.mv_size, blk, ND_BLOCK_MAX_IDS, &nb,
+						  err)))
+				goto done;
+			st.postings += nb;
+			for (size_t j = 0; j < nb; j++) {
+				int added = idset_add(&set, blk[j]);
+				if (added < 0) {
+					rc = nd_error_set(err, ND_ENOMEM, "out of memory for candidates");
+					goto done;
+				}
+			}
+			if (p->max_candidates && set.n >= p->max_candidates) {
+				st.truncated = 1;
+				break;
+			}
+		}
+		if (mrc && mrc != MDB_NOTFOUND) {
+			rc = nd_store_err(mrc, err, "reading posting blocks");
+			goto done;
+		}
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	/* re-rank: candidates in id order (vectors are keyed by id) */
+	cand = malloc((set.n ? set.n : 1) * sizeof(uint32_t));
+	if (!cand) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for candidates");
+		goto done;
+	}
+	size_t nc = 0;
+	for (size_t i = 0; i < set.cap; i++)
+		if (set.slot[i])
+			cand[nc++] = set.slot[i];
+	qsort(cand, nc, sizeof(uint32_t), cmp_u32);
+	st.candidates = (uint32_t)nc;
+	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
+	for (size_t i = 0; i < nc; i++) {
+		uint32_t id = cand[i];
+		MDB_val k = { sizeof(id), &id }, v;
+		nd_vec_view vv;
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+		if (mrc) {
+			rc = mrc == MDB_NOTFOUND
+				     ? nd_error_set(err, ND_ECORRUPT, "posting id %u has no vector", id)
+				     : nd_store_err(mrc, err, "reading a vector");
+			goto done;
+		}
+		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, ix->meta.dim, &vv, err)))
+			goto done;
+		float sim = nd_vector_dot(&vv, vec);
+		if (sim >= p->min_sim)
+			topk_insert(hits, &nh, p->k, id, sim);
+	}
+	*n = nh;
+done:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		nd_store_read_end(ix->st, txn);
+	if (stats)
+		*stats = st;
+	free(proj);
+	free(ptab);
+	free(pbkt);
+	free(pkeys);
+	free(cand);
+	free(set.slot);
+	return rc;
+}
+
+/* ---- lookups ---- */
+
+int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
+			nd_error *err)
+{
+	MDB_txn *txn;
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc)
+		return rc;
+	rc = nd_ix_get_record(ix, txn, id, rec, err);
+	if (rc == 0) {
+		if (rec->path_len + 1 > pathcap) {
+			rc = nd_error_set(err, ND_ELIMIT, "path of %zu bytes does not fit %zu", rec->path_len,
+					  pathcap);
+		} else {
+			memcpy(pathbuf, rec->path, rec->path_len + 1);
+			rec->path = pathbuf;
+		}
+	}
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err)
+{
+	MDB_txn *txn;
+	nd_vec_view vv;
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc)
+		return rc;
+	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	if (rc == 0)
+		nd_vector_dequant(&vv, out);
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
+{
+	uint8_t key[ND_PATH_KEY_MAX];
+	size_t len = strlen(path);
+	MDB_txn *txn;
+	nd_record r;
+	if (len == 0 || len > ND_PATH_MAX)
+		return nd_error_set(err, ND_ENOTFOUND, "path not indexed");
+	MDB_val k = { nd_path_key(path, len, key), key }, v;
+	int rc = nd_store_read_begin(ix->st, &txn, err), mrc;
+	if (rc)
+		return rc;
+	mrc = mdb_get(txn, ix->st->paths, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		rc = nd_error_set(err, ND_ENOTFOUND, "path not indexed");
+	else if (mrc)
+		rc = nd_store_err(mrc, err, "reading a path entry");
+	else if ((rc = nd_pathval_decode(v.mv_data, v.mv_size, id, err)) == 0 &&
+		 (rc = nd_ix_get_record(ix, txn, *id, &r, err)) == 0 &&
+		 (r.path_len != len || memcmp(r.path, path, len) != 0))
+		rc = nd_error_set(err, ND_ENOTFOUND, "path not indexed (key collision with id %u)", *id);
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap,
+			 size_t *n, nd_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { 16, (void *)hash }, v;
+	size_t cnt = 0;
+	int rc = nd_store_read_begin(ix->st, &txn, err), mrc;
+	if (rc)
+		return rc;
+	if ((mrc = mdb_cursor_open(txn, ix->st->hashes, &cur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+		if (v.mv_size != sizeof(uint32_t)) {
+			rc = nd_error_set(err, ND_ECORRUPT, "hash entry of %zu bytes", v.mv_size);
+			goto done;
+		}
+		if (cnt < cap)
+			memcpy(&ids[cnt], v.mv_data, sizeof(uint32_t));
+		cnt++;
+	}
+	if (mrc != MDB_NOTFOUND)
+		rc = nd_store_err(mrc, err, "reading hash entries");
+	*n = cnt;
+done:
+	if (cur)
+		mdb_cursor_close(cur);
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc = nd_store_read_begin(ix->st, &txn, err), mrc;
+	if (rc)
+		return rc;
+	if ((mrc = mdb_cursor_open(txn, ix->st->records, &cur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		nd_record r;
+		if (k.mv_size != sizeof(uint32_t)) {
+			rc = nd_error_set(err, ND_ECORRUPT, "record key of %zu bytes", k.mv_size);
+			goto done;
+		}
+		memcpy(&r.id, k.mv_data, sizeof(uint32_t));
+		if ((rc = nd_record_decode(v.mv_data, v.mv_size, &r, err)))
+			goto done;
+		if ((rc = fn(ctx, &r)))
+			goto done;
+	}
+	if (mrc != MDB_NOTFOUND)
+		rc = nd_store_err(mrc, err, "reading records");
+done:
+	if (cur)
+		mdb_cursor_close(cur);
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
+{
+	MDB_txn *txn;
+	MDB_stat ms;
+	MDB_envinfo info;
+	char path[4200];
+	struct stat sb;
+	int rc;
+	memset(s, 0, sizeof(*s));
+	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+		return rc;
+	if ((rc = nd_ix_read_meta(ix, txn, &s->meta, err)))
+		goto done;
+	struct {
+		MDB_dbi dbi;
+		uint64_t *out;
+	} dbs[] = { { ix->st->postings, &s->postings_db_bytes }, { ix->st->vectors, &s->vectors_db_bytes },
+		    { ix->st->records, &s->records_db_bytes }, { ix->st->paths, &s->paths_db_bytes },
+		    { ix->st->hashes, &s->hashes_db_bytes } };
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		if (mdb_stat(txn, dbs[i].dbi, &ms) == 0)
+			*dbs[i].out = (uint64_t)ms.ms_psize *
+				      (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages);
+	}
+	if (s->meta.n_postings) {
+		s->bytes_per_posting = (double)s->meta.posting_bytes / (double)s->meta.n_postings;
+		s->disk_bytes_per_posting = (double)s->postings_db_bytes / (double)s->meta.n_postings;
+	}
+	mdb_env_info(ix->st->env, &info);
+	s->map_size = info.me_mapsize;
+	snprintf(path, sizeof(path), "%s/data.mdb", ix->st->dir);
+	if (stat(path, &sb) == 0)
+		s->file_bytes = (uint64_t)sb.st_size;
+done:
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}

@@ -1,0 +1,20 @@
+/* neardup — private: the index handle and helpers shared by index*.c. */
+#ifndef NEARDUP_INDEX_IMPL_H
+#define NEARDUP_INDEX_IMPL_H
+
+#include "neardup/index.h"
+#include "neardup/lsh.h"
+#include "store_impl.h"
+
+struct nd_index {
+	nd_store *st;
+	nd_lsh *lsh;
+	nd_meta meta;            /* parameters as of open (counters: see nd_index_meta) */
+};
+
+int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
+/* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
+int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);
+int nd_ix_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err);
+
+#endif

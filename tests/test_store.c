@@ -1,0 +1,199 @@
+/* Tests for the stored value formats (src/store_codec.c). */
+#include "neardup/store.h"
+#include "test.h"
+
+#include "../bench/synth.h"
+
+static void test_meta_roundtrip(void)
+{
+	nd_meta m = { 0 }, o;
+	uint8_t buf[ND_META_HDR_V1 + ND_MODEL_NAME_MAX + 1];
+	size_t len;
+	nd_error err;
+	m.format_version = ND_FORMAT_VERSION;
+	m.dim = 256;
+	m.tables = 16;
+	m.bits = 14;
+	m.vec_format = ND_VEC_I8;
+	m.seed = 0x1234567890ABCDEFull;
+	m.model_checksum = 0xFEDCBA0987654321ull;
+	strcpy(m.model_name, "resnet-gem-v1");
+	m.next_id = 77;
+	m.n_images = 70;
+	m.n_postings = 1120;
+	m.n_blocks = 900;
+	m.posting_bytes = 12345;
+	CHECK_EQ_INT(nd_meta_encode(&m, buf, sizeof(buf), &len, &err), 0);
+	CHECK_EQ_INT(len, nd_meta_encoded_size(&m));
+	CHECK_EQ_INT(nd_meta_decode(buf, len, &o, &err), 0);
+	CHECK(memcmp(&m, &o, sizeof(m)) == 0);
+	/* every truncation is rejected */
+	for (size_t cut = 0; cut < len; cut++) {
+		uint8_t *h = malloc(cut ? cut : 1);
+		memcpy(h, buf, cut);
+		CHECK_MSG(nd_meta_decode(h, cut, &o, &err) != 0, "cut %zu", cut);
+		free(h);
+	}
+	/* bad magic, version, parameters */
+	uint8_t bad[sizeof(buf)];
+	memcpy(bad, buf, len);
+	bad[0] = 'X';
+	CHECK_EQ_INT(nd_meta_decode(bad, len, &o, &err), ND_EFORMAT);
+	memcpy(bad, buf, len);
+	bad[4] = 9;
+	CHECK_EQ_INT(nd_meta_decode(bad, len, &o, &err), ND_EVERSION);
+	CHECK(strstr(err.msg, "version 9") != NULL);
+	memcpy(bad, buf, len);
+	memset(bad + 8, 0, 4); /* dim 0 */
+	CHECK_EQ_INT(nd_meta_decode(bad, len, &o, &err), ND_ECORRUPT);
+	/* a longer header (a later minor version) is skipped */
+	uint8_t ext[sizeof(buf) + 8];
+	memcpy(ext, buf, ND_META_HDR_V1);
+	memset(ext + ND_META_HDR_V1, 0xEE, 8);
+	memcpy(ext + ND_META_HDR_V1 + 8, buf + ND_META_HDR_V1, len - ND_META_HDR_V1);
+	uint16_t hs = ND_META_HDR_V1 + 8;
+	memcpy(ext + 6, &hs, 2);
+	CHECK_EQ_INT(nd_meta_decode(ext, len + 8, &o, &err), 0);
+	CHECK(strcmp(o.model_name, "resnet-gem-v1") == 0 && o.next_id == 77);
+}
+
+static void test_record_roundtrip(void)
+{
+	nd_record r = { 0 }, o;
+	uint8_t buf[ND_RECORD_HDR_V1 + ND_PATH_MAX + 1];
+	size_t len;
+	nd_error err;
+	r.width = 4000;
+	r.height = 3000;
+	r.size = 5ull << 30;
+	r.mtime_ns = -1234567890123456789ll;
+	for (int i = 0; i < 16; i++)
+		r.hash[i] = (uint8_t)(i * 17);
+	r.path = "photos/2024/IMG_0001.JPG";
+	r.path_len = strlen(r.path);
+	CHECK_EQ_INT(nd_record_encode(&r, buf, sizeof(buf), &len, &err), 0);
+	CHECK_EQ_INT(len, nd_record_encoded_size(r.path_len));
+	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), 0);
+	CHECK(o.width == 4000 && o.height == 3000 && o.size == (5ull << 30) &&
+	      o.mtime_ns == r.mtime_ns && memcmp(o.hash, r.hash, 16) == 0);
+	CHECK(o.path_len == r.path_len && strcmp(o.path, r.path) == 0);
+	for (size_t cut = 0; cut < len; cut++)
+		CHECK_MSG(nd_record_decode(buf, cut, &o, &err) != 0, "cut %zu", cut);
+	buf[0] ^= 1;
+	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), ND_EFORMAT);
+	buf[0] ^= 1;
+	buf[len - 1] = 'x'; /* no NUL */
+	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), ND_ECORRUPT);
+	buf[len - 1] = 0;
+	buf[ND_RECORD_HDR_V1 + 3] = 0; /* NUL inside the path */
+	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), ND_ECORRUPT);
+	/* invalid records are refused by the encoder */
+	r.path_len = 0;
+	CHECK_EQ_INT(nd_record_encode(&r, buf, sizeof(buf), &len, &err), ND_EINVAL);
+	r.path = "a\0b";
+	r.path_len = 3;
+	CHECK_EQ_INT(nd_record_encode(&r, buf, sizeof(buf), &len, &err), ND_EINVAL);
+}
+
+static void test_path_keys(void)
+{
+	char a[1000], b[1000];
+	uint8_t ka[ND_PATH_KEY_MAX], kb[ND_PATH_KEY_MAX];
+	memset(a, 'p', sizeof(a));
+	memset(b, 'p', sizeof(b));
+	b[998] = 'q';
+	CHECK_EQ_INT(nd_path_key(a, 10, ka), 10);
+	CHECK(memcmp(ka, a, 10) == 0);
+	CHECK_EQ_INT(nd_path_key(a, ND_PATH_KEY_MAX, ka), ND_PATH_KEY_MAX);
+	CHECK_EQ_INT(nd_path_key(a, 999, ka), ND_PATH_KEY_MAX);
+	CHECK_EQ_INT(nd_path_key(b, 999, kb), ND_PATH_KEY_MAX);
+	CHECK(memcmp(ka, kb, ND_PATH_KEY_MAX) != 0); /* same prefix, other hash */
+	CHECK(ka[ND_PATH_KEY_PREFIX] == 0);
+	uint8_t pv[ND_PATHVAL_SIZE];
+	uint32_t id;
+	nd_pathval_encode(1234, pv);
+	CHECK_EQ_INT(nd_pathval_decode(pv, sizeof(pv), &id, NULL), 0);
+	CHECK_EQ_INT(id, 1234);
+	CHECK(nd_pathval_decode(pv, 4, &id, NULL) != 0);
+	pv[0] = 0;
+	CHECK(nd_pathval_decode(pv, sizeof(pv), &id, NULL) != 0);
+}
+
+/* Quantisation error of both formats on unit vectors, dot products against
+ * unit queries: float16 within 1e-3, int8 within 1e-2 (measured maxima are
+ * printed by bench_index). */
+static void test_vector_formats(void)
+{
+	synth_rng r = { 3, 0, 0 };
+	const uint32_t d = 256;
+	float x[256], q[256], y[256];
+	uint8_t buf[ND_VEC_HDR_V1 + 2 * 256];
+	size_t len;
+	nd_error err;
+	uint32_t fmts[] = { ND_VEC_F16, ND_VEC_I8 };
+	double tol[] = { 1e-3, 1e-2 };
+	for (int f = 0; f < 2; f++) {
+		double maxerr = 0;
+		for (int rep = 0; rep < 200; rep++) {
+			synth_unit_gauss(&r, x, d);
+			synth_unit_gauss(&r, q, d);
+			CHECK_EQ_INT(nd_vector_encode(x, d, fmts[f], buf, sizeof(buf), &len, &err), 0);
+			CHECK_EQ_INT(len, nd_vector_encoded_size(d, fmts[f]));
+			nd_vec_view v;
+			CHECK_EQ_INT(nd_vector_decode(buf, len, d, &v, &err), 0);
+			nd_vector_dequant(&v, y);
+			double exact = 0, deq = 0;
+			for (uint32_t i = 0; i < d; i++) {
+				exact += (double)x[i] * q[i];
+				deq += (double)y[i] * q[i];
+			}
+			double fast = nd_vector_dot(&v, q);
+			CHECK_NEAR(fast, deq, 1e-5);
+			if (fabs(exact - deq) > maxerr)
+				maxerr = fabs(exact - deq);
+			/* self-similarity stays close to 1 */
+			CHECK_NEAR(nd_vector_dot(&v, x), 1.0, tol[f]);
+		}
+		CHECK_MSG(maxerr < tol[f], "format %u max dot error %g", fmts[f], maxerr);
+		/* malformed values */
+		CHECK_EQ_INT(nd_vector_decode(buf, len, d + 1, &(nd_vec_view){ 0 }, &err), ND_ECORRUPT);
+		for (size_t cut = 0; cut < len; cut++)
+			CHECK(nd_vector_decode(buf, cut, d, &(nd_vec_view){ 0 }, &err) != 0);
+	}
+	/* f16: exact for representable values, including subnormals */
+	float ex[16] = { 0.0f, -0.0f, 1.0f, -2.0f, 0.5f, 65504.0f, 6.103515625e-05f, 5.9604645e-08f,
+			 0.333251953125f, -1025.0f, 3.0f, 1e-9f, 0.1f, 7.0f, 100.0f, 0.25f };
+	nd_vec_view v;
+	CHECK_EQ_INT(nd_vector_encode(ex, 16, ND_VEC_F16, buf, sizeof(buf), &len, &err), 0);
+	CHECK_EQ_INT(nd_vector_decode(buf, len, 16, &v, &err), 0);
+	nd_vector_dequant(&v, y);
+	for (int i = 0; i < 11; i++)
+		CHECK_MSG(y[i] == ex[i], "f16 %d: %g -> %g", i, ex[i], y[i]);
+	CHECK(y[11] == 0.0f);
+	CHECK_NEAR(y[12], 0.1, 1e-4);
+	/* non-finite input is refused */
+	x[5] = NAN;
+	CHECK_EQ_INT(nd_vector_encode(x, d, ND_VEC_I8, buf, sizeof(buf), &len, &err), ND_EINVAL);
+	/* a later header version with a larger header (an appended field) still decodes */
+	CHECK_EQ_INT(nd_vector_encode(ex, 16, ND_VEC_I8, buf, sizeof(buf), &len, &err), 0);
+	uint8_t ext[ND_VEC_HDR_V1 + 4 + 16];
+	memcpy(ext, buf, ND_VEC_HDR_V1);
+	ext[1] = 2;                  /* version */
+	ext[3] = ND_VEC_HDR_V1 + 4;  /* header size */
+	memset(ext + ND_VEC_HDR_V1, 0x40, 4);
+	memcpy(ext + ND_VEC_HDR_V1 + 4, buf + ND_VEC_HDR_V1, 16);
+	nd_vec_view v2;
+	CHECK_EQ_INT(nd_vector_decode(ext, sizeof(ext), 16, &v2, &err), 0);
+	CHECK(v2.data == ext + ND_VEC_HDR_V1 + 4);
+	CHECK_EQ_INT(nd_vector_decode(buf, len, 16, &v, &err), 0);
+	CHECK(v2.scale == v.scale && memcmp(v2.data, v.data, 16) == 0);
+}
+
+int main(void)
+{
+	RUN(test_meta_roundtrip);
+	RUN(test_record_roundtrip);
+	RUN(test_path_keys);
+	RUN(test_vector_formats);
+	return test_summary();
+}
