@@ -1,0 +1,187 @@
+#!/bin/sh
+# Decode-stage benchmark: decode+prep images/s on one core and peak RSS on
+# 1-5 megapixel JPEGs and PNGs, beside `djpeg -scale 1/N` on the same JPEGs
+# in the same run (N = the scale our decoder picks for the model size).
+#   sh bench/suite_decode.sh quick|full      ($O = build dir, default build/rel)
+# Images are generated once into cache/bench_decode/ from the photos in
+# Debian's python3-skimage (upscaled with Lanczos plus mild noise, so file
+# sizes are photo-like). Writes bench/results/decode.md.
+set -eu
+mode=${1:-quick}
+O=${O:-build/rel}
+B=$O/bench/bench_decode
+SIZE=${BENCH_SIZE:-224x224}
+RUNS=3
+case "$mode" in
+quick) REPEAT=3 ;;
+full) REPEAT=10 ;;
+*) echo "suite_decode: mode quick|full" >&2; exit 2 ;;
+esac
+[ -x "$B" ] || make --no-print-directory "$B"
+command -v djpeg >/dev/null || { echo "suite_decode: djpeg missing (libjpeg-turbo-progs)" >&2; exit 1; }
+
+C=cache/bench_decode
+SK=cache/debs/sk/usr/lib/python3/dist-packages/skimage/data
+if [ ! -f "$C/.done" ]; then
+	if [ ! -d "$SK" ]; then
+		mkdir -p cache/debs
+		(cd cache/debs && apt-get download python3-skimage >/dev/null)
+		dpkg-deb -x "$(ls cache/debs/python3-skimage_*.deb | tail -n 1)" cache/debs/sk
+	fi
+	mkdir -p "$C/jpeg" "$C/prog" "$C/png" "$C/tiny"
+	/usr/bin/python3 - "$SK" "$C" <<'EOF'
+import sys, numpy as np
+from PIL import Image
+sk, out = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(7)
+def make(name, size, crop=None):
+    im = Image.open("%s/%s" % (sk, name))
+    im = im.convert("L" if im.mode in ("L", "1") else "RGB")
+    if crop: im = im.crop(crop)
+    im = im.resize(size, Image.LANCZOS)
+    a = np.asarray(im).astype(np.float32)
+    a += rng.normal(0, 3.0, a.shape)  # sensor-like noise
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+spec = [  # name, source, size (1-5 MP)
+    ("astronaut", "astronaut.png", (2048, 2048), None),
+    ("chelsea", "chelsea.png", (1804, 1200), None),
+    ("coffee", "coffee.png", (2400, 1600), None),
+    ("rocket", "rocket.jpg", (1920, 1281), None),
+    ("retina", "retina.jpg", (1411, 1411), None),
+    ("hubble", "hubble_deep_field.jpg", (2400, 2093), None),
+    ("motorcycle", "motorcycle_left.png", (1482, 1000), None),
+    ("camera", "camera.png", (1024, 1024), None),
+    ("coins", "coins.png", (1280, 1010), None),
+    ("astrocrop", "astronaut.png", (1600, 1200), (0, 64, 512, 448)),
+]
+for n, src, size, crop in spec:
+    im = make(src, size, crop)
+    im.save("%s/jpeg/%s.jpg" % (out, n), quality=90)
+    if n in ("astronaut", "coffee", "hubble", "chelsea"):
+        im.save("%s/prog/%s.jpg" % (out, n), quality=90, progressive=True)
+    if n in ("astronaut", "chelsea", "rocket", "camera", "motorcycle"):
+        im.save("%s/png/%s.png" % (out, n), compress_level=6)
+Image.new("RGB", (16, 16), (90, 120, 150)).save("%s/tiny/tiny.jpg" % out, quality=90)
+EOF
+	touch "$C/.done"
+fi
+
+now() { date +%s.%N; }
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+min3() { printf '%s\n' "$@" | sort -g | head -n 1; }
+max3() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+
+JPEGS=$(ls $C/jpeg/*.jpg)
+PROGS=$(ls $C/prog/*.jpg)
+PNGS=$(ls $C/png/*.png)
+njpeg=$(echo $JPEGS | wc -w)
+
+# The scale our decoder picks for each JPEG (same rule djpeg gets).
+$B --size $SIZE --per-file $JPEGS $PROGS >$C/perfile.txt
+scale_of() { grep "file=$1 " $C/perfile.txt | kv scale | cut -d/ -f2; }
+
+# djpeg over the list, REPEAT times; one process per image, so its start-up
+# cost (measured on a 16x16 JPEG) is also reported and subtracted.
+djpeg_run() {
+	t0=$(now)
+	r=0
+	while [ $r -lt $REPEAT ]; do
+		for f in "$@"; do djpeg -scale 1/$(scale_of $f) -outfile /dev/null "$f"; done
+		r=$((r + 1))
+	done
+	echo "$(now) $t0" | awk -v n=$(( $# * REPEAT )) '{ printf "%.3f", ($1 - $2) * 1000 / n }'
+}
+startup_run() {
+	t0=$(now)
+	i=0
+	while [ $i -lt 50 ]; do djpeg -outfile /dev/null $C/tiny/tiny.jpg; i=$((i + 1)); done
+	echo "$(now) $t0" | awk '{ printf "%.3f", ($1 - $2) * 1000 / 50 }'
+}
+ours_proc() { # ms per image, one process per image like djpeg
+	t0=$(now)
+	r=0
+	while [ $r -lt $REPEAT ]; do
+		for f in "$@"; do $B --size $SIZE "$f" >/dev/null; done
+		r=$((r + 1))
+	done
+	echo "$(now) $t0" | awk -v n=$(( $# * REPEAT )) '{ printf "%.3f", ($1 - $2) * 1000 / n }'
+}
+ours() { # ms per image
+	$B --size $SIZE --repeat $REPEAT "$@" | kv ms_per_image
+}
+
+res_proc=""; res_ours=""; res_dec=""; res_dj=""; res_st=""; res_prog=""; res_djprog=""; res_png=""
+for run in 1 2 3; do
+	res_ours="$res_ours $(ours $JPEGS)"
+	res_dec="$res_dec $(ours --decode-only $JPEGS)"
+	res_dj="$res_dj $(djpeg_run $JPEGS)"
+	res_proc="$res_proc $(ours_proc $JPEGS)"
+	res_st="$res_st $(startup_run)"
+	res_prog="$res_prog $(ours $PROGS)"
+	res_djprog="$res_djprog $(djpeg_run $PROGS)"
+	res_png="$res_png $(ours $PNGS)"
+done
+
+# Peak RSS, one process per image: scaled decode (what ingest does) and
+# full-size decode for contrast.
+rss_rows=""
+for f in $JPEGS $PROGS $PNGS; do
+	a=$($B --size $SIZE "$f" | kv peak_rss_kb)
+	b=$($B --size $SIZE --full "$f" | kv peak_rss_kb)
+	info=$(grep "file=$f " $C/perfile.txt || $B --size $SIZE --per-file "$f" | head -n 1)
+	st=$(echo "$info" | kv stored)
+	sc=$(echo "$info" | kv scale)
+	rss_rows="$rss_rows
+| $(basename $(dirname $f))/$(basename $f) | $st | $sc | $a | $b |"
+done
+
+row() { # label, then the three values
+	l=$1; shift
+	echo "| $l | $(median3 "$@") | $(min3 "$@") | $(max3 "$@") |"
+}
+ratio() { echo "$1 $2" | awk '{ printf "%.2f", $1 / $2 }'; }
+m_ours=$(median3 $res_ours); m_dj=$(median3 $res_dj); m_st=$(median3 $res_st)
+m_proc=$(median3 $res_proc)
+m_dec=$(median3 $res_dec)
+m_prog=$(median3 $res_prog); m_djprog=$(median3 $res_djprog)
+dj_net=$(echo "$m_dj $m_st" | awk '{ printf "%.3f", $1 - $2 }')
+djprog_net=$(echo "$m_djprog $m_st" | awk '{ printf "%.3f", $1 - $2 }')
+
+mkdir -p bench/results
+{
+	echo "# Decode stage benchmark"
+	echo
+	echo "Generated by \`sh bench/suite_decode.sh $mode\` on $(date -u +%Y-%m-%d) ($(nproc) cores,"
+	echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), shared machine)."
+	echo "Model size $SIZE; one thread; each figure is ms per image over $REPEAT passes of the set;"
+	echo "3 runs, median (min, max). djpeg: \`djpeg -scale 1/N -outfile /dev/null\`, N = the"
+	echo "scale neardup picks, one process per image; 'net' subtracts djpeg's start-up"
+	echo "(a 16x16 JPEG: $m_st ms median)."
+	echo
+	echo "Set: $njpeg baseline JPEGs (q90, 4:2:0, 1.0-5.0 MP), 4 progressive JPEGs, 5 PNGs, in cache/bench_decode/."
+	echo
+	echo "| ms per image | median | min | max |"
+	echo "|---|---|---|---|"
+	row "neardup decode+prep, baseline JPEG" $res_ours
+	row "neardup decode only, baseline JPEG" $res_dec
+	row "neardup decode+prep, baseline JPEG, one process per image" $res_proc
+	row "djpeg -scale 1/N, baseline JPEG (incl. start-up)" $res_dj
+	row "djpeg start-up (16x16 JPEG)" $res_st
+	row "neardup decode+prep, progressive JPEG" $res_prog
+	row "djpeg -scale 1/N, progressive JPEG (incl. start-up)" $res_djprog
+	row "neardup decode+prep, PNG (box-reduced)" $res_png
+	echo
+	echo "Throughput, one core, medians: baseline JPEG $(echo $m_ours | awk '{ printf "%.0f", 1000 / $1 }') images/s decode+prep."
+	echo
+	echo "Ratio neardup decode+prep / djpeg (target <= 1.3):"
+	echo "- baseline, both one process per image: $(ratio $m_proc $m_dj)"
+	echo "- baseline, in-process: $(ratio $m_ours $m_dj) vs djpeg incl. start-up, $(ratio $m_ours $dj_net) vs djpeg net"
+	echo "- progressive: $(ratio $m_prog $m_djprog) vs djpeg incl. start-up, $(ratio $m_prog $djprog_net) vs djpeg net"
+	echo
+	echo "## Peak RSS per image (KiB, one process each, includes the process's ~libraries)"
+	echo
+	echo "| image | stored size | scale | scaled decode+prep | full-size decode+prep |"
+	echo "|---|---|---|---|---|$rss_rows"
+} >bench/results/decode.md
+cat bench/results/decode.md
