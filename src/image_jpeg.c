@@ -31,6 +31,8 @@ struct jpeg_ctx {
 	uint8_t *rgb_row;           /* CMYK -> RGB conversion row */
 	nd_sink sink;
 	int sink_live;
+	uint8_t *exif;              /* the first "Exif\0\0" APP1 payload */
+	size_t exif_len;
 };
 
 static void jpeg_fail(j_common_ptr cinfo, int code)
@@ -103,6 +105,49 @@ static void on_progress(j_common_ptr cinfo)
 	}
 }
 
+/* APP1 marker processor. libjpeg's jpeg_save_markers would keep every APP1
+ * (up to 64 KiB each, any number of them: memory proportional to the file),
+ * so instead the first EXIF block is kept and every other APP1 skipped.
+ * Our sources never suspend (at EOF they insert an EOI and warn, which is an
+ * error here), so fill_input_buffer always returns TRUE. */
+static int next_byte(j_decompress_ptr cinfo)
+{
+	struct jpeg_source_mgr *src = cinfo->src;
+	if (src->bytes_in_buffer == 0)
+		src->fill_input_buffer(cinfo);
+	src->bytes_in_buffer--;
+	return *src->next_input_byte++;
+}
+
+static boolean read_app1(j_decompress_ptr cinfo)
+{
+	struct jpeg_ctx *c = (struct jpeg_ctx *)cinfo->err;
+	struct jpeg_source_mgr *src = cinfo->src;
+	long len = (long)next_byte(cinfo) << 8;
+	len += next_byte(cinfo);
+	len -= 2;
+	if (len <= 0)
+		return TRUE;
+	if (c->exif || len < 6) {
+		src->skip_input_data(cinfo, len);
+		return TRUE;
+	}
+	c->exif = malloc((size_t)len);
+	if (!c->exif) {
+		src->skip_input_data(cinfo, len);
+		return TRUE;
+	}
+	for (long i = 0; i < len; i++)
+		c->exif[i] = (uint8_t)next_byte(cinfo);
+	if (memcmp(c->exif, "Exif\0\0", 6) != 0) { /* e.g. XMP: not ours */
+		free(c->exif);
+		c->exif = NULL;
+		return TRUE;
+	}
+	c->exif_len = (size_t)len;
+	return TRUE;
+}
+
 /* Adobe-inverted CMYK (as Photoshop writes it, with the Adobe marker) stores
  * 255-C etc., so R = c*k/255 on the stored values; plain CMYK is inverted
  * first. Rounded to nearest. */
@@ -144,7 +189,7 @@ int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		_Static_assert(sizeof(unsigned long) >= sizeof(size_t), "jpeg_mem_src length");
 		jpeg_mem_src(&cinfo, src->data, (unsigned long)src->len);
 	}
-	jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
+	jpeg_set_marker_processor(&cinfo, JPEG_APP0 + 1, read_app1);
 	jpeg_read_header(&cinfo, TRUE);
 
 	info->width = (int)cinfo.image_width;
@@ -152,13 +197,8 @@ int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	if ((rc = nd__image_check_limits(cinfo.image_width, cinfo.image_height, opts, "JPEG", err)))
 		goto done;
 
-	for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next) {
-		if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 &&
-		    !memcmp(m->data, "Exif\0\0", 6)) {
-			info->orientation = nd__exif_orientation(m->data, m->data_length);
-			break;
-		}
-	}
+	if (ctx.exif)
+		info->orientation = nd__exif_orientation(ctx.exif, ctx.exif_len);
 
 	cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
 	cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
@@ -213,6 +253,7 @@ done:
 		nd__sink_release(&ctx.sink);
 	free(ctx.tmp);
 	free(ctx.rgb_row);
+	free(ctx.exif);
 	if (rc)
 		nd_image_free(out);
 	return rc;

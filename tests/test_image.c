@@ -265,6 +265,42 @@ static void test_jpeg_scale_orientation(void)
 	nd_image_free(&img);
 }
 
+/* Many large non-EXIF APP1 markers (XMP-like) before the EXIF one: all are
+ * skipped without being kept, and the orientation is still found. */
+static void test_jpeg_many_app1(void)
+{
+	size_t len;
+	uint8_t *jpg = read_all(IMG_DIR "orient6.jpg", &len);
+	const size_t seg = 60000, count = 200;
+	size_t big = len + count * (seg + 4);
+	uint8_t *buf = malloc(big), *p = buf;
+	CHECK(jpg != NULL);
+	if (!jpg)
+		return;
+	memcpy(p, jpg, 2); /* SOI */
+	p += 2;
+	for (size_t i = 0; i < count; i++) {
+		p[0] = 0xff;
+		p[1] = 0xe1;
+		p[2] = (uint8_t)((seg + 2) >> 8);
+		p[3] = (uint8_t)((seg + 2) & 0xff);
+		memset(p + 4, 'x', seg);
+		memcpy(p + 4, "http://ns.adobe.com/xap/1.0/", 29);
+		p += 4 + seg;
+	}
+	memcpy(p, jpg + 2, len - 2);
+	p += len - 2;
+	nd_image img = { 0 };
+	nd_image_info info;
+	nd_error err;
+	CHECK_EQ_INT(nd_image_decode_mem(buf, (size_t)(p - buf), NULL, &img, &info, &err), 0);
+	CHECK_EQ_INT(info.orientation, 6);
+	CHECK_EQ_INT(img.width, 32);
+	nd_image_free(&img);
+	free(buf);
+	free(jpg);
+}
+
 /* ---- JPEG encoding helpers (libjpeg) for generated inputs ---- */
 
 struct enc {
@@ -809,6 +845,7 @@ int main(void)
 	RUN(test_jpeg_dct_scale);
 	RUN(test_jpeg_scale_orientation);
 	RUN(test_jpeg_ycck);
+	RUN(test_jpeg_many_app1);
 	RUN(test_pngsuite);
 	RUN(test_png_reduce);
 	RUN(test_png_exif_orientation);
