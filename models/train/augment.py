@@ -205,8 +205,22 @@ def blend(im, other_rgb, alpha):
     return Image.blend(im, other_rgb.resize(im.size, Image.BILINEAR), alpha)
 
 
-def final_resize(im, size, method=Image.BOX):
-    """Stretch to size x size, as the C prep stage does (box filter down)."""
+def c_resize(im, w, h):
+    """Stretch to w x h as src/prep.c does, per axis: exact area average
+    (box filter) when shrinking, bilinear (centres at +0.5, edges clamped)
+    when enlarging."""
+    sw, sh = im.size
+    if sw != w:
+        im = im.resize((w, sh), Image.BOX if w < sw else Image.BILINEAR)
+    if sh != h:
+        im = im.resize((w, h), Image.BOX if h < sh else Image.BILINEAR)
+    return im
+
+
+def final_resize(im, size, method=None):
+    """Stretch to size x size: as the C prep stage does, or with `method`."""
+    if method is None:
+        return c_resize(im, size, size)
     return im.resize((size, size), method)
 
 
@@ -278,5 +292,5 @@ def augment(im, rng, size, other):
         im = rescale_roundtrip(im, rng.randint(20, 80), rng.choice(RESAMPLE), rng.choice(RESAMPLE))
     if rng.random() < 0.3:
         im = jpeg(im, rng.randint(8, 90))
-    # final stretch to the model input; mostly the box filter the C prep uses
-    return final_resize(im, size, Image.BOX if rng.random() < 0.8 else rng.choice(RESAMPLE))
+    # final stretch to the model input; mostly exactly as the C prep does it
+    return final_resize(im, size, None if rng.random() < 0.8 else rng.choice(RESAMPLE))

@@ -56,6 +56,10 @@ def parse():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--snapshot-every", type=int, default=500)
+    ap.add_argument("--low-size", type=int, default=96,
+                    help="train at this input size first (cheaper on a shared CPU; the net is fully convolutional)")
+    ap.add_argument("--low-until", type=float, default=0.7,
+                    help="fraction of --total-steps trained at --low-size; the rest at the model's input size")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long; 0 = never")
     ap.add_argument("--resume", action="store_true", help="continue from ckpt_full.pt, else checkpoint.pt")
     ap.add_argument("--resume-from", default=None, help="explicit checkpoint to resume from")
@@ -188,17 +192,22 @@ def main():
     nparams = sum(p.numel() for p in model.parameters())
     say(f"model: {2*macs/1e9:.3f} GFLOP/image at {net.SIZE}x{net.SIZE}, {nparams/1e6:.3f} M params, dim {net.DIM}")
 
-    stream = data.PairStream(net.SIZE, seed=f"{args.seed}-{step}")
-    say(f"data: {len(stream.store)} instances")
+    def size_at(st):
+        return args.low_size if st < args.low_until * args.total_steps else net.SIZE
 
-    class DS(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            torch.set_num_threads(1)
-            return iter(stream)
+    def make_loader(st):
+        stream = data.PairStream(size_at(st), seed=f"{args.seed}-{st}")
 
-    loader = torch.utils.data.DataLoader(DS(), batch_size=args.pairs, num_workers=args.workers,
-                                         persistent_workers=args.workers > 0,
-                                         prefetch_factor=2 if args.workers > 0 else None)
+        class DS(torch.utils.data.IterableDataset):
+            def __iter__(self):
+                torch.set_num_threads(1)
+                return iter(stream)
+
+        say(f"data: {len(stream.store)} instances, views of {size_at(st)}x{size_at(st)}")
+        return torch.utils.data.DataLoader(DS(), batch_size=args.pairs, num_workers=args.workers,
+                                           persistent_workers=args.workers > 0,
+                                           prefetch_factor=2 if args.workers > 0 else None)
+
     stop = {"flag": False}
 
     def on_signal(signum, frame):
@@ -224,12 +233,19 @@ def main():
     wait = 0.0
     acc = {}
     n_acc = 0
+    cur_size = size_at(step)
+    loader = make_loader(step)
     it = iter(loader)
     while step < args.total_steps and not stop["flag"]:
+        if size_at(step) != cur_size:
+            del it, loader
+            cur_size = size_at(step)
+            loader = make_loader(step)
+            it = iter(loader)
         t0 = time.time()
         _, a, b = next(it)
         wait += time.time() - t0
-        x = torch.stack([a, b], dim=1).reshape(-1, 3, net.SIZE, net.SIZE)  # rows 2i, 2i+1: one instance
+        x = torch.stack([a, b], dim=1).reshape(-1, 3, cur_size, cur_size)  # rows 2i, 2i+1: one instance
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
         emb = model(normalise(x))

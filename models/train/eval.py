@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""Copy-detection evaluation of neardup's embedding on the development set.
+
+Dev set: bench/corpus/make_devset.py -> cache/dev/devset/ (queries = edited
+copies of the originals; references = the originals + unrelated distractors).
+Every image is preprocessed like src/prep.c: decoded to RGB (transparent
+pixels over mid grey), stretched to the model input with an exact area
+average when shrinking and bilinear when enlarging, then (x/255-mean)/std.
+
+Methods compared, each on the same files:
+  model   : a checkpoint (models/train/checkpoint.pt, cache/train/ckpt_*.pt)
+  random  : the same network with random weights (seed 0)
+  phash   : 64-bit DCT perceptual hash, similarity = 1 - Hamming/64
+Metrics (DISC21-style): each query contributes its top-K references with
+scores; all (query, reference, score) triples are pooled and ranked by score;
+muAP = area under that precision-recall curve (recall over all queries),
+recall at 90% precision, recall@1 -- overall and per edit kind. Ties in score
+are handled as one threshold (matters for the integer pHash scores).
+
+  /usr/bin/python3 models/train/eval.py [--ckpt PATH] [--methods model,random,phash] [--json OUT]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import augment  # noqa: E402
+import net  # noqa: E402
+
+Image.MAX_IMAGE_PIXELS = None
+DEVSET = os.path.join(ROOT, "cache", "dev", "devset")
+
+
+def load_manifest(devset):
+    rows = []
+    with open(os.path.join(devset, "manifest.tsv")) as f:
+        next(f)
+        for line in f:
+            role, path, orig, kind, params, src = line.rstrip("\n").split("\t")
+            rows.append({"role": role, "path": path, "orig": int(orig), "kind": kind})
+    return rows
+
+
+def decode_rgb(path):
+    """RGB as the C decoder gives it: alpha composited over mid grey (128)."""
+    im = Image.open(path)
+    im.seek(0)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGB", im.size, (128, 128, 128))
+        bg.paste(im, (0, 0), im)
+        return bg
+    return im.convert("RGB")
+
+
+def prepare(devset, rows, size, cache_path):
+    """uint8 [N][3][size][size] model inputs and uint8 [N][32][32] grey
+    thumbnails for pHash, cached next to the dev set."""
+    if os.path.exists(cache_path):
+        z = np.load(cache_path)
+        if z["x"].shape[0] == len(rows) and z["x"].shape[2] == size:
+            return z["x"], z["g"]
+    x = np.zeros((len(rows), 3, size, size), np.uint8)
+    g = np.zeros((len(rows), 32, 32), np.uint8)
+    for i, r in enumerate(rows):
+        im = decode_rgb(os.path.join(devset, r["path"]))
+        x[i] = np.asarray(augment.c_resize(im, size, size)).transpose(2, 0, 1)
+        # pHash input: luma, box-averaged to 32x32 (area average)
+        g[i] = np.asarray(im.convert("L").resize((32, 32), Image.BOX))
+    np.savez(cache_path, x=x, g=g)
+    return x, g
+
+
+def embed(model, x, batch=128):
+    model.eval()
+    mean = torch.tensor(net.MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(net.STD).view(1, 3, 1, 1)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            t = torch.from_numpy(x[i:i + batch]).float() / 255.0
+            out.append(model((t - mean) / std))
+    return torch.cat(out).numpy()
+
+
+def _dct_matrix(n):
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+def phash_bits(g):
+    """64-bit DCT hash: 32x32 luma -> 2-D DCT -> the 8x8 lowest frequencies ->
+    bit = coefficient > median of those 64 (the DC term excluded from the median)."""
+    d = _dct_matrix(32)
+    c = np.einsum("ij,njk,lk->nil", d, g.astype(np.float64), d)[:, :8, :8].reshape(len(g), 64)
+    med = np.median(c[:, 1:], axis=1, keepdims=True)
+    return c > med
+
+
+def phash_sim(qbits, rbits):
+    q = qbits.astype(np.float32)
+    r = rbits.astype(np.float32)
+    ham = q @ (1 - r).T + (1 - q) @ r.T
+    return 1.0 - ham / 64.0
+
+
+def metrics(sim, gt, topk=10):
+    """sim [Q][R]; gt [Q] index of the correct reference. Returns dict."""
+    nq = len(gt)
+    top1 = sim.argmax(axis=1)
+    r1 = float((top1 == gt).mean())
+    k = min(topk, sim.shape[1])
+    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    scores = np.take_along_axis(sim, idx, axis=1).ravel()
+    correct = (idx == gt[:, None]).ravel()
+    order = np.argsort(-scores, kind="stable")
+    scores, correct = scores[order], correct[order]
+    tp = np.cumsum(correct)
+    n = np.arange(1, len(correct) + 1)
+    # one operating point per distinct score (ties form one threshold)
+    last = np.r_[scores[1:] != scores[:-1], True]
+    tp, n = tp[last], n[last]
+    prec = tp / n
+    rec = tp / nq
+    drec = np.diff(np.r_[0.0, rec])
+    ap = float((drec * prec).sum())
+    ok = prec >= 0.9
+    r90 = float(rec[ok].max()) if ok.any() else 0.0
+    return {"muAP": ap, "R@P90": r90, "R@1": r1, "queries": nq}
+
+
+def evaluate(sim, rows_q, gt):
+    kinds = sorted({r["kind"] for r in rows_q})
+    res = {"all": metrics(sim, gt)}
+    kind_arr = np.array([r["kind"] for r in rows_q])
+    for kd in kinds:
+        m = kind_arr == kd
+        res[kd] = metrics(sim[m], gt[m])
+    return res
+
+
+def load_model(path):
+    model = net.NearDupNet()
+    if path is None:
+        torch.manual_seed(0)
+        return net.NearDupNet(), "random weights"
+    ck = torch.load(path, map_location="cpu")
+    sd = ck["model"]
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    return model, f"{os.path.relpath(path, ROOT)} (step {ck.get('step')})"
+
+
+def table(results):
+    names = list(results)
+    kinds = list(next(iter(results.values())).keys())
+    hdr = "| edit kind | queries | " + " | ".join(f"{n} muAP | {n} R@P90 | {n} R@1" for n in names) + " |"
+    sep = "|---|---:|" + "---:|" * (3 * len(names))
+    lines = [hdr, sep]
+    for kd in kinds:
+        cells = []
+        for n in names:
+            m = results[n][kd]
+            cells += [f"{m['muAP']:.3f}", f"{m['R@P90']:.3f}", f"{m['R@1']:.3f}"]
+        lines.append(f"| {kd} | {results[names[0]][kd]['queries']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devset", default=DEVSET)
+    ap.add_argument("--ckpt", default=os.path.join(HERE, "checkpoint.pt"))
+    ap.add_argument("--methods", default="model,random,phash")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None, help="write the figures here as JSON")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    rows = load_manifest(args.devset)
+    x, g = prepare(args.devset, rows, net.SIZE, os.path.join(args.devset, f"prepared_{net.SIZE}.npz"))
+    qi = [i for i, r in enumerate(rows) if r["role"] == "query"]
+    ri = [i for i, r in enumerate(rows) if r["role"] == "ref"]
+    ref_of_orig = {rows[i]["orig"]: j for j, i in enumerate(ri) if rows[i]["orig"] >= 0}
+    rows_q = [rows[i] for i in qi]
+    gt = np.array([ref_of_orig[r["orig"]] for r in rows_q])
+    print(f"devset: {len(qi)} queries, {len(ri)} references ({len(ref_of_orig)} originals); "
+          f"prepared in {time.time()-t0:.0f}s", flush=True)
+    results, labels = {}, {}
+    for m in args.methods.split(","):
+        t1 = time.time()
+        if m == "phash":
+            bits = phash_bits(g)
+            sim = phash_sim(bits[qi], bits[ri])
+            labels[m] = "64-bit DCT pHash"
+        elif m in ("model", "random"):
+            model, labels[m] = load_model(args.ckpt if m == "model" else None)
+            e = embed(model, x)
+            sim = e[qi] @ e[ri].T
+        else:
+            raise SystemExit(f"unknown method {m}")
+        results[m] = evaluate(sim, rows_q, gt)
+        print(f"{m}: {labels[m]}: muAP {results[m]['all']['muAP']:.3f} R@P90 {results[m]['all']['R@P90']:.3f} "
+              f"R@1 {results[m]['all']['R@1']:.3f} ({time.time()-t1:.0f}s)", flush=True)
+    print()
+    print("methods: " + "; ".join(f"{k} = {v}" for k, v in labels.items()))
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"labels": labels, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
