@@ -1,6 +1,7 @@
 /* neardup — workspaces and the forward pass. Convolutions go through
  * OpenBLAS sgemm (1x1 stride-1 directly on the activations, others through
  * im2col over a chunk of images); depthwise ones use a direct loop. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,10 +9,14 @@
 #include "blas.h"
 #include "cnn_impl.h"
 
-/* im2col buffer cap per workspace (floats): bounds memory, keeps the
- * column matrix of a chunk of images near the caches. At least one image's
- * columns always fit. */
-#define COL_CAP ((size_t)2 << 20)
+/* im2col buffer cap per workspace (floats): bounds memory and keeps the
+ * column matrix of a tile (several whole images, or a band of output rows
+ * of one image) in L2 while sgemm packs it. It grows to one output row of
+ * the widest layer if that is larger. */
+#ifndef ND_CNN_COL_CAP
+#define ND_CNN_COL_CAP (256 << 10) /* 1 MiB: with the packed panels, within a 2 MiB L2 */
+#endif
+#define COL_CAP ((size_t)ND_CNN_COL_CAP)
 
 const char *nd_cnn_blas_core(void)
 {
@@ -37,14 +42,16 @@ int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd
 	if (arena > (size_t)0x7fffffff) /* BLAS dimensions are int */
 		return nd_error_set(err, ND_ELIMIT, "workspace: %d images of %zu floats is too large",
 				    max_batch, m->arena_per_image);
+	/* the im2col buffer: COL_CAP floats, less when the model needs less,
+	 * more when one output row of some layer needs more */
 	col = 0;
 	if (m->col_max) {
-		size_t per = m->col_max, imgs = COL_CAP / per;
-		if (imgs < 1)
-			imgs = 1;
-		if (imgs > (size_t)max_batch)
-			imgs = (size_t)max_batch;
-		col = per * imgs;
+		size_t need;
+		if (nd_mul_size(m->col_max, (size_t)max_batch, &need))
+			need = SIZE_MAX;
+		col = need < COL_CAP ? need : COL_CAP;
+		if (col < m->col_row_max)
+			col = m->col_row_max;
 	}
 	ws = calloc(1, sizeof *ws);
 	if (!ws)
@@ -102,22 +109,29 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 				      in + (size_t)gi * cg * cols, cols, 0.0f,
 				      out + (size_t)gi * kg * cols, cols);
 	} else {
-		size_t per = (size_t)ic * kk * ohw;
-		int chunk = (int)(ws->col_cap / per);
-		if (chunk < 1)
-			chunk = 1;
-		ND_ASSERT(per <= ws->col_cap);
+		/* im2col over tiles of whole images, or of row bands of one image
+		 * when an image's columns exceed the buffer; one sgemm per tile
+		 * and group, written in place into out (ldc = n*oh*ow). */
+		size_t per_img = (size_t)ic * kk * ohw, per_row = (size_t)ic * kk * ow;
 		int ldc = (int)((size_t)n * ohw);
-		for (int j0 = 0; j0 < n; j0 += chunk) {
-			int nb = n - j0 < chunk ? n - j0 : chunk;
-			int cols = (int)((size_t)nb * ohw);
-			nd_k_im2col(in + (size_t)j0 * hw, ic, (size_t)n * hw, nb, h, w, kh, kw, sh, sw,
-				    ph, pw, dh, dw, oh, ow, ws->col);
-			for (int gi = 0; gi < g; gi++)
-				nd_blas_sgemm(kg, cols, cg * kk, 1.0f,
-					      L->w + (size_t)gi * kg * cg * kk, cg * kk,
-					      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f,
-					      out + (size_t)gi * kg * ldc + (size_t)j0 * ohw, ldc);
+		ND_ASSERT(per_row <= ws->col_cap);
+		int imgs = per_img <= ws->col_cap ? (int)(ws->col_cap / per_img) : 1;
+		int rows = per_img <= ws->col_cap ? oh : (int)(ws->col_cap / per_row);
+		for (int j0 = 0; j0 < n; j0 += imgs) {
+			int nb = n - j0 < imgs ? n - j0 : imgs;
+			for (int oy0 = 0; oy0 < oh; oy0 += rows) {
+				int noy = oh - oy0 < rows ? oh - oy0 : rows;
+				int cols = nb * noy * ow;
+				nd_k_im2col(in + (size_t)j0 * hw, ic, (size_t)n * hw, nb, h, w, kh, kw,
+					    sh, sw, ph, pw, dh, dw, oy0, noy, ow, ws->col);
+				for (int gi = 0; gi < g; gi++)
+					nd_blas_sgemm(kg, cols, cg * kk, 1.0f,
+						      L->w + (size_t)gi * kg * cg * kk, cg * kk,
+						      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f,
+						      out + (size_t)gi * kg * ldc + (size_t)j0 * ohw +
+							      (size_t)oy0 * ow,
+						      ldc);
+			}
 		}
 	}
 	nd_k_bias_act(out, (size_t)oc, (size_t)n * ohw, L->b, L->act);

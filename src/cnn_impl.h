@@ -140,6 +140,7 @@ struct nd_model {
 	size_t input_off;       /* arena offset of the input (CNHW), floats per image */
 	size_t arena_per_image; /* floats per image */
 	size_t col_max;         /* max im2col floats per image over layers */
+	size_t col_row_max;     /* max im2col floats per output row over layers */
 	double flops;
 	size_t weight_bytes;
 	const uint16_t *bg;
@@ -166,7 +167,7 @@ void nd_k_act(float *x, size_t len, int act);
 void nd_k_bias_act(float *x, size_t rows, size_t cols, const float *bias, int act);
 void nd_k_im2col(const float *in, int c, size_t cstride, int nb, int h, int w,
 		 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-		 int oh, int ow, float *col);
+		 int oy0, int noy, int ow, float *col);
 void nd_k_depthwise(const float *in, int ic, int n, int h, int w,
 		    const float *wt, const float *bias, int oc, int kh, int kw,
 		    int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,

@@ -75,12 +75,13 @@ void nd_k_bias_act(float *restrict x, size_t rows, size_t cols, const float *res
 }
 
 /* in: channel c of image j at in + c*cstride + j*h*w, [h][w];
- * col: [c][kh][kw] rows of nb*oh*ow floats (image-major within a row). */
+ * col: [c][kh][kw] rows of nb*noy*ow floats: for each image j < nb, output
+ * rows oy0 .. oy0+noy-1 (a band of the output, or all of it). */
 void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h, int w,
 		 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-		 int oh, int ow, float *restrict col)
+		 int oy0, int noy, int ow, float *restrict col)
 {
-	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow, rowlen = (size_t)nb * ohw;
+	size_t hw = (size_t)h * w, rowlen = (size_t)nb * noy * ow;
 	for (int ci = 0; ci < c; ci++)
 		for (int ki = 0; ki < kh; ki++)
 			for (int kj = 0; kj < kw; kj++) {
@@ -95,17 +96,22 @@ void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h,
 					lo = hi;
 				for (int j = 0; j < nb; j++) {
 					const float *src = in + ci * cstride + (size_t)j * hw;
-					for (int oy = 0; oy < oh; oy++, dst += ow) {
+					for (int oy = oy0; oy < oy0 + noy; oy++, dst += ow) {
 						int iy = oy * sh - ph + ki * dh;
 						if (iy < 0 || iy >= h) {
-							memset(dst, 0, sizeof(float) * (size_t)ow);
+							for (int ox = 0; ox < ow; ox++)
+								dst[ox] = 0.0f;
 							continue;
 						}
 						const float *s = src + (size_t)iy * w;
 						for (int ox = 0; ox < lo; ox++)
 							dst[ox] = 0.0f;
-						if (sw == 1 && hi > lo)
-							memcpy(dst + lo, s + lo + xoff, sizeof(float) * (size_t)(hi - lo));
+						if (sw == 1)
+							for (int ox = lo; ox < hi; ox++)
+								dst[ox] = s[ox + xoff];
+						else if (sw == 2)
+							for (int ox = lo; ox < hi; ox++)
+								dst[ox] = s[2 * ox + xoff];
 						else
 							for (int ox = lo; ox < hi; ox++)
 								dst[ox] = s[ox * sw + xoff];

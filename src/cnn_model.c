@@ -489,6 +489,7 @@ static int parse_model(nd_model *m, const char *label, nd_error *err)
 	const struct ndm_layer *dl = (const void *)(buf + ps.sec[NDM_SEC_LAYERS]->offset);
 	m->flops = 0;
 	m->col_max = 0;
+	m->col_row_max = 0;
 	for (int i = 0; i < m->nlayers; i++) {
 		rc = build_layer(&ps, err, m, i, &dl[i]);
 		if (rc)
@@ -496,6 +497,9 @@ static int parse_model(nd_model *m, const char *label, nd_error *err)
 		m->flops += m->layers[i].flops;
 		if (m->layers[i].col_per_image > m->col_max)
 			m->col_max = m->layers[i].col_per_image;
+		if (m->layers[i].col_per_image &&
+		    m->layers[i].col_per_image / (size_t)m->layers[i].h > m->col_row_max)
+			m->col_row_max = m->layers[i].col_per_image / (size_t)m->layers[i].h;
 	}
 	const nd_layer *o = &m->layers[m->output_layer];
 	if (o->c != m->embed_dim || o->h != 1 || o->w_ != 1)
