@@ -1,22 +1,36 @@
-/* neardup — command-line entry point. The commands themselves arrive with the
- * CLI issue; for now this dispatches --help, --version and the developer
- * commands that exist. */
-#include "neardup/common.h"
-
+/* neardup — command-line entry point: dispatches to one file per command. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
+
+/* A developer command (src/cli/inspect.c) may or may not be built in. */
+int cmd_inspect(int argc, char **argv) __attribute__((weak));
+
+struct command {
+	const char *name;
+	cli_cmd_fn fn;
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "ingest", cmd_ingest, "add image files or directories to the index" },
+	{ "query", cmd_query, "find indexed images that look like the given images" },
+	{ "dedup", cmd_dedup, "group near-duplicates in the index; report, link, move or delete" },
+	{ "stats", cmd_stats, "show what the index holds" },
+	{ "check", cmd_check, "verify the index's consistency" },
+	{ "remove", cmd_remove, "remove images (or everything under a directory) from the index" },
+};
+
 static void usage(FILE *out)
 {
-	fputs("usage: neardup <command> [options] [args]\n"
-	      "\n"
-	      "commands:\n"
-	      "  ingest   add image files or directories to the index\n"
-	      "  query    find indexed images that look like the given images\n"
-	      "  dedup    group near-duplicates in the index\n"
-	      "  stats | check | remove\n"
-	      "\n"
-	      "options: --index DIR  --model FILE  -q  --help  --version\n",
+	fputs("usage: neardup <command> [options] [args]\n\ncommands:\n", out);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	if (cmd_inspect)
+		fprintf(out, "  %-8s %s\n", "inspect", "developer tool: show how a file is processed");
+	fputs("\nEvery command takes --index DIR, --model FILE, -q and --help.\n"
+	      "neardup --version prints the version. See neardup(1).\n",
 	      out);
 }
 
@@ -24,17 +38,23 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return EXIT_FATAL;
 	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
-		return 0;
+		return EXIT_ALL_GOOD;
 	}
-	if (!strcmp(argv[1], "--version")) {
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("neardup %s\n", ND_VERSION_STRING);
-		return 0;
+		return EXIT_ALL_GOOD;
 	}
-	fprintf(stderr, "neardup: unknown command '%s'\n", argv[1]);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(cmd, commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	if (cmd_inspect && !strcmp(cmd, "inspect"))
+		return cmd_inspect(argc - 1, argv + 1);
+	fprintf(stderr, "neardup: unknown command '%s'\n", cmd);
 	usage(stderr);
-	return 2;
+	return EXIT_FATAL;
 }

@@ -1,0 +1,269 @@
+/* neardup stats | check | remove — looking after the index. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "output.h"
+
+/* Parses the common options only (plus extra for remove). Returns -1 to go
+ * on, else an exit status. */
+static int parse_simple(int argc, char **argv, struct cli_common *com, const char *usage_text,
+			int *missing)
+{
+	static const struct option longopts[] = {
+		CLI_COMMON_LONGOPTS,
+		{ "missing", no_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 }
+	};
+	cli_common_init(com);
+	int opt;
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		if (cli_common_opt(com, opt, optarg))
+			continue;
+		if (opt == 'm' && missing) {
+			*missing = 1;
+			continue;
+		}
+		if (opt == 'h') {
+			fputs(usage_text, stdout);
+			fputs(cli_common_help, stdout);
+			return EXIT_ALL_GOOD;
+		}
+		fputs(usage_text, stderr);
+		fputs(cli_common_help, stderr);
+		return EXIT_FATAL;
+	}
+	return -1;
+}
+
+static const char stats_usage[] =
+	"usage: neardup stats [--index DIR]\n"
+	"\n"
+	"Shows the index's model, parameters, image count and sizes.\n\noptions:\n";
+
+int cmd_stats(int argc, char **argv)
+{
+	struct cli_common com;
+	int rc = parse_simple(argc, argv, &com, stats_usage, NULL);
+	if (rc >= 0)
+		return rc;
+	if (optind < argc) {
+		cli_msg("stats: unexpected argument '%s'", argv[optind]);
+		return EXIT_FATAL;
+	}
+	nd_index *ix;
+	if ((rc = cli_index_open(&com, 0, NULL, &ix)))
+		return rc;
+	nd_index_stats st;
+	nd_error err;
+	if ((rc = nd_index_stats_get(ix, &st, &err))) {
+		cli_msg("cannot read the index's statistics: %s", err.msg);
+		nd_index_close(ix);
+		return EXIT_FATAL;
+	}
+	const nd_meta *m = &st.meta;
+	printf("images\t%llu\n", (unsigned long long)m->n_images);
+	printf("model\t");
+	out_tsv_str(stdout, m->model_name);
+	printf("\nmodel_checksum\t%016llx\n", (unsigned long long)m->model_checksum);
+	printf("dim\t%u\n", m->dim);
+	printf("vector_format\t%s\n", m->vec_format == ND_VEC_I8 ? "int8" : m->vec_format == ND_VEC_F16 ? "float16" : "unknown");
+	printf("tables\t%u\nbits\t%u\n", m->tables, m->bits);
+	printf("next_id\t%u\n", m->next_id);
+	printf("postings\t%llu\nposting_blocks\t%llu\n", (unsigned long long)m->n_postings,
+	       (unsigned long long)m->n_blocks);
+	printf("bytes_per_posting\t%.2f\n", st.bytes_per_posting);
+	printf("file_bytes\t%llu\nmap_bytes\t%llu\n", (unsigned long long)st.file_bytes,
+	       (unsigned long long)st.map_size);
+	nd_index_close(ix);
+	return EXIT_ALL_GOOD;
+}
+
+static const char check_usage[] =
+	"usage: neardup check [--index DIR]\n"
+	"\n"
+	"Verifies the whole index (records, paths, hashes, vectors, posting lists,\n"
+	"counters). Exit status 0 when it is consistent, 1 when problems were found\n"
+	"(listed on standard output), 2 when it cannot be read.\n\noptions:\n";
+
+int cmd_check(int argc, char **argv)
+{
+	struct cli_common com;
+	int rc = parse_simple(argc, argv, &com, check_usage, NULL);
+	if (rc >= 0)
+		return rc;
+	if (optind < argc) {
+		cli_msg("check: unexpected argument '%s'", argv[optind]);
+		return EXIT_FATAL;
+	}
+	nd_index *ix;
+	if ((rc = cli_index_open(&com, 0, NULL, &ix)))
+		return rc;
+	nd_check_report *rep = calloc(1, sizeof(*rep));
+	nd_error err;
+	int status;
+	if (!rep) {
+		cli_msg("out of memory");
+		status = EXIT_FATAL;
+	} else if ((rc = nd_index_check(ix, rep, &err))) {
+		cli_msg("cannot check the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		status = EXIT_FATAL;
+	} else {
+		for (uint64_t i = 0; i < rep->n_problems && i < ND_CHECK_MAX_PROBLEMS; i++)
+			printf("problem: %s\n", rep->problems[i]);
+		if (rep->n_problems > ND_CHECK_MAX_PROBLEMS)
+			printf("... and %llu more problems\n",
+			       (unsigned long long)(rep->n_problems - ND_CHECK_MAX_PROBLEMS));
+		printf("%s: %llu images, %llu vectors, %llu postings in %llu blocks, %llu problems\n",
+		       rep->n_problems ? "damaged" : "ok", (unsigned long long)rep->records,
+		       (unsigned long long)rep->vectors, (unsigned long long)rep->postings,
+		       (unsigned long long)rep->blocks, (unsigned long long)rep->n_problems);
+		status = rep->n_problems ? EXIT_SKIPPED : EXIT_ALL_GOOD;
+	}
+	free(rep);
+	nd_index_close(ix);
+	return status;
+}
+
+static const char remove_usage[] =
+	"usage: neardup remove [--index DIR] [--missing] PATH...\n"
+	"\n"
+	"Removes images from the index (the files are not touched). A PATH that is\n"
+	"not itself indexed removes every indexed image under it (a directory, as\n"
+	"spelled when it was ingested).\n"
+	"\n"
+	"options:\n"
+	"      --missing      also remove every image whose file no longer exists\n";
+
+struct ids {
+	uint32_t *v;
+	size_t n, cap;
+	int oom;
+};
+
+static void ids_push(struct ids *a, uint32_t id)
+{
+	if (a->n == a->cap) {
+		size_t nc = a->cap ? a->cap * 2 : 256;
+		uint32_t *nv = realloc(a->v, nc * sizeof(*nv));
+		if (!nv) {
+			a->oom = 1;
+			return;
+		}
+		a->v = nv;
+		a->cap = nc;
+	}
+	a->v[a->n++] = id;
+}
+
+struct remove_ctx {
+	struct ids ids;
+	char *const *prefixes; /* directory prefixes with trailing '/' stripped */
+	size_t *plen;
+	int *hits;
+	int np;
+	int missing;
+};
+
+static int remove_scan(void *vctx, const nd_record *rec)
+{
+	struct remove_ctx *c = vctx;
+	for (int i = 0; i < c->np; i++) {
+		size_t l = c->plen[i];
+		if (!c->prefixes[i])
+			continue;
+		if ((l == 0 || (rec->path_len > l && !memcmp(rec->path, c->prefixes[i], l) &&
+				rec->path[l] == '/'))) {
+			ids_push(&c->ids, rec->id);
+			c->hits[i]++;
+			return 0;
+		}
+	}
+	struct stat st;
+	if (c->missing && lstat(rec->path, &st) != 0)
+		ids_push(&c->ids, rec->id);
+	return 0;
+}
+
+int cmd_remove(int argc, char **argv)
+{
+	struct cli_common com;
+	int missing = 0;
+	int rc = parse_simple(argc, argv, &com, remove_usage, &missing);
+	if (rc >= 0)
+		return rc;
+	if (optind >= argc && !missing) {
+		cli_msg("remove: no PATH given");
+		fputs(remove_usage, stderr);
+		return EXIT_FATAL;
+	}
+	nd_index *ix;
+	/* no model: removing needs none, and the index knows its own */
+	if ((rc = cli_index_open(&com, 1, NULL, &ix)))
+		return rc;
+	int np = argc - optind;
+	struct remove_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.missing = missing;
+	c.np = np;
+	char **pre = calloc((size_t)np + 1, sizeof(char *));
+	c.plen = calloc((size_t)np + 1, sizeof(size_t));
+	c.hits = calloc((size_t)np + 1, sizeof(int));
+	c.prefixes = pre;
+	int status = EXIT_ALL_GOOD;
+	nd_error err;
+	if (!pre || !c.plen || !c.hits) {
+		cli_msg("out of memory");
+		status = EXIT_FATAL;
+		goto done;
+	}
+	int need_scan = missing;
+	for (int i = 0; i < np; i++) {
+		const char *p = argv[optind + i];
+		uint32_t id;
+		if (nd_index_lookup_path(ix, p, &id, NULL) == 0) {
+			ids_push(&c.ids, id);
+			c.hits[i] = 1;
+			continue;
+		}
+		size_t l = strlen(p);
+		while (l > 1 && p[l - 1] == '/')
+			l--;
+		pre[i] = strndup(p, l);
+		c.plen[i] = (l == 1 && p[0] == '/') ? 0 : l;
+		need_scan = 1;
+	}
+	if (need_scan && (rc = nd_index_foreach(ix, remove_scan, &c, &err))) {
+		cli_msg("cannot read the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		status = EXIT_FATAL;
+		goto done;
+	}
+	if (c.ids.oom) {
+		cli_msg("out of memory");
+		status = EXIT_FATAL;
+		goto done;
+	}
+	for (int i = 0; i < np; i++)
+		if (!c.hits[i]) {
+			cli_err_path("cannot remove", argv[optind + i], "not in the index");
+			status = EXIT_SKIPPED;
+		}
+	size_t removed = 0;
+	if (c.ids.n && (rc = nd_index_remove(ix, c.ids.v, c.ids.n, &removed, &err))) {
+		cli_msg("cannot remove from the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		status = EXIT_FATAL;
+		goto done;
+	}
+	if (!com.quiet)
+		cli_msg("removed %zu images from the index", removed);
+done:
+	for (int i = 0; pre && i < np; i++)
+		free(pre[i]);
+	free(pre);
+	free(c.plen);
+	free(c.hits);
+	free(c.ids.v);
+	nd_index_close(ix);
+	return status;
+}

@@ -1,0 +1,96 @@
+/* neardup CLI — what the command files share: common options, messages,
+ * model and index lookup. Only src/cli/ includes this. */
+#ifndef NEARDUP_CLI_H
+#define NEARDUP_CLI_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "neardup/cnn.h"
+#include "neardup/common.h"
+#include "neardup/index.h"
+
+/* Exit status (DESIGN.md): 0 all good, 1 some inputs were skipped (each
+ * named on stderr), 2 usage or fatal error. An interrupted ingest exits with
+ * 128 + the signal number (130 for Ctrl-C) after committing its work. */
+enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
+
+/* The default --min-sim of dedup: cosine of two embeddings. One constant,
+ * until scores are calibrated (a later issue). */
+#define CLI_DEFAULT_MIN_SIM 0.80f
+
+/* Files larger than this are not read (each worker holds one file). */
+#define CLI_MAX_FILE_BYTES ((size_t)256 << 20)
+
+/* Options every command takes. */
+struct cli_common {
+	const char *index_dir;  /* --index, $NEARDUP_INDEX, ./neardup.db */
+	const char *model_path; /* --model or NULL (default lookup) */
+	int quiet;              /* -q */
+};
+
+/* getopt_long values of the common options (beside -q and -h). */
+enum { OPT_INDEX = 1000, OPT_MODEL, OPT_FIRST_PRIVATE };
+#define CLI_COMMON_LONGOPTS                                                \
+	{ "index", required_argument, NULL, OPT_INDEX },                   \
+	{ "model", required_argument, NULL, OPT_MODEL },                   \
+	{ "quiet", no_argument, NULL, 'q' },                               \
+	{ "help", no_argument, NULL, 'h' }
+#define CLI_COMMON_SHORTOPTS "qh"
+
+/* A command: argv[0] is the command's name. Returns the exit status. */
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_dedup(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_remove(int argc, char **argv);
+
+/* Fills the defaults. */
+void cli_common_init(struct cli_common *c);
+/* Handles a common option; returns 1 when opt was one. */
+int cli_common_opt(struct cli_common *c, int opt, const char *arg);
+/* Text describing the common options, for --help. */
+extern const char cli_common_help[];
+
+/* Parses a number in [lo, hi]; prints "neardup: invalid value 'ARG' for
+ * NAME" and returns -1 when it is not one. */
+int cli_parse_int(const char *name, const char *arg, long lo, long hi, long *out);
+int cli_parse_float(const char *name, const char *arg, double lo, double hi, double *out);
+
+/* Messages on stderr, prefixed "neardup: ". Thread-safe: a visible progress
+ * bar is cleared first. cli_err_path prints "neardup: WHAT 'PATH': WHY" with
+ * control bytes in PATH escaped. */
+void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_err_path(const char *what, const char *path, const char *why);
+/* Writes path into buf (cap bytes) with control characters, backslash and
+ * bytes >= 0x7f that are not valid UTF-8 as C escapes; returns buf. */
+const char *cli_quote(const char *path, char *buf, size_t cap);
+
+/* Loads the model (--model, $NEARDUP_MODEL, the source tree's models/,
+ * the installed data directory). Prints the error and returns EXIT_FATAL on
+ * failure, 0 on success. */
+int cli_model_load(const struct cli_common *c, nd_model **m);
+
+/* Opens the index. write: create it if needed (with model m, which must be
+ * given) and take the writer lock; otherwise read-only. When m is given the
+ * index must have been built with that model. Prints the error and returns
+ * EXIT_FATAL on failure. */
+int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+
+/* Ctrl-C / SIGTERM: the handler only sets cli_signal (the signal number). The
+ * second signal kills the process (SA_RESETHAND). */
+extern volatile sig_atomic_t cli_signal;
+void cli_install_signals(void);
+
+/* Online CPUs (1..256): the default of -j. */
+int cli_default_jobs(void);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+#endif

@@ -1,0 +1,825 @@
+/* neardup dedup — near-duplicate groups from the index's self-join.
+ *
+ * Pairs: every pair the self-join finds with similarity >= --min-sim, plus
+ * every pair of byte-identical files (same content hash).
+ *
+ * Grouping, without chaining: the images in some pair are sorted by the keep
+ * rule (protected files first, then --keep, then the tie-breakers: more
+ * pixels, larger file, older, path, id). Going down that list, each image
+ * not yet in a group that still has neighbours not in a group becomes a kept
+ * image, and those neighbours (its pairs, so each within --min-sim of it)
+ * become its group. Every member is thus within the threshold of the kept
+ * image itself, and the kept image ranks first in its group by the keep
+ * rule. A chain a~b~c with a and c unrelated gives {a, b} and leaves c
+ * alone (or in a group of its own neighbours). Memory: the pairs and the
+ * images in them; no N x N structure. */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "dedup.h"
+#include "output.h"
+#include "pipeline.h"
+
+static const char usage_text[] =
+	"usage: neardup dedup [--index DIR] [--min-sim S] [--format jsonl|tsv|html]\n"
+	"                     [--output FILE] [--keep RULE] [--protect DIR]...\n"
+	"                     [--action report|hardlink|move|delete] [--to DIR] [--yes] [PATH...]\n"
+	"\n"
+	"Finds groups of near-duplicate images in the index (ingesting PATHs first when\n"
+	"given) and reports them, one kept image per group. Every member of a group is\n"
+	"within --min-sim of the group's kept image.\n"
+	"\n"
+	"options:\n"
+	"      --min-sim S    similarity threshold (default 0.80, the cosine of embeddings)\n"
+	"      --format F     tsv (default): one line per group, kept file first;\n"
+	"                     jsonl: {\"group\", \"keep\", \"members\": [{\"path\", \"similarity\",\n"
+	"                     \"exact\"}]} per group; html: a self-contained report\n"
+	"  -o, --output FILE  write the report to FILE instead of standard output\n"
+	"      --keep RULE    which copy to keep: resolution (default: most pixels),\n"
+	"                     largest, smallest (file size), oldest, newest (mtime), first-path\n"
+	"      --protect DIR  files under DIR are always kept and never touched (repeatable)\n"
+	"      --action A     report (default), or for every member that is not kept:\n"
+	"                     hardlink (replace it by a hard link to the kept file),\n"
+	"                     move (into --to DIR, keeping its path), delete\n"
+	"      --to DIR       destination of --action move\n"
+	"      --yes          carry the action out; without it the action is a dry run\n"
+	"                     that prints what it would do\n"
+	"  -j, --jobs N       worker threads when ingesting PATHs\n";
+
+static void usage(FILE *f)
+{
+	fputs(usage_text, f);
+	fputs(cli_common_help, f);
+}
+
+enum keep_rule { KEEP_RESOLUTION, KEEP_LARGEST, KEEP_SMALLEST, KEEP_OLDEST, KEEP_NEWEST, KEEP_FIRST_PATH };
+static const char *const keep_names[] = { "resolution", "largest", "smallest", "oldest", "newest",
+					  "first-path" };
+
+struct pair {
+	uint32_t a, b;
+	float sim;
+};
+
+struct pairs {
+	struct pair *v;
+	size_t n, cap;
+	int oom;
+};
+
+static int pair_push(void *ctx, uint32_t a, uint32_t b, float sim)
+{
+	struct pairs *p = ctx;
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 1024;
+		struct pair *nv = realloc(p->v, nc * sizeof(*nv));
+		if (!nv) {
+			p->oom = 1;
+			return 1;
+		}
+		p->v = nv;
+		p->cap = nc;
+	}
+	if (a > b) {
+		uint32_t t = a;
+		a = b;
+		b = t;
+	}
+	if (sim > 1.0f) /* int8-stored vectors can overshoot a little */
+		sim = 1.0f;
+	p->v[p->n++] = (struct pair){ a, b, sim };
+	return 0;
+}
+
+struct hashid {
+	uint8_t hash[16];
+	uint32_t id;
+};
+
+struct hashes {
+	struct hashid *v;
+	size_t n, cap;
+	int oom;
+};
+
+static int collect_hash(void *ctx, const nd_record *rec)
+{
+	struct hashes *h = ctx;
+	if (h->n == h->cap) {
+		size_t nc = h->cap ? h->cap * 2 : 1024;
+		struct hashid *nv = realloc(h->v, nc * sizeof(*nv));
+		if (!nv) {
+			h->oom = 1;
+			return 1;
+		}
+		h->v = nv;
+		h->cap = nc;
+	}
+	memcpy(h->v[h->n].hash, rec->hash, 16);
+	h->v[h->n].id = rec->id;
+	h->n++;
+	return 0;
+}
+
+static int cmp_hashid(const void *x, const void *y)
+{
+	const struct hashid *a = x, *b = y;
+	int c = memcmp(a->hash, b->hash, 16);
+	return c ? c : (a->id > b->id) - (a->id < b->id);
+}
+
+static int cmp_pair(const void *x, const void *y)
+{
+	const struct pair *a = x, *b = y;
+	if (a->a != b->a)
+		return a->a < b->a ? -1 : 1;
+	if (a->b != b->b)
+		return a->b < b->b ? -1 : 1;
+	return (a->sim < b->sim) - (a->sim > b->sim); /* higher sim first */
+}
+
+/* ---- keep rule ---- */
+
+static enum keep_rule g_rule;
+static const struct dd_node *g_nodes;
+
+static int cmp_keep(const void *x, const void *y)
+{
+	const struct dd_node *a = &g_nodes[*(const size_t *)x], *b = &g_nodes[*(const size_t *)y];
+	uint64_t pa = (uint64_t)a->width * a->height, pb = (uint64_t)b->width * b->height;
+	if (a->protect != b->protect)
+		return a->protect ? -1 : 1;
+	switch (g_rule) {
+	case KEEP_RESOLUTION:
+		break;
+	case KEEP_LARGEST:
+		if (a->size != b->size)
+			return a->size > b->size ? -1 : 1;
+		break;
+	case KEEP_SMALLEST:
+		if (a->size != b->size)
+			return a->size < b->size ? -1 : 1;
+		break;
+	case KEEP_OLDEST:
+		if (a->mtime_ns != b->mtime_ns)
+			return a->mtime_ns < b->mtime_ns ? -1 : 1;
+		break;
+	case KEEP_NEWEST:
+		if (a->mtime_ns != b->mtime_ns)
+			return a->mtime_ns > b->mtime_ns ? -1 : 1;
+		break;
+	case KEEP_FIRST_PATH: {
+		int c = strcmp(a->path, b->path);
+		if (c)
+			return c;
+		break;
+	}
+	}
+	if (pa != pb)
+		return pa > pb ? -1 : 1;
+	if (a->size != b->size)
+		return a->size > b->size ? -1 : 1;
+	if (a->mtime_ns != b->mtime_ns)
+		return a->mtime_ns < b->mtime_ns ? -1 : 1;
+	int c = strcmp(a->path, b->path);
+	if (c)
+		return c;
+	return (a->id > b->id) - (a->id < b->id);
+}
+
+/* ---- protection ---- */
+
+struct protect {
+	char **given;  /* as typed, trailing '/' stripped */
+	char **real;   /* realpath, or NULL */
+	int n;
+};
+
+static int under(const char *path, const char *dir)
+{
+	size_t l = strlen(dir);
+	if (l == 0)
+		return 0;
+	if (l == 1 && dir[0] == '/')
+		return path[0] == '/';
+	return !strncmp(path, dir, l) && path[l] == '/';
+}
+
+static int is_protected(const struct protect *pr, const char *path)
+{
+	if (pr->n == 0)
+		return 0;
+	char real[PATH_MAX];
+	int have_real = realpath(path, real) != NULL;
+	for (int i = 0; i < pr->n; i++) {
+		if (under(path, pr->given[i]))
+			return 1;
+		if (have_real && pr->real[i] && under(real, pr->real[i]))
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- grouping ---- */
+
+static void free_result(struct dd_result *r)
+{
+	for (size_t i = 0; i < r->n_nodes; i++)
+		free(r->nodes[i].path);
+	free(r->nodes);
+	for (size_t i = 0; i < r->n_groups; i++) {
+		free(r->groups[i].members);
+		free(r->groups[i].sims);
+	}
+	free(r->groups);
+	memset(r, 0, sizeof(*r));
+}
+
+static int cmp_group_path(const void *x, const void *y)
+{
+	const struct dd_group *a = x, *b = y;
+	return strcmp(g_nodes[a->members[0]].path, g_nodes[b->members[0]].path);
+}
+
+struct member {
+	size_t node;
+	float sim;
+};
+
+static int cmp_member(const void *x, const void *y)
+{
+	const struct member *a = x, *b = y;
+	if (a->sim != b->sim)
+		return a->sim > b->sim ? -1 : 1;
+	return strcmp(g_nodes[a->node].path, g_nodes[b->node].path);
+}
+
+struct join_ctx {
+	struct pairs pairs;
+	const uint32_t *canon; /* id -> first id of its content hash's run, 0 = unknown */
+	uint32_t max_id;
+};
+
+/* Keeps pairs of canonical images only: copies share the vector, and come
+ * in through their run (below). */
+static int join_pair(void *vctx, uint32_t a, uint32_t b, float sim)
+{
+	struct join_ctx *c = vctx;
+	if (a > c->max_id || b > c->max_id || c->canon[a] != a || c->canon[b] != b)
+		return 0;
+	return pair_push(&c->pairs, a, b, sim);
+}
+
+struct run {
+	size_t start, end; /* node indices [start, end): one content hash */
+};
+
+/* Builds r from the index. Returns 0 or EXIT_FATAL (message printed).
+ *
+ * Byte-identical files form a run (same hash, same vector). Only the first
+ * id of a run (its canonical image) takes part in pairs; when an image
+ * becomes a kept one, its group is every ungrouped image of its own run
+ * (exact duplicates) and of the runs of its canonical image's neighbours. */
+static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const struct protect *pr,
+			struct dd_result *r)
+{
+	struct join_ctx jc;
+	struct hashes hs = { 0 };
+	uint32_t *canon = NULL, *node_of = NULL;
+	size_t *adj_start = NULL, *fill = NULL, *order = NULL, *stamp = NULL, *run_of = NULL;
+	struct run *runs = NULL;
+	struct member *adj = NULL, *tmp = NULL;
+	unsigned char *grouped = NULL;
+	int status = EXIT_FATAL;
+	nd_error err;
+	nd_error_clear(&err);
+	memset(r, 0, sizeof(*r));
+	memset(&jc, 0, sizeof(jc));
+
+	nd_meta meta;
+	int rc = nd_index_meta(ix, &meta, &err);
+	if (rc)
+		goto index_error;
+	/* content hash runs */
+	rc = nd_index_foreach(ix, collect_hash, &hs, &err);
+	if (hs.oom)
+		goto oom;
+	if (rc)
+		goto index_error;
+	qsort(hs.v, hs.n, sizeof(*hs.v), cmp_hashid);
+	uint32_t max_id = 0;
+	for (size_t i = 0; i < hs.n; i++)
+		if (hs.v[i].id > max_id)
+			max_id = hs.v[i].id;
+	canon = calloc((size_t)max_id + 1, sizeof(*canon));
+	node_of = calloc((size_t)max_id + 1, sizeof(*node_of)); /* first: "in a pair" flags */
+	if (!canon || !node_of)
+		goto oom;
+	for (size_t i = 0, j; i < hs.n; i = j) {
+		for (j = i + 1; j < hs.n && !memcmp(hs.v[j].hash, hs.v[i].hash, 16); j++)
+			;
+		for (size_t k = i; k < j; k++)
+			canon[hs.v[k].id] = hs.v[i].id;
+	}
+
+	nd_selfjoin_params sp;
+	nd_selfjoin_params_init(&sp);
+	sp.min_sim = min_sim;
+	nd_selfjoin_stats sst;
+	jc.canon = canon;
+	jc.max_id = max_id;
+	rc = nd_index_selfjoin(ix, &sp, join_pair, &jc, &sst, &err);
+	if (jc.pairs.oom)
+		goto oom;
+	if (rc)
+		goto index_error;
+	if (sst.groups_capped)
+		cli_msg("warning: %llu LSH buckets with more than %u images were skipped (%llu pairs "
+			"not compared)", (unsigned long long)sst.groups_capped, sp.max_group,
+			(unsigned long long)sst.pairs_skipped);
+	/* one entry per pair, the highest similarity */
+	struct pairs *pairs = &jc.pairs;
+	qsort(pairs->v, pairs->n, sizeof(*pairs->v), cmp_pair);
+	size_t np = 0;
+	for (size_t i = 0; i < pairs->n; i++)
+		if (np == 0 || pairs->v[np - 1].a != pairs->v[i].a || pairs->v[np - 1].b != pairs->v[i].b)
+			pairs->v[np++] = pairs->v[i];
+	pairs->n = np;
+	for (size_t i = 0; i < np; i++)
+		node_of[pairs->v[i].a] = node_of[pairs->v[i].b] = 1;
+
+	/* the images: every run of two or more, and every run whose canonical
+	 * image is in a pair; a run's nodes are contiguous, canonical first */
+	size_t nn = 0, nruns = 0;
+	for (size_t i = 0, j; i < hs.n; i = j) {
+		for (j = i + 1; j < hs.n && !memcmp(hs.v[j].hash, hs.v[i].hash, 16); j++)
+			;
+		if (j - i >= 2 || node_of[hs.v[i].id]) {
+			nn += j - i;
+			nruns++;
+		}
+	}
+	if (nn == 0) {
+		status = 0;
+		goto done;
+	}
+	r->nodes = calloc(nn, sizeof(*r->nodes));
+	runs = malloc(nruns * sizeof(*runs));
+	run_of = malloc(nn * sizeof(*run_of));
+	if (!r->nodes || !runs || !run_of)
+		goto oom;
+	r->n_nodes = nn;
+	size_t ni = 0, ri = 0;
+	for (size_t i = 0, j; i < hs.n; i = j) {
+		for (j = i + 1; j < hs.n && !memcmp(hs.v[j].hash, hs.v[i].hash, 16); j++)
+			;
+		if (!(j - i >= 2 || node_of[hs.v[i].id]))
+			continue;
+		runs[ri].start = ni;
+		for (size_t k = i; k < j; k++) {
+			uint32_t id = hs.v[k].id;
+			struct dd_node *nd = &r->nodes[ni];
+			nd_record rec;
+			char pbuf[ND_PATH_MAX + 1];
+			if ((rc = nd_index_get_record(ix, id, &rec, pbuf, sizeof(pbuf), &err)))
+				goto index_error;
+			nd->id = id;
+			nd->width = rec.width;
+			nd->height = rec.height;
+			nd->size = rec.size;
+			nd->mtime_ns = rec.mtime_ns;
+			memcpy(nd->hash, rec.hash, 16);
+			if (!(nd->path = strdup(pbuf)))
+				goto oom;
+			nd->protect = is_protected(pr, pbuf);
+			node_of[id] = (uint32_t)(ni + 1);
+			run_of[ni] = ri;
+			ni++;
+		}
+		runs[ri].end = ni;
+		ri++;
+	}
+	free(hs.v);
+	hs.v = NULL;
+
+	/* adjacency of canonical nodes, both directions (CSR) */
+	adj_start = calloc(nn + 1, sizeof(*adj_start));
+	fill = malloc(nn * sizeof(*fill));
+	adj = malloc((2 * np + 1) * sizeof(*adj));
+	order = malloc(nn * sizeof(*order));
+	stamp = malloc(nn * sizeof(*stamp));
+	grouped = calloc(nn, 1);
+	tmp = malloc(nn * sizeof(*tmp));
+	if (!adj_start || !fill || !adj || !order || !stamp || !grouped || !tmp)
+		goto oom;
+	for (size_t i = 0; i < np; i++) {
+		adj_start[node_of[pairs->v[i].a]]++; /* node index + 1 */
+		adj_start[node_of[pairs->v[i].b]]++;
+	}
+	for (size_t i = 1; i <= nn; i++)
+		adj_start[i] += adj_start[i - 1];
+	memcpy(fill, adj_start, nn * sizeof(*fill));
+	for (size_t i = 0; i < np; i++) {
+		size_t a = node_of[pairs->v[i].a] - 1, b = node_of[pairs->v[i].b] - 1;
+		adj[fill[a]++] = (struct member){ b, pairs->v[i].sim };
+		adj[fill[b]++] = (struct member){ a, pairs->v[i].sim };
+	}
+	free(pairs->v);
+	pairs->v = NULL;
+
+	g_rule = rule;
+	g_nodes = r->nodes;
+	for (size_t i = 0; i < nn; i++) {
+		order[i] = i;
+		stamp[i] = SIZE_MAX;
+	}
+	qsort(order, nn, sizeof(*order), cmp_keep);
+
+	size_t gcap = 0;
+	for (size_t oi = 0; oi < nn; oi++) {
+		size_t u = order[oi];
+		if (grouped[u])
+			continue;
+		size_t m = 0;
+		stamp[u] = u;
+		const struct run *own = &runs[run_of[u]];
+		for (size_t x = own->start; x < own->end; x++)
+			if (!grouped[x] && stamp[x] != u) {
+				stamp[x] = u;
+				tmp[m++] = (struct member){ x, 1.0f };
+			}
+		size_t c = own->start; /* the canonical node: its pairs */
+		for (size_t k = adj_start[c]; k < adj_start[c + 1]; k++) {
+			const struct run *rv = &runs[run_of[adj[k].node]];
+			for (size_t x = rv->start; x < rv->end; x++)
+				if (!grouped[x] && stamp[x] != u) {
+					stamp[x] = u;
+					tmp[m++] = (struct member){ x, adj[k].sim };
+				}
+		}
+		if (m == 0)
+			continue;
+		qsort(tmp, m, sizeof(*tmp), cmp_member);
+		if (r->n_groups == gcap) {
+			size_t nc = gcap ? gcap * 2 : 64;
+			struct dd_group *ng = realloc(r->groups, nc * sizeof(*ng));
+			if (!ng)
+				goto oom;
+			r->groups = ng;
+			gcap = nc;
+		}
+		struct dd_group *g = &r->groups[r->n_groups];
+		g->members = malloc((m + 1) * sizeof(*g->members));
+		g->sims = malloc((m + 1) * sizeof(*g->sims));
+		if (!g->members || !g->sims) {
+			free(g->members);
+			free(g->sims);
+			goto oom;
+		}
+		r->n_groups++;
+		g->n = m + 1;
+		g->members[0] = u;
+		g->sims[0] = 1.0f;
+		grouped[u] = 1;
+		for (size_t k = 0; k < m; k++) {
+			g->members[k + 1] = tmp[k].node;
+			g->sims[k + 1] = tmp[k].sim;
+			grouped[tmp[k].node] = 1;
+		}
+	}
+	qsort(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path);
+	status = 0;
+	goto done;
+oom:
+	cli_msg("out of memory while grouping");
+	goto done;
+index_error:
+	cli_msg("cannot read the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+done:
+	free(jc.pairs.v);
+	free(hs.v);
+	free(canon);
+	free(node_of);
+	free(runs);
+	free(run_of);
+	free(adj_start);
+	free(fill);
+	free(adj);
+	free(order);
+	free(stamp);
+	free(grouped);
+	free(tmp);
+	if (status)
+		free_result(r);
+	return status;
+}
+
+/* ---- output ---- */
+
+static void write_jsonl(FILE *f, const struct dd_result *r)
+{
+	for (size_t i = 0; i < r->n_groups; i++) {
+		const struct dd_group *g = &r->groups[i];
+		fprintf(f, "{\"group\": %zu, \"keep\": ", i + 1);
+		out_json_str(f, r->nodes[g->members[0]].path);
+		fputs(", \"members\": [", f);
+		for (size_t k = 0; k < g->n; k++) {
+			fputs(k ? ", {\"path\": " : "{\"path\": ", f);
+			out_json_str(f, r->nodes[g->members[k]].path);
+			fprintf(f, ", \"similarity\": %.6f, \"exact\": %s}", g->sims[k],
+				dd_exact(r, g, k) ? "true" : "false");
+		}
+		fputs("]}\n", f);
+	}
+}
+
+static void write_tsv(FILE *f, const struct dd_result *r)
+{
+	for (size_t i = 0; i < r->n_groups; i++) {
+		const struct dd_group *g = &r->groups[i];
+		for (size_t k = 0; k < g->n; k++) {
+			if (k)
+				putc('\t', f);
+			out_tsv_str(f, r->nodes[g->members[k]].path);
+		}
+		putc('\n', f);
+	}
+}
+
+/* Removes ids from the index, reopening it for writing if needed. */
+static int forget(const struct cli_common *com, nd_index **ix, int writable, const uint32_t *ids,
+		  size_t n)
+{
+	if (!writable) {
+		nd_index_close(*ix);
+		*ix = NULL;
+		if (cli_index_open(com, 1, NULL, ix)) {
+			cli_msg("the index still lists the files changed; run 'neardup remove --missing' "
+				"and 'neardup ingest' again");
+			return EXIT_SKIPPED;
+		}
+	}
+	nd_error err;
+	int rc = nd_index_remove(*ix, ids, n, NULL, &err);
+	if (rc) {
+		cli_msg("cannot remove the changed files from the index: %s",
+			err.msg[0] ? err.msg : nd_strerror(rc));
+		return EXIT_SKIPPED;
+	}
+	return EXIT_ALL_GOOD;
+}
+
+int cmd_dedup(int argc, char **argv)
+{
+	enum { O_MINSIM = OPT_FIRST_PRIVATE, O_FORMAT, O_KEEP, O_PROTECT, O_ACTION, O_TO, O_YES };
+	static const struct option longopts[] = {
+		CLI_COMMON_LONGOPTS,
+		{ "min-sim", required_argument, NULL, O_MINSIM },
+		{ "format", required_argument, NULL, O_FORMAT },
+		{ "output", required_argument, NULL, 'o' },
+		{ "keep", required_argument, NULL, O_KEEP },
+		{ "protect", required_argument, NULL, O_PROTECT },
+		{ "action", required_argument, NULL, O_ACTION },
+		{ "to", required_argument, NULL, O_TO },
+		{ "yes", no_argument, NULL, O_YES },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cli_common com;
+	cli_common_init(&com);
+	float min_sim = CLI_DEFAULT_MIN_SIM;
+	int format = 0; /* 0 tsv, 1 jsonl, 2 html */
+	const char *output = NULL, *to_dir = NULL;
+	enum keep_rule rule = KEEP_RESOLUTION;
+	enum dd_action action = DD_REPORT;
+	int yes = 0, jobs = cli_default_jobs();
+	struct protect pr = { 0 };
+	int status = EXIT_FATAL;
+	nd_model *m = NULL;
+	nd_index *ix = NULL;
+	FILE *out = NULL;
+	struct dd_result res = { 0 };
+	int opt;
+	long v;
+	double d;
+
+	pr.given = calloc((size_t)argc, sizeof(char *));
+	pr.real = calloc((size_t)argc, sizeof(char *));
+	if (!pr.given || !pr.real) {
+		cli_msg("out of memory");
+		goto done;
+	}
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "o:j:", longopts, NULL)) != -1) {
+		if (cli_common_opt(&com, opt, optarg))
+			continue;
+		switch (opt) {
+		case O_MINSIM:
+			if (cli_parse_float("--min-sim", optarg, -1.0, 1.0, &d))
+				goto done;
+			min_sim = (float)d;
+			break;
+		case O_FORMAT:
+			if (!strcmp(optarg, "tsv"))
+				format = 0;
+			else if (!strcmp(optarg, "jsonl"))
+				format = 1;
+			else if (!strcmp(optarg, "html"))
+				format = 2;
+			else {
+				cli_msg("invalid value '%s' for --format (jsonl, tsv or html)", optarg);
+				goto done;
+			}
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case O_KEEP: {
+			size_t k;
+			for (k = 0; k < sizeof(keep_names) / sizeof(keep_names[0]); k++)
+				if (!strcmp(optarg, keep_names[k]))
+					break;
+			if (k == sizeof(keep_names) / sizeof(keep_names[0])) {
+				cli_msg("invalid value '%s' for --keep (resolution, largest, smallest, "
+					"oldest, newest or first-path)", optarg);
+				goto done;
+			}
+			rule = (enum keep_rule)k;
+			break;
+		}
+		case O_PROTECT: {
+			size_t l = strlen(optarg);
+			while (l > 1 && optarg[l - 1] == '/')
+				l--;
+			pr.given[pr.n] = strndup(optarg, l);
+			pr.real[pr.n] = realpath(optarg, NULL);
+			if (!pr.given[pr.n]) {
+				cli_msg("out of memory");
+				goto done;
+			}
+			if (!pr.real[pr.n]) {
+				char q[1024];
+				cli_msg("cannot use --protect '%s': no such directory",
+					cli_quote(optarg, q, sizeof(q)));
+				pr.n++;
+				goto done;
+			}
+			pr.n++;
+			break;
+		}
+		case O_ACTION:
+			if (!strcmp(optarg, "report"))
+				action = DD_REPORT;
+			else if (!strcmp(optarg, "hardlink"))
+				action = DD_HARDLINK;
+			else if (!strcmp(optarg, "move"))
+				action = DD_MOVE;
+			else if (!strcmp(optarg, "delete"))
+				action = DD_DELETE;
+			else {
+				cli_msg("invalid value '%s' for --action (report, hardlink, move or "
+					"delete)", optarg);
+				goto done;
+			}
+			break;
+		case O_TO:
+			to_dir = optarg;
+			break;
+		case O_YES:
+			yes = 1;
+			break;
+		case 'j':
+			if (cli_parse_int("-j", optarg, 1, 256, &v))
+				goto done;
+			jobs = (int)v;
+			break;
+		case 'h':
+			usage(stdout);
+			status = EXIT_ALL_GOOD;
+			goto done;
+		default:
+			usage(stderr);
+			goto done;
+		}
+	}
+	if (action == DD_MOVE && !to_dir) {
+		cli_msg("--action move needs --to DIR");
+		goto done;
+	}
+	if (to_dir && action != DD_MOVE) {
+		cli_msg("--to is only for --action move");
+		goto done;
+	}
+	if (yes && action == DD_REPORT) {
+		cli_msg("--yes needs an --action other than report");
+		goto done;
+	}
+
+	int ingest_status = EXIT_ALL_GOOD;
+	char **paths = argv + optind;
+	int npaths = argc - optind;
+	if (npaths > 0) {
+		if ((status = cli_model_load(&com, &m)))
+			goto done;
+		if ((status = cli_index_open(&com, 1, m, &ix)))
+			goto done;
+		cli_install_signals();
+		struct ingest_opts io = { jobs, com.quiet };
+		struct ingest_counts c;
+		ingest_status = pipeline_ingest(ix, com.index_dir, m, paths, npaths, &io, &c);
+		if (c.signal) {
+			status = 128 + c.signal;
+			goto done;
+		}
+		if (ingest_status == EXIT_FATAL) {
+			status = EXIT_FATAL;
+			goto done;
+		}
+		nd_model_free(m);
+		m = NULL;
+	} else if ((status = cli_index_open(&com, 0, NULL, &ix))) {
+		goto done;
+	}
+	status = EXIT_FATAL;
+
+	if (build_groups(ix, min_sim, rule, &pr, &res))
+		goto done;
+
+	if (output) {
+		out = fopen(output, "w");
+		if (!out) {
+			char q[1024];
+			cli_msg("cannot open '%s' for writing: %s", cli_quote(output, q, sizeof(q)),
+				strerror(errno));
+			goto done;
+		}
+	}
+	/* with an action and no --output, stdout carries the action log */
+	FILE *rep = out ? out : (action == DD_REPORT ? stdout : NULL);
+	int write_failed = 0;
+	if (rep) {
+		if (format == 1)
+			write_jsonl(rep, &res);
+		else if (format == 2)
+			write_failed = dd_write_html(rep, &res, min_sim, keep_names[rule]) != 0;
+		else
+			write_tsv(rep, &res);
+		if (fflush(rep) != 0 || ferror(rep))
+			write_failed = 1;
+	}
+	if (out) {
+		if (fclose(out) != 0)
+			write_failed = 1;
+		out = NULL;
+	}
+	if (write_failed) {
+		cli_msg("cannot write the report: write error");
+		goto done;
+	}
+	status = ingest_status;
+	if (action != DD_REPORT) {
+		uint32_t *done_ids = malloc((res.n_nodes + 1) * sizeof(*done_ids));
+		size_t n_done = 0;
+		if (!done_ids) {
+			cli_msg("out of memory");
+			status = EXIT_FATAL;
+			goto done;
+		}
+		int s = dd_act(stdout, &res, action, to_dir, yes, paths, npaths, done_ids, &n_done);
+		if (s > status)
+			status = s;
+		if (fflush(stdout) != 0) {
+			cli_msg("cannot write to standard output");
+			status = EXIT_FATAL;
+		}
+		/* the files changed are no longer what the index describes: drop
+		 * them (ingest adds hard-linked ones back as exact duplicates) */
+		if (n_done > 0 && (s = forget(&com, &ix, npaths > 0, done_ids, n_done)) > status)
+			status = s;
+		free(done_ids);
+	}
+	if (!com.quiet) {
+		size_t members = 0;
+		for (size_t i = 0; i < res.n_groups; i++)
+			members += res.groups[i].n - 1;
+		cli_msg("%zu groups, %zu duplicates of a kept image (min-sim %.3f)", res.n_groups,
+			members, min_sim);
+	}
+done:
+	if (out)
+		fclose(out);
+	free_result(&res);
+	for (int i = 0; i < pr.n; i++) {
+		free(pr.given[i]);
+		free(pr.real[i]);
+	}
+	free(pr.given);
+	free(pr.real);
+	nd_index_close(ix);
+	nd_model_free(m);
+	return status;
+}

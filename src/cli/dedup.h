@@ -1,0 +1,54 @@
+/* neardup CLI — what dedup.c, dedup_html.c and dedup_act.c share. */
+#ifndef NEARDUP_CLI_DEDUP_H
+#define NEARDUP_CLI_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* An image that is in some pair above the threshold. */
+struct dd_node {
+	uint32_t id;
+	uint32_t width, height;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint8_t hash[16];
+	char *path;
+	int protect;      /* under a --protect directory */
+};
+
+/* members[0] is the kept image (sims[0] = 1); the others follow by
+ * decreasing similarity to it. */
+struct dd_group {
+	size_t *members;  /* indices into nodes */
+	float *sims;
+	size_t n;
+};
+
+struct dd_result {
+	struct dd_node *nodes;
+	size_t n_nodes;
+	struct dd_group *groups;
+	size_t n_groups;
+};
+
+static inline int dd_exact(const struct dd_result *r, const struct dd_group *g, size_t i)
+{
+	return !__builtin_memcmp(r->nodes[g->members[0]].hash, r->nodes[g->members[i]].hash, 16);
+}
+
+/* Writes the self-contained HTML report. Returns 0 or -1 (write error). */
+int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char *keep_rule);
+
+enum dd_action { DD_REPORT, DD_HARDLINK, DD_MOVE, DD_DELETE };
+
+/* Carries out (yes) or describes (dry run) the action on every group's
+ * members other than the kept one, skipping protected files and files
+ * outside roots (when nroots > 0). Prints one line per file on out.
+ * The ids of the files changed go to done_ids (room for r->n_nodes), their
+ * count to *n_done. Returns EXIT_ALL_GOOD or EXIT_SKIPPED (some files could
+ * not be handled, each named on stderr). */
+int dd_act(FILE *out, const struct dd_result *r, enum dd_action action, const char *to_dir,
+	   int yes, char *const *roots, int nroots, uint32_t *done_ids, size_t *n_done);
+
+#endif

@@ -1,0 +1,250 @@
+/* neardup CLI — common options, messages, model and index lookup, signals. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "output.h"
+#include "progress.h"
+
+const char cli_common_help[] =
+	"      --index DIR    the index directory (default $NEARDUP_INDEX, else ./neardup.db)\n"
+	"      --model FILE   the embedding model (default $NEARDUP_MODEL, else the shipped model)\n"
+	"  -q, --quiet        no progress output\n"
+	"  -h, --help         show this help\n";
+
+void cli_common_init(struct cli_common *c)
+{
+	const char *env = getenv("NEARDUP_INDEX");
+	c->index_dir = env && *env ? env : "neardup.db";
+	c->model_path = NULL;
+	c->quiet = 0;
+}
+
+int cli_common_opt(struct cli_common *c, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_INDEX:
+		c->index_dir = arg;
+		return 1;
+	case OPT_MODEL:
+		c->model_path = arg;
+		return 1;
+	case 'q':
+		c->quiet = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int cli_parse_int(const char *name, const char *arg, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v < lo || v > hi) {
+		cli_msg("invalid value '%s' for %s (an integer from %ld to %ld)", arg, name, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_parse_float(const char *name, const char *arg, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(arg, &end);
+	if (errno || end == arg || *end || !isfinite(v) || v < lo || v > hi) {
+		cli_msg("invalid value '%s' for %s (a number from %g to %g)", arg, name, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+void cli_msg(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&cli_stderr_lock);
+	progress_erase_locked();
+	fprintf(stderr, "neardup: %s\n", buf);
+	fflush(stderr);
+	pthread_mutex_unlock(&cli_stderr_lock);
+}
+
+const char *cli_quote(const char *path, char *buf, size_t cap)
+{
+	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)path;
+	size_t n = strlen(path);
+	ND_ASSERT(cap >= 8);
+	for (size_t i = 0; i < n;) {
+		size_t need;
+		char tmp[8];
+		size_t ulen = out_utf8_len(p + i, n - i);
+		if (ulen > 1) {
+			need = ulen;
+			if (o + need + 4 > cap)
+				break;
+			memcpy(buf + o, p + i, ulen);
+			o += ulen;
+			i += ulen;
+			continue;
+		}
+		unsigned char ch = p[i];
+		if (ch == '\\')
+			memcpy(tmp, "\\\\", 3);
+		else if (ch == '\n')
+			memcpy(tmp, "\\n", 3);
+		else if (ch == '\t')
+			memcpy(tmp, "\\t", 3);
+		else if (ch < 0x20 || ch >= 0x7f)
+			snprintf(tmp, sizeof(tmp), "\\%03o", ch);
+		else {
+			tmp[0] = (char)ch;
+			tmp[1] = 0;
+		}
+		need = strlen(tmp);
+		if (o + need + 4 > cap)
+			break;
+		memcpy(buf + o, tmp, need);
+		o += need;
+		i++;
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+void cli_err_path(const char *what, const char *path, const char *why)
+{
+	char q[1024];
+	cli_msg("%s '%s': %s", what, cli_quote(path, q, sizeof(q)), why);
+}
+
+/* ---- model lookup ---- */
+
+static int file_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Directory of the running executable, into buf (without trailing '/'). */
+static int exe_dir(char *buf, size_t cap)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *slash = strrchr(buf, '/');
+	if (!slash)
+		return -1;
+	*slash = 0;
+	return 0;
+}
+
+int cli_model_load(const struct cli_common *c, nd_model **m)
+{
+	char cand[4][PATH_MAX + 64];
+	int nc = 0;
+	const char *path = c->model_path;
+	if (!path) {
+		const char *env = getenv("NEARDUP_MODEL");
+		if (env && *env)
+			path = env;
+	}
+	if (!path) {
+		char dir[PATH_MAX];
+		if (exe_dir(dir, sizeof(dir)) == 0) {
+			/* build/<variant>/neardup in the source tree */
+			snprintf(cand[nc++], sizeof(cand[0]), "%s/../../models/neardup.ndm", dir);
+			/* PREFIX/bin/neardup of a relocated install */
+			snprintf(cand[nc++], sizeof(cand[0]), "%s/../share/neardup/models/neardup.ndm", dir);
+		}
+		snprintf(cand[nc++], sizeof(cand[0]), "%s/models/neardup.ndm", ND_DATADIR);
+		for (int i = 0; i < nc && !path; i++)
+			if (file_exists(cand[i]))
+				path = cand[i];
+		if (!path) {
+			cli_msg("no model found (looked for %s); give one with --model FILE or "
+				"$NEARDUP_MODEL", cand[nc - 1]);
+			return EXIT_FATAL;
+		}
+	}
+	nd_error err;
+	int rc = nd_model_load(path, m, &err);
+	if (rc) {
+		/* the loader's message names the file */
+		cli_msg("cannot load model: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		return EXIT_FATAL;
+	}
+	return 0;
+}
+
+int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out)
+{
+	nd_index_options o;
+	nd_index_options_init(&o);
+	nd_model_info mi;
+	if (m) {
+		nd_model_get_info(m, &mi);
+		o.model_name = mi.name;
+		o.model_checksum = mi.checksum;
+		o.dim = (uint32_t)mi.embed_dim;
+	}
+	o.create = write;
+	o.readonly = !write;
+	nd_error err;
+	nd_error_clear(&err);
+	int rc = nd_index_open(out, c->index_dir, &o, &err);
+	if (rc == 0)
+		return 0;
+	char q[1024];
+	cli_quote(c->index_dir, q, sizeof(q));
+	if (rc == ND_ENOTFOUND)
+		cli_msg("no index in '%s' (create one with 'neardup ingest PATH...')", q);
+	else if (rc == ND_EMISMATCH)
+		cli_msg("index '%s' was built with another model: %s", q, err.msg);
+	else
+		cli_msg("cannot open index '%s': %s", q, err.msg[0] ? err.msg : nd_strerror(rc));
+	return EXIT_FATAL;
+}
+
+/* ---- signals, time ---- */
+
+volatile sig_atomic_t cli_signal;
+
+static void on_signal(int sig)
+{
+	cli_signal = sig;
+}
+
+void cli_install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

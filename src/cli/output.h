@@ -1,0 +1,33 @@
+/* neardup CLI — escaping for the output formats.
+ *
+ * JSON: strings are valid JSON for any path bytes. Valid UTF-8 passes
+ * through; '"', '\\' and the control characters U+0000..U+001F and U+007F
+ * are escaped (\n, \t, \r, \b, \f or \u00XX); every byte that is not part of
+ * a valid UTF-8 sequence becomes the lone surrogate \uDCXX, XX being the
+ * byte (PEP 383's "surrogateescape": in Python,
+ * os.fsencode(json.loads(line)["path"]) gives back the exact bytes).
+ *
+ * TSV: backslash, tab, newline and carriage return in a field are written as
+ * \\, \t, \n and \r; every other byte is written as it is.
+ *
+ * HTML: &, <, >, " and ' become entities; control characters and bytes that
+ * are not valid UTF-8 become U+FFFD (the HTML report is for reading; the
+ * exact bytes are in the JSONL output). */
+#ifndef NEARDUP_CLI_OUTPUT_H
+#define NEARDUP_CLI_OUTPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Length of the valid UTF-8 sequence at p (1 for ASCII), 0 when the bytes
+ * at p do not start one (stray continuation, overlong form, surrogate,
+ * beyond U+10FFFF, truncated). n >= 1. */
+size_t out_utf8_len(const unsigned char *p, size_t n);
+
+void out_json_str(FILE *f, const char *s);
+void out_tsv_str(FILE *f, const char *s);
+void out_html_str(FILE *f, const char *s);
+void out_base64(FILE *f, const uint8_t *data, size_t n);
+
+#endif

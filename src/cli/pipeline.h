@@ -1,0 +1,54 @@
+/* neardup CLI — the ingest pipeline, shared by `ingest` and `dedup PATH...`.
+ *
+ *   walk (calling thread) -> job queue -> N workers -> result queue -> writer
+ *
+ * The walk (walk.c: physical, sorted) skips files whose path, size and mtime
+ * are already indexed. Each worker reads a file once into memory (at most
+ * CLI_MAX_FILE_BYTES), hashes it (XXH3-128), and either copies the vector of
+ * a byte-identical file (already indexed, or being embedded right now by
+ * some worker: then it waits for that one's result, without blocking) or
+ * decodes it from memory at the smallest size the model needs, prepares it
+ * and runs the CNN in batches of 16 with its own workspace. One writer
+ * thread adds the results to the index in transactions of up to 256 images
+ * (at least every 2 seconds), so an interrupted run keeps what it did.
+ *
+ * Inside directories, files that are not JPEG or PNG by their first bytes are
+ * ignored silently (counted) unless their name ends in .jpg, .jpeg, .jpe or
+ * .png; files named on the command line must be images. Every other failure
+ * is named on stderr ("neardup: cannot decode 'PATH': truncated JPEG data")
+ * and the run goes on.
+ *
+ * SIGINT / SIGTERM (see cli_install_signals) stop the walk; queued files are
+ * dropped, batches being embedded are finished and committed. */
+#ifndef NEARDUP_CLI_PIPELINE_H
+#define NEARDUP_CLI_PIPELINE_H
+
+#include "neardup/cnn.h"
+#include "neardup/index.h"
+
+struct ingest_opts {
+	int jobs;   /* worker threads, >= 1 */
+	int quiet;  /* no progress, no summary */
+};
+
+struct ingest_counts {
+	unsigned long walked;     /* regular files found */
+	unsigned long unchanged;  /* same path, size and mtime as indexed: skipped */
+	unsigned long embedded;   /* run through the CNN */
+	unsigned long exact;      /* byte-identical to an indexed file: vector copied */
+	unsigned long not_image;  /* ignored: not a JPEG or PNG inside a directory */
+	unsigned long ignored;    /* ignored by the walk: symlinks, FIFOs, devices, loops */
+	unsigned long failed;     /* named on stderr */
+	unsigned long committed;  /* records written */
+	int signal;               /* the signal that stopped the run, or 0 */
+	double seconds;
+};
+
+/* Runs the pipeline over paths into ix (opened for writing with model m).
+ * Returns EXIT_ALL_GOOD, EXIT_SKIPPED (some files failed) or EXIT_FATAL
+ * (the index could not be written); c->signal tells of an interruption.
+ * Prints the summary line on stderr unless quiet. */
+int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char *const *paths,
+		    int npaths, const struct ingest_opts *o, struct ingest_counts *c);
+
+#endif

@@ -1,0 +1,198 @@
+/* neardup query — the indexed images nearest to each query image. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "embed.h"
+#include "output.h"
+
+static const char usage_text[] =
+	"usage: neardup query [--index DIR] [-k N] [--min-sim S] [--format jsonl|tsv] IMAGE...\n"
+	"\n"
+	"Prints the indexed images most similar to each IMAGE, best first.\n"
+	"IMAGE '-' reads query paths from standard input, one per line.\n"
+	"\n"
+	"options:\n"
+	"  -k N               results per query (default 10)\n"
+	"      --min-sim S    only results with similarity >= S (default: no limit)\n"
+	"      --format F     tsv (default): query<TAB>result<TAB>similarity per result;\n"
+	"                     jsonl: {\"query\": P, \"results\": [{\"path\", \"id\", \"similarity\"}]}\n"
+	"                     per query\n";
+
+static void usage(FILE *f)
+{
+	fputs(usage_text, f);
+	fputs(cli_common_help, f);
+}
+
+struct query_ctx {
+	nd_index *ix;
+	struct embedder e;
+	nd_query_params qp;
+	int jsonl;
+	nd_hit *hits;
+	int failed;
+};
+
+static void run_one(struct query_ctx *q, const char *path)
+{
+	struct file_data fd;
+	nd_error err;
+	uint32_t w, h;
+	if (file_read(path, 0, &fd, &err)) {
+		cli_err_path("cannot read", path, err.msg);
+		q->failed = 1;
+		return;
+	}
+	q->e.n = 0;
+	int rc = embedder_add(&q->e, fd.data, fd.len, &w, &h, &err);
+	file_data_free(&fd);
+	if (rc) {
+		cli_err_path("cannot decode", path, err.msg);
+		q->failed = 1;
+		return;
+	}
+	if (embedder_run(&q->e, &err)) {
+		cli_err_path("cannot embed", path, err.msg);
+		q->failed = 1;
+		return;
+	}
+	size_t n = 0;
+	if ((rc = nd_index_query(q->ix, q->e.out, &q->qp, q->hits, &n, NULL, &err))) {
+		cli_err_path("cannot query the index for", path, err.msg[0] ? err.msg : nd_strerror(rc));
+		q->failed = 1;
+		return;
+	}
+	if (q->jsonl) {
+		fputs("{\"query\": ", stdout);
+		out_json_str(stdout, path);
+		fputs(", \"results\": [", stdout);
+	}
+	int shown = 0;
+	for (size_t i = 0; i < n; i++) {
+		nd_record rec;
+		char pbuf[ND_PATH_MAX + 1];
+		if (nd_index_get_record(q->ix, q->hits[i].id, &rec, pbuf, sizeof(pbuf), NULL))
+			continue; /* removed since the query ran: not a result */
+		float sim = q->hits[i].sim > 1.0f ? 1.0f : q->hits[i].sim; /* int8 overshoot */
+		if (q->jsonl) {
+			fputs(shown ? ", {\"path\": " : "{\"path\": ", stdout);
+			out_json_str(stdout, pbuf);
+			printf(", \"id\": %u, \"similarity\": %.6f}", q->hits[i].id, sim);
+		} else {
+			out_tsv_str(stdout, path);
+			putchar('\t');
+			out_tsv_str(stdout, pbuf);
+			printf("\t%.6f\n", sim);
+		}
+		shown++;
+	}
+	if (q->jsonl)
+		fputs("]}\n", stdout);
+	fflush(stdout);
+}
+
+int cmd_query(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CLI_COMMON_LONGOPTS,
+		{ "min-sim", required_argument, NULL, 'S' },
+		{ "format", required_argument, NULL, 'F' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cli_common com;
+	cli_common_init(&com);
+	struct query_ctx q;
+	memset(&q, 0, sizeof(q));
+	nd_query_params_init(&q.qp);
+	q.qp.k = 10;
+	q.qp.min_sim = -1.0f;
+	int opt;
+	long v;
+	double d;
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "k:", longopts, NULL)) != -1) {
+		if (cli_common_opt(&com, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'k':
+			if (cli_parse_int("-k", optarg, 1, 100000, &v))
+				return EXIT_FATAL;
+			q.qp.k = (uint32_t)v;
+			break;
+		case 'S':
+			if (cli_parse_float("--min-sim", optarg, -1.0, 1.0, &d))
+				return EXIT_FATAL;
+			q.qp.min_sim = (float)d;
+			break;
+		case 'F':
+			if (!strcmp(optarg, "jsonl"))
+				q.jsonl = 1;
+			else if (!strcmp(optarg, "tsv"))
+				q.jsonl = 0;
+			else {
+				cli_msg("invalid value '%s' for --format (jsonl or tsv)", optarg);
+				return EXIT_FATAL;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_ALL_GOOD;
+		default:
+			usage(stderr);
+			return EXIT_FATAL;
+		}
+	}
+	if (optind >= argc) {
+		cli_msg("query: no IMAGE given");
+		usage(stderr);
+		return EXIT_FATAL;
+	}
+	nd_model *m = NULL;
+	int status = cli_model_load(&com, &m);
+	if (status)
+		return status;
+	nd_error err;
+	if ((status = cli_index_open(&com, 0, m, &q.ix)))
+		goto done;
+	q.hits = calloc(q.qp.k, sizeof(*q.hits));
+	if (!q.hits) {
+		cli_msg("out of memory");
+		status = EXIT_FATAL;
+		goto done;
+	}
+	if (embedder_init(&q.e, m, 1, &err)) {
+		cli_msg("cannot set up the CNN: %s", err.msg);
+		status = EXIT_FATAL;
+		goto done;
+	}
+	for (int i = optind; i < argc; i++) {
+		if (strcmp(argv[i], "-") != 0) {
+			run_one(&q, argv[i]);
+			continue;
+		}
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t len;
+		while ((len = getline(&line, &cap, stdin)) > 0) {
+			if (line[len - 1] == '\n')
+				line[--len] = 0;
+			if (len > 0 && line[len - 1] == '\r')
+				line[--len] = 0;
+			if (len > 0)
+				run_one(&q, line);
+		}
+		free(line);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		cli_msg("cannot write the results: write error");
+		status = EXIT_FATAL;
+	} else {
+		status = q.failed ? EXIT_SKIPPED : EXIT_ALL_GOOD;
+	}
+done:
+	embedder_free(&q.e);
+	free(q.hits);
+	nd_index_close(q.ix);
+	nd_model_free(m);
+	return status;
+}
