@@ -61,7 +61,11 @@ def parse():
     ap.add_argument("--low-until", type=float, default=0.7,
                     help="fraction of --total-steps trained at --low-size; the rest at the model's input size")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long; 0 = never")
-    ap.add_argument("--resume", action="store_true", help="continue from ckpt_full.pt, else checkpoint.pt")
+    ap.add_argument("--out", default=CACHE, help="directory of log.txt, ckpt_full.pt, snapshots")
+    ap.add_argument("--compact", default=COMPACT, help="where the compact resumable checkpoint goes")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from <out>/ckpt_full.pt, else the compact checkpoint; options not given "
+                         "on the command line are taken from the checkpoint's run")
     ap.add_argument("--resume-from", default=None, help="explicit checkpoint to resume from")
     return ap.parse_args()
 
@@ -158,12 +162,13 @@ def normalise(x):
 def main():
     args = parse()
     torch.set_num_threads(args.threads)
-    os.makedirs(CACHE, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    full_path = os.path.join(args.out, "ckpt_full.pt")
     model = net.NearDupNet()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     step = 0
     wall_before = 0.0
-    log = open(os.path.join(CACHE, "log.txt"), "a")
+    log = open(os.path.join(args.out, "log.txt"), "a")
 
     def say(msg):
         line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg
@@ -171,9 +176,16 @@ def main():
         log.write(line + "\n")
         log.flush()
 
-    src = args.resume_from or (FULL if os.path.exists(FULL) else COMPACT) if (args.resume or args.resume_from) else None
+    src = None
+    if args.resume or args.resume_from:
+        src = args.resume_from or (full_path if os.path.exists(full_path) else args.compact)
     if src:
         ck = torch.load(src, map_location="cpu")
+        given = {a.split("=")[0][2:].replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+        for k, v in ck.get("args", {}).items():
+            if k not in given and k not in ("resume", "resume_from", "out", "compact") and hasattr(args, k):
+                setattr(args, k, v)
+        say(f"run options: {vars(args)}")
         if ck.get("format") == "neardup-train-compact-1":
             step = load_compact(ck, model, opt)
             wall_before = ck.get("wall", 0.0)
@@ -220,11 +232,11 @@ def main():
         wall = wall_before + time.time() - t_start
         atomic_save({"format": "neardup-train-full-1", "model": model.state_dict(), "opt": opt.state_dict(),
                      "step": step, "wall": wall, "args": vars(args), "torch_rng": torch.get_rng_state(),
-                     "py_rng": random.getstate()}, FULL)
+                     "py_rng": random.getstate()}, full_path)
         c = compact_state(model, opt, step, args)
         c["wall"] = wall
-        atomic_save(c, COMPACT)
-        say(f"checkpoint step {step}: {FULL}, {COMPACT} ({os.path.getsize(COMPACT)/2**20:.1f} MiB)")
+        atomic_save(c, args.compact)
+        say(f"checkpoint step {step}: {full_path}, {args.compact} ({os.path.getsize(args.compact)/2**20:.1f} MiB)")
 
     model.train()
     t_start = time.time()
@@ -266,7 +278,7 @@ def main():
                 f"data_wait {wait / dt:.0%} elapsed {(wall_before + time.time() - t_start) / 60:.1f} min")
             acc, n_acc, wait, t_log = {}, 0, 0.0, time.time()
         if step % args.snapshot_every == 0:
-            atomic_save({"model": model.state_dict(), "step": step}, os.path.join(CACHE, f"ckpt_step{step}.pt"))
+            atomic_save({"model": model.state_dict(), "step": step}, os.path.join(args.out, f"ckpt_step{step}.pt"))
         if time.time() - last_ck > args.ckpt_minutes * 60:
             save_full()
             last_ck = time.time()
