@@ -82,6 +82,55 @@ void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h,
 		 int oy0, int noy, int ow, float *restrict col)
 {
 	size_t hw = (size_t)h * w, rowlen = (size_t)nb * noy * ow;
+	if (sh == 1 && sw == 1 && dh == 1 && ow == w) {
+		/* stride 1, output as wide as the input ('same' padding, the
+		 * common 3x3 case): for each tap the band is one contiguous run
+		 * of the input shifted by xoff, then its edge columns zeroed */
+		for (int ci = 0; ci < c; ci++)
+			for (int ki = 0; ki < kh; ki++)
+				for (int kj = 0; kj < kw; kj++) {
+					float *dst = col + ((size_t)(ci * kh + ki) * kw + kj) * rowlen;
+					int xoff = kj * dw - pw;
+					int y0 = ph - ki > oy0 ? ph - ki : oy0; /* first oy with iy >= 0 */
+					int y1 = h + ph - ki < oy0 + noy ? h + ph - ki : oy0 + noy;
+					if (y1 < y0)
+						y1 = y0;
+					for (int j = 0; j < nb; j++, dst += (size_t)noy * ow) {
+						const float *src = in + ci * cstride + (size_t)j * hw;
+						size_t a = (size_t)(y0 - oy0) * ow, b = (size_t)(y1 - oy0) * ow;
+						for (size_t i = 0; i < a; i++)
+							dst[i] = 0.0f;
+						/* dst[i] = src[(y0 - ph + ki) * w + xoff + (i - a)] for
+						 * i in [a, b), clipped to the plane */
+						long s0 = (long)(y0 - ph + ki) * w + xoff;
+						size_t lo = a, hi = b;
+						if (s0 < 0)
+							lo += (size_t)(-s0);
+						if (s0 + (long)(b - a) > (long)hw)
+							hi -= (size_t)(s0 + (long)(b - a) - (long)hw);
+						for (size_t i = a; i < lo && i < b; i++)
+							dst[i] = 0.0f;
+						if (hi > lo)
+							memcpy(dst + lo, src + s0 + (long)(lo - a), (hi - lo) * sizeof(float));
+						for (size_t i = hi > lo ? hi : lo; i < b; i++)
+							dst[i] = 0.0f;
+						for (size_t i = b; i < (size_t)noy * ow; i++)
+							dst[i] = 0.0f;
+						/* columns whose input x = ox + xoff is outside [0, w) */
+						if (xoff != 0)
+							for (int oy = y0; oy < y1; oy++) {
+								float *d = dst + (size_t)(oy - oy0) * ow;
+								if (xoff < 0)
+									for (int ox = 0; ox < -xoff && ox < ow; ox++)
+										d[ox] = 0.0f;
+								else
+									for (int ox = ow - xoff > 0 ? ow - xoff : 0; ox < ow; ox++)
+										d[ox] = 0.0f;
+							}
+					}
+				}
+		return;
+	}
 	for (int ci = 0; ci < c; ci++)
 		for (int ki = 0; ki < kh; ki++)
 			for (int kj = 0; kj < kw; kj++) {

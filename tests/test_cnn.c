@@ -342,6 +342,26 @@ static double check_conv(int n, int c, int h, int w, int oc, int kh, int kw, int
 	return e;
 }
 
+static void test_conv_same_width(void)
+{
+	/* im2col's fast path: stride 1, output as wide as the input */
+	struct { int n, h, w, oc, kh, kw, ph, pw, dh, dw; } cs[] = {
+		{ 3, 9, 10, 4, 3, 3, 1, 1, 1, 1 },
+		{ 2, 9, 10, 4, 5, 3, 0, 1, 1, 1 },  /* oh = h - 4 */
+		{ 2, 7, 11, 5, 3, 3, 2, 2, 2, 2 },  /* dilated: dh = 2 takes the general path */
+		{ 2, 7, 11, 5, 3, 3, 1, 2, 1, 2 },  /* dilated across only */
+		{ 1, 6, 5, 3, 5, 5, 2, 2, 1, 1 },   /* xoff -2..2 on a 5-wide input */
+		{ 2, 4, 1, 3, 3, 1, 1, 0, 1, 1 },   /* w = 1 */
+		{ 2, 1, 6, 3, 1, 3, 0, 1, 1, 1 },   /* h = 1 */
+		{ 2, 3, 2, 3, 5, 5, 2, 2, 1, 1 },   /* kernel larger than the input */
+	};
+	for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+		double e = check_conv(cs[i].n, 3, cs[i].h, cs[i].w, cs[i].oc, cs[i].kh, cs[i].kw, 1, 1,
+				      cs[i].ph, cs[i].pw, cs[i].dh, cs[i].dw, 1, NDM_ACT_NONE, 1);
+		CHECK_MSG(e <= TOL_REL, "case %zu: %g", i, e);
+	}
+}
+
 static void test_conv_random(void)
 {
 	/* the input of a one-layer model has 3 channels: groups 1 or 3 */
@@ -394,7 +414,9 @@ static double check_deep_conv(int n, int c, int h, int w, int oc, int k, int s, 
 static void test_conv_wide_grouped_depthwise(void)
 {
 	struct { int n, c, h, w, oc, k, s, p, g, act; } cs[] = {
-		{ 8, 64, 32, 32, 64, 3, 1, 1, 1, NDM_ACT_RELU },   /* 590k col floats/image: chunks of 3 */
+		{ 8, 64, 32, 32, 64, 3, 1, 1, 1, NDM_ACT_RELU },   /* 590k col floats/image: row bands */
+		{ 3, 40, 30, 20, 16, 5, 1, 2, 1, NDM_ACT_NONE },   /* 5x5 same, bands of 262144/(1000*20) rows */
+		{ 2, 300, 12, 12, 8, 3, 2, 1, 1, NDM_ACT_RELU },   /* stride 2, bands on the general path */
 		{ 3, 16, 13, 11, 16, 3, 1, 1, 16, NDM_ACT_RELU6 }, /* depthwise */
 		{ 2, 16, 14, 15, 16, 3, 2, 1, 16, NDM_ACT_NONE },  /* depthwise stride 2 */
 		{ 2, 8, 12, 12, 24, 5, 3, 2, 8, NDM_ACT_SILU },    /* depthwise, multiplier 3, stride 3 */
@@ -881,6 +903,7 @@ int main(void)
 	RUN(test_parity_testnet_a);
 	RUN(test_parity_testnet_b);
 	RUN(test_info_and_background);
+	RUN(test_conv_same_width);
 	RUN(test_conv_random);
 	RUN(test_conv_wide_grouped_depthwise);
 	RUN(test_other_layers);

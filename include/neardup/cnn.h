@@ -19,17 +19,25 @@
  * core busy without synchronisation per layer and avoids OpenBLAS's threads
  * fighting ours (small late layers do not split well across BLAS threads).
  *
- * OpenBLAS is not linked: src/blas.c loads libopenblas.so.0 with dlopen on
- * the first nd_workspace_create. Debian's OpenBLAS 0.3.21 picks its Haswell
- * kernels on AVX-512 CPUs; its SkylakeX sgemm is ~1.6x faster there. The
- * variable OPENBLAS_CORETYPE is read only while the library loads, so when
- * the CPU (and OS) support AVX-512 F/DQ/BW/VL and the user has not set
- * OPENBLAS_CORETYPE, the loader sets it to SkylakeX (and OPENBLAS_NUM_THREADS
- * to 1 when unset) just around the dlopen call and restores the environment
- * afterwards. A user's OPENBLAS_CORETYPE is respected. If the host program
- * already has OpenBLAS loaded, its choice stands (nd_cnn_blas_core() tells).
- * The environment is touched once, under pthread_once, at the first
- * workspace creation: do that before starting threads that call getenv. */
+ * OpenBLAS kernels: Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) chooses its
+ * kernel set when it is loaded and does not recognise this AVX-512 Xeon
+ * (it falls back to Prescott or Haswell kernels); its SkylakeX sgemm is
+ * ~1.6x faster than Haswell's. OPENBLAS_CORETYPE is only read while the
+ * core is chosen, so on the first nd_workspace_create (src/blas.c):
+ *  - if OpenBLAS is not in the process yet, it is dlopen()ed with
+ *    OPENBLAS_CORETYPE=SkylakeX (and OPENBLAS_NUM_THREADS=1 if unset) set
+ *    just around the call, when the CPU and OS support AVX-512 F/DQ/BW/VL
+ *    and the user has not set OPENBLAS_CORETYPE;
+ *  - if it is already loaded (a program linking -lopenblas, like neardup
+ *    itself) and chose a pre-AVX-512 core, its core selection is re-run the
+ *    same way through gotoblas_dynamic_quit()/gotoblas_dynamic_init(), the
+ *    exported functions its own constructor uses.
+ * The environment is restored afterwards; a user's OPENBLAS_CORETYPE always
+ * wins; no re-exec. nd_cnn_blas_core() says which core is in use. This runs
+ * once, under pthread_once; create the first workspace before starting
+ * threads that call getenv or BLAS (setenv is not thread-safe, and the core
+ * must not change under a running BLAS call). After it, OpenBLAS is single-
+ * threaded for the whole process (openblas_set_num_threads(1)). */
 #ifndef NEARDUP_CNN_H
 #define NEARDUP_CNN_H
 
@@ -89,7 +97,7 @@ int nd_model_background(const nd_model *m, const uint16_t **vecs,
 			size_t *count, int *dim);
 
 /* A per-thread workspace for batches of up to max_batch images (1..4096).
- * Loads OpenBLAS on first use (see above): ND_EUNSUPPORTED if it cannot. */
+ * Sets up OpenBLAS on first use (see above): ND_EUNSUPPORTED if it cannot. */
 int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out,
 			nd_error *err);
 void nd_workspace_free(nd_workspace *ws);
