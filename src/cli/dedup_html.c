@@ -1,7 +1,9 @@
 /* neardup dedup --format html — a self-contained report: one row per group,
  * thumbnails embedded as base64 JPEG (decoded with the library, shrunk with
  * the prep module's area filter, compressed with libjpeg-turbo), sizes,
- * dimensions, similarity to the kept image, the kept image marked. */
+ * dimensions, similarity to the kept image, the kept image marked. It is
+ * also well-formed XML (void elements closed, numeric entities only), so
+ * `xmllint --noout` checks it in the tests. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +117,7 @@ int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char 
 	size_t dups = 0;
 	for (size_t i = 0; i < r->n_groups; i++)
 		dups += r->groups[i].n - 1;
-	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
 		   "<title>neardup report</title><style>%s</style></head><body>\n",
 		style);
 	fprintf(f, "<h1>neardup: %zu groups, %zu duplicates</h1>\n"
@@ -134,7 +136,7 @@ int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char 
 			if (thumbnail(nd->path, &jpg, &jlen) == 0) {
 				fputs("<img alt=\"\" src=\"data:image/jpeg;base64,", f);
 				out_base64(f, jpg, jlen);
-				fputs("\">", f);
+				fputs("\"/>", f);
 			} else {
 				fputs("<div class=\"noimg\">cannot read</div>", f);
 			}
@@ -148,11 +150,11 @@ int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char 
 				fputs("<span class=\"tag e\">EXACT</span>", f);
 			if (nd->protect)
 				fputs("<span class=\"tag p\">PROTECTED</span>", f);
-			fputs("<br>", f);
+			fputs("<br/>", f);
 			out_html_str(f, nd->path);
-			fprintf(f, "<br>%u&times;%u, %s", nd->width, nd->height, sz);
+			fprintf(f, "<br/>%u&#215;%u, %s", nd->width, nd->height, sz);
 			if (k > 0)
-				fprintf(f, "<br>similarity %.4f", g->sims[k]);
+				fprintf(f, "<br/>similarity %.4f", g->sims[k]);
 			fputs("</figcaption></figure>\n", f);
 		}
 		fputs("</div></section>\n", f);
