@@ -102,12 +102,23 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 			       ow, L->act, out);
 		return;
 	}
-	if (!L->col_per_image) { /* 1x1, stride 1, no padding: a plain product */
-		int cols = (int)((size_t)n * hw);
-		for (int gi = 0; gi < g; gi++)
-			nd_blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
-				      in + (size_t)gi * cg * cols, cols, 0.0f,
-				      out + (size_t)gi * kg * cols, cols);
+	if (!L->col_per_image) {
+		/* 1x1, stride 1, no padding: a plain product on the activations,
+		 * in column tiles whose input and output stay in L2; bias and
+		 * activation applied to each tile while it is there */
+		int ld = (int)((size_t)n * hw);
+		size_t t = ws->col_cap / (size_t)(cg + kg);
+		int tile = t < 512 ? 512 : (t > (size_t)ld ? ld : (int)(t & ~(size_t)15));
+		for (int c0 = 0; c0 < ld; c0 += tile) {
+			int cols = ld - c0 < tile ? ld - c0 : tile;
+			for (int gi = 0; gi < g; gi++) {
+				float *o = out + (size_t)gi * kg * ld + c0;
+				nd_blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
+					      in + (size_t)gi * cg * ld + c0, ld, 0.0f, o, ld);
+				nd_k_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ld,
+					      L->b ? L->b + (size_t)gi * kg : NULL, L->act);
+			}
+		}
 	} else {
 		/* im2col over tiles of whole images, or of row bands of one image
 		 * when an image's columns exceed the buffer; one sgemm per tile
@@ -124,17 +135,19 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 				int cols = nb * noy * ow;
 				nd_k_im2col(in + (size_t)j0 * hw, ic, (size_t)n * hw, nb, h, w, kh, kw,
 					    sh, sw, ph, pw, dh, dw, oy0, noy, ow, ws->col);
-				for (int gi = 0; gi < g; gi++)
+				for (int gi = 0; gi < g; gi++) {
+					float *o = out + (size_t)gi * kg * ldc + (size_t)j0 * ohw +
+						   (size_t)oy0 * ow;
 					nd_blas_sgemm(kg, cols, cg * kk, 1.0f,
 						      L->w + (size_t)gi * kg * cg * kk, cg * kk,
-						      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f,
-						      out + (size_t)gi * kg * ldc + (size_t)j0 * ohw +
-							      (size_t)oy0 * ow,
+						      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f, o,
 						      ldc);
+					nd_k_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ldc,
+						      L->b ? L->b + (size_t)gi * kg : NULL, L->act);
+				}
 			}
 		}
 	}
-	nd_k_bias_act(out, (size_t)oc, (size_t)n * ohw, L->b, L->act);
 }
 
 static inline double now_ns(void)
@@ -177,7 +190,7 @@ int nd_model_forward(const nd_model *m, nd_workspace *ws, const float *in, int n
 		case NDM_OP_LINEAR:
 			/* y [out][n] = W [out][in] * a [in][n] */
 			nd_blas_sgemm(L->c, n, L->ic, 1.0f, L->w, L->ic, a, n, 0.0f, y, n);
-			nd_k_bias_act(y, (size_t)L->c, (size_t)n, L->b, L->act);
+			nd_k_bias_act(y, (size_t)L->c, (size_t)n, (size_t)n, L->b, L->act);
 			break;
 		case NDM_OP_AFFINE:
 			nd_k_affine(a, L->c, n, (int)ihw, L->w, L->b, L->act, y);

@@ -164,7 +164,7 @@ struct nd_workspace {
 /* ---- kernels (src/cnn_kernels.c); all take CNHW tensors of n images ---- */
 /* Each writes out; none allocates. See the definitions for shapes. */
 void nd_k_act(float *x, size_t len, int act);
-void nd_k_bias_act(float *x, size_t rows, size_t cols, const float *bias, int act);
+void nd_k_bias_act(float *x, size_t rows, size_t cols, size_t ld, const float *bias, int act);
 void nd_k_im2col(const float *in, int c, size_t cstride, int nb, int h, int w,
 		 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
 		 int oy0, int noy, int ow, float *col);

@@ -60,11 +60,13 @@ void nd_k_act(float *restrict x, size_t len, int act)
 	}
 }
 
-/* x: [rows][cols], x[r][:] += bias[r] (bias may be NULL), then act */
-void nd_k_bias_act(float *restrict x, size_t rows, size_t cols, const float *restrict bias, int act)
+/* x: [rows][cols] with row stride ld, x[r][:] += bias[r] (bias may be
+ * NULL), then act */
+void nd_k_bias_act(float *restrict x, size_t rows, size_t cols, size_t ld,
+		   const float *restrict bias, int act)
 {
 	for (size_t r = 0; r < rows; r++) {
-		float *row = x + r * cols;
+		float *row = x + r * ld;
 		if (bias) {
 			float b = bias[r];
 			for (size_t i = 0; i < cols; i++)
