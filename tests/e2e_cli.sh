@@ -15,6 +15,9 @@ ROOT=$(pwd)
 DATA=$ROOT/data
 export NEARDUP_MODEL=$ROOT/tests/data/cli/tiny.ndm
 unset NEARDUP_INDEX
+# under sanitizers, a report must never pass for an expected exit status 1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=86:print_stacktrace=1"
 T=$(mktemp -d "${TMPDIR:-/tmp}/neardup-e2e.XXXXXX")
 trap 'chmod -R u+rwX "$T" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T" || exit 1
@@ -42,6 +45,7 @@ expect() {
 	"$@" >out 2>err
 	local rc=$?
 	[ "$rc" = "$want" ] || fail "exit status $rc, want $want: $* (stderr: $(head -c 600 err))"
+	! grep -qE 'runtime error:|Sanitizer' err || fail "sanitizer report: $* $(head -c 2000 err)"
 }
 has() { grep -qF -- "$1" "$2" || fail "'$1' not in $2: $(head -c 600 "$2")"; }
 hasnt() { ! grep -qF -- "$1" "$2" || fail "'$1' unexpectedly in $2"; }

@@ -311,7 +311,8 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 		goto oom;
 	if (rc)
 		goto index_error;
-	qsort(hs.v, hs.n, sizeof(*hs.v), cmp_hashid);
+	if (hs.n)
+		qsort(hs.v, hs.n, sizeof(*hs.v), cmp_hashid);
 	uint32_t max_id = 0;
 	for (size_t i = 0; i < hs.n; i++)
 		if (hs.v[i].id > max_id)
@@ -344,7 +345,8 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 			(unsigned long long)sst.pairs_skipped);
 	/* one entry per pair, the highest similarity */
 	struct pairs *pairs = &jc.pairs;
-	qsort(pairs->v, pairs->n, sizeof(*pairs->v), cmp_pair);
+	if (pairs->n)
+		qsort(pairs->v, pairs->n, sizeof(*pairs->v), cmp_pair);
 	size_t np = 0;
 	for (size_t i = 0; i < pairs->n; i++)
 		if (np == 0 || pairs->v[np - 1].a != pairs->v[i].a || pairs->v[np - 1].b != pairs->v[i].b)
@@ -492,7 +494,8 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 			grouped[tmp[k].node] = 1;
 		}
 	}
-	qsort(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path);
+	if (r->n_groups)
+		qsort(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path);
 	status = 0;
 	goto done;
 oom:
