@@ -29,6 +29,7 @@ float16 in the optional BACKGROUND section (for score calibration).
 Command line: /usr/bin/python3 models/export.py --help
 """
 import argparse
+import copy
 import importlib
 import operator
 import os
@@ -535,11 +536,43 @@ def _assemble(sections):
     return bytes(out)
 
 
+# the limits src/cnn_model.c enforces (keep in step): refuse here what it would refuse
+LIM_KERNEL, LIM_STRIDE, LIM_PAD, LIM_CHANNELS = 64, 64, 64, 1 << 16
+LIM_ELEMS, LIM_LAYERS, LIM_TENSOR, LIM_HW = 1 << 26, 4096, 1 << 28, 2048
+
+
+def _check_limits(layers, input_hw):
+    if not all(1 <= v <= LIM_HW for v in input_hw):
+        raise ExportError(f"input {input_hw} outside 1..{LIM_HW} pixels a side")
+    if len(layers) > LIM_LAYERS:
+        raise ExportError(f"{len(layers)} layers (the engine takes {LIM_LAYERS})")
+    for L in layers:
+        p = L.p
+        if L.op == OP["CONV"]:
+            k, st, pad, dil = p[1:3], p[3:5], p[5:7], p[7:9]
+        elif L.op in (OP["MAXPOOL"], OP["AVGPOOL"]):
+            k, st, pad, dil = p[0:2], p[2:4], p[4:6], (1, 1)
+        else:
+            k, st, pad, dil = (1, 1), (1, 1), (0, 0), (1, 1)
+        if not (all(1 <= v <= LIM_KERNEL for v in list(k) + list(dil)) and all(1 <= v <= LIM_STRIDE for v in st)
+                and all(0 <= v <= LIM_PAD for v in pad)):
+            raise ExportError(f"layer '{L.name}': kernel {k}, stride {st}, padding {pad}, dilation {dil} "
+                              f"outside the engine's limits")
+        c, h, w = L.shape
+        if min(c, h, w) < 1 or c * h * w > LIM_ELEMS or (L.op != OP["FLATTEN"] and c > LIM_CHANNELS):
+            raise ExportError(f"layer '{L.name}': output {c}x{h}x{w} outside the engine's limits")
+        for t in (L.weight, L.bias):
+            if t is not None and np.asarray(t).size > LIM_TENSOR:
+                raise ExportError(f"layer '{L.name}': a tensor of {np.asarray(t).size} elements")
+
+
 def convert(model, input_hw):
     """model -> (layers, output layer index, embedding dim). Raises ExportError."""
     model = model.eval()
-    conv = _Converter(model, tuple(int(v) for v in input_hw))
+    hw = tuple(int(v) for v in input_hw)
+    conv = _Converter(model, hw)
     out_idx, dim = conv.run()
+    _check_limits(conv.layers, hw)
     return conv.layers, out_idx, dim
 
 
@@ -551,17 +584,17 @@ def export_model(model, path, *, name, input_hw, mean, std, background=None):
     reproduce the model's output."""
     if len(input_hw) != 2 or len(mean) != 3 or len(std) != 3:
         raise ExportError("input_hw is (H, W); mean and std have 3 values")
-    was_training = model.training
-    try:
-        layers, out_idx, dim = convert(model, input_hw)
-        H, W = (int(v) for v in input_hw)
-        g = torch.Generator().manual_seed(1234)
-        x = torch.randn(4, 3, H, W, generator=g)
-        with torch.no_grad():
-            want = model(x).double()
-            got = run_layers(layers, x)[out_idx].reshape(want.shape)
-    finally:
-        model.train(was_training)
+    if not all(np.isfinite(v) for v in tuple(mean) + tuple(std)) or any(abs(v) < 1e-12 for v in std):
+        raise ExportError(f"bad normalisation mean={mean} std={std}")
+    # a private CPU float32 copy in eval mode: the caller's model is untouched
+    model = copy.deepcopy(model).cpu().float().eval()
+    layers, out_idx, dim = convert(model, input_hw)
+    H, W = (int(v) for v in input_hw)
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(4, 3, H, W, generator=g)
+    with torch.no_grad():
+        want = model(x).double()
+        got = run_layers(layers, x)[out_idx].reshape(want.shape)
     norms = want.norm(dim=1)
     if not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
         raise ExportError("the model's output is not L2-normalised (end it with ndlayers.L2Norm)")

@@ -76,6 +76,12 @@ def main():
     refused("tensor * tensor", Mul(), needle="mul")
     refused("unnormalised output", NotNormalised(), needle="L2-normalised")
     refused("dilated pooling", nn.Sequential(nn.MaxPool2d(3, dilation=2), *head(3)), needle="dilated")
+    refused("kernel over the engine's limit", nn.Sequential(nn.Conv2d(3, 4, 65, padding=32), *head(4)),
+            hw=(70, 70), needle="limits")
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), *head(4)).train()
+    with tempfile.TemporaryDirectory() as d:
+        export_model(m, os.path.join(d, "m.ndm"), name="t", input_hw=(8, 8), mean=(0, 0, 0), std=(1, 1, 1))
+    check("training mode and BN statistics left alone", m.training and int(m[1].num_batches_tracked) == 0)
 
     # folding and fusion
     m = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
