@@ -10,7 +10,7 @@ task=${1:-build}
 build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev"
 case "$task" in
 build) pkgs="$build" ;;
-test)  pkgs="$build libjpeg-turbo-progs" ;;
+test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build libjpeg-turbo-progs python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
