@@ -139,6 +139,7 @@ struct nd_model {
 	int output_layer;
 	size_t input_off;       /* arena offset of the input (CNHW), floats per image */
 	size_t arena_per_image; /* floats per image */
+	size_t act_max;         /* floats of the largest activation (input included) per image */
 	size_t col_max;         /* max im2col floats per image over layers */
 	size_t col_row_max;     /* max im2col floats per output row over layers */
 	double flops;
@@ -154,6 +155,7 @@ struct nd_model {
 struct nd_workspace {
 	const nd_model *model;
 	int max_batch;
+	int micro;              /* images per internal forward pass */
 	float *arena;           /* arena_per_image * max_batch floats */
 	float *col;             /* col_cap floats */
 	size_t col_cap;

@@ -326,6 +326,8 @@ static int plan_memory(nd_model *m, nd_error *err, const char *label)
 		size_t e = v == 0 ? (size_t)m->in_c * m->in_h * m->in_w
 				  : (size_t)m->layers[v - 1].c * m->layers[v - 1].h * m->layers[v - 1].w_;
 		size[v] = (e + 15) & ~(size_t)15;
+		if (e > m->act_max)
+			m->act_max = e;
 		last[v] = v - 1; /* a value nobody reads lives during its own layer */
 	}
 	for (int i = 0; i < m->nlayers; i++) {

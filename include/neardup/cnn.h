@@ -97,6 +97,9 @@ int nd_model_background(const nd_model *m, const uint16_t **vecs,
 			size_t *count, int *dim);
 
 /* A per-thread workspace for batches of up to max_batch images (1..4096).
+ * Internally a batch runs as micro-batches sized so that one layer's
+ * activations stay in L2 (2 images at 128x128 for a 32-channel stem), and
+ * the workspace holds one micro-batch: a large max_batch costs no memory.
  * Sets up OpenBLAS on first use (see above): ND_EUNSUPPORTED if it cannot. */
 int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out,
 			nd_error *err);
