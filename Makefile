@@ -1,6 +1,7 @@
 # neardup — plain Makefile. Targets:
 #   make            release build: build/rel/neardup and build/rel/libneardup.a
 #   make test       unit + end-to-end tests (ends with "N passed, N failed")
+#   make test-html  the HTML report rendered by headless Chromium
 #   make demo       the main job on the bundled sample corpus in data/
 #   make fuzz       libFuzzer targets, each for FUZZ_TIME seconds (clang)
 #   make bench      quick benchmarks (see bench/README.md)
@@ -66,7 +67,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 LIB := $(O)/libneardup.a
 BIN := $(O)/neardup
 
-.PHONY: all build deps test-deps test demo fuzz bench bench-full coverage install clean
+.PHONY: all build deps test-deps test test-html demo fuzz bench bench-full coverage install clean
 # Dependencies first, then the build (a recursive make so that -j never
 # compiles before the packages are there).
 all: deps
@@ -103,6 +104,12 @@ $(O)/bench/%: bench/%.c $(LIB)
 test: test-deps
 	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
 	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh)
+
+# The HTML report rendered by headless Chromium (slow; not part of `make test`).
+test-html:
+	@scripts/deps.sh html
+	@$(MAKE) --no-print-directory $(BIN)
+	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh tests/html_screenshot.sh
 
 demo: all
 	@scripts/demo.sh $(BIN)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a neardup task needs, only those missing.
-#   scripts/deps.sh build|test|fuzz|bench|train|all
+#   scripts/deps.sh build|test|fuzz|bench|train|html|all
 # Used by `make`, `make test`, `make fuzz`, `make bench` and .ci/run.
 # Set NEARDUP_NO_DEPS=1 to skip (e.g. on a non-Debian system where you
 # installed the libraries yourself).
@@ -13,9 +13,10 @@ build) pkgs="$build" ;;
 test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build libjpeg-turbo-progs python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
+html)  pkgs="$build chromium python3-pil" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
-all)   pkgs="$build libjpeg-turbo-progs clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
-*) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|all)" >&2; exit 2 ;;
+all)   pkgs="$build libjpeg-turbo-progs jq libxml2-utils chromium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
+*) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|html|all)" >&2; exit 2 ;;
 esac
 
 [ "${NEARDUP_NO_DEPS:-0}" = 1 ] && exit 0
