@@ -10,6 +10,12 @@ writes, for each model NAME in {testnet_a, testnet_b}:
     NAME.out.f32  PyTorch's outputs for them, float32 [4][D]
 testnet_b also carries an 8-vector background set, bg[k][d] = (k - d) / 16.
 tests/test_cnn.c loads these and requires cosine >= 0.99999 per image.
+
+For a shipped model (models/NAME.ndm, e.g. the trained one), write its
+vectors with the same factory and checkpoint used to export it:
+    /usr/bin/python3 models/testnet.py --vectors tests/data/cnn/NAME \
+        --factory MODULE:FN [--state-dict CKPT] --input-hw H W
+and `make test` checks it too (tests/test_cnn.c: test_parity_shipped).
 Deterministic (fixed seeds), so a re-run reproduces the same bytes on the
 same torch version.
 
@@ -130,6 +136,27 @@ MODELS = {
 }
 
 
+def vectors(factory, state_dict, hw, prefix, n=4, seed=200):
+    """Test vectors for any model (e.g. the trained one): PREFIX.in.f32 (n
+    random inputs) and PREFIX.out.f32 (the model's outputs). tests/test_cnn.c
+    checks every models/NAME.ndm that has tests/data/cnn/NAME.{in,out}.f32."""
+    import importlib
+    sys.path.insert(0, os.getcwd())
+    mod, _, fn = factory.partition(":")
+    model = getattr(importlib.import_module(mod), fn or "build")()
+    if state_dict:
+        sd = torch.load(state_dict, map_location="cpu")
+        model.load_state_dict(sd.get("model", sd) if isinstance(sd, dict) else sd)
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, *hw, generator=g)
+    with torch.no_grad():
+        y = model(x)
+    x.numpy().astype("<f4").tofile(prefix + ".in.f32")
+    y.numpy().astype("<f4").tofile(prefix + ".out.f32")
+    print(f"{prefix}.in.f32, {prefix}.out.f32: {n} images, D={y.shape[1]}")
+
+
 def main(outdir):
     os.makedirs(outdir, exist_ok=True)
     torch.manual_seed(0)
@@ -152,4 +179,16 @@ def main(outdir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/data/cnn")
+    if len(sys.argv) > 1 and sys.argv[1] == "--vectors":
+        import argparse
+        ap = argparse.ArgumentParser(prog="testnet.py --vectors",
+                                     description="parity vectors for an exported model")
+        ap.add_argument("--vectors", metavar="PREFIX", required=True,
+                        help="e.g. tests/data/cnn/neardup (for models/neardup.ndm)")
+        ap.add_argument("--factory", required=True, metavar="MODULE:FN")
+        ap.add_argument("--state-dict", metavar="CKPT")
+        ap.add_argument("--input-hw", nargs=2, type=int, required=True, metavar=("H", "W"))
+        a = ap.parse_args()
+        vectors(a.factory, a.state_dict, tuple(a.input_hw), a.vectors)
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "tests/data/cnn")
