@@ -87,6 +87,8 @@ test_basics() {
 	expect 2 "$B" query --index "$T/nothing" "$DATA/chelsea.jpg"
 	has "no index in" err
 	expect 2 "$B" stats --index "$T/nothing"
+	expect 2 "$B" remove --index "$T/nothing" x.jpg
+	[ ! -e "$T/nothing" ] || fail "remove created an index"
 	expect 2 "$B" ingest --model "$T/no-such.ndm" --index "$T/x" "$DATA"
 	has "cannot load model" err
 	[ ! -e "$T/x" ] || fail "a failed ingest created an index"
@@ -104,6 +106,13 @@ test_ingest() {
 	[ "$(stat_images neardup.db)" = 1 ] || fail "default index"
 	NEARDUP_INDEX=db expect 0 "$B" stats
 	has "images	$((NIMG + 1))" out
+	# one writer at a time: a held lock fails at once, readers go on
+	exec 9>>db/neardup.lock
+	flock -x 9
+	expect 2 timeout 20 "$B" ingest --index db "$C"
+	has "cannot open index 'db'" err
+	expect 0 "$B" query --index db -k 1 "$C/coins.png"
+	exec 9>&-
 }
 
 test_reingest() {

@@ -178,8 +178,13 @@ int cli_model_load(const struct cli_common *c, nd_model **m)
 			if (file_exists(cand[i]))
 				path = cand[i];
 		if (!path) {
+			char tried[4 * (PATH_MAX + 64) + 16] = "";
+			for (int i = 0; i < nc; i++) {
+				strcat(tried, i ? ", " : "");
+				strcat(tried, cand[i]);
+			}
 			cli_msg("no model found (looked for %s); give one with --model FILE or "
-				"$NEARDUP_MODEL", cand[nc - 1]);
+				"$NEARDUP_MODEL", tried);
 			return EXIT_FATAL;
 		}
 	}
@@ -204,7 +209,7 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 		o.model_checksum = mi.checksum;
 		o.dim = (uint32_t)mi.embed_dim;
 	}
-	o.create = write;
+	o.create = write && m; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;
 	nd_error err;
 	nd_error_clear(&err);
