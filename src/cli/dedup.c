@@ -13,6 +13,7 @@
  * rule. A chain a~b~c with a and c unrelated gives {a, b} and leaves c
  * alone (or in a group of its own neighbours). Memory: the pairs and the
  * images in them; no N x N structure. */
+#define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -145,16 +146,20 @@ static int cmp_pair(const void *x, const void *y)
 
 /* ---- keep rule ---- */
 
-static enum keep_rule g_rule;
-static const struct dd_node *g_nodes;
+struct sort_ctx {
+	enum keep_rule rule;
+	const struct dd_node *nodes;
+};
 
-static int cmp_keep(const void *x, const void *y)
+/* Node indices, best to keep first. */
+static int cmp_keep(const void *x, const void *y, void *arg)
 {
-	const struct dd_node *a = &g_nodes[*(const size_t *)x], *b = &g_nodes[*(const size_t *)y];
+	const struct sort_ctx *sc = arg;
+	const struct dd_node *a = &sc->nodes[*(const size_t *)x], *b = &sc->nodes[*(const size_t *)y];
 	uint64_t pa = (uint64_t)a->width * a->height, pb = (uint64_t)b->width * b->height;
 	if (a->protect != b->protect)
 		return a->protect ? -1 : 1;
-	switch (g_rule) {
+	switch (sc->rule) {
 	case KEEP_RESOLUTION:
 		break;
 	case KEEP_LARGEST:
@@ -240,10 +245,11 @@ static void free_result(struct dd_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static int cmp_group_path(const void *x, const void *y)
+static int cmp_group_path(const void *x, const void *y, void *arg)
 {
+	const struct sort_ctx *sc = arg;
 	const struct dd_group *a = x, *b = y;
-	return strcmp(g_nodes[a->members[0]].path, g_nodes[b->members[0]].path);
+	return strcmp(sc->nodes[a->members[0]].path, sc->nodes[b->members[0]].path);
 }
 
 struct member {
@@ -251,12 +257,13 @@ struct member {
 	float sim;
 };
 
-static int cmp_member(const void *x, const void *y)
+static int cmp_member(const void *x, const void *y, void *arg)
 {
+	const struct sort_ctx *sc = arg;
 	const struct member *a = x, *b = y;
 	if (a->sim != b->sim)
 		return a->sim > b->sim ? -1 : 1;
-	return strcmp(g_nodes[a->node].path, g_nodes[b->node].path);
+	return strcmp(sc->nodes[a->node].path, sc->nodes[b->node].path);
 }
 
 struct join_ctx {
@@ -434,13 +441,12 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 	free(pairs->v);
 	pairs->v = NULL;
 
-	g_rule = rule;
-	g_nodes = r->nodes;
+	struct sort_ctx sc = { rule, r->nodes };
 	for (size_t i = 0; i < nn; i++) {
 		order[i] = i;
 		stamp[i] = SIZE_MAX;
 	}
-	qsort(order, nn, sizeof(*order), cmp_keep);
+	qsort_r(order, nn, sizeof(*order), cmp_keep, &sc);
 
 	size_t gcap = 0;
 	for (size_t oi = 0; oi < nn; oi++) {
@@ -466,7 +472,7 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 		}
 		if (m == 0)
 			continue;
-		qsort(tmp, m, sizeof(*tmp), cmp_member);
+		qsort_r(tmp, m, sizeof(*tmp), cmp_member, &sc);
 		if (r->n_groups == gcap) {
 			size_t nc = gcap ? gcap * 2 : 64;
 			struct dd_group *ng = realloc(r->groups, nc * sizeof(*ng));
@@ -495,7 +501,7 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 		}
 	}
 	if (r->n_groups)
-		qsort(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path);
+		qsort_r(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path, &sc);
 	status = 0;
 	goto done;
 oom:
