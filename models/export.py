@@ -643,7 +643,7 @@ def read_ndm(path_or_bytes):
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Export a PyTorch model to neardup's .ndm format, or describe an .ndm file.",
-        epilog="Example: models/export.py --factory train.net:build --state-dict ckpt.pt "
+        epilog="Example: models/export.py --factory train.net:NearDupNet --state-dict ckpt.pt "
                "--name neardup-v1 --input-hw 128 128 -o models/neardup.ndm")
     ap.add_argument("--factory", metavar="MODULE:CALLABLE",
                     help="a function returning the nn.Module (MODULE importable with models/ and . on sys.path)")
