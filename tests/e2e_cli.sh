@@ -75,6 +75,8 @@ test_basics() {
 		expect 0 "$B" $c --help
 		has "usage: neardup $c" out
 	done
+	expect 0 "$B" inspect "$DATA/chelsea.jpg" # the developer command is wired
+	has "451x300" out
 	expect 2 "$B" ingest --bogus x
 	expect 2 "$B" ingest
 	expect 2 "$B" query

@@ -3,9 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
-
-/* A developer command (src/cli/inspect.c) may or may not be built in. */
-int cmd_inspect(int argc, char **argv) __attribute__((weak));
+#include "inspect.h"
 
 struct command {
 	const char *name;
@@ -20,6 +18,7 @@ static const struct command commands[] = {
 	{ "stats", cmd_stats, "show what the index holds" },
 	{ "check", cmd_check, "verify the index's consistency" },
 	{ "remove", cmd_remove, "remove images (or everything under a directory) from the index" },
+	{ "inspect", nd_cli_inspect, "developer tool: decode files as ingest would, show what happened" },
 };
 
 static void usage(FILE *out)
@@ -27,9 +26,7 @@ static void usage(FILE *out)
 	fputs("usage: neardup <command> [options] [args]\n\ncommands:\n", out);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	if (cmd_inspect)
-		fprintf(out, "  %-8s %s\n", "inspect", "developer tool: show how a file is processed");
-	fputs("\nEvery command takes --index DIR, --model FILE, -q and --help.\n"
+	fputs("\nThe index commands take --index DIR, --model FILE, -q and --help.\n"
 	      "neardup --version prints the version. See neardup(1).\n",
 	      out);
 }
@@ -52,8 +49,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(cmd, commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	if (cmd_inspect && !strcmp(cmd, "inspect"))
-		return cmd_inspect(argc - 1, argv + 1);
 	fprintf(stderr, "neardup: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_FATAL;
