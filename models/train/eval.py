@@ -17,7 +17,15 @@ muAP = area under that precision-recall curve (recall over all queries),
 recall at 90% precision, recall@1 -- overall and per edit kind. Ties in score
 are handled as one threshold (matters for the integer pHash scores).
 
+Optional (--bg N, a preview of issue 8's calibrated score): N training
+instances (cache/train, never dev images) are embedded as a background set;
+b(x) = similarity of x to its k-th nearest background vector; reported as
+extra rows "model+bgq" (score - beta*b(query)) and "model+bgs"
+(score - beta*(b(query)+b(reference))/2). Rankings per query are unchanged
+by the first; muAP, which pools all queries under one threshold, is not.
+
   /usr/bin/python3 models/train/eval.py [--ckpt PATH] [--methods model,random,phash] [--json OUT]
+                                        [--bg 3000 --bg-k 3 --bg-beta 0.5]
 """
 import argparse
 import json
@@ -150,6 +158,25 @@ def evaluate(sim, rows_q, gt):
     return res
 
 
+def background_inputs(n, size, seed=0):
+    """n training instances as model inputs (composited over mid grey like
+    the C decoder, stretched like the C prep)."""
+    import data
+    store = data.ImageStore()
+    idx = np.random.default_rng(seed).choice(len(store), size=min(n, len(store)), replace=False)
+    x = np.zeros((len(idx), 3, size, size), np.uint8)
+    for j, i in enumerate(idx):
+        a = store.get(int(i))
+        im = augment.to_rgb(a, Image.new("RGB", (a.shape[1], a.shape[0]), (128, 128, 128)))
+        x[j] = np.asarray(augment.c_resize(im, size, size)).transpose(2, 0, 1)
+    return x
+
+
+def kth_sim(e, bg, k):
+    s = e @ bg.T
+    return -np.partition(-s, k - 1, axis=1)[:, k - 1]
+
+
 def load_model(path):
     model = net.NearDupNet()
     if path is None:
@@ -183,6 +210,9 @@ def main():
     ap.add_argument("--methods", default="model,random,phash")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="write the figures here as JSON")
+    ap.add_argument("--bg", type=int, default=0, help="background-set size for the normalised score (0: off)")
+    ap.add_argument("--bg-k", type=int, default=3)
+    ap.add_argument("--bg-beta", type=float, default=0.5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -206,6 +236,16 @@ def main():
             model, labels[m] = load_model(args.ckpt if m == "model" else None)
             e = embed(model, x)
             sim = e[qi] @ e[ri].T
+            if m == "model" and args.bg:
+                results[m] = evaluate(sim, rows_q, gt)  # keeps "model" before its +bg rows
+                ebg = embed(model, background_inputs(args.bg, net.SIZE))
+                bq, br = kth_sim(e[qi], ebg, args.bg_k), kth_sim(e[ri], ebg, args.bg_k)
+                for tag, s2 in (("model+bgq", sim - args.bg_beta * bq[:, None]),
+                                ("model+bgs", sim - args.bg_beta * 0.5 * (bq[:, None] + br[None, :]))):
+                    results[tag] = evaluate(s2, rows_q, gt)
+                    labels[tag] = f"{labels[m]}, minus {args.bg_beta} x sim to {args.bg_k}-th of {len(ebg)} background"
+                    print(f"{tag}: muAP {results[tag]['all']['muAP']:.3f} R@P90 {results[tag]['all']['R@P90']:.3f} "
+                          f"R@1 {results[tag]['all']['R@1']:.3f}", flush=True)
         else:
             raise SystemExit(f"unknown method {m}")
         results[m] = evaluate(sim, rows_q, gt)
