@@ -394,6 +394,41 @@ test_actions() {
 	[ "$(stat_images adb)" = 5 ] || fail "after the actions: $(stat_images adb) images, want 5"
 }
 
+# Ctrl-C commits what is done and exits 130; the same command resumes.
+test_interrupt() {
+	local n=1500 pid rc i imgs=0
+	mkdir many
+	# distinct files (a line appended after the JPEG data), one tee
+	tee many/{1..1500}.jpg <"$DATA/chelsea.jpg" >/dev/null
+	for i in $(seq $n); do echo "$i" >>many/$i.jpg; done
+	"$B" ingest --index idb -j 1 many >out 2>err &
+	pid=$!
+	# wait for the first commit, then interrupt
+	for i in $(seq 600); do
+		imgs=$("$B" stats --index idb 2>/dev/null | awk -F'\t' '$1 == "images" { print $2 }')
+		[ "${imgs:-0}" -gt 0 ] && break
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -INT $pid
+	wait $pid
+	rc=$?
+	if [ $rc = 0 ]; then
+		echo "SKIP test_interrupt (ingest finished before the signal)"
+		t_skip=1
+		return
+	fi
+	[ $rc = 130 ] || fail "interrupted ingest: exit status $rc, want 130: $(cat err)"
+	has "interrupted, run again to resume" err
+	local done_before
+	done_before=$(stat_images idb)
+	[ "$done_before" -gt 0 ] && [ "$done_before" -lt $n ] || fail "after the interruption: $done_before images"
+	expect 0 "$B" check --index idb
+	expect 0 "$B" ingest --index idb many
+	has "$n files: $((n - done_before)) embedded, 0 exact duplicates, $done_before unchanged" err
+	[ "$(stat_images idb)" = $n ] || fail "after resuming: $(stat_images idb) images"
+}
+
 run test_basics
 run test_ingest
 run test_reingest
@@ -405,3 +440,4 @@ run test_bad_inputs
 run test_remove
 run test_html
 run test_actions
+run test_interrupt
