@@ -72,6 +72,13 @@ static void on_error_exit(j_common_ptr cinfo)
 	case JERR_WIDTH_OVERFLOW:
 		code = ND_ELIMIT;
 		break;
+	case JERR_BAD_PRECISION:      /* 12-bit JPEG */
+	case JERR_SOF_UNSUPPORTED:    /* lossless, hierarchical */
+	case JERR_ARITH_NOTIMPL:
+	case JERR_CONVERSION_NOTIMPL:
+	case JERR_NOT_COMPILED:
+		code = ND_EUNSUPPORTED;
+		break;
 	}
 	jpeg_fail(cinfo, code);
 }

@@ -720,6 +720,17 @@ static void test_huge_dimensions(void)
 	nd_image_opts_init(&o);
 	o.min_width = o.min_height = 224; /* 1/8 scale: 1250x1125 */
 	CHECK_EQ_INT(decode_buf(jpg, len, &o, &err, NULL), ND_ECORRUPT);
+	/* 12-bit precision and a lossless SOF3: valid JPEG, not supported. */
+	jpg[i + 5] = 0x00; jpg[i + 6] = 0x40; /* back to 64x96 */
+	jpg[i + 7] = 0x00; jpg[i + 8] = 0x60;
+	jpg[i + 4] = 12;
+	CHECK_EQ_INT(decode_buf(jpg, len, NULL, &err, NULL), ND_EUNSUPPORTED);
+	CHECK_MSG(!strcmp(err.msg, "unsupported JPEG data precision 12"), "'%s'", err.msg);
+	jpg[i + 4] = 8;
+	jpg[i + 1] = 0xc3;
+	CHECK_EQ_INT(decode_buf(jpg, len, NULL, &err, NULL), ND_EUNSUPPORTED);
+	jpg[i + 1] = 0xc0;
+	CHECK_EQ_INT(decode_buf(jpg, len, NULL, &err, NULL), 0); /* restored */
 	free(jpg);
 	double dt = now() - t0;
 	CHECK_MSG(dt < 2.0, "huge-dimension refusals took %.2f s", dt);
