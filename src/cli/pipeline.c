@@ -366,7 +366,7 @@ static void process(struct worker *w, const struct job *j)
 		}
 		free(f);
 		free(copy);
-		ent = NULL; /* out of memory: embed it ourselves, untracked */
+		ent = NULL; /* out of memory: reported below */
 	} else if (ent) { /* ENT_DONE */
 		uint32_t ew = ent->w, eh = ent->h;
 		memcpy(w->vec, ent->vec, sizeof(float) * (size_t)p->dim);
