@@ -108,6 +108,7 @@ static const char style[] =
 	".noimg{width:160px;height:100px;display:flex;align-items:center;justify-content:center;"
 	"background:#eee;color:#888}"
 	"figcaption{font-size:.8em;word-break:break-all;margin-top:4px}"
+	".path{color:#666;font-size:.9em}"
 	".tag{display:inline-block;font-size:.75em;font-weight:bold;padding:1px 5px;"
 	"border-radius:3px;margin-right:3px;color:#fff}"
 	".k{background:#2a9d3a}.e{background:#1d6fb8}.p{background:#8a5a00}";
@@ -150,8 +151,12 @@ int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char 
 				fputs("<span class=\"tag e\">EXACT</span>", f);
 			if (nd->protect)
 				fputs("<span class=\"tag p\">PROTECTED</span>", f);
-			fputs("<br/>", f);
+			const char *slash = strrchr(nd->path, '/');
+			fputs("<br/><b>", f);
+			out_html_str(f, slash && slash[1] ? slash + 1 : nd->path);
+			fputs("</b><br/><span class=\"path\">", f);
 			out_html_str(f, nd->path);
+			fputs("</span>", f);
 			fprintf(f, "<br/>%u&#215;%u, %s", nd->width, nd->height, sz);
 			if (k > 0)
 				fprintf(f, "<br/>similarity %.4f", g->sims[k]);
