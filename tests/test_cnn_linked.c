@@ -46,14 +46,14 @@ static void test_switch_core_when_linked(void)
 	/* still computes correctly after the switch, directly and through us */
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
 	CHECK(c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4);
-	enum { N = 96 };
+	enum { N = 700 }; /* past the kernels' block sizes: packing buffers used in full */
 	static float x[N * N], y[N * N], z[N * N];
 	for (int i = 0; i < N * N; i++)
 		x[i] = (float)(i % 7) - 3, y[i] = (float)(i % 5) - 2;
 	nd_blas_sgemm(N, N, N, 1.0f, x, N, y, N, 0.0f, z, N);
 	double maxerr = 0;
-	for (int i = 0; i < N; i += 7)
-		for (int j = 0; j < N; j += 5) {
+	for (int i = 0; i < N; i += 37)
+		for (int j = 0; j < N; j += 29) {
 			double s = 0;
 			for (int k = 0; k < N; k++)
 				s += (double)x[i * N + k] * y[k * N + j];
