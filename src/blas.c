@@ -15,7 +15,9 @@
  *    builds (what its constructor calls). That must happen while no BLAS call
  *    is running: nd_blas_init runs once, under pthread_once, when the first
  *    workspace is created, before a program starts its worker threads.
- * Either way OpenBLAS is then set to one thread (callers parallelise). */
+ * Either way OpenBLAS is then set to one thread (callers parallelise).
+ * This runs from a constructor at program start (single-threaded), and
+ * nd_blas_init makes sure of it (pthread_once). */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -129,6 +131,15 @@ static void blas_load(void)
 	if (!blas_cfg)
 		blas_cfg = "unknown";
 	/* the handle stays open for the life of the process */
+}
+
+/* Also at program start, while the process is still single-threaded (so
+ * the setenv is safe, and modules that call cblas_* directly get the right
+ * kernels too); programs that never use BLAS do not link this file. Errors
+ * are kept and reported by the first nd_blas_init call. */
+__attribute__((constructor)) static void blas_ctor(void)
+{
+	pthread_once(&blas_once, blas_load);
 }
 
 int nd_blas_init(nd_error *err)

@@ -23,7 +23,8 @@
  * kernel set when it is loaded and does not recognise this AVX-512 Xeon
  * (it falls back to Prescott or Haswell kernels); its SkylakeX sgemm is
  * ~1.6x faster than Haswell's. OPENBLAS_CORETYPE is only read while the
- * core is chosen, so on the first nd_workspace_create (src/blas.c):
+ * core is chosen, so at program start (a constructor in src/blas.c, while
+ * the process is single-threaded; nd_workspace_create makes sure of it):
  *  - if OpenBLAS is not in the process yet, it is dlopen()ed with
  *    OPENBLAS_CORETYPE=SkylakeX (and OPENBLAS_NUM_THREADS=1 if unset) set
  *    just around the call, when the CPU and OS support AVX-512 F/DQ/BW/VL
@@ -33,11 +34,11 @@
  *    same way through gotoblas_dynamic_quit()/gotoblas_dynamic_init(), the
  *    exported functions its own constructor uses.
  * The environment is restored afterwards; a user's OPENBLAS_CORETYPE always
- * wins; no re-exec. nd_cnn_blas_core() says which core is in use. This runs
- * once, under pthread_once; create the first workspace before starting
- * threads that call getenv or BLAS (setenv is not thread-safe, and the core
- * must not change under a running BLAS call). After it, OpenBLAS is single-
- * threaded for the whole process (openblas_set_num_threads(1)). */
+ * wins; no re-exec. nd_cnn_blas_core() says which core is in use. It runs
+ * once (pthread_once), before main, so no other thread can be calling
+ * getenv or BLAS meanwhile. After it, OpenBLAS is single-threaded for the
+ * whole process (openblas_set_num_threads(1)); modules calling cblas_*
+ * directly get the same kernels and the same single thread. */
 #ifndef NEARDUP_CNN_H
 #define NEARDUP_CNN_H
 
