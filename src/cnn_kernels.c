@@ -4,7 +4,9 @@
  * The loops are written for the auto-vectoriser (unit-stride inner loops,
  * restrict pointers, no calls); the file is compiled at -O3 so that GCC
  * vectorises them at the project's -O2 (see the pragma). */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3")
+#endif
 
 #include <math.h>
 #include <string.h>
