@@ -19,6 +19,7 @@ void nd_query_params_init(nd_query_params *p)
 	p->k = 10;
 	p->min_sim = -1.0f;
 	p->probes = ND_INDEX_DEFAULT_PROBES;
+	p->min_hits = ND_INDEX_DEFAULT_MIN_HITS;
 	p->max_candidates = 0;
 }
 
@@ -410,14 +411,6 @@ struct triple {
 	uint32_t id;
 };
 
-static int cmp_triple(const void *a, const void *b)
-{
-	const struct triple *x = a, *y = b;
-	if (x->tb != y->tb)
-		return x->tb < y->tb ? -1 : 1;
-	return (x->id > y->id) - (x->id < y->id);
-}
-
 struct add_ctx {
 	nd_index *ix;
 	const nd_index_item *items;
@@ -509,15 +502,27 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		m.n_images++;
 		c->idbuf[i] = id;
 	}
-	/* postings, grouped by bucket in key order */
+	/* postings, grouped by bucket in key order: table-major with ids
+	 * increasing, then a stable radix sort on the bucket within each table */
 	size_t nt = 0;
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->dead[c->idbuf[i] - batch_first])
-			continue;
-		for (uint32_t t = 0; t < L; t++)
-			c->tri[nt++] = (struct triple){ (uint64_t)t << 32 | c->sigs[i * L + t], c->idbuf[i] };
+	for (uint32_t t = 0; t < L; t++) {
+		struct triple *tt = c->tri + nt, *tmp = c->tri + (size_t)L * c->n;
+		size_t mt = 0;
+		for (size_t i = 0; i < c->n; i++)
+			if (!c->dead[c->idbuf[i] - batch_first])
+				tt[mt++] = (struct triple){ (uint64_t)t << 32 | c->sigs[i * L + t], c->idbuf[i] };
+		for (uint32_t shift = 0; shift < ix->meta.bits; shift += 8) {
+			size_t cnt[257] = { 0 };
+			for (size_t i = 0; i < mt; i++)
+				cnt[((uint32_t)tt[i].tb >> shift & 0xFF) + 1]++;
+			for (int k = 0; k < 256; k++)
+				cnt[k + 1] += cnt[k];
+			for (size_t i = 0; i < mt; i++)
+				tmp[cnt[(uint32_t)tt[i].tb >> shift & 0xFF]++] = tt[i];
+			memcpy(tt, tmp, mt * sizeof(*tt));
+		}
+		nt += mt;
 	}
-	qsort(c->tri, nt, sizeof(*c->tri), cmp_triple);
 	for (size_t s = 0; s < nt;) {
 		size_t e = s;
 		while (e < nt && c->tri[e].tb == c->tri[s].tb) {
@@ -563,7 +568,8 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 					    "item %zu ('%s'): vector not L2-normalised (norm^2 %.4f)", i,
 					    r->path, nn);
 	}
-	if (nd_mul_size(n, L, &sz) || nd_mul_size(sz, sizeof(struct triple), &sz))
+	/* triples: n * L, plus n for the radix sort's scratch */
+	if (nd_mul_size(n, (size_t)L + 1, &sz) || nd_mul_size(sz, sizeof(struct triple), &sz))
 		return nd_error_set(err, ND_EOVERFLOW, "batch too large");
 	c.ix = ix;
 	c.items = items;
@@ -660,6 +666,7 @@ done:
 /* Open-addressing set of ids (0 = empty slot; ids start at 1). */
 struct idset {
 	uint32_t *slot;
+	uint8_t *cnt;  /* times each id was added (saturating) */
 	size_t cap, n; /* cap: power of two */
 };
 
@@ -668,7 +675,15 @@ static int idset_init(struct idset *s, size_t cap)
 	s->cap = cap;
 	s->n = 0;
 	s->slot = calloc(cap, sizeof(uint32_t));
-	return s->slot ? 0 : ND_ENOMEM;
+	s->cnt = malloc(cap);
+	if (!s->slot || !s->cnt) {
+		free(s->slot);
+		free(s->cnt);
+		s->slot = NULL;
+		s->cnt = NULL;
+		return ND_ENOMEM;
+	}
+	return 0;
 }
 
 static inline size_t idset_hash(uint32_t id, size_t cap)
@@ -676,7 +691,7 @@ static inline size_t idset_hash(uint32_t id, size_t cap)
 	return (size_t)((id * 0x9E3779B1u) ^ (id >> 16)) & (cap - 1);
 }
 
-static int idset_add(struct idset *s, uint32_t id)
+static int idset_add(struct idset *s, uint32_t id, uint8_t w)
 {
 	if (2 * (s->n + 1) > s->cap) {
 		struct idset g;
@@ -689,19 +704,24 @@ static int idset_add(struct idset *s, uint32_t id)
 				while (g.slot[h])
 					h = (h + 1) & (g.cap - 1);
 				g.slot[h] = x;
+				g.cnt[h] = s->cnt[i];
 				g.n++;
 			}
 		}
 		free(s->slot);
+		free(s->cnt);
 		*s = g;
 	}
 	size_t h = idset_hash(id, s->cap);
 	while (s->slot[h]) {
-		if (s->slot[h] == id)
+		if (s->slot[h] == id) {
+			s->cnt[h] = (uint8_t)(s->cnt[h] + w < 255 ? s->cnt[h] + w : 255);
 			return 0;
+		}
 		h = (h + 1) & (s->cap - 1);
 	}
 	s->slot[h] = id;
+	s->cnt[h] = w;
 	s->n++;
 	return 1;
 }
@@ -758,16 +778,19 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 	ptab = malloc(nprobe_cap * sizeof(uint16_t));
 	pbkt = malloc(nprobe_cap * sizeof(uint32_t));
 	pkeys = malloc(nprobe_cap * sizeof(uint64_t));
-	if (!proj || !ptab || !pbkt || !pkeys || idset_init(&set, 4096)) {
+	if (!proj || !ptab || !pbkt || !pkeys || idset_init(&set, 16384)) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for a query");
 		goto done;
 	}
 	nd_lsh_project(ix->lsh, vec, proj);
 	if ((rc = nd_lsh_probe_seq(ix->lsh, proj, p->probes, ptab, pbkt, &np, err)))
 		goto done;
-	/* visit buckets in key order: neighbouring keys share LMDB pages */
+	/* visit buckets in key order: neighbouring keys share LMDB pages.
+	 * Bit 40 marks home buckets (the query's own signature): an id found
+	 * there is always re-ranked, ids found only in perturbed buckets need
+	 * min_hits sightings. */
 	for (size_t i = 0; i < np; i++)
-		pkeys[i] = (uint64_t)ptab[i] << 32 | pbkt[i];
+		pkeys[i] = (uint64_t)ptab[i] << 32 | pbkt[i] | (i < L ? (uint64_t)1 << 40 : 0);
 	qsort(pkeys, np, sizeof(uint64_t), cmp_u64);
 
 	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
@@ -777,7 +800,9 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		goto done;
 	}
 	for (size_t i = 0; i < np && !st.truncated; i++) {
-		uint32_t t = (uint32_t)(pkeys[i] >> 32), b = (uint32_t)pkeys[i];
+		uint32_t t = (uint32_t)(pkeys[i] >> 32) & 0xFF, b = (uint32_t)pkeys[i];
+		uint32_t mh = p->min_hits ? p->min_hits : 1;
+		uint8_t w = (pkeys[i] >> 40) & 1 ? (uint8_t)(mh < 255 ? mh : 255) : 1;
 		uint8_t key[ND_POSTING_KEY_SIZE];
 		uint32_t blk[ND_BLOCK_MAX_IDS];
 		MDB_val k = { ND_POSTING_KEY_SIZE, key }, v;
@@ -796,7 +821,7 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 				goto done;
 			st.postings += nb;
 			for (size_t j = 0; j < nb; j++) {
-				int added = idset_add(&set, blk[j]);
+				int added = idset_add(&set, blk[j], w);
 				if (added < 0) {
 					rc = nd_error_set(err, ND_ENOMEM, "out of memory for candidates");
 					goto done;
@@ -822,10 +847,11 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 	}
 	size_t nc = 0;
 	for (size_t i = 0; i < set.cap; i++)
-		if (set.slot[i])
+		if (set.slot[i] && set.cnt[i] >= p->min_hits)
 			cand[nc++] = set.slot[i];
 	qsort(cand, nc, sizeof(uint32_t), cmp_u32);
-	st.candidates = (uint32_t)nc;
+	st.candidates = (uint32_t)set.n;
+	st.reranked = (uint32_t)nc;
 	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
 		rc = nd_store_err(mrc, err, "opening a cursor");
 		goto done;
@@ -861,6 +887,36 @@ done:
 	free(pkeys);
 	free(cand);
 	free(set.slot);
+	free(set.cnt);
+	return rc;
+}
+
+int nd_index_prefault(nd_index *ix, nd_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	volatile uint8_t sink = 0;
+	int rc = nd_store_read_begin(ix->st, &txn, err), mrc = 0;
+	if (rc)
+		return rc;
+	MDB_dbi dbs[2] = { ix->st->vectors, ix->st->postings };
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		if ((mrc = mdb_cursor_open(txn, dbs[i], &cur))) {
+			rc = nd_store_err(mrc, err, "opening a cursor");
+			break;
+		}
+		/* one read per value touches every leaf page (LMDB has no
+		 * portable way to hand us the map address for madvise) */
+		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+			sink ^= *(const uint8_t *)v.mv_data;
+		if (mrc != MDB_NOTFOUND)
+			rc = nd_store_err(mrc, err, "reading the index");
+		mdb_cursor_close(cur);
+	}
+	(void)sink;
+	nd_store_read_end(ix->st, txn);
 	return rc;
 }
 

@@ -138,20 +138,59 @@ void nd_lsh_sign_proj(const nd_lsh *lsh, const float *proj, uint32_t *sig)
 	}
 }
 
+/* Four rows at once (independent accumulators hide the FMA latency), each
+ * row with exactly the arithmetic of nd_lsh_dot, so results are identical. */
+static void dot4(const float *p, size_t stride, const float *x, size_t n, float out[4])
+{
+	float lanes[4][8];
+	size_t i = 0, n8 = n & ~(size_t)7;
+#ifdef ND_LSH_AVX2
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	for (; i < n8; i += 8) {
+		__m256 xv = _mm256_loadu_ps(x + i);
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p + i), xv, a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + stride + i), xv, a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 2 * stride + i), xv, a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 3 * stride + i), xv, a3);
+	}
+	_mm256_storeu_ps(lanes[0], a0);
+	_mm256_storeu_ps(lanes[1], a1);
+	_mm256_storeu_ps(lanes[2], a2);
+	_mm256_storeu_ps(lanes[3], a3);
+#else
+	for (int r = 0; r < 4; r++)
+		for (int k = 0; k < 8; k++)
+			lanes[r][k] = 0.0f;
+	for (; i < n8; i += 8)
+		for (int r = 0; r < 4; r++)
+			for (int k = 0; k < 8; k++)
+				lanes[r][k] = fmaf(p[r * stride + i + k], x[i + k], lanes[r][k]);
+#endif
+	for (int k = 0; i + (size_t)k < n; k++)
+		for (int r = 0; r < 4; r++)
+			lanes[r][k] = fmaf(p[r * stride + i + k], x[i + k], lanes[r][k]);
+	for (int r = 0; r < 4; r++)
+		out[r] = reduce8(lanes[r]);
+}
+
 void nd_lsh_sign(const nd_lsh *lsh, const float *vecs, size_t n, uint32_t *sigs)
 {
-	float proj[ND_LSH_MAX_BITS];
+	size_t rows = (size_t)lsh->tables * lsh->bits, D = lsh->dim;
 	for (size_t v = 0; v < n; v++) {
-		const float *x = vecs + v * lsh->dim;
-		for (uint32_t t = 0; t < lsh->tables; t++) {
-			const float *pl = lsh->planes + (size_t)t * lsh->bits * lsh->dim;
-			for (uint32_t j = 0; j < lsh->bits; j++)
-				proj[j] = nd_lsh_dot(pl + (size_t)j * lsh->dim, x, lsh->dim);
-			uint32_t b = 0;
-			for (uint32_t j = 0; j < lsh->bits; j++)
-				b |= (uint32_t)(proj[j] > 0.0f) << j;
-			sigs[v * lsh->tables + t] = b;
+		const float *x = vecs + v * D;
+		uint32_t *sg = sigs + v * lsh->tables;
+		size_t r = 0;
+		for (uint32_t t = 0; t < lsh->tables; t++)
+			sg[t] = 0;
+		for (; r + 4 <= rows; r += 4) {
+			float o[4];
+			dot4(lsh->planes + r * D, D, x, D, o);
+			for (int k = 0; k < 4; k++)
+				sg[(r + k) / lsh->bits] |= (uint32_t)(o[k] > 0.0f) << ((r + k) % lsh->bits);
 		}
+		for (; r < rows; r++)
+			sg[r / lsh->bits] |= (uint32_t)(nd_lsh_dot(lsh->planes + r * D, x, D) > 0.0f)
+					     << (r % lsh->bits);
 	}
 }
 

@@ -132,7 +132,8 @@ static int decode_bytes(const uint8_t *b, size_t n, uint32_t prev, nd_error *err
 	size_t m;
 	/* copy to an exact-size heap buffer so ASan sees any over-read */
 	uint8_t *h = malloc(n ? n : 1);
-	memcpy(h, b, n);
+	if (n)
+		memcpy(h, b, n);
 	int rc = nd_postings_decode(h, h + n, prev, out, 16, &m, NULL, err);
 	free(h);
 	return rc;

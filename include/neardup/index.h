@@ -30,6 +30,7 @@ extern "C" {
 #define ND_INDEX_DEFAULT_TABLES 16
 #define ND_INDEX_DEFAULT_BITS 14
 #define ND_INDEX_DEFAULT_PROBES 64
+#define ND_INDEX_DEFAULT_MIN_HITS 1
 #define ND_INDEX_DEFAULT_SEED 0x6E65617264757021ull
 #define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_I8
 #define ND_INDEX_DEFAULT_MAP_SIZE ((size_t)256 << 20)
@@ -89,6 +90,9 @@ typedef struct nd_query_params {
 	uint32_t k;               /* results wanted (default 10) */
 	float min_sim;            /* only results with similarity >= min_sim (default -1: all) */
 	uint32_t probes;          /* extra multi-probe buckets over all tables (default ND_INDEX_DEFAULT_PROBES) */
+	uint32_t min_hits;        /* re-rank ids found in a home bucket (the query's own signature in
+				   * some table), or in at least min_hits probed buckets (default
+				   * ND_INDEX_DEFAULT_MIN_HITS; 1: every id found) */
 	uint32_t max_candidates;  /* stop collecting after this many distinct candidates (0: no limit) */
 } nd_query_params;
 void nd_query_params_init(nd_query_params *p);
@@ -101,7 +105,8 @@ typedef struct nd_hit {
 typedef struct nd_query_stats {
 	uint32_t buckets;         /* buckets probed */
 	uint64_t postings;        /* posting entries read */
-	uint32_t candidates;      /* distinct ids re-ranked */
+	uint32_t candidates;      /* distinct ids found in the probed buckets */
+	uint32_t reranked;        /* of those, ids re-ranked (found >= min_hits times) */
 	int truncated;            /* max_candidates was reached */
 } nd_query_stats;
 
@@ -109,6 +114,10 @@ typedef struct nd_query_stats {
  * hits has room for p->k entries; *n receives the count. stats may be NULL. */
 int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits,
 		   size_t *n, nd_query_stats *stats, nd_error *err);
+
+/* Reads every vector and posting block once, so that the first queries of a
+ * long run (dedup) do not each pay page faults on the map. Optional. */
+int nd_index_prefault(nd_index *ix, nd_error *err);
 
 /* Record of an id; rec->path is copied into pathbuf (pathcap bytes;
  * ND_PATH_MAX + 1 is always enough). ND_ENOTFOUND if no such id. */
