@@ -70,12 +70,13 @@ int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd
 	ws->micro = micro;
 	ws->col_cap = col;
 	if (posix_memalign((void **)&ws->arena, 64, bytes ? bytes : 64) ||
-	    (col && posix_memalign((void **)&ws->col, 64, col * sizeof(float)))) {
+	    (col && posix_memalign((void **)&ws->col, 64, col * sizeof(float))) ||
+	    (m->dw_scratch && posix_memalign((void **)&ws->dw_pad, 64, m->dw_scratch * sizeof(float)))) {
 		rc = nd_error_set(err, ND_ENOMEM, "workspace: out of memory for %zu bytes",
-				  bytes + col * sizeof(float));
+				  bytes + (col + m->dw_scratch) * sizeof(float));
 		goto fail;
 	}
-	ws->bytes = bytes + col * sizeof(float);
+	ws->bytes = bytes + (col + m->dw_scratch) * sizeof(float);
 	*out = ws;
 	return 0;
 fail:
@@ -89,6 +90,7 @@ void nd_workspace_free(nd_workspace *ws)
 		return;
 	free(ws->arena);
 	free(ws->col);
+	free(ws->dw_pad);
 	free(ws);
 }
 
@@ -109,7 +111,7 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 
 	if (cg == 1 && g > 1) {
 		nd_k_depthwise(in, ic, n, h, w, L->w, L->b, oc, kh, kw, sh, sw, ph, pw, dh, dw, oh,
-			       ow, L->act, out);
+			       ow, L->act, ws->dw_pad, out);
 		return;
 	}
 	if (!L->col_per_image) {

@@ -142,6 +142,7 @@ struct nd_model {
 	size_t act_max;         /* floats of the largest activation (input included) per image */
 	size_t col_max;         /* max im2col floats per image over layers */
 	size_t col_row_max;     /* max im2col floats per output row over layers */
+	size_t dw_scratch;      /* floats of depthwise padding scratch (max over layers) */
 	double flops;
 	size_t weight_bytes;
 	const uint16_t *bg;
@@ -159,6 +160,7 @@ struct nd_workspace {
 	float *arena;           /* arena_per_image * max_batch floats */
 	float *col;             /* col_cap floats */
 	size_t col_cap;
+	float *dw_pad;          /* model->dw_scratch floats, for depthwise padding */
 	size_t bytes;
 	double *prof_ns;        /* per-layer nanoseconds, accumulated when non-NULL (bench) */
 };
@@ -173,7 +175,8 @@ void nd_k_im2col(const float *in, int c, size_t cstride, int nb, int h, int w,
 void nd_k_depthwise(const float *in, int ic, int n, int h, int w,
 		    const float *wt, const float *bias, int oc, int kh, int kw,
 		    int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
-		    int act, float *out);
+		    int act, float *pad, float *out);
+size_t nd_k_depthwise_scratch(int h, int w, int ph, int pw);
 void nd_k_pool(const float *in, int c, int n, int h, int w, int kh, int kw,
 	       int sh, int sw, int ph, int pw, int is_max, int count_pad,
 	       int oh, int ow, float *out);

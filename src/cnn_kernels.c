@@ -175,54 +175,114 @@ void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h,
 			}
 }
 
+/* 8 floats as a GCC vector (AVX with -march=x86-64-v3, else SSE pairs):
+ * unaligned loads and stores, and a load of 8 floats at stride 2 that reads
+ * p[0..14] only (two overlapping loads, then the even elements). */
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
+static inline v8 ld8(const float *p)
+{
+	return *(const v8u *)p;
+}
+static inline void st8(float *p, v8 v)
+{
+	*(v8u *)p = v;
+}
+static inline v8 ld8_even(const float *p)
+{
+	v8 a = ld8(p), b = ld8(p + 7); /* p[0..7], p[7..14] */
+#if defined(__clang__)
+	return __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
+#else
+	typedef int v8i __attribute__((vector_size(32)));
+	return __builtin_shuffle(a, b, (v8i){ 0, 2, 4, 6, 9, 11, 13, 15 });
+#endif
+}
+
+/* One output plane of a depthwise convolution on an input that is already
+ * padded (hp x wp, zeros around), stride SW (1 and 2 are instantiated with
+ * a constant): dst[oy][ox] = b + sum over taps wk[ki][kj] *
+ * src[oy*sh + ki*dh][ox*SW + kj*dw]. Eight columns at a time with all taps
+ * accumulated in registers (one store per output; the last chunk of a row
+ * overlaps the one before), narrow planes and other strides one by one. */
+static inline __attribute__((always_inline)) void
+dw_plane(const float *restrict src, int wp, const float *restrict wk, float b, int kh, int kw,
+	 int sh, const int SW, int dh, int dw, int oh, int ow, float *restrict dst)
+{
+	for (int oy = 0; oy < oh; oy++) {
+		float *d = dst + (size_t)oy * ow;
+		const float *rows = src + (size_t)oy * sh * wp;
+		int ox = 0;
+		for (; SW <= 2 && ow >= 8 && ox < ow; ox += 8) {
+			if (ox + 8 > ow)
+				ox = ow - 8;
+			v8 acc = { b, b, b, b, b, b, b, b };
+			for (int ki = 0; ki < kh; ki++) {
+				const float *sp = rows + (size_t)ki * dh * wp + (size_t)ox * SW;
+				for (int kj = 0; kj < kw; kj++) {
+					float wv = wk[ki * kw + kj];
+					v8 wvv = { wv, wv, wv, wv, wv, wv, wv, wv };
+					acc += wvv * (SW == 1 ? ld8(sp + kj * dw) : ld8_even(sp + kj * dw));
+				}
+			}
+			st8(d + ox, acc);
+		}
+		for (; ox < ow; ox++) {
+			float acc = b;
+			for (int ki = 0; ki < kh; ki++)
+				for (int kj = 0; kj < kw; kj++)
+					acc += wk[ki * kw + kj] *
+					       rows[(size_t)ki * dh * wp + (size_t)ox * SW + (size_t)kj * dw];
+			d[ox] = acc;
+		}
+	}
+}
+
+/* Floats of scratch nd_k_depthwise needs: one zero-padded input plane plus
+ * slack for the last vector load. */
+size_t nd_k_depthwise_scratch(int h, int w, int ph, int pw)
+{
+	return (size_t)(h + 2 * ph) * (size_t)(w + 2 * pw) + 16;
+}
+
 /* Depthwise (groups == ic, oc = ic * mult) convolution, direct.
  * in: [ic][n][h][w], wt: [oc][1][kh][kw], bias: [oc] or NULL,
- * out: [oc][n][oh][ow]. Output channel k reads input channel k / mult. */
+ * out: [oc][n][oh][ow]. Output channel k reads input channel k / mult.
+ * pad: nd_k_depthwise_scratch() floats for a zero-padded copy of an input
+ * plane (not touched when ph = pw = 0). */
 void nd_k_depthwise(const float *restrict in, int ic, int n, int h, int w,
 		    const float *restrict wt, const float *restrict bias, int oc, int kh, int kw,
 		    int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
-		    int act, float *restrict out)
+		    int act, float *restrict pad, float *restrict out)
 {
-	int mult = oc / ic;
+	int mult = oc / ic, wp = w + 2 * pw, hp = h + 2 * ph;
 	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
-	for (int k = 0; k < oc; k++) {
-		const float *wk = wt + (size_t)k * kh * kw;
-		float b = bias ? bias[k] : 0.0f;
+	if (ph || pw)
+		memset(pad, 0, nd_k_depthwise_scratch(h, w, ph, pw) * sizeof(float));
+	for (int ci = 0; ci < ic; ci++)
 		for (int j = 0; j < n; j++) {
-			const float *src = in + ((size_t)(k / mult) * n + j) * hw;
-			float *dst = out + ((size_t)k * n + j) * ohw;
-			for (size_t i = 0; i < ohw; i++)
-				dst[i] = b;
-			for (int ki = 0; ki < kh; ki++)
-				for (int kj = 0; kj < kw; kj++) {
-					float wv = wk[ki * kw + kj];
-					int xoff = kj * dw - pw;
-					int lo = xoff >= 0 ? 0 : (-xoff + sw - 1) / sw;
-					int hi = w - 1 - xoff < 0 ? 0 : (w - 1 - xoff) / sw + 1;
-					if (hi > ow)
-						hi = ow;
-					if (lo >= hi)
-						continue;
-					for (int oy = 0; oy < oh; oy++) {
-						int iy = oy * sh - ph + ki * dh;
-						if (iy < 0 || iy >= h)
-							continue;
-						const float *s = src + (size_t)iy * w;
-						float *d = dst + (size_t)oy * ow;
-						if (sw == 1)
-							for (int ox = lo; ox < hi; ox++)
-								d[ox] += wv * s[ox + xoff];
-						else if (sw == 2)
-							for (int ox = lo; ox < hi; ox++)
-								d[ox] += wv * s[2 * ox + xoff];
-						else
-							for (int ox = lo; ox < hi; ox++)
-								d[ox] += wv * s[ox * sw + xoff];
-					}
-				}
-			nd_k_act(dst, ohw, act);
+			const float *src = in + ((size_t)ci * n + j) * hw;
+			if (ph || pw) { /* the border stays zero from the memset */
+				for (int y = 0; y < h; y++)
+					memcpy(pad + (size_t)(y + ph) * wp + pw, src + (size_t)y * w,
+					       (size_t)w * sizeof(float));
+				src = pad;
+			}
+			(void)hp;
+			for (int m = 0; m < mult; m++) {
+				int k = ci * mult + m;
+				const float *wk = wt + (size_t)k * kh * kw;
+				float b = bias ? bias[k] : 0.0f;
+				float *dst = out + ((size_t)k * n + j) * ohw;
+				if (sw == 1)
+					dw_plane(src, wp, wk, b, kh, kw, sh, 1, dh, dw, oh, ow, dst);
+				else if (sw == 2)
+					dw_plane(src, wp, wk, b, kh, kw, sh, 2, dh, dw, oh, ow, dst);
+				else
+					dw_plane(src, wp, wk, b, kh, kw, sh, sw, dh, dw, oh, ow, dst);
+				nd_k_act(dst, ohw, act);
+			}
 		}
-	}
 }
 
 /* Max or average pooling. in: [c][n][h][w], out: [c][n][oh][ow].

@@ -425,6 +425,8 @@ static void test_conv_wide_grouped_depthwise(void)
 		{ 3, 16, 13, 11, 16, 3, 1, 1, 16, NDM_ACT_RELU6 }, /* depthwise */
 		{ 2, 16, 14, 15, 16, 3, 2, 1, 16, NDM_ACT_NONE },  /* depthwise stride 2 */
 		{ 2, 8, 12, 12, 24, 5, 3, 2, 8, NDM_ACT_SILU },    /* depthwise, multiplier 3, stride 3 */
+		{ 2, 8, 20, 21, 8, 3, 2, 0, 8, NDM_ACT_NONE },     /* depthwise stride 2, no padding */
+		{ 1, 4, 9, 40, 8, 7, 1, 3, 4, NDM_ACT_RELU },      /* depthwise 7x7, multiplier 2 */
 		{ 3, 12, 9, 10, 18, 3, 1, 0, 3, NDM_ACT_HARDSWISH }, /* grouped */
 		{ 2, 16, 8, 8, 32, 1, 1, 0, 4, NDM_ACT_RELU },     /* grouped 1x1 direct */
 		{ 1, 32, 7, 5, 8, 1, 2, 0, 1, NDM_ACT_NONE },      /* 1x1 stride 2: im2col path */
