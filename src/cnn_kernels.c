@@ -180,24 +180,16 @@ void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h,
  * p[0..14] only (two overlapping loads, then the even elements). */
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
-static inline v8 ld8(const float *p)
-{
-	return *(const v8u *)p;
-}
-static inline void st8(float *p, v8 v)
-{
-	*(v8u *)p = v;
-}
-static inline v8 ld8_even(const float *p)
-{
-	v8 a = ld8(p), b = ld8(p + 7); /* p[0..7], p[7..14] */
+/* macros, not functions: a function passing v8 by value has a different
+ * ABI with and without AVX (-Wpsabi) */
+#define ld8(p) (*(const v8u *)(const void *)(p))
+#define st8(p, v) (*(v8u *)(void *)(p) = (v))
 #if defined(__clang__)
-	return __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
+#define ld8_even(p) __builtin_shufflevector(ld8(p), ld8((p) + 7), 0, 2, 4, 6, 9, 11, 13, 15)
 #else
-	typedef int v8i __attribute__((vector_size(32)));
-	return __builtin_shuffle(a, b, (v8i){ 0, 2, 4, 6, 9, 11, 13, 15 });
+typedef int v8i __attribute__((vector_size(32)));
+#define ld8_even(p) __builtin_shuffle(ld8(p), ld8((p) + 7), (v8i){ 0, 2, 4, 6, 9, 11, 13, 15 })
 #endif
-}
 
 /* One output plane of a depthwise convolution on an input that is already
  * padded (hp x wp, zeros around), stride SW (1 and 2 are instantiated with
