@@ -3,7 +3,7 @@
 # embeddings, ingest / size / query latency / recall@10 for several (L, K,
 # probes), the self-join, the vector formats, and FAISS IndexFlatIP.
 #   quick: 100,000 vectors, 500 queries  -> bench/results/index-quick.md (a few minutes)
-#   full:  1,000,000 vectors, 1000 queries -> bench/results/index.md (about half an hour)
+#   full:  1,000,000 vectors, 1000 queries -> bench/results/index.md (about 20 minutes; ~6 GB in cache/)
 # Data and indexes go to cache/bench_index (git-ignored) and are deleted after.
 set -eu
 mode=${1:-quick}
@@ -15,11 +15,11 @@ mkdir -p bench/results cache
 case "$mode" in
 quick)
 	out=bench/results/index-quick.md
-	args="-n 100000 -q 500 -c 10:18,8:16,16:16 -p 0,64,256,512 -j 10:18"
+	args="-n 100000 -q 500 -b 10000 -c 12:18,16:17,16:16 -p 512/2,1024/2,1536/2,1024/1 -j 12:18"
 	;;
 full)
 	out=bench/results/index.md
-	args="-n 1000000 -q 1000 -c 10:18,8:18,12:18,8:16,16:16 -p 64,128,256,512,1024 -j 10:18"
+	args="-n 1000000 -q 1000 -b 50000 -c 12:18,16:17,8:20,16:16 -p 512/2,768/2,1024/2,1280/2,1536/2,1024/1 -j 12:18"
 	;;
 *) echo "suite_index: mode quick|full" >&2; exit 2 ;;
 esac

@@ -130,7 +130,10 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	j.ctx = ctx;
 	j.dim = ix->meta.dim;
 	j.T = p->tables && p->tables < ix->meta.tables ? p->tables : ix->meta.tables;
-	j.shift = ix->meta.bits - (p->bits ? p->bits : ix->meta.bits);
+	uint32_t jb = p->bits;
+	if (jb == 0)
+		jb = ix->meta.bits > ND_INDEX_DEFAULT_JOIN_BITS_LESS ? ix->meta.bits - ND_INDEX_DEFAULT_JOIN_BITS_LESS : 1;
+	j.shift = ix->meta.bits - jb;
 	if ((rc = nd_store_read_begin(ix->st, &j.txn, err)))
 		return rc;
 	if ((rc = nd_ix_read_meta(ix, j.txn, &m, err)))

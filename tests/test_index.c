@@ -195,6 +195,28 @@ static void test_basic(void)
 	CHECK_EQ_INT(nd_index_add(ix, &it, 1, NULL, &err), ND_EINVAL);
 	CHECK_EQ_INT(nd_index_stats_get(ix, &st, &err), 0);
 	CHECK_EQ_INT(st.meta.n_images, 100);
+	/* long paths (keyed by prefix + hash) */
+	{
+		char lp1[1200], lp2[1200];
+		memset(lp1, 'd', sizeof(lp1));
+		memcpy(lp2, lp1, sizeof(lp2));
+		lp1[1199] = lp2[1199] = 0;
+		lp2[1100] = 'e'; /* same 463-byte prefix */
+		nd_index_item li[2] = { b.items[0], b.items[1] };
+		li[0].rec.path = lp1;
+		li[0].rec.path_len = strlen(lp1);
+		li[1].rec.path = lp2;
+		li[1].rec.path_len = strlen(lp2);
+		uint32_t lid[2], got;
+		CHECK_EQ_INT(nd_index_add(ix, li, 2, lid, &err), 0);
+		CHECK_EQ_INT(nd_index_lookup_path(ix, lp1, &got, &err), 0);
+		CHECK_EQ_INT(got, lid[0]);
+		CHECK_EQ_INT(nd_index_lookup_path(ix, lp2, &got, &err), 0);
+		CHECK_EQ_INT(got, lid[1]);
+		CHECK(check_ok(ix, &rep));
+		CHECK_EQ_INT(nd_index_remove(ix, lid, 2, NULL, &err), 0);
+		CHECK_EQ_INT(nd_index_lookup_path(ix, lp1, &got, &err), ND_ENOTFOUND);
+	}
 	/* model check */
 	CHECK_EQ_INT(nd_index_check_model(ix, "test-model", 0xABCDEF, &err), 0);
 	CHECK_EQ_INT(nd_index_check_model(ix, "test-model", 0xABCDEE, &err), ND_EMISMATCH);
@@ -257,7 +279,7 @@ static void test_recall(void)
 	char dir[128];
 	fresh_dir(dir, sizeof(dir), "recall");
 	const uint32_t D = 128;
-	const size_t N = SANITIZED ? 8000 : 20000, NQ = SANITIZED ? 100 : 300, B = 2000;
+	const size_t N = 20000, NQ = 400, B = 2000;
 	synth s;
 	synth_init(&s, D, 40, 2);
 	float *X = malloc(sizeof(float) * D * N), *bases = NULL;

@@ -27,12 +27,13 @@ extern "C" {
 #endif
 
 /* Defaults chosen with bench/bench_index.c (see bench/results/index.md). */
-#define ND_INDEX_DEFAULT_TABLES 16
-#define ND_INDEX_DEFAULT_BITS 14
-#define ND_INDEX_DEFAULT_PROBES 64
-#define ND_INDEX_DEFAULT_MIN_HITS 1
+#define ND_INDEX_DEFAULT_TABLES 12
+#define ND_INDEX_DEFAULT_BITS 18
+#define ND_INDEX_DEFAULT_PROBES 1024
+#define ND_INDEX_DEFAULT_MIN_HITS 2
+#define ND_INDEX_DEFAULT_JOIN_BITS_LESS 5  /* self-join groups: K - 5 leading bits */
 #define ND_INDEX_DEFAULT_SEED 0x6E65617264757021ull
-#define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_I8
+#define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_F16
 #define ND_INDEX_DEFAULT_MAP_SIZE ((size_t)256 << 20)
 
 typedef struct nd_index nd_index;
@@ -150,7 +151,9 @@ int nd_index_stats_get(nd_index *ix, nd_index_stats *st, nd_error *err);
 /* ---- self-join ---- */
 typedef struct nd_selfjoin_params {
 	float min_sim;            /* emit pairs with similarity >= min_sim */
-	uint32_t bits;            /* group buckets by their top `bits` bits (<= K; 0 = K) */
+	uint32_t bits;            /* group buckets by their top `bits` bits (<= K; 0 = K -
+				   * ND_INDEX_DEFAULT_JOIN_BITS_LESS): fewer bits, larger groups,
+				   * higher recall, more time */
 	uint32_t tables;          /* use the first `tables` tables (0 = all) */
 	uint32_t max_group;       /* groups with more ids are skipped and counted (0 = no cap) */
 } nd_selfjoin_params;
