@@ -480,8 +480,8 @@ int main(int argc, char **argv)
 			       "Recall: of the exact pairs >= 0.8 that involve %zu sampled ids (%zu pairs; %zu of them >= 0.9), the fraction emitted.\n\n"
 			       "| group bits | max group | time s | pairs compared | pairs emitted | groups capped | pairs skipped | largest group | recall >=0.8 | recall >=0.9 |\n|---|---|---|---|---|---|---|---|---|---|\n",
 			       jc.L, jc.K, S, ntp, ntp9);
-			uint32_t jbits[3] = { jc.K - 3, jc.K - 4, jc.K - 5 };
-			for (int bi = 0; bi < 3; bi++) {
+			uint32_t jbits[2] = { jc.K - 2, jc.K - 3 };
+			for (int bi = 0; bi < 2; bi++) {
 				nd_selfjoin_params jp;
 				nd_selfjoin_stats js;
 				struct joinacc acc = { sampled, NULL, 0, 0 };

@@ -31,7 +31,7 @@ extern "C" {
 #define ND_INDEX_DEFAULT_BITS 18
 #define ND_INDEX_DEFAULT_PROBES 1024
 #define ND_INDEX_DEFAULT_MIN_HITS 2
-#define ND_INDEX_DEFAULT_JOIN_BITS_LESS 5  /* self-join groups: K - 5 leading bits */
+#define ND_INDEX_DEFAULT_JOIN_BITS_LESS 3  /* self-join groups: K - 3 leading bits */
 #define ND_INDEX_DEFAULT_SEED 0x6E65617264757021ull
 #define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_F16
 #define ND_INDEX_DEFAULT_MAP_SIZE ((size_t)256 << 20)
