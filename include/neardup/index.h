@@ -71,7 +71,7 @@ int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err);
 
 /* ---- writing ---- */
 typedef struct nd_index_item {
-	const float *vec;         /* [dim], L2-normalised */
+	const float *vec;         /* [dim], L2-normalised (|norm^2 - 1| <= 0.01, else ND_EINVAL) */
 	nd_record rec;            /* path, size, mtime, hash, width, height; id ignored */
 } nd_index_item;
 
