@@ -148,7 +148,7 @@ fuzz:
 coverage:
 	@$(MAKE) --no-print-directory COVERAGE=1 test
 	@cd build/cov && gcov -n $(LIB_SRC:%.c=%.o) 2>/dev/null | \
-		awk '/^File/{f=$$2} /^Lines executed/{print f, $$2, $$3, $$4}' | sed "s/'//g"
+		awk '/^File/{f=$$2; gsub("\047", "", f)} /^Lines executed/ && f ~ /^src\//{print f, $$2, $$3, $$4}'
 
 PCDIR := $(PREFIX)/lib/pkgconfig
 install: all
