@@ -1,17 +1,38 @@
 #!/bin/sh
-# The main job on the bundled sample corpus (data/). Filled in as stages land:
-# for now the decode stage — every image in data/ decoded as ingest will do it
-# (format by magic bytes, EXIF orientation, DCT/box reduction for a 224x224
-# model input) and preprocessed into the model's tensor.
+# The main job on the bundled sample corpus (data/, see data/README.md):
+#  1. the decode stage: every image decoded as ingest does it (format by magic
+#     bytes, EXIF orientation, DCT/box reduction) and preprocessed;
+#  2. with the trained model (models/neardup.ndm): ingest data/ into a fresh
+#     index, ask for each near-duplicate listed in data/dups.tsv which image
+#     it copies, and print the duplicate groups.
 #   scripts/demo.sh [path/to/neardup]     (make demo builds it first)
 set -eu
 bin=${1:-build/rel/neardup}
 cd "$(dirname "$0")/.."
 [ -x "$bin" ] || make --no-print-directory
 "$bin" --version
-if ! "$bin" inspect --help >/dev/null 2>&1; then
-	echo "demo: this neardup has no 'inspect' command yet (src/cli/inspect.c is not wired into main.c)" >&2
-	exit 1
-fi
-echo "== decode + prep of data/ (see data/README.md for what each file is)"
+echo "== decode + prep of data/"
 "$bin" inspect --size 224x224 data/*.jpg data/*.png
+
+if [ ! -f models/neardup.ndm ] && [ -z "${NEARDUP_MODEL:-}" ]; then
+	echo "== no trained model yet (models/neardup.ndm: issue 4 is training it);"
+	echo "   ingest, query and dedup run once it ships, or with NEARDUP_MODEL=FILE"
+	exit 0
+fi
+
+db=$(mktemp -d "${TMPDIR:-/tmp}/neardup-demo.XXXXXX")
+trap 'rm -rf "$db"' EXIT
+echo "== ingest data/"
+"$bin" ingest --index "$db/index" data/
+echo "== query: each near-duplicate's best match (expected: its original, per data/dups.tsv)"
+ok=0 n=0
+while IFS='	' read -r copy orig what; do
+	case "$copy" in '#'*|'') continue ;; esac
+	n=$((n + 1))
+	best=$("$bin" query -q --index "$db/index" -k 2 "data/$copy" | awk -F'\t' -v self="data/$copy" '$2 != self { print $2 "\t" $3; exit }')
+	case "$best" in "data/$orig	"*) ok=$((ok + 1)); mark=ok ;; *) mark=MISS ;; esac
+	printf '%-4s %-24s -> %s   (%s)\n' "$mark" "$copy" "$best" "$what"
+done < data/dups.tsv
+echo "$ok of $n near-duplicates found their original first"
+echo "== dedup: groups, kept file first"
+"$bin" dedup -q --index "$db/index"
