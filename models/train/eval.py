@@ -209,6 +209,7 @@ def main():
     ap.add_argument("--ckpt", default=os.path.join(HERE, "checkpoint.pt"))
     ap.add_argument("--methods", default="model,random,phash")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=net.SIZE, help="input size (the shipped model uses net.SIZE)")
     ap.add_argument("--json", default=None, help="write the figures here as JSON")
     ap.add_argument("--bg", type=int, default=0, help="background-set size for the normalised score (0: off)")
     ap.add_argument("--bg-k", type=int, default=3)
@@ -217,7 +218,7 @@ def main():
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rows = load_manifest(args.devset)
-    x, g = prepare(args.devset, rows, net.SIZE, os.path.join(args.devset, f"prepared_{net.SIZE}.npz"))
+    x, g = prepare(args.devset, rows, args.size, os.path.join(args.devset, f"prepared_{args.size}.npz"))
     qi = [i for i, r in enumerate(rows) if r["role"] == "query"]
     ri = [i for i, r in enumerate(rows) if r["role"] == "ref"]
     ref_of_orig = {rows[i]["orig"]: j for j, i in enumerate(ri) if rows[i]["orig"] >= 0}
@@ -238,7 +239,7 @@ def main():
             sim = e[qi] @ e[ri].T
             if m == "model" and args.bg:
                 results[m] = evaluate(sim, rows_q, gt)  # keeps "model" before its +bg rows
-                ebg = embed(model, background_inputs(args.bg, net.SIZE))
+                ebg = embed(model, background_inputs(args.bg, args.size))
                 bq, br = kth_sim(e[qi], ebg, args.bg_k), kth_sim(e[ri], ebg, args.bg_k)
                 for tag, s2 in (("model+bgq", sim - args.bg_beta * bq[:, None]),
                                 ("model+bgs", sim - args.bg_beta * 0.5 * (bq[:, None] + br[None, :]))):
