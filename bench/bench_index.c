@@ -1,7 +1,7 @@
 /* neardup — benchmark of the LSH index on synthetic clustered embeddings.
  *
  *   bench_index [-n N] [-d DIM] [-q QUERIES] [-c L:K,L:K,...] [-p P,P,...]
- *               [-b BATCH] [-j L:K] [-f f16|i8] [--cache DIR] [--faiss SCRIPT]
+ *               [-b BATCH] [-j L:K] [-J R/B/T,...] [-f f16|i8] [--cache DIR] [--faiss SCRIPT]
  *
  * Generates N vectors with bench/synth.h (planted near-duplicate clusters),
  * exact top-10 of every query by brute force (OpenBLAS sgemm), then for each
@@ -9,7 +9,8 @@
  * size and bytes per posting, and for each probe count the query latency
  * (p50/p99, one query at a time on one thread) and recall@10 of the
  * neighbours with cosine >= 0.8 (also >= 0.7 and >= 0.9). Then the self-join
- * of the config given by -j (time, pairs, recall on a sample of ids), the
+ * of the config given by -j (time, pairs, recall on a sample of ids) for
+ * each variant of -J (radius/bits/threads; 0 = the default), the
  * re-rank error of float16 and int8 vectors, and FAISS IndexFlatIP on the
  * same data and queries through bench/faiss_flat.py. Prints a Markdown
  * report on stdout. */
@@ -17,6 +18,7 @@
 #include "neardup/lsh.h"
 
 #include "synth.h"
+#include "blas.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -156,7 +158,7 @@ int main(int argc, char **argv)
 	int keep = 0;
 	uint32_t D = 256;
 	const char *cfgs_s = "16:14", *probes_s = "0,16,64,128", *cache = "cache/bench_index",
-		   *faiss = "bench/faiss_flat.py", *join_s = NULL;
+		   *faiss = "bench/faiss_flat.py", *join_s = NULL, *jvar_s = "0/0/0";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v) {
@@ -181,6 +183,8 @@ int main(int argc, char **argv)
 			keep = atoi(v);
 		else if (!strcmp(a, "-j"))
 			join_s = v;
+		else if (!strcmp(a, "-J"))
+			jvar_s = v;
 		else if (!strcmp(a, "--cache"))
 			cache = v;
 		else if (!strcmp(a, "--faiss"))
@@ -206,6 +210,8 @@ int main(int argc, char **argv)
 		if (*s == ',')
 			s++;
 	}
+	if (nd_blas_init(NULL)) /* the CPU's kernels for the exact search (see src/blas.h) */
+		fprintf(stderr, "bench_index: OpenBLAS not set up, exact search runs on the default kernels\n");
 	mkdir("cache", 0755);
 	if (mkdir(cache, 0755) && errno != EEXIST)
 		die(cache, NULL);
@@ -477,17 +483,27 @@ int main(int argc, char **argv)
 					tp9[u++] = tp9[i];
 			ntp9 = u;
 			printf("\n## Self-join (L=%u, K=%u), pairs with cos >= 0.8\n\n"
-			       "Recall: of the exact pairs >= 0.8 that involve %zu sampled ids (%zu pairs; %zu of them >= 0.9), the fraction emitted.\n\n"
-			       "| group bits | max group | time s | pairs compared | pairs emitted | groups capped | pairs skipped | largest group | recall >=0.8 | recall >=0.9 |\n|---|---|---|---|---|---|---|---|---|---|\n",
+			       "Recall: of the exact pairs >= 0.8 that involve %zu sampled ids (%zu pairs; %zu of them >= 0.9), the fraction emitted. "
+			       "Candidates: pairs of images whose buckets differ in <= radius of the bits used, in some table; compared: exact cosines computed after the signature filter.\n\n"
+			       "| radius | bits | threads | max group | time s | candidates | compared | emitted | buckets capped | pairs skipped | largest bucket | recall >=0.8 | recall >=0.9 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
 			       jc.L, jc.K, S, ntp, ntp9);
-			uint32_t jbits[2] = { jc.K - 2, jc.K - 3 };
-			for (int bi = 0; bi < 2; bi++) {
+			for (const char *js_ = jvar_s; *js_;) {
 				nd_selfjoin_params jp;
 				nd_selfjoin_stats js;
 				struct joinacc acc = { sampled, NULL, 0, 0 };
 				nd_selfjoin_params_init(&jp);
 				jp.min_sim = 0.8f;
-				jp.bits = jbits[bi];
+				unsigned long r_ = strtoul(js_, (char **)&js_, 10), b_ = 0, t_ = 0;
+				if (*js_ == '/')
+					b_ = strtoul(js_ + 1, (char **)&js_, 10);
+				if (*js_ == '/')
+					t_ = strtoul(js_ + 1, (char **)&js_, 10);
+				if (*js_ == ',')
+					js_++;
+				if (r_)
+					jp.radius = (uint32_t)r_;
+				jp.bits = (uint32_t)b_;
+				jp.threads = (uint32_t)t_;
 				t0 = now();
 				if (nd_index_selfjoin(ix, &jp, on_pair, &acc, &js, &e))
 					die("self-join", &e);
@@ -498,8 +514,10 @@ int main(int argc, char **argv)
 					hit += bsearch(&tp[i], acc.pairs, acc.n, sizeof(uint64_t), cmp_u64) != NULL;
 				for (size_t i = 0; i < ntp9; i++)
 					hit9 += bsearch(&tp9[i], acc.pairs, acc.n, sizeof(uint64_t), cmp_u64) != NULL;
-				printf("| %u | %u | %.1f | %llu | %llu | %llu | %llu | %llu | %.4f | %.4f |\n", jp.bits,
-				       jp.max_group, tj, (unsigned long long)js.pairs_compared,
+				long nth_ = jp.threads ? (long)jp.threads : sysconf(_SC_NPROCESSORS_ONLN);
+				printf("| %u | %u | %ld | %u | %.1f | %llu | %llu | %llu | %llu | %llu | %llu | %.4f | %.4f |\n",
+				       jp.radius, jp.bits ? jp.bits : jc.K, nth_, jp.max_group, tj,
+				       (unsigned long long)js.pairs_candidates, (unsigned long long)js.pairs_compared,
 				       (unsigned long long)js.pairs_emitted, (unsigned long long)js.groups_capped,
 				       (unsigned long long)js.pairs_skipped, (unsigned long long)js.largest_group,
 				       ntp ? (double)hit / (double)ntp : 0, ntp9 ? (double)hit9 / (double)ntp9 : 0);

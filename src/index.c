@@ -20,6 +20,7 @@ void nd_query_params_init(nd_query_params *p)
 	p->min_sim = -1.0f;
 	p->probes = ND_INDEX_DEFAULT_PROBES;
 	p->min_hits = ND_INDEX_DEFAULT_MIN_HITS;
+	p->rerank_all = ND_INDEX_DEFAULT_RERANK_ALL;
 	p->max_candidates = 0;
 }
 
@@ -846,8 +847,9 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		goto done;
 	}
 	size_t nc = 0;
+	uint32_t need = set.n <= p->rerank_all ? 1 : p->min_hits;
 	for (size_t i = 0; i < set.cap; i++)
-		if (set.slot[i] && set.cnt[i] >= p->min_hits)
+		if (set.slot[i] && set.cnt[i] >= need)
 			cand[nc++] = set.slot[i];
 	qsort(cand, nc, sizeof(uint32_t), cmp_u32);
 	st.candidates = (uint32_t)set.n;

@@ -1,166 +1,419 @@
-/* neardup — nd_index_selfjoin: all pairs above a similarity, bucket by bucket. */
+/* neardup — nd_index_selfjoin: all pairs above a similarity.
+ *
+ * Method (chosen by measurement, see bench/results/index.md):
+ * 1. One pass over the stored vectors (one read snapshot): every image's
+ *    L signatures, recomputed from its stored vector (in parallel), packed
+ *    into L*K bits; the vectors stay in the map (pointers, no copies).
+ * 2. Table by table: the images sorted by bucket (a counting sort), then
+ *    every pair of images whose buckets differ in at most `radius` bits is a
+ *    candidate: the pairs within a bucket and the pairs of bucket B with
+ *    each bucket B ^ m, m a mask of 1..radius bits, B ^ m > B (each
+ *    unordered pair of buckets once). Buckets are split among threads.
+ * 3. A candidate pair is dropped when it was a candidate in an earlier
+ *    table (so each pair is considered, and emitted, once), or when its
+ *    signatures over all L*K hyperplanes differ in more bits than a pair at
+ *    min_sim would with probability ~3e-5 (each hyperplane separates two
+ *    vectors at angle theta with probability theta/pi, independently: a
+ *    binomial; threshold = mean + 4 standard deviations). The rest are
+ *    compared exactly with the stored vectors.
+ * 4. Pairs >= min_sim are buffered per thread and handed to the callback
+ *    under a lock, a < b. */
 #include "index_impl.h"
 
-#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define JOIN_SIMD 1
+#endif
 
 void nd_selfjoin_params_init(nd_selfjoin_params *p)
 {
+	memset(p, 0, sizeof(*p));
 	p->min_sim = 0.8f;
 	p->bits = 0;
 	p->tables = 0;
 	p->max_group = 20000;
+	p->radius = ND_INDEX_DEFAULT_JOIN_RADIUS;
+	p->threads = 0;
 }
 
-#define TILE 256
+#define PAIRBUF 4096
+#define CHUNK 4096 /* buckets per work item */
+#define Z_FILTER 4.0
 
-struct join {
+struct jshared {
 	nd_index *ix;
-	MDB_txn *txn;
-	MDB_cursor *vcur;
 	const nd_selfjoin_params *p;
 	nd_pair_fn fn;
 	void *ctx;
-	nd_selfjoin_stats st;
-	uint32_t T, shift, dim;
-	uint32_t *grp;            /* [next_id][T] group numbers, for "first table wins" */
-	uint32_t *mem;            /* group members */
-	size_t nmem, capmem;
-	float *X, *G;             /* [cap][dim], [TILE][cap] */
-	size_t capx;
+	uint32_t L, K, T, bits, shift, radius, dim, W;
+	uint32_t nmask;
+	uint32_t *masks;          /* bucket masks of 1..radius bits */
+	uint32_t thr;             /* signature filter: max differing bits over L*K */
+	size_t n;                 /* images */
+	nd_vec_view *vv;          /* [n] stored vectors */
+	uint32_t *ids;            /* [n] ids */
+	uint64_t *sig;            /* [n][W] packed signatures */
+	/* current table */
+	uint32_t t;
+	uint32_t *off;            /* [2^bits + 1] */
+	uint64_t *rows;           /* [n][1 + W]: id, packed signature, in bucket order */
+	atomic_uint_fast64_t next;
+	atomic_int stop;
+	pthread_mutex_t lock;
+	int rc;                   /* first non-zero callback return or error */
+	nd_error err;
+	nd_selfjoin_stats st;     /* totals (under lock) */
 };
 
-static int cmp_u32(const void *a, const void *b)
+struct jpair {
+	uint32_t a, b;
+	float sim;
+};
+
+struct jworker {
+	struct jshared *s;
+	float *fa;
+	struct jpair buf[PAIRBUF];
+	size_t nbuf;
+	nd_selfjoin_stats st;
+	/* signing pass */
+	size_t lo, hi;
+};
+
+static inline uint32_t sig_field(const uint64_t *w, uint32_t u, uint32_t K)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
+	uint32_t o = u * K, wi = o >> 6, sh = o & 63;
+	uint64_t v = w[wi] >> sh;
+	if (sh + K > 64)
+		v |= w[wi + 1] << (64 - sh);
+	return (uint32_t)(v & ((1ull << K) - 1));
 }
 
-/* Compares all pairs of the current group of table t. */
-static int join_group(struct join *j, uint32_t t, nd_error *err)
+/* <a, b> of two stored vectors; fa: a's components once dequantised. */
+static float pair_dot(const nd_vec_view *a, const nd_vec_view *b, float *fa, int *have_a)
 {
-	size_t n = j->nmem, D = j->dim;
-	int rc = 0;
-	if (n < 2)
-		return 0;
-	j->st.groups++;
-	if (n > j->st.largest_group)
-		j->st.largest_group = n;
-	uint64_t pairs = (uint64_t)n * (n - 1) / 2;
-	if (j->p->max_group && n > j->p->max_group) {
-		j->st.groups_capped++;
-		j->st.pairs_skipped += pairs;
-		return 0;
+#ifdef JOIN_SIMD
+	if (a->format == ND_VEC_F16 && b->format == ND_VEC_F16 && a->dim % 16 == 0) {
+		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+		for (uint32_t i = 0; i < a->dim; i += 16) {
+			__m128i xa = _mm_loadu_si128((const __m128i *)(a->data + 2 * i));
+			__m128i ya = _mm_loadu_si128((const __m128i *)(a->data + 2 * i + 16));
+			__m128i xb = _mm_loadu_si128((const __m128i *)(b->data + 2 * i));
+			__m128i yb = _mm_loadu_si128((const __m128i *)(b->data + 2 * i + 16));
+			s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(xa), _mm256_cvtph_ps(xb), s0);
+			s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(ya), _mm256_cvtph_ps(yb), s1);
+		}
+		s0 = _mm256_add_ps(s0, s1);
+		__m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+		h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+		return _mm_cvtss_f32(h);
 	}
-	if (n > j->capx) {
-		size_t c = n * 2, sx, sg;
-		if (nd_mul_size(c, D * sizeof(float), &sx) || nd_mul_size(c, TILE * sizeof(float), &sg))
-			return nd_error_set(err, ND_EOVERFLOW, "group too large");
-		float *X = realloc(j->X, sx), *G;
-		if (!X)
-			return nd_error_set(err, ND_ENOMEM, "out of memory for a group of %zu", n);
-		j->X = X;
-		G = realloc(j->G, sg);
-		if (!G)
-			return nd_error_set(err, ND_ENOMEM, "out of memory for a group of %zu", n);
-		j->G = G;
-		j->capx = c;
+#endif
+	if (!*have_a) {
+		nd_vector_dequant(a, fa);
+		*have_a = 1;
 	}
-	qsort(j->mem, n, sizeof(uint32_t), cmp_u32);
-	for (size_t i = 0; i < n; i++) {
-		uint32_t id = j->mem[i];
-		MDB_val k = { sizeof(id), &id }, v;
-		nd_vec_view vv;
-		int mrc = mdb_cursor_get(j->vcur, &k, &v, MDB_SET_KEY);
-		if (mrc)
-			return mrc == MDB_NOTFOUND
-				       ? nd_error_set(err, ND_ECORRUPT, "posting id %u has no vector", id)
-				       : nd_store_err(mrc, err, "reading a vector");
-		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, j->dim, &vv, err)))
-			return rc;
-		nd_vector_dequant(&vv, j->X + i * D);
+	return nd_vector_dot(b, fa);
+}
+
+/* Hands the buffered pairs to the callback; non-zero once the join stops. */
+static int flush_pairs(struct jworker *w)
+{
+	struct jshared *s = w->s;
+	int stop = 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->rc)
+		stop = 1;
+	for (size_t i = 0; i < w->nbuf && !stop; i++) {
+		s->st.pairs_emitted++;
+		int r = s->fn(s->ctx, w->buf[i].a, w->buf[i].b, w->buf[i].sim);
+		if (r) {
+			s->rc = r;
+			atomic_store(&s->stop, 1);
+			stop = 1;
+		}
 	}
-	j->st.pairs_compared += pairs;
-	for (size_t i0 = 0; i0 + 1 < n; i0 += TILE) {
-		size_t rows = n - i0 < TILE ? n - i0 : TILE, cols = n - i0;
-		/* G[r][c] = <X[i0+r], X[i0+c]> */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)D, 1.0f,
-			    j->X + i0 * D, (int)D, j->X + i0 * D, (int)D, 0.0f, j->G, (int)cols);
-		for (size_t r = 0; r < rows; r++) {
-			const float *g = j->G + r * cols;
-			uint32_t a = j->mem[i0 + r];
-			for (size_t c = r + 1; c < cols; c++) {
-				if (g[c] < j->p->min_sim)
-					continue;
-				uint32_t b = j->mem[i0 + c];
-				/* emitted already if the pair shares a group in an earlier table */
-				const uint32_t *ga = j->grp + (size_t)a * j->T, *gb = j->grp + (size_t)b * j->T;
-				uint32_t u = 0;
-				while (u < t && ga[u] != gb[u])
-					u++;
-				if (u < t)
-					continue;
-				j->st.pairs_emitted++;
-				if ((rc = j->fn(j->ctx, a, b, g[c])))
-					return rc;
+	pthread_mutex_unlock(&s->lock);
+	w->nbuf = 0;
+	return stop;
+}
+
+/* The pairs of row i (bucket B) with rows [j0, j1). */
+static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows, size_t j0, size_t j1,
+		     int *have_a)
+{
+	struct jshared *s = w->s;
+	const uint32_t W = s->W, S = 1 + W, t = s->t, K = s->K, sh = s->shift, r = s->radius;
+	const uint64_t *sa = ra + 1;
+	uint32_t a = (uint32_t)ra[0];
+	w->st.pairs_candidates += j1 - j0;
+	for (size_t j = j0; j < j1; j++) {
+		const uint64_t *rb = rows + j * S, *sb = rb + 1;
+		uint32_t d = 0;
+		for (uint32_t q = 0; q < W; q++)
+			d += (uint32_t)__builtin_popcountll(sa[q] ^ sb[q]);
+		if (d > s->thr)
+			continue;
+		/* a candidate in an earlier table already */
+		uint32_t u = 0;
+		for (; u < t; u++)
+			if ((uint32_t)__builtin_popcount((sig_field(sa, u, K) ^ sig_field(sb, u, K)) >> sh) <= r)
+				break;
+		if (u < t)
+			continue;
+		uint32_t b = (uint32_t)rb[0];
+		w->st.pairs_compared++;
+		float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
+		if (sim < s->p->min_sim)
+			continue;
+		/* rows hold indexes into vv; ids are mapped at emission */
+		w->buf[w->nbuf].a = s->ids[a] < s->ids[b] ? s->ids[a] : s->ids[b];
+		w->buf[w->nbuf].b = s->ids[a] < s->ids[b] ? s->ids[b] : s->ids[a];
+		w->buf[w->nbuf].sim = sim;
+		if (++w->nbuf == PAIRBUF && flush_pairs(w))
+			return 1;
+	}
+	return 0;
+}
+
+/* Work item: buckets [b0, b1), mask by mask (the within-bucket pairs
+ * first), so that both sides of each bucket pair are read in increasing
+ * address order (the rows of B ^ m for a fixed m lie in a few runs). */
+static int join_chunk(struct jworker *w, size_t b0, size_t b1)
+{
+	struct jshared *s = w->s;
+	const uint32_t S = 1 + s->W;
+	const uint64_t cap = s->p->max_group;
+	const size_t nb = (size_t)1 << s->bits;
+	for (size_t B = b0; B < b1; B++) {
+		uint64_t n = s->off[B + 1] - s->off[B];
+		if (!n)
+			continue;
+		if (n > w->st.largest_group)
+			w->st.largest_group = n;
+		if (n >= 2)
+			w->st.groups++;
+		int capped = cap && n > cap;
+		if (capped) {
+			w->st.groups_capped++;
+			w->st.pairs_skipped += n * (n - 1) / 2;
+		}
+		for (size_t i = s->off[B]; i < s->off[B + 1] && !capped; i++) {
+			int have_a = 0;
+			if (join_rows(w, s->rows + i * S, s->rows, i + 1, s->off[B + 1], &have_a))
+				return 1;
+		}
+	}
+	for (uint32_t mi = 0; mi < s->nmask; mi++) {
+		const uint32_t mk = s->masks[mi];
+		for (size_t B = b0; B < b1; B++) {
+			size_t B2 = B ^ mk;
+			if (B2 < B || B2 >= nb)
+				continue;
+			uint64_t n = s->off[B + 1] - s->off[B], n2 = s->off[B2 + 1] - s->off[B2];
+			if (!n || !n2)
+				continue;
+			if (cap && (n > cap || n2 > cap)) {
+				w->st.pairs_skipped += n * n2;
+				continue;
+			}
+			for (size_t i = s->off[B]; i < s->off[B + 1]; i++) {
+				int have_a = 0;
+				if (join_rows(w, s->rows + i * S, s->rows, s->off[B2], s->off[B2 + 1], &have_a))
+					return 1;
 			}
 		}
 	}
 	return 0;
 }
 
+static void *join_worker(void *arg)
+{
+	struct jworker *w = arg;
+	struct jshared *s = w->s;
+	const size_t nb = (size_t)1 << s->bits;
+	for (;;) {
+		if (atomic_load(&s->stop))
+			break;
+		size_t b0 = (size_t)atomic_fetch_add(&s->next, CHUNK);
+		if (b0 >= nb)
+			break;
+		if (join_chunk(w, b0, b0 + CHUNK < nb ? b0 + CHUNK : nb))
+			return NULL;
+	}
+	if (w->nbuf)
+		flush_pairs(w);
+	return NULL;
+}
+
+/* Signatures of images [lo, hi), packed. */
+static void *sign_worker(void *arg)
+{
+	struct jworker *w = arg;
+	struct jshared *s = w->s;
+	uint32_t sig[ND_LSH_MAX_TABLES];
+	for (size_t i = w->lo; i < w->hi; i++) {
+		uint64_t *pk = s->sig + i * s->W;
+		nd_vector_dequant(&s->vv[i], w->fa);
+		nd_lsh_sign(s->ix->lsh, w->fa, 1, sig);
+		memset(pk, 0, s->W * sizeof(uint64_t));
+		for (uint32_t u = 0; u < s->L; u++) {
+			uint32_t o = u * s->K, wi = o >> 6, sh = o & 63;
+			pk[wi] |= (uint64_t)sig[u] << sh;
+			if (sh + s->K > 64)
+				pk[wi + 1] |= (uint64_t)sig[u] >> (64 - sh);
+		}
+	}
+	return NULL;
+}
+
+/* Runs fn on nth workers (the calling thread is the first). */
+static int run_workers(struct jworker *ws, unsigned nth, void *(*fn)(void *), nd_error *err)
+{
+	pthread_t th[ND_JOIN_MAX_THREADS];
+	unsigned started = 0;
+	for (unsigned i = 1; i < nth; i++) {
+		if (pthread_create(&th[i], NULL, fn, &ws[i]))
+			break;
+		started = i;
+	}
+	fn(&ws[0]);
+	for (unsigned i = 1; i <= started; i++)
+		pthread_join(th[i], NULL);
+	/* a worker that could not start: do its share here */
+	for (unsigned i = started + 1; i < nth; i++)
+		fn(&ws[i]);
+	return 0;
+}
+
+static void add_stats(nd_selfjoin_stats *to, const nd_selfjoin_stats *f)
+{
+	to->groups += f->groups;
+	to->pairs_compared += f->pairs_compared;
+	to->groups_capped += f->groups_capped;
+	to->pairs_skipped += f->pairs_skipped;
+	to->pairs_candidates += f->pairs_candidates;
+	if (f->largest_group > to->largest_group)
+		to->largest_group = f->largest_group;
+}
+
 int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
 		      nd_selfjoin_stats *stats, nd_error *err)
 {
-	struct join j = { 0 };
+	struct jshared s;
+	struct jworker *ws = NULL;
+	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	nd_meta m;
-	float *fbuf = NULL;
-	uint32_t *sig = NULL;
-	int rc, mrc;
+	int rc = 0, mrc, have_lock = 0;
+	unsigned nth = 1;
 
-	if (p->bits > ix->meta.bits)
-		return nd_error_set(err, ND_EINVAL, "self-join bits %u exceed the index's %u", p->bits,
-				    ix->meta.bits);
-	j.ix = ix;
-	j.p = p;
-	j.fn = fn;
-	j.ctx = ctx;
-	j.dim = ix->meta.dim;
-	j.T = p->tables && p->tables < ix->meta.tables ? p->tables : ix->meta.tables;
-	uint32_t jb = p->bits;
-	if (jb == 0)
-		jb = ix->meta.bits > ND_INDEX_DEFAULT_JOIN_BITS_LESS ? ix->meta.bits - ND_INDEX_DEFAULT_JOIN_BITS_LESS : 1;
-	j.shift = ix->meta.bits - jb;
-	if ((rc = nd_store_read_begin(ix->st, &j.txn, err)))
-		return rc;
-	if ((rc = nd_ix_read_meta(ix, j.txn, &m, err)))
+	memset(&s, 0, sizeof(s));
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	s.K = ix->meta.bits;
+	s.L = ix->meta.tables;
+	s.bits = p->bits ? p->bits : s.K;
+	if (s.bits > s.K)
+		return nd_error_set(err, ND_EINVAL, "self-join bits %u exceed the index's %u", p->bits, s.K);
+	if (p->radius > 4 || p->radius > s.bits)
+		return nd_error_set(err, ND_EINVAL, "self-join radius %u: at most 4 and at most the bits (%u)",
+				    p->radius, s.bits);
+	if (!(p->min_sim >= -1.0f && p->min_sim <= 1.0f))
+		return nd_error_set(err, ND_EINVAL, "self-join min_sim %g outside [-1, 1]", (double)p->min_sim);
+	s.ix = ix;
+	s.p = p;
+	s.fn = fn;
+	s.ctx = ctx;
+	s.dim = ix->meta.dim;
+	s.T = p->tables && p->tables < s.L ? p->tables : s.L;
+	s.shift = s.K - s.bits;
+	s.radius = p->radius;
+	s.W = (s.L * s.K + 63) / 64;
+	atomic_init(&s.next, 0);
+	atomic_init(&s.stop, 0);
+	/* signature filter (see the top of the file) */
+	{
+		double n = (double)s.L * s.K, p0 = acos((double)p->min_sim) / M_PI;
+		double thr = n * p0 + Z_FILTER * sqrt(n * p0 * (1 - p0));
+		s.thr = thr >= n ? (uint32_t)n : (uint32_t)thr;
+	}
+	/* masks of 1..radius bits among the bits used, fewest bits first */
+	{
+		size_t nm = 0, cm = 0;
+		for (uint32_t rr = 1; rr <= s.radius; rr++)
+			for (uint64_t mk = 1; mk < ((uint64_t)1 << s.bits); mk++)
+				if ((uint32_t)__builtin_popcountll(mk) == rr)
+					cm++;
+		s.masks = malloc((cm ? cm : 1) * sizeof(uint32_t));
+		if (!s.masks)
+			return nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
+		/* radius <= 4 of <= 30 bits: at most ~31k masks; built by enumeration */
+		for (uint32_t rr = 1; rr <= s.radius; rr++) {
+			uint32_t idx[4];
+			for (uint32_t q = 0; q < rr; q++)
+				idx[q] = q;
+			for (;;) {
+				uint32_t mk = 0;
+				for (uint32_t q = 0; q < rr; q++)
+					mk |= 1u << idx[q];
+				s.masks[nm++] = mk;
+				int q = (int)rr - 1;
+				while (q >= 0 && idx[q] == s.bits - rr + (uint32_t)q)
+					q--;
+				if (q < 0)
+					break;
+				idx[q]++;
+				for (uint32_t q2 = (uint32_t)q + 1; q2 < rr; q2++)
+					idx[q2] = idx[q2 - 1] + 1;
+			}
+		}
+		s.nmask = (uint32_t)nm;
+	}
+	nth = p->threads;
+	if (nth == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		nth = c > 0 ? (unsigned)c : 1;
+	}
+	if (nth > ND_JOIN_MAX_THREADS)
+		nth = ND_JOIN_MAX_THREADS;
+	if (pthread_mutex_init(&s.lock, NULL)) {
+		free(s.masks);
+		return nd_error_set(err, ND_ENOMEM, "cannot create a mutex");
+	}
+	have_lock = 1;
+
+	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
 		goto done;
-	size_t ng;
-	if (nd_mul_size(m.next_id, j.T, &ng) || nd_mul_size(ng, sizeof(uint32_t), &ng)) {
+	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+		goto done;
+	/* the stored vectors */
+	size_t capn = m.n_images + 1, sz;
+	if (nd_mul_size(capn, sizeof(nd_vec_view), &sz)) {
 		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
 		goto done;
 	}
-	j.grp = malloc(ng);
-	fbuf = malloc(j.dim * sizeof(float));
-	sig = malloc(ix->meta.tables * sizeof(uint32_t));
-	j.capmem = 1024;
-	j.mem = malloc(j.capmem * sizeof(uint32_t));
-	if (!j.grp || !fbuf || !sig || !j.mem) {
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
+	s.vv = malloc(sz);
+	s.ids = malloc(capn * sizeof(uint32_t));
+	if (!s.vv || !s.ids) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", capn);
 		goto done;
 	}
-	/* group numbers of every image in every table used */
-	if ((mrc = mdb_cursor_open(j.txn, ix->st->vectors, &j.vcur))) {
+	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
 		rc = nd_store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
-	for (mrc = mdb_cursor_get(j.vcur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(j.vcur, &k, &v, MDB_NEXT)) {
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t id;
-		nd_vec_view vv;
 		if (k.mv_size != 4) {
 			rc = nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k.mv_size);
 			goto done;
@@ -170,66 +423,93 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 			rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
 			goto done;
 		}
-		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, j.dim, &vv, err)))
+		if (s.n == capn) {
+			rc = nd_error_set(err, ND_ECORRUPT, "more vectors than the %llu images counted",
+					  (unsigned long long)m.n_images);
 			goto done;
-		nd_vector_dequant(&vv, fbuf);
-		nd_lsh_sign(ix->lsh, fbuf, 1, sig);
-		for (uint32_t t = 0; t < j.T; t++)
-			j.grp[(size_t)id * j.T + t] = sig[t] >> j.shift;
+		}
+		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, s.dim, &s.vv[s.n], err)))
+			goto done;
+		s.ids[s.n++] = id;
 	}
-	if ((mrc = mdb_cursor_open(j.txn, ix->st->postings, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+	if (mrc != MDB_NOTFOUND) {
+		rc = nd_store_err(mrc, err, "reading the vectors");
 		goto done;
 	}
-	uint32_t ct = UINT32_MAX, cg = 0;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint32_t t = UINT32_MAX, b = 0, first = 0, ids[ND_BLOCK_MAX_IDS];
-		size_t nb = 0;
-		if (mrc && mrc != MDB_NOTFOUND) {
-			rc = nd_store_err(mrc, err, "reading posting blocks");
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (s.n < 2)
+		goto done;
+	if (nth > s.n / 64 + 1)
+		nth = (unsigned)(s.n / 64 + 1);
+	size_t srow, nbk = ((size_t)1 << s.bits) + 1;
+	if (nd_mul_size(s.n, (size_t)s.W * 8, &sz) || nd_mul_size(s.n, (size_t)(1 + s.W) * 8, &srow)) {
+		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
+		goto done;
+	}
+	s.sig = malloc(sz);
+	s.rows = malloc(srow);
+	s.off = calloc(nbk, sizeof(uint32_t));
+	ws = calloc(nth, sizeof(*ws));
+	if (!s.sig || !s.rows || !s.off || !ws) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", s.n);
+		goto done;
+	}
+	for (unsigned i = 0; i < nth; i++) {
+		ws[i].s = &s;
+		ws[i].fa = malloc(s.dim * sizeof(float));
+		ws[i].lo = s.n * i / nth;
+		ws[i].hi = s.n * (i + 1) / nth;
+		if (!ws[i].fa) {
+			rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
 			goto done;
 		}
-		if (mrc == 0) {
-			if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, err)) ||
-			    (rc = nd_block_decode(first, v.mv_data, v.mv_size, ids, ND_BLOCK_MAX_IDS, &nb,
-						  err)))
-				goto done;
-		}
-		if (mrc || t != ct || (b >> j.shift) != cg) {
-			if (ct < j.T && (rc = join_group(&j, ct, err)))
-				goto done;
-			j.nmem = 0;
-			ct = t;
-			cg = b >> j.shift;
-		}
-		if (mrc || t >= j.T)
-			break;
-		if (j.nmem + nb > j.capmem) {
-			size_t c = (j.nmem + nb) * 2;
-			uint32_t *nm = realloc(j.mem, c * sizeof(uint32_t));
-			if (!nm) {
-				rc = nd_error_set(err, ND_ENOMEM, "out of memory for a group");
-				goto done;
-			}
-			j.mem = nm;
-			j.capmem = c;
-		}
-		memcpy(j.mem + j.nmem, ids, nb * sizeof(uint32_t));
-		j.nmem += nb;
 	}
+	run_workers(ws, nth, sign_worker, err);
+
+	const uint32_t S = 1 + s.W;
+	for (s.t = 0; s.t < s.T && !s.rc; s.t++) {
+		/* counting sort of the images by bucket in table t */
+		memset(s.off, 0, nbk * sizeof(uint32_t));
+		for (size_t i = 0; i < s.n; i++)
+			s.off[(sig_field(s.sig + i * s.W, s.t, s.K) >> s.shift) + 1]++;
+		for (size_t b = 1; b < nbk; b++)
+			s.off[b] += s.off[b - 1];
+		for (size_t i = 0; i < s.n; i++) {
+			uint32_t b = sig_field(s.sig + i * s.W, s.t, s.K) >> s.shift;
+			uint64_t *row = s.rows + (size_t)s.off[b]++ * S;
+			row[0] = i;
+			memcpy(row + 1, s.sig + i * s.W, s.W * 8);
+		}
+		memmove(s.off + 1, s.off, (nbk - 1) * sizeof(uint32_t));
+		s.off[0] = 0;
+		atomic_store(&s.next, 0);
+		run_workers(ws, nth, join_worker, err);
+	}
+	for (unsigned i = 0; i < nth; i++)
+		add_stats(&s.st, &ws[i].st);
+	rc = s.rc;
 done:
 	if (cur)
 		mdb_cursor_close(cur);
-	if (j.vcur)
-		mdb_cursor_close(j.vcur);
-	nd_store_read_end(ix->st, j.txn);
-	if (stats)
-		*stats = j.st;
-	free(j.grp);
-	free(j.mem);
-	free(j.X);
-	free(j.G);
-	free(fbuf);
-	free(sig);
+	if (txn)
+		nd_store_read_end(ix->st, txn);
+	if (stats) {
+		uint64_t e = s.st.pairs_emitted;
+		*stats = s.st;
+		stats->pairs_emitted = e;
+	}
+	if (ws)
+		for (unsigned i = 0; i < nth; i++)
+			free(ws[i].fa);
+	free(ws);
+	free(s.masks);
+	free(s.vv);
+	free(s.ids);
+	free(s.sig);
+	free(s.rows);
+	free(s.off);
+	if (have_lock)
+		pthread_mutex_destroy(&s.lock);
 	return rc;
 }

@@ -29,9 +29,11 @@ extern "C" {
 /* Defaults chosen with bench/bench_index.c (see bench/results/index.md). */
 #define ND_INDEX_DEFAULT_TABLES 12
 #define ND_INDEX_DEFAULT_BITS 18
-#define ND_INDEX_DEFAULT_PROBES 1024
+#define ND_INDEX_DEFAULT_PROBES 1280
 #define ND_INDEX_DEFAULT_MIN_HITS 2
-#define ND_INDEX_DEFAULT_JOIN_BITS_LESS 3  /* self-join groups: K - 3 leading bits */
+#define ND_INDEX_DEFAULT_RERANK_ALL 1024   /* re-rank every candidate when there are this few */
+#define ND_INDEX_DEFAULT_JOIN_RADIUS 2     /* self-join: buckets within 2 bits of each other */
+#define ND_JOIN_MAX_THREADS 64
 #define ND_INDEX_DEFAULT_SEED 0x6E65617264757021ull
 #define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_F16
 #define ND_INDEX_DEFAULT_MAP_SIZE ((size_t)256 << 20)
@@ -95,6 +97,9 @@ typedef struct nd_query_params {
 				   * some table), or in at least min_hits probed buckets (default
 				   * ND_INDEX_DEFAULT_MIN_HITS; 1: every id found) */
 	uint32_t max_candidates;  /* stop collecting after this many distinct candidates (0: no limit) */
+	uint32_t rerank_all;      /* when there are at most this many candidates, re-rank them all
+				   * whatever min_hits says (small indexes; default
+				   * ND_INDEX_DEFAULT_RERANK_ALL; 0: never) */
 } nd_query_params;
 void nd_query_params_init(nd_query_params *p);
 
@@ -150,29 +155,37 @@ int nd_index_stats_get(nd_index *ix, nd_index_stats *st, nd_error *err);
 
 /* ---- self-join ---- */
 typedef struct nd_selfjoin_params {
-	float min_sim;            /* emit pairs with similarity >= min_sim */
-	uint32_t bits;            /* group buckets by their top `bits` bits (<= K; 0 = K -
-				   * ND_INDEX_DEFAULT_JOIN_BITS_LESS): fewer bits, larger groups,
-				   * higher recall, more time */
-	uint32_t tables;          /* use the first `tables` tables (0 = all) */
-	uint32_t max_group;       /* groups with more ids are skipped and counted (0 = no cap) */
+	float min_sim;            /* emit pairs with similarity >= min_sim (in [-1, 1]) */
+	uint32_t bits;            /* bucket by the top `bits` bits of each table's K (0 = all K) */
+	uint32_t tables;          /* use the first `tables` tables as candidate sources (0 = all) */
+	uint32_t max_group;       /* buckets with more ids are skipped and counted (0 = no cap) */
+	uint32_t radius;          /* candidates: pairs whose buckets differ in <= radius bits in some
+				   * table (0..4; default ND_INDEX_DEFAULT_JOIN_RADIUS): higher, more
+				   * recall and more time */
+	uint32_t threads;         /* worker threads (0 = online CPUs, at most ND_JOIN_MAX_THREADS) */
 } nd_selfjoin_params;
 void nd_selfjoin_params_init(nd_selfjoin_params *p);
 
 typedef struct nd_selfjoin_stats {
-	uint64_t groups;          /* non-empty groups visited */
-	uint64_t pairs_compared;
-	uint64_t pairs_emitted;
-	uint64_t groups_capped;   /* groups over max_group, skipped */
-	uint64_t pairs_skipped;   /* pairs in those groups (not compared) */
-	uint64_t largest_group;
+	uint64_t groups;          /* buckets with two or more ids, over all tables */
+	uint64_t pairs_compared;  /* exact cosines computed */
+	uint64_t pairs_emitted;   /* pairs handed to fn */
+	uint64_t groups_capped;   /* buckets over max_group, skipped */
+	uint64_t pairs_skipped;   /* pairs within or touching those buckets (not examined) */
+	uint64_t largest_group;   /* largest bucket */
+	uint64_t pairs_candidates; /* candidate pairs examined by signature */
 } nd_selfjoin_stats;
 
-/* Calls fn(ctx, a, b, sim) with a < b for every pair of indexed images that
- * share a group in some table and have similarity >= min_sim, each pair once,
- * table by table, group by group, in one snapshot. A non-zero return from
- * fn stops the join and is returned. stats may be NULL. Memory: 4 * tables
- * bytes per id plus one group's vectors. */
+/* Calls fn(ctx, a, b, sim) with a < b for every pair of indexed images with
+ * similarity >= min_sim whose buckets (in some table) differ in at most
+ * p->radius bits, each pair once, in one snapshot. Candidates whose full
+ * L*K-bit signatures differ far more than a pair at min_sim would are
+ * dropped before the exact comparison (a pair at exactly min_sim is dropped
+ * with probability ~3e-5). Runs p->threads threads; fn is called from them,
+ * one call at a time (serialised by a lock), in no particular order. A
+ * non-zero return from fn stops the join and is returned; no call follows
+ * it. stats may be NULL. Memory: about 8 * (2 + 2 * ceil(L*K / 64)) + 32
+ * bytes per image and 4 * 2^bits; the vectors are read in place. */
 typedef int (*nd_pair_fn)(void *ctx, uint32_t a, uint32_t b, float sim);
 int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
 		      nd_selfjoin_stats *stats, nd_error *err);
