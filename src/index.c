@@ -4,10 +4,12 @@
 #include "neardup/postings.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void nd_index_options_init(nd_index_options *o)
 {
@@ -417,7 +419,10 @@ struct add_ctx {
 	const nd_index_item *items;
 	size_t n;
 	uint32_t *ids;
-	uint32_t *sigs;      /* [n][L] */
+	uint32_t *sigs;      /* [n][L], of the stored (quantised) vectors */
+	uint8_t *venc;       /* [n][vlen] encoded vectors */
+	size_t vlen;
+	uint32_t *osig;      /* [L] scratch: signatures of a replaced image */
 	struct triple *tri;  /* [n*L] */
 	uint8_t *dead;       /* [n] */
 	uint32_t *idbuf;     /* [n] */
@@ -427,11 +432,86 @@ struct add_ctx {
 	uint32_t first_id;   /* out: the batch's first id (ids are consecutive) */
 };
 
+/* Encoding and signing a batch's vectors, outside the transaction and in
+ * parallel: they are most of an add's CPU time (bench/results/index.md). */
+struct prep {
+	const nd_index_item *items;
+	nd_index *ix;
+	uint8_t *venc;
+	uint32_t *sigs;
+	size_t vlen, lo, hi;
+	float *fbuf;
+	int rc;
+	nd_error err;
+};
+
+static void *prep_worker(void *arg)
+{
+	struct prep *w = arg;
+	uint32_t dim = w->ix->meta.dim, L = w->ix->meta.tables;
+	for (size_t i = w->lo; i < w->hi && !w->rc; i++) {
+		size_t len;
+		nd_vec_view vv;
+		uint8_t *out = w->venc + i * w->vlen;
+		if ((w->rc = nd_vector_encode(w->items[i].vec, dim, w->ix->meta.vec_format, out, w->vlen,
+					      &len, &w->err)) ||
+		    (w->rc = nd_vector_decode(out, len, dim, &vv, &w->err)))
+			break;
+		/* signatures come from the stored (quantised) vector */
+		nd_vector_dequant(&vv, w->fbuf);
+		nd_lsh_sign(w->ix->lsh, w->fbuf, 1, w->sigs + i * L);
+	}
+	return NULL;
+}
+
+#define ND_ADD_MAX_THREADS 8
+
+static int prep_batch(struct add_ctx *c, nd_error *err)
+{
+	struct prep w[ND_ADD_MAX_THREADS];
+	pthread_t th[ND_ADD_MAX_THREADS];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nth = ncpu > 0 ? (size_t)ncpu : 1, started = 0;
+	int rc = 0;
+	if (nth > ND_ADD_MAX_THREADS)
+		nth = ND_ADD_MAX_THREADS;
+	if (nth > c->n / 256 + 1)
+		nth = c->n / 256 + 1;
+	memset(w, 0, sizeof(w));
+	for (size_t i = 0; i < nth; i++) {
+		w[i] = (struct prep){ c->items, c->ix, c->venc, c->sigs, c->vlen, c->n * i / nth,
+				      c->n * (i + 1) / nth, malloc(c->ix->meta.dim * sizeof(float)), 0, { 0 } };
+		if (!w[i].fbuf) {
+			rc = nd_error_set(err, ND_ENOMEM, "out of memory for a batch");
+			goto done;
+		}
+	}
+	for (size_t i = 1; i < nth; i++) {
+		if (pthread_create(&th[i], NULL, prep_worker, &w[i]))
+			break;
+		started = i;
+	}
+	prep_worker(&w[0]);
+	for (size_t i = 1; i <= started; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = started + 1; i < nth; i++) /* threads that could not start */
+		prep_worker(&w[i]);
+	for (size_t i = 0; i < nth && !rc; i++)
+		if (w[i].rc) {
+			*err = w[i].err;
+			rc = w[i].rc;
+		}
+done:
+	for (size_t i = 0; i < nth; i++)
+		free(w[i].fbuf);
+	return rc;
+}
+
 static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 {
 	struct add_ctx *c = vctx;
 	nd_index *ix = c->ix;
-	uint32_t L = ix->meta.tables, dim = ix->meta.dim;
+	uint32_t L = ix->meta.tables;
 	MDB_cursor *pcur = NULL;
 	nd_meta m;
 	int rc, mrc;
@@ -459,23 +539,16 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		if (mrc == 0) {
 			if ((rc = nd_pathval_decode(v.mv_data, v.mv_size, &old, err)))
 				goto done;
-			rc = remove_one(ix, txn, pcur, old, &m, batch_first, c->dead, c->fbuf,
-					c->sigs + i * L, &gone, err);
+			rc = remove_one(ix, txn, pcur, old, &m, batch_first, c->dead, c->fbuf, c->osig,
+					&gone, err);
 			if (rc)
 				goto done;
 		} else if (mrc != MDB_NOTFOUND) {
 			rc = nd_store_err(mrc, err, "reading a path entry");
 			goto done;
 		}
-		/* vector: signatures come from the stored (quantised) vector */
-		if ((rc = nd_vector_encode(it->vec, dim, m.vec_format, c->vbuf, c->vbuf_cap, &len, err)))
-			goto done;
-		nd_vec_view vv;
-		if ((rc = nd_vector_decode(c->vbuf, len, dim, &vv, err)))
-			goto done;
-		nd_vector_dequant(&vv, c->fbuf);
-		nd_lsh_sign(ix->lsh, c->fbuf, 1, c->sigs + i * L);
-		MDB_val ik = { sizeof(id), &id }, iv = { len, c->vbuf };
+		/* vector (encoded and signed before the transaction) */
+		MDB_val ik = { sizeof(id), &id }, iv = { c->vlen, c->venc + i * c->vlen };
 		if ((mrc = mdb_put(txn, ix->st->vectors, &ik, &iv, MDB_APPEND))) {
 			rc = nd_store_err(mrc, err, "writing a vector");
 			goto done;
@@ -575,7 +648,13 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	c.ix = ix;
 	c.items = items;
 	c.n = n;
+	c.vlen = nd_vector_encoded_size(dim, ix->meta.vec_format);
+	size_t vsz;
+	if (nd_mul_size(n, c.vlen, &vsz))
+		return nd_error_set(err, ND_EOVERFLOW, "batch too large");
 	c.sigs = malloc(n * L * sizeof(uint32_t));
+	c.osig = malloc(L * sizeof(uint32_t));
+	c.venc = malloc(vsz);
 	c.tri = malloc(sz);
 	c.dead = malloc(n);
 	c.idbuf = malloc(n * sizeof(uint32_t));
@@ -584,10 +663,12 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	if (c.vbuf_cap < nd_record_encoded_size(ND_PATH_MAX))
 		c.vbuf_cap = nd_record_encoded_size(ND_PATH_MAX);
 	c.vbuf = malloc(c.vbuf_cap);
-	if (!c.sigs || !c.tri || !c.dead || !c.idbuf || !c.fbuf || !c.vbuf) {
+	if (!c.sigs || !c.osig || !c.venc || !c.tri || !c.dead || !c.idbuf || !c.fbuf || !c.vbuf) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for a batch of %zu", n);
 		goto done;
 	}
+	if ((rc = prep_batch(&c, err)))
+		goto done;
 	rc = nd_store_write(ix->st, add_txn, &c, err);
 	if (rc == 0 && ids) {
 		/* ids are consecutive from the batch's first id */
@@ -596,6 +677,8 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	}
 done:
 	free(c.sigs);
+	free(c.osig);
+	free(c.venc);
 	free(c.tri);
 	free(c.dead);
 	free(c.idbuf);
