@@ -1,9 +1,10 @@
 #!/bin/sh
 # Index benchmark suite (run by bench/run.sh): synthetic clustered 256-d
 # embeddings, ingest / size / query latency / recall@10 for several (L, K,
-# probes), the self-join, the vector formats, and FAISS IndexFlatIP.
+# probes), the self-join (-J radius/bits/threads, 0 = default), the vector
+# formats, and FAISS IndexFlatIP.
 #   quick: 100,000 vectors, 500 queries  -> bench/results/index-quick.md (a few minutes)
-#   full:  1,000,000 vectors, 1000 queries -> bench/results/index.md (about 20 minutes; ~6 GB in cache/)
+#   full:  1,000,000 vectors, 1000 queries -> bench/results/index.md (about 10 minutes with the data cached; ~6 GB in cache/)
 # Data and indexes go to cache/bench_index (git-ignored) and are deleted after.
 set -eu
 mode=${1:-quick}
@@ -15,11 +16,11 @@ mkdir -p bench/results cache
 case "$mode" in
 quick)
 	out=bench/results/index-quick.md
-	args="-n 100000 -q 500 -b 10000 -c 12:18,16:17,16:16 -p 512/2,1024/2,1536/2,1024/1 -j 12:18"
+	args="-n 100000 -q 500 -b 10000 -c 12:18,16:17,16:16 -p 512/2,1024/2,1280/2,1536/2,1280/1 -j 12:18 -J 2/0/0,1/0/0,3/0/0"
 	;;
 full)
 	out=bench/results/index.md
-	args="-n 1000000 -q 1000 -b 50000 -c 12:18,16:17,8:20,16:16 -p 512/2,768/2,1024/2,1280/2,1536/2 -j 12:18"
+	args="-n 1000000 -q 1000 -b 50000 -c 12:18,16:17,8:20,16:16 -p 512/2,768/2,1024/2,1152/2,1280/2,1536/2 -j 12:18 -J 2/0/0,1/0/0"
 	;;
 *) echo "suite_index: mode quick|full" >&2; exit 2 ;;
 esac
