@@ -64,6 +64,9 @@ def parse():
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long; 0 = never")
     ap.add_argument("--out", default=CACHE, help="directory of log.txt, ckpt_full.pt, snapshots")
     ap.add_argument("--compact", default=COMPACT, help="where the compact resumable checkpoint goes")
+    ap.add_argument("--restart-at", type=int, default=0,
+                    help="warm restart: from this step a new cosine (peak --restart-lr) runs to --total-steps")
+    ap.add_argument("--restart-lr", type=float, default=1e-3)
     ap.add_argument("--resume", action="store_true",
                     help="continue from <out>/ckpt_full.pt, else the compact checkpoint; options not given "
                          "on the command line are taken from the checkpoint's run")
@@ -96,6 +99,13 @@ def sscd_loss(emb, temperature, entropy_weight):
 
 
 def lr_at(step, args):
+    if args.restart_at and step >= args.restart_at:
+        # warm restart (SGDR): a short ramp to --restart-lr, then a fresh cosine
+        local, span = step - args.restart_at, max(1, args.total_steps - args.restart_at - args.warmup // 3)
+        if local < args.warmup // 3:
+            return args.restart_lr * (local + 1) / (args.warmup // 3)
+        t = min(1.0, (local - args.warmup // 3) / span)
+        return args.restart_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     t = min(1.0, (step - args.warmup) / max(1, args.total_steps - args.warmup))
