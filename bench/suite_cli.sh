@@ -1,23 +1,30 @@
 #!/bin/sh
 # End-to-end benchmark of the neardup command line: ingest throughput
 # (images/s, wall and per CPU-second) and peak memory on 1 and 2 worker
-# threads, re-ingest of an unchanged tree, dedup time, query latency
-# (a fresh process per query: model load, decode and embed included), and
-# Debian's findimagedupes on the same files in the same run.
+# threads, with Debian's findimagedupes run the way a user runs it
+# (`findimagedupes -t 90% DIR`, default fingerprint settings) on the same
+# files in the same run; on the mixed corpus also re-ingest of an unchanged
+# tree, dedup time and query latency (a fresh process per query: model load,
+# decode and embed included).
 #   sh bench/suite_cli.sh quick|full      ($O = build dir, default build/rel)
-# Corpus (made once, cache/bench_cli/<mode>/): photos from Debian's
-# python3-skimage, randomly cropped and resized to 1.5-3 megapixels with mild
-# noise, saved as JPEG q90 (90%) and PNG (10%), plus a rescaled or
-# recompressed copy of every tenth image. Model: models/neardup.ndm when it
-# exists, else the same architecture with random weights (same cost).
-# Writes bench/results/cli.md.
+# Corpora (made once, cache/bench_cli/<name>/img/): photos from Debian's
+# python3-skimage, randomly cropped and resized with mild noise, plus a
+# rescaled or recompressed copy of every tenth image:
+#   jpeg   300 JPEGs (q90) of 1.8-2.2 MP: the issue's target case
+#   png     60 PNGs (zlib level 6) of 1.8-2.2 MP
+#   mixed  200 photos of 1.5-3 MP, 90% JPEG, 10% PNG
+#   jpegbig 3000 JPEGs like `jpeg` (full only; neardup only): peak memory
+#          must not grow with the corpus
+# Quick runs everything once; full takes medians of 3 runs and adds jpegbig.
+# Model: models/neardup.ndm when it exists, else the same architecture with
+# random weights (same cost). Writes bench/results/cli.md.
 set -eu
 mode=${1:-quick}
 O=${O:-build/rel}
 B=$O/neardup
 case "$mode" in
-quick) N=200 RUNS=1 ;;
-full) N=1000 RUNS=3 ;;
+quick) RUNS=1 ;;
+full) RUNS=3 ;;
 *) echo "suite_cli: mode quick|full" >&2; exit 2 ;;
 esac
 [ -x "$B" ] || make --no-print-directory "$B"
@@ -25,7 +32,6 @@ for t in findimagedupes /usr/bin/time; do
 	command -v "$t" >/dev/null || { echo "suite_cli: $t missing (scripts/deps.sh bench)" >&2; exit 1; }
 done
 py=/usr/bin/python3
-C=cache/bench_cli/$mode
 SK=cache/debs/sk/usr/lib/python3/dist-packages/skimage/data
 MODEL=models/neardup.ndm
 if [ ! -f "$MODEL" ]; then
@@ -44,19 +50,24 @@ export_model(m, sys.argv[1], name="neardupnet-random", input_hw=(net.SIZE, net.S
 EOF
 	fi
 fi
-if [ ! -f "$C/.done" ]; then
+
+# corpus NAME COUNT KIND SEED: makes cache/bench_cli/NAME/img once
+corpus() {
+	d=cache/bench_cli/$1
+	[ -f "$d/.done" ] && return 0
 	if [ ! -d "$SK" ]; then
 		mkdir -p cache/debs
 		(cd cache/debs && apt-get download python3-skimage >/dev/null)
 		dpkg-deb -x "$(ls cache/debs/python3-skimage_*.deb | tail -n 1)" cache/debs/sk
 	fi
-	rm -rf "$C"
-	mkdir -p "$C/img"
-	$py - "$SK" "$C/img" "$N" <<'EOF'
-import sys, numpy as np
+	echo "suite_cli: making the $1 corpus ($2 images, once)" >&2
+	rm -rf "$d"
+	mkdir -p "$d/img"
+	$py - "$SK" "$d/img" "$2" "$3" "$4" <<'EOF'
+import sys, os, numpy as np
+from multiprocessing import Pool
 from PIL import Image
-sk, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rng = np.random.default_rng(11)
+sk, out, n, kind, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 names = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "retina.jpg",
          "hubble_deep_field.jpg", "motorcycle_left.png", "motorcycle_right.png", "camera.png",
          "coins.png", "brick.png", "grass.png", "gravel.png", "page.png", "text.png", "moon.png",
@@ -70,44 +81,49 @@ for nm in names:
         srcs.append(im.convert("RGB"))
     except Exception:
         pass
-for i in range(n):
+lo, hi = (1.5, 3.0) if kind == "mixed" else (1.8, 2.2)
+def make(i):
+    rng = np.random.default_rng([seed, i])
     im = srcs[i % len(srcs)]
     W, H = im.size
     s = rng.uniform(0.5, 1.0)
     w, h = max(16, int(W * s)), max(16, int(H * s))
     x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
-    mp = rng.uniform(1.5, 3.0) * 1e6
+    mp = rng.uniform(lo, hi) * 1e6
     k = (mp / (w * h)) ** 0.5
     a = np.asarray(im.crop((x, y, x + w, y + h)).resize((int(w * k), int(h * k)), Image.BICUBIC))
     a = np.clip(a.astype(np.float32) + rng.normal(0, 3.0, a.shape), 0, 255).astype(np.uint8)
-    out_im = Image.fromarray(a)
-    if i % 10 == 5:
-        out_im.save("%s/img_%05d.png" % (out, i), compress_level=6)
+    o = Image.fromarray(a)
+    if kind == "png" or (kind == "mixed" and i % 10 == 5):
+        o.save("%s/img_%05d.png" % (out, i), compress_level=6)
     else:
-        out_im.save("%s/img_%05d.jpg" % (out, i), quality=90)
+        o.save("%s/img_%05d.jpg" % (out, i), quality=90)
     if i % 10 == 0:  # a near-duplicate: rescaled to 60% or recompressed at q40
-        if i % 20 == 0:
-            out_im.resize((int(out_im.width * 0.6), int(out_im.height * 0.6)), Image.BILINEAR).save(
+        if kind == "png":
+            o.resize((int(o.width * 0.6), int(o.height * 0.6)), Image.BILINEAR).save(
+                "%s/img_%05d_small.png" % (out, i), compress_level=6)
+        elif i % 20 == 0:
+            o.resize((int(o.width * 0.6), int(o.height * 0.6)), Image.BILINEAR).save(
                 "%s/img_%05d_small.jpg" % (out, i), quality=85)
         else:
-            out_im.save("%s/img_%05d_q40.jpg" % (out, i), quality=40)
+            o.save("%s/img_%05d_q40.jpg" % (out, i), quality=40)
+with Pool(min(2, os.cpu_count() or 1)) as p:
+    p.map(make, range(n), chunksize=16)
 EOF
-	touch "$C/.done"
+	touch "$d/.done"
+}
+corpus jpeg 300 jpeg 21
+corpus png 60 png 31
+corpus mixed 200 mixed 11
+names="jpeg png mixed"
+if [ "$mode" = full ]; then
+	corpus jpegbig 3000 jpeg 41
 fi
 
-files=$(find "$C/img" -type f | wc -l)
-mp=$($py - "$C/img" <<'EOF'
-import sys, os
-from PIL import Image
-d = sys.argv[1]
-px = [Image.open(os.path.join(d, f)).size for f in os.listdir(d)]
-print("%.2f" % (sum(w * h for w, h in px) / len(px) / 1e6))
-EOF
-)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# timed LABEL CMD...: /usr/bin/time into $T/LABEL.N (wall user sys maxrss_kb)
+# timed LABEL CMD...: /usr/bin/time into $T/LABEL (wall user sys maxrss_kb), one line a run
 timed() {
 	label=$1
 	shift
@@ -119,52 +135,117 @@ timed() {
 }
 col() { awk -v c="$2" '{ print $c }' "$T/$1" | median; }
 cpu() { awk '{ print $2 + $3 }' "$T/$1" | median; }
+ingest() { # ingest LABEL DIR JOBS
+	rm -rf "$T/db"
+	timed "$1" "$B" ingest -q --model "$MODEL" --index "$T/db" -j "$3" "$2"
+}
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq $RUNS); do
-	for j in 1 2; do
-		rm -rf "$T/db"
-		timed ingest$j "$B" ingest -q --model "$MODEL" --index "$T/db" -j $j "$C/img"
+	for c in $names; do
+		img=cache/bench_cli/$c/img
+		for j in 1 2; do
+			ingest "$c.ingest$j" "$img" $j
+		done
+		if [ "$c" = mixed ]; then
+			timed reingest "$B" ingest -q --model "$MODEL" --index "$T/db" "$img"
+			timed dedup "$B" dedup -q --index "$T/db" --format jsonl
+			wc -l <"$T/out" >"$T/groups"
+			for q in $(find "$img" -name '*_q40.jpg' -o -name '*_small.jpg' | sort | head -n 10); do
+				timed query "$B" query -q --model "$MODEL" --index "$T/db" -k 10 "$q"
+			done
+		fi
+		timed "$c.fid" findimagedupes -q -t 90% "$img"
+		wc -l <"$T/out" >"$T/$c.fidgroups"
 	done
-	timed reingest "$B" ingest -q --model "$MODEL" --index "$T/db" "$C/img"
-	timed dedup "$B" dedup -q --index "$T/db" --format jsonl
-	groups=$(wc -l <"$T/out")
-	for q in $(find "$C/img" -name '*_q40.jpg' -o -name '*_small.jpg' | sort | head -n 10); do
-		timed query "$B" query -q --model "$MODEL" --index "$T/db" -k 10 "$q"
-	done
-	timed fid findimagedupes -q -t 90% "$C/img"
-	fidgroups=$(wc -l <"$T/out")
 done
-rate() { awk -v n="$files" -v s="$1" 'BEGIN { printf "%.1f", n / s }'; }
+if [ "$mode" = full ]; then
+	for j in 1 2; do
+		ingest "jpegbig.ingest$j" cache/bench_cli/jpegbig/img $j
+	done
+	names="$names jpegbig"
+fi
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+nfiles() { find "cache/bench_cli/$1/img" -type f | wc -l; }
+meanmp() {
+	$py - "cache/bench_cli/$1/img" <<'EOF'
+import sys, os
+from PIL import Image
+d = sys.argv[1]
+px = [Image.open(os.path.join(d, f)).size for f in os.listdir(d)]
+print("%.2f" % (sum(w * h for w, h in px) / len(px) / 1e6))
+EOF
+}
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", n / s; else printf "-" }'; }
+ms() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", 1000 * s / n }'; }
+mib() { echo $(($(col "$1" 4) / 1024)); }
+row() { # row LABEL FILES NAME
+	w=$(col "$3" 1)
+	c=$(cpu "$3")
+	echo "| $1 | $w | $c | $(rate "$2" "$w") | $(rate "$2" "$c") | $(ms "$2" "$c") | $(mib "$3") |"
+}
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" : "**not met**" }'; }
 {
 	echo "# neardup command line: end-to-end benchmark ($mode)"
 	echo
 	echo "Generated by \`sh bench/suite_cli.sh $mode\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit"
 	echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1),"
-	echo "$(nproc) cores, load average before: $load_before (a shared machine: wall-clock"
-	echo "figures depend on the load; CPU seconds (user+system) much less)."
-	echo "Corpus: $files files in $C/img ($N photos of 1.5-3 MP, mean $mp MP over all files,"
-	echo "10% PNG, plus a near-duplicate of every tenth). Model: $MODEL."
-	echo "Medians of $RUNS run(s)."
+	echo "$(nproc) cores. Load average before: $load_before, after: $load_after (a shared"
+	echo "machine: wall-clock figures depend on the load; CPU seconds (user+system) much less)."
+	echo "Model: $MODEL. Medians of $RUNS run(s). findimagedupes is run as \`findimagedupes -q -t 90% DIR\`"
+	echo "(its default fingerprint settings, no database file)."
 	echo
-	echo "| step | wall s | CPU s | images/s (wall) | images per CPU-s | peak RSS MiB |"
-	echo "|---|---|---|---|---|---|"
-	for j in 1 2; do
-		w=$(col ingest$j 1)
-		c=$(cpu ingest$j)
-		echo "| neardup ingest -j $j | $w | $c | $(rate "$w") | $(rate "$c") | $(($(col ingest$j 4) / 1024)) |"
+	echo "| corpus | files | mean MP |"
+	echo "|---|---|---|"
+	for c in $names; do
+		echo "| $c | $(nfiles $c) | $(meanmp $c) |"
 	done
-	echo "| neardup ingest again (all unchanged) | $(col reingest 1) | $(cpu reingest) | | | $(($(col reingest 4) / 1024)) |"
-	echo "| neardup dedup ($groups groups at the default --min-sim) | $(col dedup 1) | $(cpu dedup) | | | $(($(col dedup 4) / 1024)) |"
-	echo "| neardup query, one process per query (median of 10 per run) | $(col query 1) | $(cpu query) | | | $(($(col query 4) / 1024)) |"
-	w=$(col fid 1)
-	c=$(cpu fid)
-	echo "| findimagedupes -t 90% ($fidgroups groups) | $w | $c | $(rate "$w") | $(rate "$c") | $(($(col fid 4) / 1024)) |"
+	for c in $names; do
+		n=$(nfiles $c)
+		echo
+		echo "## $c ($n files)"
+		echo
+		echo "| step | wall s | CPU s | images/s (wall) | images per CPU-s | CPU ms per image | peak RSS MiB |"
+		echo "|---|---|---|---|---|---|---|"
+		row "neardup ingest -j 1" "$n" "$c.ingest1"
+		row "neardup ingest -j 2" "$n" "$c.ingest2"
+		if [ "$c" = mixed ]; then
+			echo "| neardup ingest again (all unchanged) | $(col reingest 1) | $(cpu reingest) | | | | $(mib reingest) |"
+			echo "| neardup dedup ($(cat "$T/groups") groups at the default --min-sim) | $(col dedup 1) | $(cpu dedup) | | | | $(mib dedup) |"
+			echo "| neardup query, one process per query (median of 10 a run) | $(col query 1) | $(cpu query) | | | | $(mib query) |"
+		fi
+		if [ -f "$T/$c.fid" ]; then
+			row "findimagedupes -t 90% ($(cat "$T/$c.fidgroups") groups)" "$n" "$c.fid"
+			echo
+			awk -v a="$(col "$c.ingest1" 1)" -v b="$(col "$c.ingest2" 1)" -v f="$(col "$c.fid" 1)" \
+			    -v ca="$(cpu "$c.ingest1")" -v cb="$(cpu "$c.ingest2")" -v cf="$(cpu "$c.fid")" 'BEGIN {
+				printf "-j 2 over -j 1 (wall): %.2fx. neardup vs findimagedupes: wall %.1fx (-j 2), %.1fx (-j 1);", a / b, f / b, f / a
+				printf " per CPU-second %.1fx (-j 1), %.1fx (-j 2).\n", cf / ca, cf / cb }'
+		fi
+	done
 	echo
-	w1=$(col ingest1 1)
-	w2=$(col ingest2 1)
-	awk -v a="$w1" -v b="$w2" -v f="$w" -v ca="$(cpu ingest1)" -v cf="$c" 'BEGIN {
-		printf "Speed-up of -j 2 over -j 1 (wall): %.2fx. neardup ingest -j 2 vs findimagedupes (wall): %.1fx;\n", a / b, f / b
-		printf "per CPU-second (-j 1): %.1fx.\n", cf / ca }'
+	echo "## Targets (issue 6)"
+	echo
+	n=$(nfiles jpeg)
+	r2=$(rate "$n" "$(col jpeg.ingest2 1)")
+	fw=$(awk -v b="$(col jpeg.ingest2 1)" -v f="$(col jpeg.fid 1)" 'BEGIN { printf "%.1f", f / b }')
+	fc=$(awk -v a="$(cpu jpeg.ingest1)" -v f="$(cpu jpeg.fid)" 'BEGIN { printf "%.1f", f / a }')
+	echo "| target | measured | |"
+	echo "|---|---|---|"
+	echo "| ingest >= 150 images/s, ~2 MP JPEGs, 2 cores (-j 2, wall) | $r2 images/s | $(verdict "$r2" 150) |"
+	echo "| >= 5x findimagedupes on the same JPEGs, wall (-j 2 vs its default run) | ${fw}x | $(verdict "$fw" 5) |"
+	echo "| >= 5x findimagedupes on the same JPEGs, per CPU-second (-j 1) | ${fc}x | $(verdict "$fc" 5) |"
+	peak=0
+	for c in $names; do
+		for j in 1 2; do
+			m=$(mib "$c.ingest$j")
+			[ "$m" -gt "$peak" ] && peak=$m
+		done
+	done
+	echo "| peak memory < 1 GB (largest neardup ingest RSS of this run) | $peak MiB | $(verdict $((1024 - peak)) 1) |"
+	if [ "$mode" = full ]; then
+		echo "| peak memory flat in N: jpeg vs jpegbig ($(nfiles jpeg) vs $(nfiles jpegbig) files), -j 1 / -j 2 | $(mib jpeg.ingest1) / $(mib jpeg.ingest2) vs $(mib jpegbig.ingest1) / $(mib jpegbig.ingest2) MiB | |"
+	fi
 } >bench/results/cli.md
 cat bench/results/cli.md

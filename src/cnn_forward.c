@@ -20,7 +20,10 @@
 
 /* A batch runs as micro-batches whose largest activation fits in this
  * many bytes (measured on benchnet: 2 images of 512 KiB beat 16 at once). */
-#define MICRO_BYTES ((size_t)1 << 20)
+#ifndef ND_CNN_MICRO_BYTES
+#define ND_CNN_MICRO_BYTES (1 << 20)
+#endif
+#define MICRO_BYTES ((size_t)ND_CNN_MICRO_BYTES)
 
 const char *nd_cnn_blas_core(void)
 {
