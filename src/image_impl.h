@@ -62,5 +62,10 @@ int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		    nd_image_info *info, nd_error *err);
 int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		   nd_image_info *info, nd_error *err);
+/* The fast path for common 8-bit PNGs in memory (image_png_fast.c): 0 when
+ * it decoded the file, 1 when the file must go through libpng (it then
+ * leaves out and info as they were). */
+int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
+			nd_image_info *info);
 
 #endif

@@ -150,6 +150,8 @@ int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	png_infop pinfo = NULL;
 	int rc = 0;
 
+	if (nd__decode_png_fast(src, opts, out, info) == 0)
+		return 0;
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.src = src;
 	if ((rc = precheck_ihdr(src, opts, err)))
@@ -171,6 +173,10 @@ int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			    opts->max_height < PNG_UINT_31_MAX ? opts->max_height : PNG_UINT_31_MAX);
 	png_set_chunk_malloc_max(png, opts->png_chunk_malloc_max);
 	png_set_chunk_cache_max(png, opts->png_chunk_cache_max);
+	/* zlib with a 32 KiB window whatever the stream's header declares
+	 * (libpng's option for encoders that write too small a value), as the
+	 * fast path's libdeflate does: both accept the same files */
+	png_set_option(png, PNG_MAXIMUM_INFLATE_WINDOW, PNG_OPTION_ON);
 	png_read_info(png, pinfo);
 
 	png_uint_32 w = png_get_image_width(png, pinfo), h = png_get_image_height(png, pinfo);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "image_impl.h"
 #include "test.h"
 
 #define IMG_DIR TEST_DATA_DIR "/image/"
@@ -675,6 +676,154 @@ static uint8_t *png_with(uint32_t w, uint32_t h, const uint8_t *extra, size_t ex
 	return out;
 }
 
+/* ---- the PNG fast path (src/image_png_fast.c) against libpng ---- */
+
+/* Decodes data with the fast path (1 when it declined) and through libpng
+ * (a file source always takes the libpng path); the fast path's image and
+ * info must be byte-identical. */
+static int fast_vs_libpng(const uint8_t *data, size_t len, const nd_image_opts *o,
+			  const char *what)
+{
+	nd_src src = { .data = data, .len = len };
+	nd_image a = { 0 }, b = { 0 };
+	nd_image_info ia, ib;
+	nd_error err;
+	nd_image_opts defaults;
+	if (!o) {
+		nd_image_opts_init(&defaults);
+		o = &defaults;
+	}
+	memset(&ia, 0, sizeof(ia));
+	memset(&ib, 0, sizeof(ib));
+	int fast = nd__decode_png_fast(&src, o, &a, &ia) == 0;
+	if (!fast)
+		CHECK_MSG(a.rgb == NULL, "%s: declined but left an image", what);
+	char path[] = "/tmp/nd_test_fastXXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	CHECK(write_all(path, data, len) == 0);
+	int rc = nd_image_decode_file(path, o, &b, &ib, &err);
+	unlink(path);
+	if (fast) {
+		CHECK_MSG(rc == 0, "%s: fast path decoded, libpng says %s", what, err.msg);
+		CHECK_MSG(rc != 0 || (a.width == b.width && a.height == b.height &&
+				      !memcmp(a.rgb, b.rgb, (size_t)a.width * a.height * 3)),
+			  "%s: fast path pixels differ from libpng's", what);
+		CHECK_MSG(ia.width == ib.width && ia.height == ib.height &&
+				  ia.scale_denom == ib.scale_denom && ia.orientation == ib.orientation,
+			  "%s: info differs", what);
+	}
+	nd_image_free(&a);
+	nd_image_free(&b);
+	return fast;
+}
+
+/* A PNG of random filtered rows (random filter types 0-4 and bytes), so
+ * every filter runs on arbitrary data; IDAT split in pieces of idat_piece
+ * bytes; a gAMA chunk when gama. */
+static uint8_t *png_random(uint32_t w, uint32_t h, int ctype, uint32_t *seed, size_t idat_piece,
+			   int gama, int bad_filter, size_t *len)
+{
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	int ch = ctype == 0 ? 1 : ctype == 4 ? 2 : ctype == 2 ? 3 : 4;
+	size_t stride = 1 + (size_t)w * ch, rawn = stride * h;
+	uint8_t *raw = malloc(rawn), ihdr[13] = { 0 }, g[4] = { 0, 0, 0xb1, 0x8f };
+	for (uint32_t y = 0; y < h; y++) {
+		raw[y * stride] = (uint8_t)(lcg(seed) % 5);
+		/* runs of one value mixed with noise, so predictors tie too */
+		uint8_t v = (uint8_t)lcg(seed);
+		for (size_t i = 1; i < stride; i++)
+			raw[y * stride + i] = (lcg(seed) & 3) ? v : (uint8_t)lcg(seed);
+	}
+	if (bad_filter)
+		raw[(h / 2) * stride] = 5;
+	uLongf zl = compressBound(rawn);
+	uint8_t *z = malloc(zl);
+	compress2(z, &zl, raw, rawn, 6);
+	uint8_t *out = malloc(8 + 25 + 16 + zl + 12 * (zl / idat_piece + 2) + 12), *p = out;
+	put_be32(ihdr, w);
+	put_be32(ihdr + 4, h);
+	ihdr[8] = 8;
+	ihdr[9] = (uint8_t)ctype;
+	memcpy(p, sig, 8);
+	p += 8;
+	p += png_chunk(p, "IHDR", ihdr, 13);
+	if (gama)
+		p += png_chunk(p, "gAMA", g, 4);
+	for (size_t k = 0; k < zl; k += idat_piece)
+		p += png_chunk(p, "IDAT", z + k, (uint32_t)(zl - k < idat_piece ? zl - k : idat_piece));
+	p += png_chunk(p, "IEND", NULL, 0);
+	*len = (size_t)(p - out);
+	free(raw);
+	free(z);
+	return out;
+}
+
+static void test_png_fast_path(void)
+{
+	/* 1. PngSuite: identical wherever the fast path takes the file */
+	size_t len;
+	char *list = (char *)read_all(SUITE_DIR "LIST", &len);
+	int taken = 0, total = 0;
+	CHECK(list != NULL);
+	if (!list)
+		return;
+	list[len] = 0;
+	for (char *save = NULL, *name = strtok_r(list, "\n", &save); name;
+	     name = strtok_r(NULL, "\n", &save)) {
+		char p[256];
+		size_t n;
+		snprintf(p, sizeof(p), SUITE_DIR "%s.png", name);
+		uint8_t *d = read_all(p, &n);
+		CHECK_MSG(d != NULL, "%s", p);
+		if (d)
+			taken += fast_vs_libpng(d, n, NULL, name);
+		total++;
+		free(d);
+	}
+	free(list);
+	if (getenv("TEST_VERBOSE"))
+		fprintf(stderr, "fast path took %d of %d PngSuite files\n", taken, total);
+	/* basn0g08 basn2c08 basn4a08 basn6a08 ftp0n0g08 ftp0n2c08: the 8-bit
+	 * non-interlaced ones without palette or tRNS */
+	CHECK_MSG(taken == 6, "fast path took %d PngSuite files, not 6", taken);
+
+	/* 2. random filtered rows, every colour type, odd widths, split IDATs,
+	 * reduced and full size; all must be taken and identical */
+	static const int ctypes[4] = { 0, 4, 2, 6 };
+	uint32_t seed = 99;
+	nd_image_opts o;
+	for (int t = 0; t < 4; t++)
+		for (int k = 0; k < 4; k++) {
+			uint32_t w = 1 + lcg(&seed) % 97, h = 1 + lcg(&seed) % 61;
+			uint8_t *png = png_random(w, h, ctypes[t], &seed, k == 0 ? 1 << 20 : 1 + k * 97,
+						  k == 2, 0, &len);
+			char what[64];
+			snprintf(what, sizeof(what), "random %ux%u type %d", w, h, ctypes[t]);
+			nd_image_opts_init(&o);
+			if (k == 3)
+				o.min_width = o.min_height = 8; /* a box reduction */
+			o.background[0] = 10, o.background[1] = 200, o.background[2] = 77;
+			CHECK_MSG(fast_vs_libpng(png, len, &o, what) == 1, "%s: declined", what);
+			free(png);
+		}
+
+	/* 3. what it must decline, leaving the error to libpng */
+	uint8_t *png = png_random(40, 30, 2, &seed, 1 << 20, 0, 1, &len);
+	nd_error err;
+	CHECK_EQ_INT(fast_vs_libpng(png, len, NULL, "bad filter byte"), 0);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), ND_ECORRUPT);
+	free(png);
+	png = png_random(40, 30, 6, &seed, 100, 0, 0, &len);
+	png[len - 20] ^= 1; /* in the last IDAT: CRC mismatch */
+	CHECK_EQ_INT(fast_vs_libpng(png, len, NULL, "CRC error"), 0);
+	CHECK_EQ_INT(decode_buf(png, len, NULL, &err, NULL), ND_ECORRUPT);
+	free(png);
+}
+
 static void test_huge_dimensions(void)
 {
 	nd_error err;
@@ -861,6 +1010,7 @@ int main(void)
 	RUN(test_png_reduce);
 	RUN(test_png_exif_orientation);
 	RUN(test_png_background);
+	RUN(test_png_fast_path);
 	RUN(test_empty_and_not_image);
 	RUN(test_wrong_extension);
 	RUN(test_truncated);
