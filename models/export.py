@@ -61,7 +61,8 @@ except ImportError:  # pragma: no cover
 MAGIC = b"NDMODEL\0"
 VERSION = 1
 ALIGN = 64
-SEC_META, SEC_TENSORS, SEC_LAYERS, SEC_DATA, SEC_BACKGROUND = 1, 2, 3, 4, 5
+SEC_META, SEC_TENSORS, SEC_LAYERS, SEC_DATA, SEC_BACKGROUND, SEC_CALIB = 1, 2, 3, 4, 5, 6
+CALIB_MEAN_TOPK, CALIB_KTH = 1, 2
 SEC_REQUIRED = 1
 F32, F16 = 1, 2
 OP = dict(CONV=1, LINEAR=2, AFFINE=3, ACT=4, MAXPOOL=5, AVGPOOL=6, GAP=7, GEM=8, ADD=9,
@@ -76,8 +77,9 @@ META = struct.Struct("<64s4I3f3f3I44s")         # 160
 TENSOR = struct.Struct("<56sII4IQQ")            # 96
 LAYER = struct.Struct("<II2i2i12i4f3I28s")      # 128
 BACKGROUND = struct.Struct("<IIII")             # 16
-assert (HEADER.size, SECTION.size, META.size, TENSOR.size, LAYER.size, BACKGROUND.size) == \
-    (64, 32, 160, 96, 128, 16)
+CALIB = struct.Struct("<IIff16x")               # 32
+assert (HEADER.size, SECTION.size, META.size, TENSOR.size, LAYER.size, BACKGROUND.size, CALIB.size) == \
+    (64, 32, 160, 96, 128, 16, 32)
 
 
 class ExportError(ValueError):
@@ -476,7 +478,7 @@ def _cstr(s, size):
     return b + b"\0" * (size - len(b))
 
 
-def _serialise(layers, out_idx, name, input_hw, mean, std, embed_dim, background):
+def _serialise(layers, out_idx, name, input_hw, mean, std, embed_dim, background, calib=None):
     tensors, blobs = [], []
     data_off = 0
 
@@ -513,6 +515,14 @@ def _serialise(layers, out_idx, name, input_hw, mean, std, embed_dim, background
             raise ExportError(f"background must be [K, {embed_dim}], it is {list(bg.shape)}")
         raw = np.ascontiguousarray(bg.astype("<f2")).tobytes()
         sections.append((SEC_BACKGROUND, 0, BACKGROUND.pack(bg.shape[0], embed_dim, F16, 0) + raw))
+    if calib is not None:
+        if background is None:
+            raise ExportError("a calibration needs a background set")
+        st, k, beta, off = (int(calib["stat"]), int(calib["k"]), float(calib["beta"]), float(calib["offset"]))
+        if st not in (CALIB_MEAN_TOPK, CALIB_KTH) or not 1 <= k <= len(bg) or not 0 <= beta <= 8 or \
+                not abs(off) <= 8:
+            raise ExportError(f"bad calibration {calib}")
+        sections.append((SEC_CALIB, 0, CALIB.pack(st, k, beta, off)))
     return _assemble(sections)
 
 
@@ -576,8 +586,12 @@ def convert(model, input_hw):
     return conv.layers, out_idx, dim
 
 
-def export_model(model, path, *, name, input_hw, mean, std, background=None):
+def export_model(model, path, *, name, input_hw, mean, std, background=None, calib=None):
     """Write model to path in .ndm format; returns the file's XXH3-64 checksum.
+
+    calib: None, or dict(stat=1 (mean of top k) | 2 (k-th), k, beta, offset),
+    the calibrated similarity's parameters (optional CALIB section; needs
+    background). See models/FORMAT.md.
 
     Raises ExportError (a ValueError) naming the node when the model uses
     something the engine does not run, or when the converted layers do not
@@ -601,7 +615,7 @@ def export_model(model, path, *, name, input_hw, mean, std, background=None):
     err = (got - want).norm() / want.norm().clamp(min=1e-30)
     if not err < 1e-4:
         raise ExportError(f"internal: converted layers differ from the model (relative error {err:.3g})")
-    blob = _serialise(layers, out_idx, name, (H, W), mean, std, dim, background)
+    blob = _serialise(layers, out_idx, name, (H, W), mean, std, dim, background, calib)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as fh:
         fh.write(blob)
@@ -637,6 +651,11 @@ def read_ndm(path_or_bytes):
     if SEC_BACKGROUND in secs:
         cnt, dim, _, _ = BACKGROUND.unpack_from(secs[SEC_BACKGROUND])
         res["background"] = (cnt, dim)
+        res["background_f16"] = np.frombuffer(secs[SEC_BACKGROUND], "<f2", cnt * dim, BACKGROUND.size) \
+            .reshape(cnt, dim)
+    if SEC_CALIB in secs:
+        st, k, beta, off = CALIB.unpack_from(secs[SEC_CALIB])
+        res["calib"] = dict(stat=st, k=k, beta=beta, offset=off)
     return res
 
 
@@ -661,7 +680,9 @@ def main(argv=None):
         print(f"{a.info}: '{r['name']}' v{r['version']}, input 3x{r['input_hw'][0]}x{r['input_hw'][1]}, "
               f"D={r['embed_dim']}, {len(r['layers'])} layers, {len(r['tensors'])} tensors, "
               f"{r['size']} bytes, xxh3 {r['checksum']:016x}" +
-              (f", background {r['background'][0]}x{r['background'][1]}" if "background" in r else ""))
+              (f", background {r['background'][0]}x{r['background'][1]}" if "background" in r else "") +
+              (", calibration {stat} k={k} beta={beta:g} offset={offset:.6g}".format(**r["calib"])
+               if "calib" in r else ""))
         for i, L in enumerate(r["layers"]):
             print(f"  {i:3d} {L['name']:<27} {L['op']:<8} act={L['act']:<9} in={L['inputs']} "
                   f"out={'x'.join(map(str, L['shape']))}")

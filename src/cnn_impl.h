@@ -20,7 +20,8 @@ enum ndm_section_type {
 	NDM_SEC_TENSORS = 2,    /* struct ndm_tensor[tensor_count] */
 	NDM_SEC_LAYERS = 3,     /* struct ndm_layer[layer_count] */
 	NDM_SEC_DATA = 4,       /* tensor bytes, each at a 64-byte aligned offset */
-	NDM_SEC_BACKGROUND = 5  /* struct ndm_background + float16 [count][dim] */
+	NDM_SEC_BACKGROUND = 5, /* struct ndm_background + float16 [count][dim] */
+	NDM_SEC_CALIB = 6       /* struct ndm_calib (needs BACKGROUND) */
 };
 #define NDM_SEC_REQUIRED 1u /* section flag: a loader that does not know the type must refuse */
 
@@ -111,6 +112,15 @@ struct ndm_background {
 };
 _Static_assert(sizeof(struct ndm_background) == 16, "ndm_background size");
 
+struct ndm_calib {
+	uint32_t stat;          /* enum nd_calib_stat */
+	uint32_t k;             /* 1..background count */
+	float beta;             /* weight of the statistic, 0..8 */
+	float offset;           /* added to every score, |offset| <= 8 */
+	uint32_t reserved[4];   /* 0 */
+};
+_Static_assert(sizeof(struct ndm_calib) == 32, "ndm_calib size");
+
 /* ---- in memory ---- */
 typedef struct nd_layer {
 	int op, act;
@@ -148,6 +158,8 @@ struct nd_model {
 	const uint16_t *bg;
 	size_t bg_count;
 	int bg_dim;
+	int has_calib;
+	nd_model_calib calib;
 };
 
 /* Activations in the arena are kept as [C][N][H][W] (channel-major across the

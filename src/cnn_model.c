@@ -58,7 +58,7 @@ struct parse {
 	const uint8_t *buf;
 	size_t len;
 	const char *label;
-	const struct ndm_section *sec[NDM_SEC_BACKGROUND + 1];
+	const struct ndm_section *sec[NDM_SEC_CALIB + 1];
 	const struct ndm_tensor *tensors;
 	uint32_t ntensors;
 	const uint8_t *data;
@@ -424,7 +424,7 @@ static int parse_model(nd_model *m, const char *label, nd_error *err)
 		if (s->offset % NDM_ALIGN || s->offset > body || s->size > body - s->offset)
 			return fail(err, label, ND_ECORRUPT, "section %u (type %u) outside the file", i,
 				    s->type);
-		if (s->type < NDM_SEC_META || s->type > NDM_SEC_BACKGROUND) {
+		if (s->type < NDM_SEC_META || s->type > NDM_SEC_CALIB) {
 			if (s->flags & NDM_SEC_REQUIRED)
 				return fail(err, label, ND_EUNSUPPORTED,
 					    "required section type %u is unknown to this build", s->type);
@@ -527,6 +527,25 @@ static int parse_model(nd_model *m, const char *label, nd_error *err)
 		m->bg = (const uint16_t *)(const void *)(buf + bs->offset + sizeof bh);
 		m->bg_count = bh.count;
 		m->bg_dim = (int)bh.dim;
+	}
+	/* optional calibration of the similarity (needs the background set) */
+	const struct ndm_section *cs = ps.sec[NDM_SEC_CALIB];
+	if (cs) {
+		struct ndm_calib ch;
+		if (cs->size != sizeof ch)
+			return fail(err, label, ND_ECORRUPT, "calibration section is %llu bytes, not %zu",
+				    (unsigned long long)cs->size, sizeof ch);
+		memcpy(&ch, buf + cs->offset, sizeof ch);
+		if (!bs)
+			return fail(err, label, ND_ECORRUPT, "calibration section without a background set");
+		if ((ch.stat != ND_CALIB_MEAN_TOPK && ch.stat != ND_CALIB_KTH) || ch.k < 1 ||
+		    ch.k > m->bg_count || !(ch.beta >= 0.0f && ch.beta <= 8.0f) ||
+		    !(fabsf(ch.offset) <= 8.0f))
+			return fail(err, label, ND_ECORRUPT,
+				    "bad calibration (statistic %u, k %u of %zu, beta %g, offset %g)", ch.stat,
+				    ch.k, m->bg_count, (double)ch.beta, (double)ch.offset);
+		m->has_calib = 1;
+		m->calib = (nd_model_calib){ (int)ch.stat, (int)ch.k, ch.beta, ch.offset };
 	}
 	return plan_memory(m, err, label);
 }
@@ -656,5 +675,15 @@ int nd_model_background(const nd_model *m, const uint16_t **vecs, size_t *count,
 		return ND_ENOTFOUND;
 	}
 	*vecs = m->bg, *count = m->bg_count, *dim = m->bg_dim;
+	return 0;
+}
+
+int nd_model_calibration(const nd_model *m, nd_model_calib *c)
+{
+	if (!m->has_calib) {
+		memset(c, 0, sizeof(*c));
+		return ND_ENOTFOUND;
+	}
+	*c = m->calib;
 	return 0;
 }

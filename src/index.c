@@ -18,6 +18,7 @@ void nd_index_options_init(nd_index_options *o)
 
 void nd_query_params_init(nd_query_params *p)
 {
+	memset(p, 0, sizeof(*p));
 	p->k = 10;
 	p->min_sim = -1.0f;
 	p->probes = ND_INDEX_DEFAULT_PROBES;
@@ -90,7 +91,83 @@ struct init_ctx {
 	nd_index *ix;
 	const nd_index_options *o;
 	int created;
+	uint64_t upgraded;
 };
+
+#define UPGRADE_BATCH 64
+
+/* Rewrites every version-1 vector as version 2 with its statistic, inside
+ * the caller's write transaction, UPGRADE_BATCH at a time (the cursor is
+ * re-positioned after each batch's writes). */
+static int upgrade_vectors(nd_index *ix, MDB_txn *txn, uint64_t *count, nd_error *err)
+{
+	const uint32_t dim = ix->meta.dim;
+	uint32_t ids[UPGRADE_BATCH], next = 0;
+	float *vecs = malloc((size_t)UPGRADE_BATCH * dim * sizeof(float)), stats[UPGRADE_BATCH];
+	size_t vlen = nd_vector_encoded_size_stat(dim, ND_VEC_F16, 1) + 4 * (size_t)dim;
+	uint8_t *buf = malloc(vlen);
+	uint32_t fmt[UPGRADE_BATCH];
+	MDB_cursor *cur = NULL;
+	int rc = 0, mrc, more = 1;
+	*count = 0;
+	if (!vecs || !buf) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the upgrade");
+		goto done;
+	}
+	while (more) {
+		size_t n = 0;
+		if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
+			rc = nd_store_err(mrc, err, "opening a cursor");
+			goto done;
+		}
+		MDB_val k = { sizeof(next), &next }, v;
+		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && n < UPGRADE_BATCH;
+		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			uint32_t id;
+			nd_vec_view vv;
+			if (k.mv_size != sizeof(id)) {
+				rc = nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k.mv_size);
+				goto done;
+			}
+			memcpy(&id, k.mv_data, sizeof(id));
+			if ((rc = nd_vector_decode(v.mv_data, v.mv_size, dim, &vv, err)))
+				goto done;
+			next = id + 1;
+			if (vv.has_stat)
+				continue;
+			nd_vector_dequant(&vv, vecs + n * dim);
+			fmt[n] = vv.format;
+			ids[n++] = id;
+		}
+		if (mrc && mrc != MDB_NOTFOUND) {
+			rc = nd_store_err(mrc, err, "reading the vectors");
+			goto done;
+		}
+		more = mrc == 0 && next != 0;
+		mdb_cursor_close(cur);
+		cur = NULL;
+		if (n && (rc = ix->calib.stat(ix->calib.ctx, vecs, n, stats, err)))
+			goto done;
+		for (size_t i = 0; i < n; i++) {
+			size_t len;
+			if ((rc = nd_vector_encode_stat(vecs + i * dim, dim, fmt[i], stats[i], buf, vlen, &len,
+							err)))
+				goto done;
+			MDB_val kk = { sizeof(ids[i]), &ids[i] }, vv2 = { len, buf };
+			if ((mrc = mdb_put(txn, ix->st->vectors, &kk, &vv2, 0))) {
+				rc = nd_store_err(mrc, err, "writing a vector");
+				goto done;
+			}
+		}
+		*count += n;
+	}
+done:
+	if (cur)
+		mdb_cursor_close(cur);
+	free(vecs);
+	free(buf);
+	return rc;
+}
 
 static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 {
@@ -99,8 +176,23 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	MDB_val k = { 4, "meta" }, v;
 	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 	c->created = 0;
-	if (mrc == 0)
-		return nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
+	c->upgraded = 0;
+	if (mrc == 0) {
+		int rc = nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
+		if (rc || !c->o->calib.stat || (ix->meta.flags & ND_META_VEC_STAT))
+			return rc;
+		if (c->o->calib.dim != ix->meta.dim)
+			return nd_error_set(err, ND_EMISMATCH,
+					    "index '%s' holds %u-d vectors, the calibration is for %u-d",
+					    ix->st->dir, ix->meta.dim, c->o->calib.dim);
+		/* an index without the statistic: add it, all in this transaction
+		 * (int8 vectors re-quantise exactly: the scale is the max) */
+		ix->calib = c->o->calib;
+		if ((rc = upgrade_vectors(ix, txn, &c->upgraded, err)))
+			return rc;
+		ix->meta.flags |= ND_META_VEC_STAT;
+		return write_meta(ix, txn, &ix->meta, err);
+	}
 	if (mrc != MDB_NOTFOUND)
 		return nd_store_err(mrc, err, "reading metadata");
 	const nd_index_options *o = c->o;
@@ -125,6 +217,7 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		strcpy(m->model_name, o->model_name);
 	}
 	m->next_id = 1;
+	m->flags = o->calib.stat ? ND_META_VEC_STAT : 0;
 	if (m->tables > ND_LSH_MAX_TABLES || m->bits > ND_LSH_MAX_BITS ||
 	    (m->vec_format != ND_VEC_F16 && m->vec_format != ND_VEC_I8))
 		return nd_error_set(err, ND_EINVAL, "bad index parameters (tables %u, bits %u, format %u)",
@@ -145,6 +238,8 @@ int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	rc = nd_store_open(&ix->st, dir, o->create, o->readonly, o->map_size, o->nosync, err);
 	if (rc)
 		goto fail;
+	if (o->upgraded)
+		*o->upgraded = 0;
 	if (o->readonly) {
 		if ((rc = nd_store_read_begin(ix->st, &txn, err)))
 			goto fail;
@@ -153,12 +248,52 @@ int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 		if (rc)
 			goto fail;
 	} else {
-		struct init_ctx c = { ix, o, 0 };
+		/* the model is checked before anything is upgraded */
+		if (o->model_name && o->calib.stat) {
+			MDB_val k = { 4, "meta" }, v;
+			if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+				goto fail;
+			int mrc = mdb_get(txn, ix->st->meta, &k, &v);
+			if (mrc == 0)
+				rc = nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
+			else if (mrc != MDB_NOTFOUND)
+				rc = nd_store_err(mrc, err, "reading metadata");
+			nd_store_read_end(ix->st, txn);
+			txn = NULL;
+			if (rc == 0 && mrc == 0)
+				rc = nd_index_check_model(ix, o->model_name, o->model_checksum, err);
+			if (rc)
+				goto fail;
+		}
+		struct init_ctx c = { ix, o, 0, 0 };
 		if ((rc = nd_store_write(ix->st, init_txn, &c, err)))
 			goto fail;
+		if (o->upgraded)
+			*o->upgraded = c.upgraded;
 	}
 	if (o->model_name && (rc = nd_index_check_model(ix, o->model_name, o->model_checksum, err)))
 		goto fail;
+	if (o->calib.stat) {
+		if (o->calib.dim != ix->meta.dim) {
+			rc = nd_error_set(err, ND_EMISMATCH,
+					  "index '%s' holds %u-d vectors, the calibration is for %u-d",
+					  ix->st->dir, ix->meta.dim, o->calib.dim);
+			goto fail;
+		}
+		if (!(ix->meta.flags & ND_META_VEC_STAT)) {
+			rc = nd_error_set(err, ND_EVERSION,
+					  "index '%s' has no background statistics (built before calibrated "
+					  "similarity): open it for writing once to add them",
+					  ix->st->dir);
+			goto fail;
+		}
+		if (!(isfinite(o->calib.beta) && isfinite(o->calib.offset))) {
+			rc = nd_error_set(err, ND_EINVAL, "calibration beta/offset not finite");
+			goto fail;
+		}
+		ix->calib = o->calib;
+		ix->calibrated = 1;
+	}
 	rc = nd_lsh_create(&ix->lsh, ix->meta.dim, ix->meta.tables, ix->meta.bits, ix->meta.seed, err);
 	if (rc)
 		goto fail;
@@ -176,6 +311,11 @@ void nd_index_close(nd_index *ix)
 	nd_lsh_free(ix->lsh);
 	nd_store_close(ix->st);
 	free(ix);
+}
+
+int nd_index_calibrated(const nd_index *ix)
+{
+	return ix->calibrated;
 }
 
 int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err)
@@ -449,17 +589,28 @@ static void *prep_worker(void *arg)
 {
 	struct prep *w = arg;
 	uint32_t dim = w->ix->meta.dim, L = w->ix->meta.tables;
+	const int cal = w->ix->calibrated;
 	for (size_t i = w->lo; i < w->hi && !w->rc; i++) {
 		size_t len;
 		nd_vec_view vv;
 		uint8_t *out = w->venc + i * w->vlen;
-		if ((w->rc = nd_vector_encode(w->items[i].vec, dim, w->ix->meta.vec_format, out, w->vlen,
-					      &len, &w->err)) ||
+		const uint32_t fmt = w->ix->meta.vec_format;
+		if ((w->rc = cal ? nd_vector_encode_stat(w->items[i].vec, dim, fmt, 0.0f, out, w->vlen,
+							  &len, &w->err)
+				 : nd_vector_encode(w->items[i].vec, dim, fmt, out, w->vlen, &len,
+						    &w->err)) ||
 		    (w->rc = nd_vector_decode(out, len, dim, &vv, &w->err)))
 			break;
-		/* signatures come from the stored (quantised) vector */
+		/* signatures (and the statistic) come from the stored (quantised) vector */
 		nd_vector_dequant(&vv, w->fbuf);
 		nd_lsh_sign(w->ix->lsh, w->fbuf, 1, w->sigs + i * L);
+		if (cal) {
+			float st;
+			if ((w->rc = w->ix->calib.stat(w->ix->calib.ctx, w->fbuf, 1, &st, &w->err)) ||
+			    (w->rc = nd_vector_encode_stat(w->items[i].vec, dim, fmt, st, out, w->vlen, &len,
+							   &w->err)))
+				break;
+		}
 	}
 	return NULL;
 }
@@ -522,6 +673,8 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		return nd_store_err(mrc, err, "opening a cursor");
 	uint32_t batch_first = m.next_id;
 	c->first_id = batch_first;
+	if (!ix->calibrated) /* version-1 vectors from now on */
+		m.flags &= ~ND_META_VEC_STAT;
 	if ((uint64_t)m.next_id + c->n >= UINT32_MAX) {
 		rc = nd_error_set(err, ND_ELIMIT, "image ids exhausted");
 		goto done;
@@ -648,7 +801,7 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	c.ix = ix;
 	c.items = items;
 	c.n = n;
-	c.vlen = nd_vector_encoded_size(dim, ix->meta.vec_format);
+	c.vlen = nd_vector_encoded_size_stat(dim, ix->meta.vec_format, ix->calibrated);
 	size_t vsz;
 	if (nd_mul_size(n, c.vlen, &vsz))
 		return nd_error_set(err, ND_EOVERFLOW, "batch too large");
@@ -659,7 +812,7 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	c.dead = malloc(n);
 	c.idbuf = malloc(n * sizeof(uint32_t));
 	c.fbuf = malloc(dim * sizeof(float));
-	c.vbuf_cap = nd_vector_encoded_size(dim, ND_VEC_F16);
+	c.vbuf_cap = nd_vector_encoded_size_stat(dim, ND_VEC_F16, 1);
 	if (c.vbuf_cap < nd_record_encoded_size(ND_PATH_MAX))
 		c.vbuf_cap = nd_record_encoded_size(ND_PATH_MAX);
 	c.vbuf = malloc(c.vbuf_cap);
@@ -823,7 +976,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Keeps the k best hits, best first, in hits[0..*n). */
-static void topk_insert(nd_hit *hits, size_t *n, size_t k, uint32_t id, float sim)
+static void topk_insert(nd_hit *hits, size_t *n, size_t k, uint32_t id, float sim, float raw)
 {
 	size_t i = *n;
 	if (i == k) {
@@ -837,7 +990,7 @@ static void topk_insert(nd_hit *hits, size_t *n, size_t k, uint32_t id, float si
 		hits[i] = hits[i - 1];
 		i--;
 	}
-	hits[i] = (nd_hit){ id, sim };
+	hits[i] = (nd_hit){ id, sim, raw };
 }
 
 int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits,
@@ -858,6 +1011,10 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 	*n = 0;
 	if (p->k == 0)
 		return 0;
+	const int cal = ix->calibrated && !p->raw;
+	float qstat = 0;
+	if (cal && (rc = ix->calib.stat(ix->calib.ctx, vec, 1, &qstat, err)))
+		return rc;
 	proj = malloc((size_t)L * K * sizeof(float));
 	ptab = malloc(nprobe_cap * sizeof(uint16_t));
 	pbkt = malloc(nprobe_cap * sizeof(uint32_t));
@@ -954,9 +1111,17 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		}
 		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, ix->meta.dim, &vv, err)))
 			goto done;
-		float sim = nd_vector_dot(&vv, vec);
+		float raw = nd_vector_dot(&vv, vec), sim = raw;
+		if (cal) {
+			if (!vv.has_stat) {
+				rc = nd_error_set(err, ND_ECORRUPT,
+						  "vector of id %u has no background statistic", id);
+				goto done;
+			}
+			sim = nd_ix_score(ix, raw, qstat, vv.stat);
+		}
 		if (sim >= p->min_sim)
-			topk_insert(hits, &nh, p->k, id, sim);
+			topk_insert(hits, &nh, p->k, id, sim, raw);
 	}
 	*n = nh;
 done:

@@ -1,6 +1,7 @@
 /* neardup — nd_index_check: verify the whole index. */
 #include "index_impl.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,17 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 		BIT_SET(has_vec, id);
 		nd_vector_dequant(&vv, fbuf);
 		nd_lsh_sign(ix->lsh, fbuf, 1, sigs + (size_t)id * L);
+		if ((m.flags & ND_META_VEC_STAT) && !vv.has_stat)
+			problem(rep, "vector of id %u has no background statistic (the index says all have)",
+				id);
+		if (ix->calibrated && vv.has_stat) {
+			/* the statistic is recomputed from the stored vector, as at ingest */
+			float st;
+			if (ix->calib.stat(ix->calib.ctx, fbuf, 1, &st, &e2) == 0 &&
+			    !(fabsf(st - vv.stat) <= 1e-4f))
+				problem(rep, "vector of id %u: background statistic %.6f, recomputed %.6f", id,
+					(double)vv.stat, (double)st);
+		}
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;

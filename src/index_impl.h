@@ -10,7 +10,15 @@ struct nd_index {
 	nd_store *st;
 	nd_lsh *lsh;
 	nd_meta meta;            /* parameters as of open (counters: see nd_index_meta) */
+	nd_index_calib calib;    /* calibrated similarity; calib.stat NULL: none */
+	int calibrated;          /* calib.stat set and every vector carries its statistic */
 };
+
+/* The calibrated similarity (the formula of nd_calib_score in neardup/calib.h). */
+static inline float nd_ix_score(const nd_index *ix, float cos, float sa, float sb)
+{
+	return cos - ix->calib.beta * 0.5f * (sa + sb) + ix->calib.offset;
+}
 
 int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
 /* ND_ENOTFOUND when absent; v points into the map (valid during txn). */

@@ -56,6 +56,7 @@ struct jshared {
 	uint32_t nmask;
 	uint32_t *masks;          /* bucket masks of 1..radius bits */
 	uint32_t thr;             /* signature filter: max differing bits over L*K */
+	int cal;                  /* calibrated similarity (the statistic is in vv[].stat) */
 	size_t n;                 /* images */
 	nd_vec_view *vv;          /* [n] stored vectors */
 	uint32_t *ids;            /* [n] ids */
@@ -172,6 +173,8 @@ static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows
 		uint32_t b = (uint32_t)rb[0];
 		w->st.pairs_compared++;
 		float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
+		if (s->cal)
+			sim = nd_ix_score(s->ix, sim, s->vv[a].stat, s->vv[b].stat);
 		if (sim < s->p->min_sim)
 			continue;
 		/* rows hold indexes into vv; ids are mapped at emission */
@@ -315,6 +318,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	MDB_val k, v;
 	nd_meta m;
 	int rc = 0, mrc, have_lock = 0;
+	float min_stat = 0;
 	unsigned nth = 1;
 
 	memset(&s, 0, sizeof(s));
@@ -328,8 +332,11 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	if (p->radius > 4 || p->radius > s.bits)
 		return nd_error_set(err, ND_EINVAL, "self-join radius %u: at most 4 and at most the bits (%u)",
 				    p->radius, s.bits);
-	if (!(p->min_sim >= -1.0f && p->min_sim <= 1.0f))
-		return nd_error_set(err, ND_EINVAL, "self-join min_sim %g outside [-1, 1]", (double)p->min_sim);
+	s.cal = ix->calibrated && !p->raw;
+	const float lim = s.cal ? 4.0f : 1.0f;
+	if (!(p->min_sim >= -lim && p->min_sim <= lim))
+		return nd_error_set(err, ND_EINVAL, "self-join min_sim %g outside [%g, %g]", (double)p->min_sim,
+				    -(double)lim, (double)lim);
 	s.ix = ix;
 	s.p = p;
 	s.fn = fn;
@@ -341,12 +348,6 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	s.W = (s.L * s.K + 63) / 64;
 	atomic_init(&s.next, 0);
 	atomic_init(&s.stop, 0);
-	/* signature filter (see the top of the file) */
-	{
-		double n = (double)s.L * s.K, p0 = acos((double)p->min_sim) / M_PI;
-		double thr = n * p0 + Z_FILTER * sqrt(n * p0 * (1 - p0));
-		s.thr = thr >= n ? (uint32_t)n : (uint32_t)thr;
-	}
 	/* masks of 1..radius bits among the bits used, fewest bits first */
 	{
 		size_t nm = 0, cm = 0;
@@ -430,6 +431,12 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		}
 		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, s.dim, &s.vv[s.n], err)))
 			goto done;
+		if (s.cal && !s.vv[s.n].has_stat) {
+			rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has no background statistic", id);
+			goto done;
+		}
+		if (s.cal && (s.n == 0 || s.vv[s.n].stat < min_stat))
+			min_stat = s.vv[s.n].stat;
 		s.ids[s.n++] = id;
 	}
 	if (mrc != MDB_NOTFOUND) {
@@ -440,6 +447,17 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	cur = NULL;
 	if (s.n < 2)
 		goto done;
+	/* signature filter (see the top of the file), at the lowest cosine a
+	 * pair may need: calibrated, cos >= min_sim - offset + beta * (sa + sb) / 2 */
+	{
+		double c0 = p->min_sim;
+		if (s.cal)
+			c0 = (double)p->min_sim - ix->calib.offset + (double)ix->calib.beta * min_stat;
+		c0 = c0 < -1 ? -1 : c0 > 1 ? 1 : c0;
+		double n = (double)s.L * s.K, p0 = acos(c0) / M_PI;
+		double thr = n * p0 + Z_FILTER * sqrt(n * p0 * (1 - p0));
+		s.thr = thr >= n ? (uint32_t)n : (uint32_t)thr;
+	}
 	if (nth > s.n / 64 + 1)
 		nth = (unsigned)(s.n / 64 + 1);
 	size_t srow, nbk = ((size_t)1 << s.bits) + 1;

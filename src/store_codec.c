@@ -34,7 +34,8 @@ struct meta_disk_v1 {
 	uint64_t n_postings;
 	uint64_t n_blocks;
 	uint64_t posting_bytes;
-	uint64_t reserved;
+	uint32_t flags;          /* ND_META_* (was reserved, 0, before issue 8) */
+	uint32_t reserved;
 };
 _Static_assert(sizeof(struct meta_disk_v1) == ND_META_HDR_V1, "meta header layout");
 
@@ -63,6 +64,11 @@ struct vec_disk_v1 {
 	float scale;
 };
 _Static_assert(sizeof(struct vec_disk_v1) == ND_VEC_HDR_V1, "vector header layout");
+struct vec_disk_v2 {
+	struct vec_disk_v1 v1;   /* version 2, hdr_size >= ND_VEC_HDR_V2 */
+	float stat;              /* background statistic (issue 8) */
+};
+_Static_assert(sizeof(struct vec_disk_v2) == ND_VEC_HDR_V2, "vector header v2 layout");
 
 #define PATHVAL_MAGIC 0xA1
 
@@ -102,6 +108,7 @@ int nd_meta_encode(const nd_meta *m, uint8_t *out, size_t cap, size_t *len, nd_e
 	PUT(uint64_t, out, S, n_postings, m->n_postings);
 	PUT(uint64_t, out, S, n_blocks, m->n_blocks);
 	PUT(uint64_t, out, S, posting_bytes, m->posting_bytes);
+	PUT(uint32_t, out, S, flags, m->flags);
 	memcpy(out + ND_META_HDR_V1, m->model_name, nl);
 	*len = ND_META_HDR_V1 + nl;
 	return 0;
@@ -134,6 +141,7 @@ int nd_meta_decode(const void *buf, size_t len, nd_meta *m, nd_error *err)
 	m->n_postings = GET(uint64_t, b, S, n_postings);
 	m->n_blocks = GET(uint64_t, b, S, n_blocks);
 	m->posting_bytes = GET(uint64_t, b, S, posting_bytes);
+	m->flags = GET(uint32_t, b, S, flags);
 	if (nl > ND_MODEL_NAME_MAX || (size_t)hs + nl != len)
 		return nd_error_set(err, ND_ECORRUPT,
 				    "metadata model name of %u bytes does not fit a %zu-byte value", nl, len);
@@ -303,20 +311,43 @@ static float f16_to_f32(uint16_t h)
 	return f;
 }
 
+size_t nd_vector_encoded_size_stat(uint32_t dim, uint32_t format, int has_stat)
+{
+	return (has_stat ? ND_VEC_HDR_V2 : ND_VEC_HDR_V1) + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
+}
+
 size_t nd_vector_encoded_size(uint32_t dim, uint32_t format)
 {
-	return ND_VEC_HDR_V1 + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
+	return nd_vector_encoded_size_stat(dim, format, 0);
 }
+
+static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const float *stat,
+			 uint8_t *out, size_t cap, size_t *len, nd_error *err);
 
 int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *out, size_t cap,
 		     size_t *len, nd_error *err)
 {
+	return vector_encode(vec, dim, format, NULL, out, cap, len, err);
+}
+
+int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float stat, uint8_t *out,
+			  size_t cap, size_t *len, nd_error *err)
+{
+	if (!isfinite(stat))
+		return nd_error_set(err, ND_EINVAL, "vector statistic is not finite");
+	return vector_encode(vec, dim, format, &stat, out, cap, len, err);
+}
+
+static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const float *stat,
+			 uint8_t *out, size_t cap, size_t *len, nd_error *err)
+{
 	typedef struct vec_disk_v1 S;
+	const size_t hs = stat ? ND_VEC_HDR_V2 : ND_VEC_HDR_V1;
 	if (dim == 0 || dim > UINT16_MAX)
 		return nd_error_set(err, ND_EINVAL, "vector dimension %u out of range", dim);
 	if (format != ND_VEC_F16 && format != ND_VEC_I8)
 		return nd_error_set(err, ND_EINVAL, "unknown vector format %u", format);
-	size_t need = nd_vector_encoded_size(dim, format);
+	size_t need = nd_vector_encoded_size_stat(dim, format, stat != NULL);
 	if (cap < need)
 		return nd_error_set(err, ND_ELIMIT, "vector buffer too small");
 	float amax = 0;
@@ -329,13 +360,15 @@ int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *o
 	}
 	if (format == ND_VEC_F16 && amax > 65504.0f)
 		return nd_error_set(err, ND_EINVAL, "vector component too large for float16");
-	memset(out, 0, ND_VEC_HDR_V1);
+	memset(out, 0, hs);
 	PUT(uint8_t, out, S, magic, VEC_MAGIC);
-	PUT(uint8_t, out, S, version, 1);
+	PUT(uint8_t, out, S, version, stat ? 2 : 1);
 	PUT(uint8_t, out, S, format, (uint8_t)format);
-	PUT(uint8_t, out, S, hdr_size, ND_VEC_HDR_V1);
+	PUT(uint8_t, out, S, hdr_size, (uint8_t)hs);
 	PUT(uint16_t, out, S, dim, (uint16_t)dim);
-	uint8_t *d = out + ND_VEC_HDR_V1;
+	if (stat)
+		PUT(float, out, struct vec_disk_v2, stat, *stat);
+	uint8_t *d = out + hs;
 	if (format == ND_VEC_F16) {
 		PUT(float, out, S, scale, 1.0f);
 		for (uint32_t i = 0; i < dim; i++) {
@@ -379,6 +412,19 @@ int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, 
 		return nd_error_set(err, ND_ECORRUPT, "vector value of %zu bytes for %u components", len, d);
 	if (!isfinite(scale) || scale < 0)
 		return nd_error_set(err, ND_ECORRUPT, "vector scale is not a finite non-negative number");
+	v->has_stat = 0;
+	v->stat = 0;
+	if (b[1] >= 2) {
+		float st;
+		if (hs < ND_VEC_HDR_V2)
+			return nd_error_set(err, ND_ECORRUPT, "vector version %u with a %u-byte header", b[1],
+					    hs);
+		st = GET(float, b, struct vec_disk_v2, stat);
+		if (!isfinite(st))
+			return nd_error_set(err, ND_ECORRUPT, "vector statistic is not finite");
+		v->has_stat = 1;
+		v->stat = st;
+	}
 	v->dim = d;
 	v->format = fmt;
 	v->scale = scale;

@@ -22,6 +22,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/neardup-e2e.XXXXXX")
 trap 'chmod -R u+rwX "$T" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T" || exit 1
 SIM=0.975 # threshold that separates the tiny model's mild edits from the rest
+# ... on the plain cosine: the tiny model's calibration (a background set of
+# synthetic colour fields) moves real photos' scores far from it, so the
+# tests of the grouping mechanics use --score raw; test_calibrated checks the
+# calibrated similarity itself
+RAW="--score raw"
 
 t_fail=0
 fail() {
@@ -150,9 +155,9 @@ test_query() {
 		fail "query - failed: $(cat err)"
 	[ "$(wc -l <out)" = 2 ] || fail "want 2 JSONL lines: $(cat out)"
 	jq -e -s 'length == 2 and (.[0].results | length) == 2 and .[0].query == "'"$DATA"'/rocket.jpg"
-		and .[0].results[0].similarity > 0.999 and (.[1].results[0].id | type) == "number"' out >/dev/null ||
+		and .[0].results[0].raw_similarity > 0.999 and (.[1].results[0].id | type) == "number"' out >/dev/null ||
 		fail "JSONL: $(cat out)"
-	expect 0 "$B" query --index db --min-sim 0.999 "$DATA/coins.png"
+	expect 0 "$B" query --index db $RAW --min-sim 0.999 "$DATA/coins.png"
 	[ "$(wc -l <out)" = 1 ] || fail "--min-sim 0.999 left $(wc -l <out) results"
 	# a bad query image: named, exit 1, the others still answered
 	head -c 2000 "$DATA/chelsea.jpg" >trunc.jpg
@@ -189,7 +194,7 @@ test_query_trained() {
 }
 
 test_dedup() {
-	expect 0 "$B" dedup --index db --min-sim $SIM
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM
 	rel "$C" out >groups
 	cat >want <<-EOF
 		astronaut.jpg	astronaut_half.png
@@ -200,26 +205,79 @@ test_dedup() {
 	diff want groups >/dev/null || fail "groups: $(diff want groups)"
 	has "4 groups, 5 duplicates" err
 	# JSONL: the contract's fields
-	expect 0 "$B" dedup --index db --min-sim $SIM --format jsonl
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --format jsonl
 	jq -e -s 'length == 4 and all(.[]; (.group | type) == "number" and .keep == .members[0].path
 		and .members[0].exact == true and .members[0].similarity == 1
 		and all(.members[]; .similarity >= '$SIM'))' out >/dev/null || fail "JSONL: $(cat out)"
 	jq -e -s '.[1].members[1].exact == true and .[1].members[2].exact == false' out >/dev/null ||
 		fail "exact flags: $(sed -n 2p out)"
 	# keep rules
-	expect 0 "$B" dedup --index db --min-sim $SIM --keep smallest
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --keep smallest
 	rel "$C" out | grep -q "^chelsea_q25.jpg	" || fail "--keep smallest: $(cat out)"
 	touch -d '2025-01-01' "$C/astronaut_half.png"
 	"$B" ingest -q --index db "$C"
-	expect 0 "$B" dedup --index db --min-sim $SIM --keep newest
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --keep newest
 	rel "$C" out | grep -q "^astronaut_half.png	astronaut.jpg$" || fail "--keep newest: $(cat out)"
-	expect 0 "$B" dedup --index db --min-sim $SIM --keep oldest
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --keep oldest
 	rel "$C" out | grep -q "^astronaut.jpg	astronaut_half.png$" || fail "--keep oldest: $(cat out)"
-	expect 0 "$B" dedup --index db --min-sim $SIM --keep first-path
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --keep first-path
 	rel "$C" out | grep -q "^astronaut.jpg	" || fail "--keep first-path: $(cat out)"
 	# a protected file is kept whatever the rule
-	expect 0 "$B" dedup --index db --min-sim $SIM --protect "$C/sub"
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --protect "$C/sub"
 	rel "$C" out | grep -q "^sub/chelsea copy.jpg	" || fail "--protect: $(cat out)"
+}
+
+# Calibrated similarity (issue 8). JSONL has similarity and raw_similarity;
+# --score raw gives the plain cosine as similarity; the calibrated score obeys
+# s(a,b) - cos(a,b) = ((s(a,a) - cos(a,a)) + (s(b,b) - cos(b,b))) / 2, whatever
+# beta and the offset (each side is offset - beta * mean statistic); dedup
+# groups on the calibrated score.
+test_calibrated() {
+	local a="$C/chelsea.jpg" b="$C/chelsea_q25.jpg" t=0.85
+	expect 0 "$B" query --index db --format jsonl -k 40 "$a" "$b"
+	mv out cal.jsonl
+	expect 0 "$B" query --index db $RAW --format jsonl -k 40 "$a" "$b"
+	mv out raw.jsonl
+	jq -e -s 'length == 2 and all(.[].results[]; (.similarity | type) == "number"
+		and (.raw_similarity | type) == "number")' cal.jsonl >/dev/null || fail "JSONL fields: $(cat cal.jsonl)"
+	jq -e -s 'all(.[].results[]; .similarity == .raw_similarity)' raw.jsonl >/dev/null ||
+		fail "--score raw: similarity is not the cosine: $(cat raw.jsonl)"
+	jq -e -s '[.[].results[] | .similarity - .raw_similarity | fabs] | max > 0.01' cal.jsonl >/dev/null ||
+		fail "calibrated similarity equals the cosine: $(cat cal.jsonl)"
+	# the cosines agree between the two runs
+	jq -r '.query as $q | .results[] | [$q, .path, .raw_similarity] | @tsv' cal.jsonl | sort >c1
+	jq -r '.query as $q | .results[] | [$q, .path, .similarity] | @tsv' raw.jsonl | sort >r1
+	diff c1 r1 >/dev/null || fail "raw_similarity differs from --score raw: $(diff c1 r1 | head -5)"
+	# the identity above (the stored vectors are float16: tolerance 1e-3)
+	jq -r -s --arg a "$a" --arg b "$b" '
+		def s(q; p): (.[] | select(.query == q) | .results[] | select(.path == p));
+		[s($a; $a).similarity, s($a; $a).raw_similarity, s($b; $b).similarity, s($b; $b).raw_similarity,
+		 s($a; $b).similarity, s($a; $b).raw_similarity] | @tsv' cal.jsonl >v
+	awk -F'\t' 'NF == 6 { d = ($5 - $6) - (($1 - $2) + ($3 - $4)) / 2; exit !(d < 1e-3 && d > -1e-3) }
+		NF != 6 { exit 1 }' v || fail "calibrated scores inconsistent: $(cat v)"
+	# ranked by the calibrated score, --min-sim on it
+	jq -e -s 'all(.[]; [.results[].similarity] as $s | $s == ($s | sort | reverse))' cal.jsonl >/dev/null ||
+		fail "not ranked by similarity"
+	expect 0 "$B" query --index db --format jsonl --min-sim $t -k 40 "$a"
+	n_want=$(head -1 cal.jsonl | jq '[.results[] | select(.similarity >= '$t')] | length')
+	jq -e 'all(.results[]; .similarity >= '$t') and (.results | length) == '"$n_want"' and '"$n_want"' > 1' \
+		out >/dev/null || fail "--min-sim $t on the calibrated score ($n_want wanted): $(cat out)"
+	# dedup: members within t of the kept image on the calibrated score,
+	# and not the same groups as the cosine at the same threshold
+	expect 0 "$B" dedup --index db --min-sim $t --format jsonl
+	jq -e -s 'length > 0 and all(.[]; all(.members[1:][]; .exact or .similarity >= '$t')
+		and all(.members[]; (.raw_similarity | type) == "number"))' out >/dev/null ||
+		fail "dedup on the calibrated score: $(cat out)"
+	jq -r '.members | map(.path) | @tsv' out >g_cal
+	expect 0 "$B" dedup --index db $RAW --min-sim $t --format jsonl
+	jq -e -s 'all(.[]; all(.members[]; .similarity == .raw_similarity))' out >/dev/null ||
+		fail "dedup --score raw: $(cat out)"
+	jq -r '.members | map(.path) | @tsv' out >g_raw
+	cmp -s g_cal g_raw && fail "dedup groups the same with and without calibration at $t"
+	expect 0 "$B" dedup --index db --min-sim $t --format html -o cal.html
+	has "(cosine " cal.html
+	expect 2 "$B" query --index db --score cosine "$a"
+	has "invalid value 'cosine' for --score" err
 }
 
 # No chaining: at a low threshold every member must be within the threshold
@@ -325,7 +383,7 @@ test_remove() {
 }
 
 test_html() {
-	expect 0 "$B" dedup --index db --min-sim $SIM --format html --output report.html
+	expect 0 "$B" dedup --index db $RAW --min-sim $SIM --format html --output report.html
 	[ -s out ] && fail "the HTML went to stdout too"
 	xmllint --noout report.html 2>xerr || fail "report.html not well-formed: $(head -c 300 xerr)"
 	head -c 15 report.html | grep -q '<!DOCTYPE html>' || fail "no doctype"
@@ -347,19 +405,19 @@ test_actions() {
 	before=$(find act -type f -exec md5sum {} + | sort)
 	# dry runs change nothing
 	for a in delete hardlink; do
-		expect 0 "$B" dedup --index adb --min-sim $SIM --protect act/ref --action $a
+		expect 0 "$B" dedup --index adb $RAW --min-sim $SIM --protect act/ref --action $a
 		has "would $a	act/chelsea_q25.jpg" out
 	done
 	has "would hardlink	act/chelsea_q25.jpg	act/chelsea.jpg" out
 	# the protected file is kept, the bigger image is the member
 	has "would hardlink	act/hubble.jpg	act/ref/hubble_crop_q70.jpg" out
 	hasnt "would hardlink	act/ref" out
-	expect 0 "$B" dedup --index adb --min-sim $SIM --action move --to moved
+	expect 0 "$B" dedup --index adb $RAW --min-sim $SIM --action move --to moved
 	has "would move	act/rocket_exif6.jpg	moved/act/rocket_exif6.jpg" out
 	[ "$before" = "$(find act -type f -exec md5sum {} + | sort)" ] || fail "a dry run changed files"
 	[ ! -e moved ] || fail "a dry run created the --to directory"
 	# hardlink
-	expect 0 "$B" dedup --index adb --min-sim $SIM --protect act/ref --action hardlink --yes
+	expect 0 "$B" dedup --index adb $RAW --min-sim $SIM --protect act/ref --action hardlink --yes
 	has "hardlinked	act/chelsea_q25.jpg	act/chelsea.jpg" out
 	has "hardlinked	act/hubble.jpg	act/ref/hubble_crop_q70.jpg" out
 	[ "$(stat -c %i act/chelsea_q25.jpg)" = "$(stat -c %i act/chelsea.jpg)" ] || fail "not hard-linked"
@@ -375,7 +433,7 @@ test_actions() {
 	cp act/rocket_exif6.jpg tmp.jpg # (a hard link to rocket.jpg now)
 	echo >>tmp.jpg
 	mv tmp.jpg act/rocket_exif6.jpg
-	expect 1 "$B" dedup --index adb --min-sim $SIM --protect act/ref --action delete --yes
+	expect 1 "$B" dedup --index adb $RAW --min-sim $SIM --protect act/ref --action delete --yes
 	has "neardup: cannot delete 'act/rocket_exif6.jpg': changed since it was indexed" err
 	[ -f act/rocket_exif6.jpg ] || fail "a changed file was deleted"
 	has "deleted	act/hubble.jpg" out
@@ -392,7 +450,7 @@ test_actions() {
 	echo precious >moved/act/rocket_exif6.jpg
 	local src
 	src=$(md5sum <act/rocket_exif6.jpg)
-	expect 1 "$B" dedup --index adb --min-sim $SIM --keep oldest --action move --to moved --yes
+	expect 1 "$B" dedup --index adb $RAW --min-sim $SIM --keep oldest --action move --to moved --yes
 	has "neardup: cannot move 'act/rocket_exif6.jpg': 'moved/act/rocket_exif6.jpg': destination exists" err
 	[ "$(cat moved/act/rocket_exif6.jpg)" = precious ] || fail "move overwrote a file"
 	[ "$(md5sum <act/rocket_exif6.jpg)" = "$src" ] || fail "a refused move changed its source"
@@ -445,6 +503,7 @@ run test_query
 run test_query_trained
 run test_dedup
 run test_dedup_no_chaining
+run test_calibrated
 run test_bad_inputs
 run test_remove
 run test_html

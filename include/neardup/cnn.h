@@ -97,6 +97,22 @@ void nd_model_get_info(const nd_model *m, nd_model_info *info);
 int nd_model_background(const nd_model *m, const uint16_t **vecs,
 			size_t *count, int *dim);
 
+/* The calibration of the similarity stored with the background set (the
+ * optional CALIB section, models/FORMAT.md): the statistic of an embedding x
+ * is b(x) = the mean of the k highest cosines of x to the background vectors
+ * (ND_CALIB_MEAN_TOPK) or the k-th highest (ND_CALIB_KTH); the calibrated
+ * similarity of a and b is cos(a, b) - beta * (b(a) + b(b)) / 2 + offset.
+ * src/calib.c (neardup/calib.h) computes both. */
+enum nd_calib_stat { ND_CALIB_MEAN_TOPK = 1, ND_CALIB_KTH = 2 };
+typedef struct nd_model_calib {
+	int stat;               /* enum nd_calib_stat */
+	int k;                  /* 1..background count */
+	float beta, offset;
+} nd_model_calib;
+
+/* Fills *c; ND_ENOTFOUND (and *c zeroed) when the file has no calibration. */
+int nd_model_calibration(const nd_model *m, nd_model_calib *c);
+
 /* A per-thread workspace for batches of up to max_batch images (1..4096).
  * Internally a batch runs as micro-batches sized so that one layer's
  * activations stay in L2 (2 images at 128x128 for a 32-channel stem), and

@@ -40,6 +40,30 @@ extern "C" {
 
 typedef struct nd_index nd_index;
 
+/* Calibrated similarity (issue 8; neardup/calib.h computes the statistic).
+ * With stat set, the index stores with every vector its background
+ * statistic b(x) = stat(x) (vector value version 2; computed by the index
+ * from the stored, quantised vector, so that an upgrade gives the same
+ * value), and the similarity of two images is
+ *   sim = cos - beta * 0.5f * (b(a) + b(b)) + offset
+ * for queries (unless nd_query_params.raw) and the self-join (unless
+ * nd_selfjoin_params.raw). stat must be thread-safe: out[i] = b(vecs[i]),
+ * vecs [n][dim]. ctx is the caller's and must outlive the index handle.
+ *
+ * Opening an index whose vectors lack the statistic (built before issue 8,
+ * or written by a writer without stat) with stat set: for writing, every
+ * vector is rewritten as version 2 in one write transaction (nothing is
+ * lost if it is interrupted; the next open does it again); read-only, the
+ * open fails with ND_EVERSION ("... has no background statistics ...").
+ * Scales are never mixed: a calibrated handle refuses to score a vector
+ * without a statistic (ND_ECORRUPT). */
+typedef struct nd_index_calib {
+	int (*stat)(void *ctx, const float *vecs, size_t n, float *out, nd_error *err);
+	void *ctx;
+	uint32_t dim;             /* the dimension stat expects: must be the index's (ND_EMISMATCH) */
+	float beta, offset;
+} nd_index_calib;
+
 typedef struct nd_index_options {
 	int create;               /* create the index when DIR holds none (needs dim) */
 	int readonly;             /* open for reading only (no writer lock) */
@@ -55,6 +79,8 @@ typedef struct nd_index_options {
 	uint64_t model_checksum;
 	size_t map_size;          /* initial LMDB map size; grows by itself */
 	int nosync;               /* MDB_NOSYNC: faster commits, last commits lost on power failure */
+	nd_index_calib calib;     /* calibrated similarity (see above); stat NULL: plain cosine */
+	uint64_t *upgraded;       /* if not NULL: receives how many vectors the open upgraded */
 } nd_index_options;
 
 void nd_index_options_init(nd_index_options *o);
@@ -64,6 +90,10 @@ void nd_index_options_init(nd_index_options *o);
  * create not set; ND_EMISMATCH: other model; ND_EVERSION / ND_ECORRUPT). */
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *opts, nd_error *err);
 void nd_index_close(nd_index *ix);
+
+/* 1 when the handle scores with the calibrated similarity (calib.stat was
+ * given and every stored vector carries its statistic). */
+int nd_index_calibrated(const nd_index *ix);
 
 /* ND_EMISMATCH unless the index was built with this model name and checksum. */
 int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err);
@@ -100,12 +130,16 @@ typedef struct nd_query_params {
 	uint32_t rerank_all;      /* when there are at most this many candidates, re-rank them all
 				   * whatever min_hits says (small indexes; default
 				   * ND_INDEX_DEFAULT_RERANK_ALL; 0: never) */
+	int raw;                  /* 1: rank and filter by the plain cosine even on a calibrated
+				   * handle (default 0: the calibrated similarity) */
 } nd_query_params;
 void nd_query_params_init(nd_query_params *p);
 
 typedef struct nd_hit {
 	uint32_t id;
-	float sim;                /* cosine of the query and the stored vector */
+	float sim;                /* the similarity results are ranked by: calibrated on a
+				   * calibrated handle (unless p->raw), else the cosine */
+	float raw;                /* cosine of the query and the stored vector */
 } nd_hit;
 
 typedef struct nd_query_stats {
@@ -163,6 +197,8 @@ typedef struct nd_selfjoin_params {
 				   * table (0..4; default ND_INDEX_DEFAULT_JOIN_RADIUS): higher, more
 				   * recall and more time */
 	uint32_t threads;         /* worker threads (0 = online CPUs, at most ND_JOIN_MAX_THREADS) */
+	int raw;                  /* 1: min_sim and the similarity passed to fn are the plain cosine
+				   * even on a calibrated handle (default 0: calibrated) */
 } nd_selfjoin_params;
 void nd_selfjoin_params_init(nd_selfjoin_params *p);
 
@@ -177,7 +213,10 @@ typedef struct nd_selfjoin_stats {
 } nd_selfjoin_stats;
 
 /* Calls fn(ctx, a, b, sim) with a < b for every pair of indexed images with
- * similarity >= min_sim whose buckets (in some table) differ in at most
+ * similarity >= min_sim (calibrated on a calibrated handle unless p->raw:
+ * then the signature filter below uses the lowest cosine any pair could
+ * need, min_sim - offset + beta * (lowest statistic), and the exact test
+ * the calibrated score) whose buckets (in some table) differ in at most
  * p->radius bits, each pair once, in one snapshot. Candidates whose full
  * L*K-bit signatures differ far more than a pair at min_sim would are
  * dropped before the exact comparison (a pair at exactly min_sim is dropped

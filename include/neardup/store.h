@@ -60,7 +60,12 @@ typedef struct nd_meta {
 	uint64_t n_postings;     /* ids in posting blocks (= n_images * tables) */
 	uint64_t n_blocks;       /* posting blocks */
 	uint64_t posting_bytes;  /* sum of block key + value sizes */
+	uint32_t flags;          /* ND_META_* */
 } nd_meta;
+
+/* meta flags. An older writer (before issue 8) writes 0 here and version-1
+ * vectors, so the flag is cleared whenever such a writer touched the index. */
+#define ND_META_VEC_STAT 1u      /* every vector is version 2 (carries its background statistic) */
 
 #define ND_META_HDR_V1 80
 size_t nd_meta_encoded_size(const nd_meta *m);
@@ -95,18 +100,29 @@ void nd_pathval_encode(uint32_t id, uint8_t out[ND_PATHVAL_SIZE]);
 int nd_pathval_decode(const void *buf, size_t len, uint32_t *id, nd_error *err);
 
 /* ---- vectors ---- */
+/* Version 1: a 12-byte header. Version 2 (issue 8): a 16-byte header, the
+ * v1 fields plus a float32 "stat" at offset 12, the image's background
+ * statistic for the calibrated similarity (neardup/calib.h). */
 #define ND_VEC_HDR_V1 12
+#define ND_VEC_HDR_V2 16
 typedef struct nd_vec_view {
 	uint32_t dim;
 	uint32_t format;         /* enum nd_vec_format */
 	float scale;             /* ND_VEC_I8: component = int8 * scale */
 	const uint8_t *data;     /* dim components (unaligned), into the decoded buffer */
+	int has_stat;            /* a version-2 value: stat is valid */
+	float stat;              /* background statistic (finite), 0 when !has_stat */
 } nd_vec_view;
 
+/* Encoded size: version 1 (no statistic), or version 2 when has_stat. */
 size_t nd_vector_encoded_size(uint32_t dim, uint32_t format);
-/* Quantises vec[dim] (finite values) into out. */
+size_t nd_vector_encoded_size_stat(uint32_t dim, uint32_t format, int has_stat);
+/* Quantises vec[dim] (finite values) into out (version 1). */
 int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *out, size_t cap,
 		     size_t *len, nd_error *err);
+/* The same as version 2 with the statistic stat (finite). */
+int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float stat, uint8_t *out,
+			  size_t cap, size_t *len, nd_error *err);
 /* Validates a stored vector of dim components (dim 0: any). */
 int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, nd_error *err);
 /* out: out[v->dim] floats. */

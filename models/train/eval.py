@@ -158,12 +158,32 @@ def evaluate(sim, rows_q, gt):
     return res
 
 
-def background_inputs(n, size, seed=0):
-    """n training instances as model inputs (composited over mid grey like
-    the C decoder, stretched like the C prep)."""
+def background_indices(n, seed=0):
+    """n training instances for the background set: drawn with the training
+    sampler's package weights (so one package's 10k sprites do not make up
+    most of it) and at most one instance per source file (tiles of one large
+    image are near-duplicates of each other, which would inflate the
+    statistic of the set itself). Never dev images (cache/train only)."""
     import data
     store = data.ImageStore()
-    idx = np.random.default_rng(seed).choice(len(store), size=min(n, len(store)), replace=False)
+    src = np.load(os.path.join(data.CACHE, "index.npz"))["src"]
+    base = np.array([s.split("#")[0] for s in src])
+    order = np.random.default_rng(seed).choice(len(store), size=len(store), replace=False,
+                                               p=store.sample_weights())
+    seen, idx = set(), []
+    for i in order:
+        if base[i] not in seen:
+            seen.add(base[i])
+            idx.append(int(i))
+            if len(idx) == n:
+                break
+    return store, np.array(idx)
+
+
+def background_inputs(n, size, seed=0):
+    """n training instances as model inputs (composited over mid grey like
+    the C decoder, stretched like the C prep); see background_indices."""
+    store, idx = background_indices(n, seed)
     x = np.zeros((len(idx), 3, size, size), np.uint8)
     for j, i in enumerate(idx):
         a = store.get(int(i))
@@ -175,6 +195,107 @@ def background_inputs(n, size, seed=0):
 def kth_sim(e, bg, k):
     s = e @ bg.T
     return -np.partition(-s, k - 1, axis=1)[:, k - 1]
+
+
+# ---- calibrated score (issue 8); src/calib.c computes exactly this ----
+CALIB_MEAN, CALIB_KTH = 1, 2          # statistic kinds, as in the model file's CALIB section
+CALIB_DEFAULTS = {"stat": CALIB_MEAN, "k": 10, "beta": 1.0, "n": 3000}   # chosen by --sweep (models/README.md)
+
+
+def bg_f16(ebg):
+    """The background set as the model file stores it (float16), back in float32."""
+    return np.asarray(ebg, np.float32).astype("<f2").astype(np.float32)
+
+
+def calib_stat(e, bg, k, stat=CALIB_MEAN, exclude_self=False, chunk=2048):
+    """b(x) for each row of e [N][D] against bg [K][D] (float32): the mean of
+    the k highest cosines (stat 1) or the k-th highest (stat 2).
+    exclude_self: e is bg itself; each row skips its own entry (leave-one-out)."""
+    out = np.empty(len(e), np.float32)
+    for i in range(0, len(e), chunk):
+        s = e[i:i + chunk].astype(np.float32) @ bg.T
+        if exclude_self:
+            s[np.arange(len(s)), np.arange(i, i + len(s))] = -np.inf
+        top = -np.partition(-s, k - 1, axis=1)[:, :k]
+        out[i:i + chunk] = top.astype(np.float64).mean(axis=1) if stat == CALIB_MEAN else top.min(axis=1)
+    return out
+
+
+def calib_offset(bg, k, beta, stat=CALIB_MEAN):
+    """Re-centring: beta x the median leave-one-out statistic of the background
+    set, so that an image of typical background similarity keeps its cosine."""
+    return float(beta * np.median(calib_stat(bg, bg, k, stat, exclude_self=True)))
+
+
+def calib_score(cos, ba, bb, beta, offset):
+    """The normalised similarity: cos - beta * (b(a) + b(b)) / 2 + offset."""
+    return cos - beta * 0.5 * (ba + bb) + offset
+
+
+def cached_embeddings(model, label, x, args):
+    """Dev-set and background embeddings of a checkpoint, cached in cache/calib."""
+    os.makedirs(os.path.join(ROOT, "cache", "calib"), exist_ok=True)
+    tag = "".join(c if c.isalnum() else "_" for c in label)
+    path = os.path.join(ROOT, "cache", "calib", f"emb2_{tag}_{args.size}_{args.bg}.npz")
+    if os.path.exists(path):
+        z = np.load(path)
+        return z["e"], z["ebg"]
+    e = embed(model, x)
+    ebg = embed(model, background_inputs(args.bg, args.size))
+    np.savez(path, e=e, ebg=ebg)
+    return e, ebg
+
+
+def sweep(e, bg, qi, ri, rows_q, gt, rows):
+    """Grid search; every row is muAP / R@P90 / R@1 over all queries."""
+    sim = e[qi] @ e[ri].T
+    base = metrics(sim, gt)
+    print(f"sweep: raw muAP {base['muAP']:.3f} R@P90 {base['R@P90']:.3f} R@1 {base['R@1']:.3f}")
+    print("| n | stat | k | beta | sym muAP | sym R@P90 | sym R@1 | query-only muAP | query-only R@1 |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n in (1000, 2000, 3000, 5000):
+        if n > len(bg):
+            continue
+        b_set = bg[:n]
+        for st in (CALIB_MEAN, CALIB_KTH):
+            for k in (1, 3, 5, 10, 20):
+                b = calib_stat(e, b_set, k, st)
+                bq, br = b[qi][:, None], b[ri][None, :]
+                for beta in (0.25, 0.35, 0.5, 0.65, 0.8, 1.0):
+                    ms = metrics(sim - beta * 0.5 * (bq + br), gt)   # the offset does not change these
+                    mq = metrics(sim - beta * bq, gt)
+                    print(f"| {n} | {'mean' if st == CALIB_MEAN else 'kth'} | {k} | {beta} | {ms['muAP']:.3f} | "
+                          f"{ms['R@P90']:.3f} | {ms['R@1']:.3f} | {mq['muAP']:.3f} | {mq['R@1']:.3f} |", flush=True)
+
+
+def pairs_table(e, b, rows, beta, off):
+    """Dedup view: every pair of dev images (originals, distractors, copies);
+    a pair is a true duplicate when both come from the same original.
+    Prints pairwise precision / recall by threshold, raw and normalised."""
+    grp = np.array([r["orig"] if r["orig"] >= 0 else -1 - i for i, r in enumerate(rows)])
+    iu = np.triu_indices(len(e), 1)
+    cos = (e @ e.T)[iu]
+    same = (grp[:, None] == grp[None, :])[iu]
+    norm = calib_score(cos, b[iu[0]], b[iu[1]], beta, off)
+    npos = int(same.sum())
+    print(f"pairs: {len(cos)} pairs, {npos} duplicates")
+    print("| threshold | raw precision | raw recall | norm precision | norm recall |")
+    print("|---:|---:|---:|---:|---:|")
+    for t in np.arange(0.50, 0.96, 0.025):
+        cells = []
+        for sc in (cos, norm):
+            sel = sc >= t
+            tp = int((sel & same).sum())
+            cells += [f"{tp / max(int(sel.sum()), 1):.3f}", f"{tp / npos:.3f}"]
+        print(f"| {t:.3f} | " + " | ".join(cells) + " |")
+    for name, sc in (("raw", cos), ("norm", norm)):
+        order = np.argsort(-sc, kind="stable")
+        tp = np.cumsum(same[order])
+        prec = tp / np.arange(1, len(order) + 1)
+        ok = np.nonzero(prec >= 0.95)[0]
+        j = ok.max() if len(ok) else 0
+        print(f"{name}: lowest threshold with pairwise precision >= 0.95: {sc[order][j]:.4f} "
+              f"(recall {tp[j] / npos:.3f})", flush=True)
 
 
 def load_model(path):
@@ -211,9 +332,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=net.SIZE, help="input size (the shipped model uses net.SIZE)")
     ap.add_argument("--json", default=None, help="write the figures here as JSON")
-    ap.add_argument("--bg", type=int, default=0, help="background-set size for the normalised score (0: off)")
-    ap.add_argument("--bg-k", type=int, default=3)
-    ap.add_argument("--bg-beta", type=float, default=0.5)
+    ap.add_argument("--bg", type=int, default=CALIB_DEFAULTS["n"],
+                    help="background-set size for the normalised score (0: off)")
+    ap.add_argument("--bg-k", type=int, default=CALIB_DEFAULTS["k"])
+    ap.add_argument("--bg-beta", type=float, default=CALIB_DEFAULTS["beta"])
+    ap.add_argument("--bg-stat", type=int, default=CALIB_DEFAULTS["stat"], help="1: mean of top k, 2: k-th")
+    ap.add_argument("--sweep", action="store_true", help="grid over statistic, k, beta, background size")
+    ap.add_argument("--pairs", action="store_true",
+                    help="dedup pairwise precision/recall by threshold, raw and normalised (all dev images)")
+    ap.add_argument("--dump", metavar="OUT.npz", help="write embeddings and statistics (for the CLI check)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -235,18 +362,33 @@ def main():
             labels[m] = "64-bit DCT pHash"
         elif m in ("model", "random"):
             model, labels[m] = load_model(args.ckpt if m == "model" else None)
-            e = embed(model, x)
-            sim = e[qi] @ e[ri].T
             if m == "model" and args.bg:
-                results[m] = evaluate(sim, rows_q, gt)  # keeps "model" before its +bg rows
-                ebg = embed(model, background_inputs(args.bg, args.size))
-                bq, br = kth_sim(e[qi], ebg, args.bg_k), kth_sim(e[ri], ebg, args.bg_k)
-                for tag, s2 in (("model+bgq", sim - args.bg_beta * bq[:, None]),
-                                ("model+bgs", sim - args.bg_beta * 0.5 * (bq[:, None] + br[None, :]))):
+                e, ebg = cached_embeddings(model, labels[m], x, args)
+                sim = e[qi] @ e[ri].T
+                results[m] = evaluate(sim, rows_q, gt)  # keeps "model" before its normalised rows
+                bg = bg_f16(ebg)
+                if args.sweep:
+                    sweep(e, bg, qi, ri, rows_q, gt, rows)
+                k, beta, st = args.bg_k, args.bg_beta, args.bg_stat
+                off = calib_offset(bg, k, beta, st)
+                b = calib_stat(e, bg, k, st)
+                bq, br = b[qi], b[ri]
+                for tag, s2 in (("model+bgq", sim - beta * bq[:, None]),
+                                ("model+norm", calib_score(sim, bq[:, None], br[None, :], beta, off))):
                     results[tag] = evaluate(s2, rows_q, gt)
-                    labels[tag] = f"{labels[m]}, minus {args.bg_beta} x sim to {args.bg_k}-th of {len(ebg)} background"
+                    labels[tag] = (f"{labels[m]}, minus {beta} x {'mean of top' if st == CALIB_MEAN else 'k-th'} "
+                                   f"{k} of {len(bg)} background{' (query only)' if tag.endswith('q') else ''}"
+                                   + ("" if tag.endswith("q") else f", + offset {off:.4f}"))
                     print(f"{tag}: muAP {results[tag]['all']['muAP']:.3f} R@P90 {results[tag]['all']['R@P90']:.3f} "
                           f"R@1 {results[tag]['all']['R@1']:.3f}", flush=True)
+                if args.pairs:
+                    pairs_table(e, b, rows, beta, off)
+                if args.dump:
+                    np.savez(args.dump, e=e, b=b, paths=np.array([r["path"] for r in rows]), offset=off,
+                             beta=beta, k=k, stat=st)
+            else:
+                e = embed(model, x)
+                sim = e[qi] @ e[ri].T
         else:
             raise SystemExit(f"unknown method {m}")
         results[m] = evaluate(sim, rows_q, gt)

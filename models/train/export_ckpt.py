@@ -3,10 +3,16 @@
 models/export.py (which checks the converted layers against PyTorch).
 
   /usr/bin/python3 models/train/export_ckpt.py [--ckpt models/train/checkpoint.pt]
-        [--out models/neardup.ndm] [--name neardup-sscd-v1] [--bg 0]
-        [--vectors tests/data/cnn/neardup]
+        [--out models/neardup.ndm] [--name neardup-sscd-v1] [--bg N] [--bg-k K]
+        [--bg-beta B] [--bg-stat 1|2] [--vectors tests/data/cnn/neardup]
 
---bg N adds N background embeddings of training instances (issue 8).
+By default the file gets the calibrated similarity (issue 8): a background set
+of N embeddings of training instances (eval.background_indices: never dev
+images), float16, and its calibration: statistic, k and beta (defaults:
+eval.CALIB_DEFAULTS, chosen on the dev set with eval.py --sweep, see
+models/README.md) and the offset, beta x the median leave-one-out statistic
+of the background set, computed here from the exported (float16) set so a
+re-trained model carries its own. --bg 0: no background set, no calibration.
 """
 import argparse
 import os
@@ -27,19 +33,25 @@ def main():
     ap.add_argument("--ckpt", default=os.path.join(HERE, "checkpoint.pt"))
     ap.add_argument("--out", default=os.path.join(HERE, "..", "neardup.ndm"))
     ap.add_argument("--name", default="neardup-sscd-v1")
-    ap.add_argument("--bg", type=int, default=0)
+    ap.add_argument("--bg", type=int, default=ev.CALIB_DEFAULTS["n"], help="background-set size (0: none)")
+    ap.add_argument("--bg-k", type=int, default=ev.CALIB_DEFAULTS["k"])
+    ap.add_argument("--bg-beta", type=float, default=ev.CALIB_DEFAULTS["beta"])
+    ap.add_argument("--bg-stat", type=int, default=ev.CALIB_DEFAULTS["stat"], help="1: mean of top k, 2: k-th")
     ap.add_argument("--vectors", metavar="PREFIX",
                     help="also write parity vectors PREFIX.in.f32 / PREFIX.out.f32 from the same "
                          "model (tests/test_cnn.c checks models/NAME.ndm against tests/data/cnn/NAME.*)")
     args = ap.parse_args()
     model, label = ev.load_model(args.ckpt)
     model.eval()
-    bg = None
+    bg, calib = None, None
     if args.bg:
-        bg = ev.embed(model, ev.background_inputs(args.bg, net.SIZE))
+        bg = ev.bg_f16(ev.embed(model, ev.background_inputs(args.bg, net.SIZE)))
+        off = ev.calib_offset(bg, args.bg_k, args.bg_beta, args.bg_stat)
+        calib = dict(stat=args.bg_stat, k=args.bg_k, beta=args.bg_beta, offset=off)
     export_model(model, args.out, name=args.name, input_hw=(net.SIZE, net.SIZE), mean=net.MEAN, std=net.STD,
-                 background=bg)
-    print(f"exported {label} -> {args.out} ({os.path.getsize(args.out)} bytes)")
+                 background=bg, calib=calib)
+    print(f"exported {label} -> {args.out} ({os.path.getsize(args.out)} bytes)" +
+          (f"; background {len(bg)} vectors, calibration {calib}" if calib else ""))
     if args.vectors:
         g = torch.Generator().manual_seed(200)
         x = torch.randn(4, 3, net.SIZE, net.SIZE, generator=g)

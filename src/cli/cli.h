@@ -18,9 +18,14 @@
  * 128 + the signal number (130 for Ctrl-C) after committing its work. */
 enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
 
-/* The default --min-sim of dedup: cosine of two embeddings. One constant,
- * until scores are calibrated (a later issue). */
+/* The default --min-sim of dedup, on the calibrated similarity (the plain
+ * cosine with --score raw or a model without calibration). Chosen on the
+ * development set: see models/README.md, "Calibration". */
 #define CLI_DEFAULT_MIN_SIM 0.80f
+#define CLI_DEFAULT_MIN_SIM_STR "0.80"
+/* --min-sim accepts [-CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM]: a calibrated
+ * similarity can leave [-1, 1] a little. */
+#define CLI_MAX_MIN_SIM 1.5
 
 /* Files larger than this are not read (each worker holds one file). */
 #define CLI_MAX_FILE_BYTES ((size_t)256 << 20)
@@ -81,6 +86,17 @@ int cli_model_load(const struct cli_common *c, nd_model **m);
  * index must have been built with that model. Prints the error and returns
  * EXIT_FATAL on failure. */
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+
+/* The calibrated similarity of model m (neardup/calib.h): 1 and *p (may be
+ * NULL) filled when the model has one, 0 when it has none (similarity is
+ * the plain cosine), -1 on error (printed). cli_index_open uses it: an
+ * index opened with a calibrated model scores with it (an index built
+ * before calibration gets its statistics added once, with a message). */
+int cli_calibration(const nd_model *m, nd_model_calib *p);
+
+/* Parses --score: "normalized" (default) -> 0, "raw" -> 1; -1 (printed)
+ * otherwise. */
+int cli_parse_score(const char *arg);
 
 /* Ctrl-C / SIGTERM: the handler only sets cli_signal (the signal number). The
  * second signal kills the process (SA_RESETHAND). */

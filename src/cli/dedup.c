@@ -27,7 +27,8 @@
 #include "pipeline.h"
 
 static const char usage_text[] =
-	"usage: neardup dedup [--index DIR] [--min-sim S] [--format jsonl|tsv|html]\n"
+	"usage: neardup dedup [--index DIR] [--min-sim S] [--score normalized|raw]\n"
+	"                     [--format jsonl|tsv|html]\n"
 	"                     [--output FILE] [--keep RULE] [--protect DIR]...\n"
 	"                     [--action report|hardlink|move|delete] [--to DIR] [--yes] [PATH...]\n"
 	"\n"
@@ -36,10 +37,15 @@ static const char usage_text[] =
 	"within --min-sim of the group's kept image.\n"
 	"\n"
 	"options:\n"
-	"      --min-sim S    similarity threshold (default 0.80, the cosine of embeddings)\n"
+	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_MIN_SIM_STR ", on the calibrated\n"
+	"                     similarity: the cosine of the embeddings minus how close both\n"
+	"                     images are to the model's background set of unrelated images)\n"
+	"      --score M      normalized (default): --min-sim and similarity use the\n"
+	"                     calibrated score; raw: the plain cosine\n"
 	"      --format F     tsv (default): one line per group, kept file first;\n"
 	"                     jsonl: {\"group\", \"keep\", \"members\": [{\"path\", \"similarity\",\n"
-	"                     \"exact\"}]} per group; html: a self-contained report\n"
+	"                     \"raw_similarity\", \"exact\"}]} per group (raw_similarity: the\n"
+	"                     cosine); html: a self-contained report\n"
 	"  -o, --output FILE  write the report to FILE instead of standard output\n"
 	"      --keep RULE    which copy to keep: resolution (default: most pixels),\n"
 	"                     largest, smallest (file size), oldest, newest (mtime), first-path\n"
@@ -71,6 +77,7 @@ struct pairs {
 	struct pair *v;
 	size_t n, cap;
 	int oom;
+	int clamp; /* sims are plain cosines: clamp the int8 overshoot */
 };
 
 static int pair_push(void *ctx, uint32_t a, uint32_t b, float sim)
@@ -91,7 +98,7 @@ static int pair_push(void *ctx, uint32_t a, uint32_t b, float sim)
 		a = b;
 		b = t;
 	}
-	if (sim > 1.0f) /* int8-stored vectors can overshoot a little */
+	if (p->clamp && sim > 1.0f) /* int8-stored vectors can overshoot a little */
 		sim = 1.0f;
 	p->v[p->n++] = (struct pair){ a, b, sim };
 	return 0;
@@ -240,6 +247,7 @@ static void free_result(struct dd_result *r)
 	for (size_t i = 0; i < r->n_groups; i++) {
 		free(r->groups[i].members);
 		free(r->groups[i].sims);
+		free(r->groups[i].raws);
 	}
 	free(r->groups);
 	memset(r, 0, sizeof(*r));
@@ -286,14 +294,44 @@ struct run {
 	size_t start, end; /* node indices [start, end): one content hash */
 };
 
+/* g->raws[k]: the plain cosine of member k and the kept image, from the
+ * stored vectors (1 for exact copies, as their similarity). */
+static int raw_sims(nd_index *ix, const struct dd_result *r, struct dd_group *g, nd_error *err)
+{
+	nd_meta meta;
+	int rc = nd_index_meta(ix, &meta, err);
+	if (rc)
+		return rc;
+	float *a = malloc(2 * (size_t)meta.dim * sizeof(float)), *b = a + meta.dim;
+	if (!a)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	if ((rc = nd_index_get_vector(ix, r->nodes[g->members[0]].id, a, err)))
+		goto done;
+	for (size_t k = 1; k < g->n; k++) {
+		if (dd_exact(r, g, k)) {
+			g->raws[k] = 1.0f;
+			continue;
+		}
+		if ((rc = nd_index_get_vector(ix, r->nodes[g->members[k]].id, b, err)))
+			goto done;
+		double s = 0;
+		for (uint32_t j = 0; j < meta.dim; j++)
+			s += (double)a[j] * b[j];
+		g->raws[k] = s > 1.0 ? 1.0f : (float)s;
+	}
+done:
+	free(a);
+	return rc;
+}
+
 /* Builds r from the index. Returns 0 or EXIT_FATAL (message printed).
  *
  * Byte-identical files form a run (same hash, same vector). Only the first
  * id of a run (its canonical image) takes part in pairs; when an image
  * becomes a kept one, its group is every ungrouped image of its own run
  * (exact duplicates) and of the runs of its canonical image's neighbours. */
-static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const struct protect *pr,
-			struct dd_result *r)
+static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rule,
+			const struct protect *pr, struct dd_result *r)
 {
 	struct join_ctx jc;
 	struct hashes hs = { 0 };
@@ -338,6 +376,8 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 	nd_selfjoin_params sp;
 	nd_selfjoin_params_init(&sp);
 	sp.min_sim = min_sim;
+	sp.raw = raw;
+	jc.pairs.clamp = raw || !nd_index_calibrated(ix);
 	nd_selfjoin_stats sst;
 	jc.canon = canon;
 	jc.max_id = max_id;
@@ -484,21 +524,25 @@ static int build_groups(nd_index *ix, float min_sim, enum keep_rule rule, const 
 		struct dd_group *g = &r->groups[r->n_groups];
 		g->members = malloc((m + 1) * sizeof(*g->members));
 		g->sims = malloc((m + 1) * sizeof(*g->sims));
-		if (!g->members || !g->sims) {
+		g->raws = malloc((m + 1) * sizeof(*g->raws));
+		if (!g->members || !g->sims || !g->raws) {
 			free(g->members);
 			free(g->sims);
+			free(g->raws);
 			goto oom;
 		}
 		r->n_groups++;
 		g->n = m + 1;
 		g->members[0] = u;
-		g->sims[0] = 1.0f;
+		g->sims[0] = g->raws[0] = 1.0f;
 		grouped[u] = 1;
 		for (size_t k = 0; k < m; k++) {
 			g->members[k + 1] = tmp[k].node;
-			g->sims[k + 1] = tmp[k].sim;
+			g->sims[k + 1] = g->raws[k + 1] = tmp[k].sim;
 			grouped[tmp[k].node] = 1;
 		}
+		if (!jc.pairs.clamp && (rc = raw_sims(ix, r, g, &err)))
+			goto index_error;
 	}
 	if (r->n_groups)
 		qsort_r(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path, &sc);
@@ -540,8 +584,8 @@ static void write_jsonl(FILE *f, const struct dd_result *r)
 		for (size_t k = 0; k < g->n; k++) {
 			fputs(k ? ", {\"path\": " : "{\"path\": ", f);
 			out_json_str(f, r->nodes[g->members[k]].path);
-			fprintf(f, ", \"similarity\": %.6f, \"exact\": %s}", g->sims[k],
-				dd_exact(r, g, k) ? "true" : "false");
+			fprintf(f, ", \"similarity\": %.6f, \"raw_similarity\": %.6f, \"exact\": %s}",
+				g->sims[k], g->raws[k], dd_exact(r, g, k) ? "true" : "false");
 		}
 		fputs("]}\n", f);
 	}
@@ -585,10 +629,11 @@ static int forget(const struct cli_common *com, nd_index **ix, int writable, con
 
 int cmd_dedup(int argc, char **argv)
 {
-	enum { O_MINSIM = OPT_FIRST_PRIVATE, O_FORMAT, O_KEEP, O_PROTECT, O_ACTION, O_TO, O_YES };
+	enum { O_MINSIM = OPT_FIRST_PRIVATE, O_SCORE, O_FORMAT, O_KEEP, O_PROTECT, O_ACTION, O_TO, O_YES };
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "min-sim", required_argument, NULL, O_MINSIM },
+		{ "score", required_argument, NULL, O_SCORE },
 		{ "format", required_argument, NULL, O_FORMAT },
 		{ "output", required_argument, NULL, 'o' },
 		{ "keep", required_argument, NULL, O_KEEP },
@@ -606,7 +651,7 @@ int cmd_dedup(int argc, char **argv)
 	const char *output = NULL, *to_dir = NULL;
 	enum keep_rule rule = KEEP_RESOLUTION;
 	enum dd_action action = DD_REPORT;
-	int yes = 0, jobs = cli_default_jobs();
+	int yes = 0, jobs = cli_default_jobs(), raw = 0;
 	struct protect pr = { 0 };
 	int status = EXIT_FATAL;
 	nd_model *m = NULL;
@@ -628,9 +673,13 @@ int cmd_dedup(int argc, char **argv)
 			continue;
 		switch (opt) {
 		case O_MINSIM:
-			if (cli_parse_float("--min-sim", optarg, -1.0, 1.0, &d))
+			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				goto done;
 			min_sim = (float)d;
+			break;
+		case O_SCORE:
+			if ((raw = cli_parse_score(optarg)) < 0)
+				goto done;
 			break;
 		case O_FORMAT:
 			if (!strcmp(optarg, "tsv"))
@@ -731,9 +780,10 @@ int cmd_dedup(int argc, char **argv)
 	int ingest_status = EXIT_ALL_GOOD;
 	char **paths = argv + optind;
 	int npaths = argc - optind;
+	/* the model: for ingesting, and for its calibration of the similarity */
+	if ((status = cli_model_load(&com, &m)))
+		goto done;
 	if (npaths > 0) {
-		if ((status = cli_model_load(&com, &m)))
-			goto done;
 		if ((status = cli_index_open(&com, 1, m, &ix)))
 			goto done;
 		cli_install_signals();
@@ -748,14 +798,14 @@ int cmd_dedup(int argc, char **argv)
 			status = EXIT_FATAL;
 			goto done;
 		}
-		nd_model_free(m);
-		m = NULL;
-	} else if ((status = cli_index_open(&com, 0, NULL, &ix))) {
+	} else if ((status = cli_index_open(&com, 0, m, &ix))) {
 		goto done;
 	}
+	nd_model_free(m); /* the calibration keeps its own copy */
+	m = NULL;
 	status = EXIT_FATAL;
 
-	if (build_groups(ix, min_sim, rule, &pr, &res))
+	if (build_groups(ix, min_sim, raw, rule, &pr, &res))
 		goto done;
 
 	if (output) {

@@ -21,7 +21,8 @@ struct dd_node {
  * decreasing similarity to it. */
 struct dd_group {
 	size_t *members;  /* indices into nodes */
-	float *sims;
+	float *sims;      /* similarity to the kept image (calibrated unless --score raw) */
+	float *raws;      /* plain cosine to the kept image */
 	size_t n;
 };
 

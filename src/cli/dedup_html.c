@@ -159,7 +159,7 @@ int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char 
 			fputs("</span>", f);
 			fprintf(f, "<br/>%u&#215;%u, %s", nd->width, nd->height, sz);
 			if (k > 0)
-				fprintf(f, "<br/>similarity %.4f", g->sims[k]);
+				fprintf(f, "<br/>similarity %.4f (cosine %.4f)", g->sims[k], g->raws[k]);
 			fputs("</figcaption></figure>\n", f);
 		}
 		fputs("</div></section>\n", f);

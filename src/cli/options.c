@@ -1,5 +1,6 @@
 /* neardup CLI — common options, messages, model and index lookup, signals. */
 #include "cli.h"
+#include "neardup/calib.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -198,26 +199,85 @@ int cli_model_load(const struct cli_common *c, nd_model **m)
 	return 0;
 }
 
+/* The calibration of the process's model (one model per process), made on
+ * the first cli_index_open with a calibrated model; it must outlive every
+ * index handle using it, so it lives until the process ends. */
+static nd_calib *cli_calib;
+
+int cli_calibration(const nd_model *m, nd_model_calib *p)
+{
+	if (!cli_calib) {
+		nd_error err;
+		nd_error_clear(&err);
+		int rc = nd_calib_create(m, &cli_calib, &err);
+		if (rc == ND_ENOTFOUND) {
+			if (p)
+				memset(p, 0, sizeof(*p));
+			return 0;
+		}
+		if (rc) {
+			cli_msg("cannot set up the calibrated similarity: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+			return -1;
+		}
+	}
+	if (p)
+		nd_calib_params(cli_calib, p);
+	return 1;
+}
+
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out)
 {
 	nd_index_options o;
 	nd_index_options_init(&o);
 	nd_model_info mi;
+	uint64_t upgraded = 0;
+	char q[1024];
+	cli_quote(c->index_dir, q, sizeof(q));
 	if (m) {
 		nd_model_get_info(m, &mi);
 		o.model_name = mi.name;
 		o.model_checksum = mi.checksum;
 		o.dim = (uint32_t)mi.embed_dim;
+		nd_model_calib cp;
+		int cal = cli_calibration(m, &cp);
+		if (cal < 0)
+			return EXIT_FATAL;
+		if (cal)
+			o.calib = (nd_index_calib){ nd_calib_stat_fn, cli_calib, (uint32_t)nd_calib_dim(cli_calib),
+						    cp.beta, cp.offset };
 	}
 	o.create = write && m; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;
+	o.upgraded = &upgraded;
 	nd_error err;
 	nd_error_clear(&err);
 	int rc = nd_index_open(out, c->index_dir, &o, &err);
-	if (rc == 0)
+	if (rc == ND_EVERSION && !write && o.calib.stat) {
+		/* an index from before calibrated similarity: add the statistic
+		 * once (one write transaction), then open it for reading */
+		nd_index *w = NULL;
+		nd_index_options ow = o;
+		ow.readonly = 0;
+		ow.create = 0;
+		nd_error_clear(&err);
+		rc = nd_index_open(&w, c->index_dir, &ow, &err);
+		nd_index_close(w);
+		if (rc == 0) {
+			nd_error_clear(&err);
+			rc = nd_index_open(out, c->index_dir, &o, &err);
+		} else if (rc == ND_EBUSY) {
+			cli_msg("index '%s' predates calibrated similarity and must be updated once, but "
+				"another process is writing to it (%s); run this command again when it is done",
+				q, err.msg);
+			return EXIT_FATAL;
+		}
+	}
+	if (rc == 0) {
+		if (upgraded)
+			cli_msg("index '%s' predates calibrated similarity: added the background statistic "
+				"to its %llu images", q, (unsigned long long)upgraded);
 		return 0;
-	char q[1024];
-	cli_quote(c->index_dir, q, sizeof(q));
+	}
 	if (rc == ND_ENOTFOUND)
 		cli_msg("no index in '%s' (create one with 'neardup ingest PATH...')", q);
 	else if (rc == ND_EMISMATCH)
@@ -225,6 +285,16 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 	else
 		cli_msg("cannot open index '%s': %s", q, err.msg[0] ? err.msg : nd_strerror(rc));
 	return EXIT_FATAL;
+}
+
+int cli_parse_score(const char *arg)
+{
+	if (!strcmp(arg, "normalized") || !strcmp(arg, "normalised"))
+		return 0;
+	if (!strcmp(arg, "raw"))
+		return 1;
+	cli_msg("invalid value '%s' for --score (normalized or raw)", arg);
+	return -1;
 }
 
 /* ---- signals, time ---- */

@@ -1,4 +1,5 @@
 /* neardup query — the indexed images nearest to each query image. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,17 +8,23 @@
 #include "output.h"
 
 static const char usage_text[] =
-	"usage: neardup query [--index DIR] [-k N] [--min-sim S] [--format jsonl|tsv] IMAGE...\n"
+	"usage: neardup query [--index DIR] [-k N] [--min-sim S] [--score normalized|raw]\n"
+	"                     [--format jsonl|tsv] IMAGE...\n"
 	"\n"
 	"Prints the indexed images most similar to each IMAGE, best first.\n"
 	"IMAGE '-' reads query paths from standard input, one per line.\n"
+	"similarity is the calibrated score: the cosine of the two embeddings minus\n"
+	"how close each image is to the model's background set of unrelated images,\n"
+	"so that one threshold means the same for plain and busy images.\n"
 	"\n"
 	"options:\n"
 	"  -k N               results per query (default 10)\n"
 	"      --min-sim S    only results with similarity >= S (default: no limit)\n"
+	"      --score M      normalized (default): similarity is the calibrated score;\n"
+	"                     raw: the plain cosine (ranking, --min-sim and output)\n"
 	"      --format F     tsv (default): query<TAB>result<TAB>similarity per result;\n"
-	"                     jsonl: {\"query\": P, \"results\": [{\"path\", \"id\", \"similarity\"}]}\n"
-	"                     per query\n";
+	"                     jsonl: {\"query\": P, \"results\": [{\"path\", \"id\", \"similarity\",\n"
+	"                     \"raw_similarity\"}]} per query (raw_similarity: the cosine)\n";
 
 static void usage(FILE *f)
 {
@@ -32,6 +39,7 @@ struct query_ctx {
 	int jsonl;
 	nd_hit *hits;
 	int failed;
+	int calibrated; /* similarity is the calibrated score */
 };
 
 static void run_one(struct query_ctx *q, const char *path)
@@ -74,11 +82,13 @@ static void run_one(struct query_ctx *q, const char *path)
 		char pbuf[ND_PATH_MAX + 1];
 		if (nd_index_get_record(q->ix, q->hits[i].id, &rec, pbuf, sizeof(pbuf), NULL))
 			continue; /* removed since the query ran: not a result */
-		float sim = q->hits[i].sim > 1.0f ? 1.0f : q->hits[i].sim; /* int8 overshoot */
+		float raw = q->hits[i].raw > 1.0f ? 1.0f : q->hits[i].raw; /* int8 overshoot */
+		float sim = q->calibrated ? q->hits[i].sim : raw;
 		if (q->jsonl) {
 			fputs(shown ? ", {\"path\": " : "{\"path\": ", stdout);
 			out_json_str(stdout, pbuf);
-			printf(", \"id\": %u, \"similarity\": %.6f}", q->hits[i].id, sim);
+			printf(", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f}", q->hits[i].id,
+			       sim, raw);
 		} else {
 			out_tsv_str(stdout, path);
 			putchar('\t');
@@ -98,6 +108,7 @@ int cmd_query(int argc, char **argv)
 		CLI_COMMON_LONGOPTS,
 		{ "min-sim", required_argument, NULL, 'S' },
 		{ "format", required_argument, NULL, 'F' },
+		{ "score", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
@@ -106,7 +117,7 @@ int cmd_query(int argc, char **argv)
 	memset(&q, 0, sizeof(q));
 	nd_query_params_init(&q.qp);
 	q.qp.k = 10;
-	q.qp.min_sim = -1.0f;
+	q.qp.min_sim = -INFINITY; /* all: a calibrated similarity can be below -1 */
 	int opt;
 	long v;
 	double d;
@@ -120,9 +131,13 @@ int cmd_query(int argc, char **argv)
 			q.qp.k = (uint32_t)v;
 			break;
 		case 'S':
-			if (cli_parse_float("--min-sim", optarg, -1.0, 1.0, &d))
+			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				return EXIT_FATAL;
 			q.qp.min_sim = (float)d;
+			break;
+		case 'R':
+			if ((q.qp.raw = cli_parse_score(optarg)) < 0)
+				return EXIT_FATAL;
 			break;
 		case 'F':
 			if (!strcmp(optarg, "jsonl"))
@@ -154,6 +169,7 @@ int cmd_query(int argc, char **argv)
 	nd_error err;
 	if ((status = cli_index_open(&com, 0, m, &q.ix)))
 		goto done;
+	q.calibrated = nd_index_calibrated(q.ix) && !q.qp.raw;
 	q.hits = calloc(q.qp.k, sizeof(*q.hits));
 	if (!q.hits) {
 		cli_msg("out of memory");
