@@ -199,7 +199,9 @@ def kth_sim(e, bg, k):
 
 # ---- calibrated score (issue 8); src/calib.c computes exactly this ----
 CALIB_MEAN, CALIB_KTH = 1, 2          # statistic kinds, as in the model file's CALIB section
-CALIB_DEFAULTS = {"stat": CALIB_MEAN, "k": 10, "beta": 1.0, "n": 3000}   # chosen by --sweep (models/README.md)
+# chosen with --sweep at step 2400 (models/README.md, "Calibration"): muAP is flat
+# (0.784-0.786) over k 1..5, beta 0.5..0.8, 3000..5000 vectors
+CALIB_DEFAULTS = {"stat": CALIB_MEAN, "k": 3, "beta": 0.65, "n": 3000}
 
 
 def bg_f16(ebg):
@@ -207,24 +209,38 @@ def bg_f16(ebg):
     return np.asarray(ebg, np.float32).astype("<f2").astype(np.float32)
 
 
-def calib_stat(e, bg, k, stat=CALIB_MEAN, exclude_self=False, chunk=2048):
+def calib_stat(e, bg, k, stat=CALIB_MEAN, exclude_self=False, groups=None, chunk=2048):
     """b(x) for each row of e [N][D] against bg [K][D] (float32): the mean of
     the k highest cosines (stat 1) or the k-th highest (stat 2).
-    exclude_self: e is bg itself; each row skips its own entry (leave-one-out)."""
+    exclude_self: e is bg itself; each row skips its own entry (leave-one-out);
+    groups: e is bg itself; each row skips every entry of its own group."""
     out = np.empty(len(e), np.float32)
     for i in range(0, len(e), chunk):
         s = e[i:i + chunk].astype(np.float32) @ bg.T
         if exclude_self:
             s[np.arange(len(s)), np.arange(i, i + len(s))] = -np.inf
+        if groups is not None:
+            s[groups[i:i + chunk, None] == groups[None, :]] = -np.inf
         top = -np.partition(-s, k - 1, axis=1)[:, :k]
         out[i:i + chunk] = top.astype(np.float64).mean(axis=1) if stat == CALIB_MEAN else top.min(axis=1)
     return out
 
 
-def calib_offset(bg, k, beta, stat=CALIB_MEAN):
-    """Re-centring: beta x the median leave-one-out statistic of the background
-    set, so that an image of typical background similarity keeps its cosine."""
-    return float(beta * np.median(calib_stat(bg, bg, k, stat, exclude_self=True)))
+def calib_offset(bg, k, beta, stat=CALIB_MEAN, groups=None):
+    """Re-centring: beta x the median statistic of the background set's own
+    images, so that an image of typical background similarity keeps its
+    cosine. With groups (the training package of each background image), each
+    image is compared with the other packages' images only, as an image from
+    elsewhere would be (images of one package resemble each other: at step
+    2400 the plain leave-one-out median is 0.716, the other-package one 0.581,
+    the dev set's references 0.602); without, leave-one-out."""
+    return float(beta * np.median(calib_stat(bg, bg, k, stat, exclude_self=groups is None, groups=groups)))
+
+
+def background_groups(n, seed=0):
+    """The training package of each of background_indices(n)'s images."""
+    store, idx = background_indices(n, seed)
+    return store.pkg[idx]
 
 
 def calib_score(cos, ba, bb, beta, offset):
@@ -237,9 +253,12 @@ def cached_embeddings(model, label, x, args):
     os.makedirs(os.path.join(ROOT, "cache", "calib"), exist_ok=True)
     tag = "".join(c if c.isalnum() else "_" for c in label)
     path = os.path.join(ROOT, "cache", "calib", f"emb2_{tag}_{args.size}_{args.bg}.npz")
-    if os.path.exists(path):
-        z = np.load(path)
-        return z["e"], z["ebg"]
+    # background_indices(n) is a prefix of background_indices(m > n): a larger cache serves
+    import glob
+    for p in [path] + sorted(glob.glob(os.path.join(ROOT, "cache", "calib", f"emb2_{tag}_{args.size}_*.npz"))):
+        if os.path.exists(p) and int(p.rsplit("_", 1)[1][:-4]) >= args.bg:
+            z = np.load(p)
+            return z["e"], z["ebg"][:args.bg]
     e = embed(model, x)
     ebg = embed(model, background_inputs(args.bg, args.size))
     np.savez(path, e=e, ebg=ebg)
@@ -298,6 +317,64 @@ def pairs_table(e, b, rows, beta, off):
               f"(recall {tp[j] / npos:.3f})", flush=True)
 
 
+def check_cli(devset, rows, e, b, beta, off, model_path, binary, nq=200):
+    """Runs the C command line on a subset (the 250 originals and 100
+    distractors indexed, every 20th query looked up) and compares its
+    similarity and raw_similarity with this file's formula on the PyTorch
+    embeddings. Prints the differences."""
+    import subprocess
+    import tempfile
+    refs = [i for i, r in enumerate(rows) if r["role"] == "ref" and r["orig"] >= 0]
+    refs += [i for i, r in enumerate(rows) if r["role"] == "ref" and r["orig"] < 0][:100]
+    qs = [i for i, r in enumerate(rows) if r["role"] == "query"][::20][:nq]
+    by_path = {os.path.join(devset, rows[i]["path"]): i for i in refs + qs}
+    with tempfile.TemporaryDirectory() as tmp:
+        ix = os.path.join(tmp, "ix")
+        lst = [os.path.join(devset, rows[i]["path"]) for i in refs]
+        subprocess.run([binary, "ingest", "-q", "--model", model_path, "--index", ix] + lst, check=True)
+        out = subprocess.run([binary, "query", "--model", model_path, "--index", ix, "--format", "jsonl",
+                              "-k", "5", "-"], input="\n".join(os.path.join(devset, rows[i]["path"]) for i in qs),
+                             capture_output=True, text=True, check=True).stdout
+    ds, dr, dc = [], [], []
+    for line in out.splitlines():
+        j = json.loads(line)
+        q = by_path[j["query"]]
+        for res in j["results"]:
+            r = by_path[res["path"]]
+            cos = float(e[q] @ e[r])
+            ds.append(res["similarity"] - calib_score(cos, b[q], b[r], beta, off))
+            dr.append(res["raw_similarity"] - cos)
+            # the calibration term alone: C's similarity - raw_similarity against this file's
+            dc.append((res["similarity"] - res["raw_similarity"]) - (off - beta * 0.5 * (b[q] + b[r])))
+    ds, dr, dc = np.abs(np.array(ds)), np.abs(np.array(dr)), np.abs(np.array(dc))
+    print(f"check-cli: {len(qs)} queries against {len(refs)} indexed images, {len(ds)} results: "
+          f"|C similarity - eval.py score| median {np.median(ds):.2e} max {ds.max():.2e}; "
+          f"|C raw_similarity - cosine| median {np.median(dr):.2e} max {dr.max():.2e}; calibration term "
+          f"|C (similarity - raw_similarity) - eval.py's| median {np.median(dc):.2e} max {dc.max():.2e}; "
+          f"the differences come from the embeddings (C decoder and prep vs PIL), not the formula", flush=True)
+
+
+def score_dedup(devset, rows, path):
+    """Pairwise precision and recall of a `neardup dedup --format jsonl`
+    output over the dev set: a predicted pair is two members of one group,
+    a true pair two images of one original (the original or its copies)."""
+    grp = {os.path.join(devset, r["path"]): (r["orig"] if r["orig"] >= 0 else -1 - i) for i, r in enumerate(rows)}
+    cnt = {}
+    for g in grp.values():
+        cnt[g] = cnt.get(g, 0) + 1
+    npos = sum(c * (c - 1) // 2 for c in cnt.values())
+    tp = npred = 0
+    with open(path) as f:
+        for line in f:
+            m = [grp[x["path"]] for x in json.loads(line)["members"]]
+            for i in range(len(m)):
+                for j in range(i + 1, len(m)):
+                    npred += 1
+                    tp += m[i] == m[j]
+    print(f"dedup {path}: {npred} pairs in groups, precision {tp / max(npred, 1):.3f}, "
+          f"recall {tp / npos:.3f} ({tp} of {npos} true pairs)")
+
+
 def load_model(path):
     model = net.NearDupNet()
     if path is None:
@@ -340,8 +417,18 @@ def main():
     ap.add_argument("--sweep", action="store_true", help="grid over statistic, k, beta, background size")
     ap.add_argument("--pairs", action="store_true",
                     help="dedup pairwise precision/recall by threshold, raw and normalised (all dev images)")
-    ap.add_argument("--dump", metavar="OUT.npz", help="write embeddings and statistics (for the CLI check)")
+    ap.add_argument("--dump", metavar="OUT.npz", help="write embeddings and statistics")
+    ap.add_argument("--check-cli", metavar="MODEL.ndm",
+                    help="compare build/rel/neardup's similarity (with this model, exported from --ckpt) "
+                         "with this file's score on a subset")
+    ap.add_argument("--score-dedup", metavar="DEDUP.jsonl", nargs="+",
+                    help="only score these `neardup dedup --format jsonl` outputs of the whole dev set")
     args = ap.parse_args()
+    if args.score_dedup:
+        rows = load_manifest(args.devset)
+        for p in args.score_dedup:
+            score_dedup(args.devset, rows, p)
+        return
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rows = load_manifest(args.devset)
@@ -370,7 +457,7 @@ def main():
                 if args.sweep:
                     sweep(e, bg, qi, ri, rows_q, gt, rows)
                 k, beta, st = args.bg_k, args.bg_beta, args.bg_stat
-                off = calib_offset(bg, k, beta, st)
+                off = calib_offset(bg, k, beta, st, groups=background_groups(len(bg)))
                 b = calib_stat(e, bg, k, st)
                 bq, br = b[qi], b[ri]
                 for tag, s2 in (("model+bgq", sim - beta * bq[:, None]),
@@ -383,6 +470,9 @@ def main():
                           f"R@1 {results[tag]['all']['R@1']:.3f}", flush=True)
                 if args.pairs:
                     pairs_table(e, b, rows, beta, off)
+                if args.check_cli:
+                    check_cli(args.devset, rows, e, b, beta, off, args.check_cli,
+                              os.path.join(ROOT, "build", "rel", "neardup"))
                 if args.dump:
                     np.savez(args.dump, e=e, b=b, paths=np.array([r["path"] for r in rows]), offset=off,
                              beta=beta, k=k, stat=st)

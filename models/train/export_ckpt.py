@@ -10,8 +10,9 @@ By default the file gets the calibrated similarity (issue 8): a background set
 of N embeddings of training instances (eval.background_indices: never dev
 images), float16, and its calibration: statistic, k and beta (defaults:
 eval.CALIB_DEFAULTS, chosen on the dev set with eval.py --sweep, see
-models/README.md) and the offset, beta x the median leave-one-out statistic
-of the background set, computed here from the exported (float16) set so a
+models/README.md) and the offset, beta x the median statistic of the
+background images against the other training packages' background images
+(eval.calib_offset), computed here from the exported (float16) set so a
 re-trained model carries its own. --bg 0: no background set, no calibration.
 """
 import argparse
@@ -25,7 +26,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 import eval as ev  # noqa: E402
 import net  # noqa: E402
-from export import export_model  # noqa: E402
+from export import export_model, read_ndm  # noqa: E402
 
 
 def main():
@@ -46,7 +47,7 @@ def main():
     bg, calib = None, None
     if args.bg:
         bg = ev.bg_f16(ev.embed(model, ev.background_inputs(args.bg, net.SIZE)))
-        off = ev.calib_offset(bg, args.bg_k, args.bg_beta, args.bg_stat)
+        off = ev.calib_offset(bg, args.bg_k, args.bg_beta, args.bg_stat, groups=ev.background_groups(args.bg))
         calib = dict(stat=args.bg_stat, k=args.bg_k, beta=args.bg_beta, offset=off)
     export_model(model, args.out, name=args.name, input_hw=(net.SIZE, net.SIZE), mean=net.MEAN, std=net.STD,
                  background=bg, calib=calib)
@@ -60,6 +61,14 @@ def main():
         x.numpy().astype("<f4").tofile(args.vectors + ".in.f32")
         y.numpy().astype("<f4").tofile(args.vectors + ".out.f32")
         print(f"parity vectors {args.vectors}.in.f32, .out.f32: 4 inputs, D={y.shape[1]}")
+        if calib:
+            # golden background statistics of those 4 outputs, from the file's
+            # own float16 set (tests/test_calib.c)
+            r = read_ndm(args.out)
+            st = ev.calib_stat(y.numpy().astype("float32"), r["background_f16"].astype("float32"),
+                               r["calib"]["k"], r["calib"]["stat"])
+            st.astype("<f4").tofile(args.vectors + ".calib.f32")
+            print(f"calibration golden values {args.vectors}.calib.f32: {st}")
 
 
 if __name__ == "__main__":

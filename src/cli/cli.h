@@ -21,8 +21,8 @@ enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
 /* The default --min-sim of dedup, on the calibrated similarity (the plain
  * cosine with --score raw or a model without calibration). Chosen on the
  * development set: see models/README.md, "Calibration". */
-#define CLI_DEFAULT_MIN_SIM 0.80f
-#define CLI_DEFAULT_MIN_SIM_STR "0.80"
+#define CLI_DEFAULT_MIN_SIM 0.88f
+#define CLI_DEFAULT_MIN_SIM_STR "0.88"
 /* --min-sim accepts [-CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM]: a calibrated
  * similarity can leave [-1, 1] a little. */
 #define CLI_MAX_MIN_SIM 1.5
