@@ -159,10 +159,32 @@ for r in $(seq $RUNS); do
 		wc -l <"$T/out" >"$T/$c.fidgroups"
 	done
 done
+# memsplit LABEL DIR: one more -j 2 ingest, polling /proc every 0.1 s for
+# the peaks of anonymous memory (heap, queues, buffers) and of file-backed
+# resident pages (the LMDB map and the shared libraries) separately
+memsplit() {
+	ms_label=$1
+	rm -rf "$T/db"
+	"$B" ingest -q --model "$MODEL" --index "$T/db" -j 2 "$2" >/dev/null 2>&1 &
+	pid=$!
+	ma=0 mf=0
+	while kill -0 $pid 2>/dev/null; do
+		v=$(awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { print a + 0, f + 0 }' \
+			/proc/$pid/status 2>/dev/null | head -n 1)
+		a=${v%% *} f=${v##* }
+		[ "${a:-0}" -gt "$ma" ] && ma=$a
+		[ "${f:-0}" -gt "$mf" ] && mf=$f
+		sleep 0.1
+	done
+	wait $pid || { echo "suite_cli: memsplit ingest failed" >&2; exit 1; }
+	echo "$((ma / 1024)) $((mf / 1024))" >"$T/$ms_label.memsplit"
+}
 if [ "$mode" = full ]; then
 	for j in 1 2; do
 		ingest "jpegbig.ingest$j" cache/bench_cli/jpegbig/img $j
 	done
+	memsplit jpeg cache/bench_cli/jpeg/img
+	memsplit jpegbig cache/bench_cli/jpegbig/img
 	names="$names jpegbig"
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -181,9 +203,9 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", n / s; else 
 ms() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", 1000 * s / n }'; }
 mib() { echo $(($(col "$1" 4) / 1024)); }
 row() { # row LABEL FILES NAME
-	w=$(col "$3" 1)
-	c=$(cpu "$3")
-	echo "| $1 | $w | $c | $(rate "$2" "$w") | $(rate "$2" "$c") | $(ms "$2" "$c") | $(mib "$3") |"
+	row_w=$(col "$3" 1)
+	row_c=$(cpu "$3")
+	echo "| $1 | $row_w | $row_c | $(rate "$2" "$row_w") | $(rate "$2" "$row_c") | $(ms "$2" "$row_c") | $(mib "$3") |"
 }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" : "**not met**" }'; }
 {
@@ -246,6 +268,9 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" 
 	echo "| peak memory < 1 GB (largest neardup ingest RSS of this run) | $peak MiB | $(verdict $((1024 - peak)) 1) |"
 	if [ "$mode" = full ]; then
 		echo "| peak memory flat in N: jpeg vs jpegbig ($(nfiles jpeg) vs $(nfiles jpegbig) files), -j 1 / -j 2 | $(mib jpeg.ingest1) / $(mib jpeg.ingest2) vs $(mib jpegbig.ingest1) / $(mib jpegbig.ingest2) MiB | |"
+		read -r a1 f1 <"$T/jpeg.memsplit"
+		read -r a2 f2 <"$T/jpegbig.memsplit"
+		echo "| of which (-j 2, polled): anonymous / file-backed peak, jpeg vs jpegbig | $a1 / $f1 vs $a2 / $f2 MiB | |"
 	fi
 } >bench/results/cli.md
 cat bench/results/cli.md
