@@ -5,15 +5,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
 #include "neardup/store.h"
 
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define CALIB_SIMD 1
+#endif
+
+#define BLOCK 8 /* images per pass over the background set */
 
 struct nd_calib {
 	nd_model_calib p;
 	size_t count;
 	int dim;
-	float *bg; /* [count][dim] */
+	uint16_t *bg; /* [count][dim] IEEE half, a copy of the model's */
 };
 
 int nd_calib_create(const nd_model *m, nd_calib **out, nd_error *err)
@@ -29,25 +35,20 @@ int nd_calib_create(const nd_model *m, nd_calib **out, nd_error *err)
 	if ((rc = nd_model_background(m, &h, &count, &dim)))
 		return nd_error_set(err, ND_ENOTFOUND, "the model has no background set");
 	ND_ASSERT(count >= (size_t)p.k && dim > 0);
-	if ((rc = nd_blas_init(err)))
-		return rc;
-	if (nd_mul_size(count, (size_t)dim * sizeof(float), &sz))
+	if (nd_mul_size(count, (size_t)dim * sizeof(uint16_t), &sz))
 		return nd_error_set(err, ND_EOVERFLOW, "background set too large");
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->bg = malloc(sz))) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the background set (%zu bytes)", sz);
 		goto fail;
 	}
+	memcpy(c->bg, h, sz);
 	c->p = p;
 	c->count = count;
 	c->dim = dim;
-	/* float16 -> float32 through the vector codec's own conversion */
-	for (size_t i = 0; i < count; i++) {
-		nd_vec_view v = { (uint32_t)dim, ND_VEC_F16, 1.0f, (const uint8_t *)(h + i * (size_t)dim), 0, 0 };
-		nd_vector_dequant(&v, c->bg + i * (size_t)dim);
-	}
+	/* inf / NaN halves: exponent all ones */
 	for (size_t i = 0; i < count * (size_t)dim; i++)
-		if (!isfinite(c->bg[i])) {
+		if ((c->bg[i] & 0x7C00) == 0x7C00) {
 			rc = nd_error_set(err, ND_ECORRUPT, "background vector %zu has a non-finite component",
 					  i / (size_t)dim);
 			goto fail;
@@ -57,6 +58,50 @@ int nd_calib_create(const nd_model *m, nd_calib **out, nd_error *err)
 fail:
 	nd_calib_free(c);
 	return rc;
+}
+
+/* s[i][j] = <x[i], bg[j]> for i < m (<= BLOCK), j < N. Every dot product is
+ * computed the same way whatever m and the other rows, so b(x) does not
+ * depend on how images are batched: the statistic stored at ingest, after
+ * an upgrade and computed for a query is the same float. Each background
+ * row is read once per block of images (it stays in L1 meanwhile). */
+static void dots(const nd_calib *c, const float *x, int m, float *s, float *row)
+{
+	const size_t N = c->count, D = (size_t)c->dim;
+#ifdef CALIB_SIMD
+	if (D % 16 == 0) {
+		for (size_t j = 0; j < N; j++) {
+			const uint16_t *b = c->bg + j * D;
+			for (int i = 0; i < m; i++) {
+				const float *xi = x + (size_t)i * D;
+				__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+				for (size_t d = 0; d < D; d += 16) {
+					__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + d)));
+					__m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + d + 8)));
+					a0 = _mm256_fmadd_ps(b0, _mm256_loadu_ps(xi + d), a0);
+					a1 = _mm256_fmadd_ps(b1, _mm256_loadu_ps(xi + d + 8), a1);
+				}
+				a0 = _mm256_add_ps(a0, a1);
+				__m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+				h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+				h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+				s[(size_t)i * N + j] = _mm_cvtss_f32(h);
+			}
+		}
+		return;
+	}
+#endif
+	for (size_t j = 0; j < N; j++) {
+		nd_vec_view v = { (uint32_t)D, ND_VEC_F16, 1.0f, (const uint8_t *)(c->bg + j * D), 0, 0 };
+		nd_vector_dequant(&v, row);
+		for (int i = 0; i < m; i++) {
+			const float *xi = x + (size_t)i * D;
+			float acc = 0;
+			for (size_t d = 0; d < D; d++)
+				acc += row[d] * xi[d];
+			s[(size_t)i * N + j] = acc;
+		}
+	}
 }
 
 void nd_calib_free(nd_calib *c)
@@ -115,34 +160,36 @@ static void select_top(float *a, size_t n, size_t k)
 int nd_calib_stat(const nd_calib *c, const float *vecs, size_t n, float *out, nd_error *err)
 {
 	const size_t D = (size_t)c->dim, N = c->count, k = (size_t)c->p.k;
-	float *s = NULL;
-	int rc = 0;
+	float *s = NULL, *row;
+	size_t sz;
 	if (n == 0)
 		return 0;
 	for (size_t i = 0; i < n * D; i++)
 		if (!isfinite(vecs[i]))
 			return nd_error_set(err, ND_EINVAL, "embedding %zu has a non-finite component", i / D);
-	if (!(s = malloc(N * sizeof(float))))
+	if (nd_mul_size(N, BLOCK, &sz) || nd_add_size(sz, D, &sz) || nd_mul_size(sz, sizeof(float), &sz))
+		return nd_error_set(err, ND_EOVERFLOW, "background set too large");
+	if (!(s = malloc(sz)))
 		return nd_error_set(err, ND_ENOMEM, "out of memory for the background statistic");
-	for (size_t i = 0; i < n; i++) {
-		/* one image at a time, so that b(x) does not depend on the batch
-		 * (BLAS kernels for several rows may round differently): the
-		 * statistic stored at ingest, after an upgrade and computed for a
-		 * query are the same float. s[N] = bg[N][D] * x[D] */
-		nd_blas_sgemm_t(0, 1, 1, (int)N, (int)D, 1.0f, vecs + i * D, (int)D, c->bg, (int)D, 0.0f, s,
-				(int)N);
-		select_top(s, N, k);
-		if (c->p.stat == ND_CALIB_KTH) {
-			out[i] = s[0];
-		} else {
-			double sum = 0;
-			for (size_t j = 0; j < k; j++)
-				sum += s[j];
-			out[i] = (float)(sum / (double)k);
+	row = s + N * BLOCK;
+	for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
+		int m = n - i0 < BLOCK ? (int)(n - i0) : BLOCK;
+		dots(c, vecs + i0 * D, m, s, row);
+		for (int i = 0; i < m; i++) {
+			float *r = s + (size_t)i * N;
+			select_top(r, N, k);
+			if (c->p.stat == ND_CALIB_KTH) {
+				out[i0 + (size_t)i] = r[0];
+			} else {
+				double sum = 0;
+				for (size_t j = 0; j < k; j++)
+					sum += r[j];
+				out[i0 + (size_t)i] = (float)(sum / (double)k);
+			}
 		}
 	}
 	free(s);
-	return rc;
+	return 0;
 }
 
 int nd_calib_stat_fn(void *c, const float *vecs, size_t n, float *out, nd_error *err)

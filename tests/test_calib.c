@@ -367,9 +367,12 @@ static void check_queries(struct fixture *f, nd_index *ix)
 			double cos = 0;
 			for (int j = 0; j < TINY_D; j++)
 				cos += (double)fv[j] * x[j];
-			if (fabs(hits[i].raw - cos) > 1e-5 || fabs(hits[i].sim - nd_calib_score(&f->p, hits[i].raw, qs, vs)) > 1e-6) fprintf(stderr, "q %d i %zu raw %g cos %g sim %g want %g\n", q, i, hits[i].raw, cos, hits[i].sim, nd_calib_score(&f->p, hits[i].raw, qs, vs));
+			float want = nd_calib_score(&f->p, hits[i].raw, qs, vs);
+			if (fabs(hits[i].raw - cos) > 1e-5 || fabs(hits[i].sim - want) > 1e-6)
+				fprintf(stderr, "query %d hit %zu: raw %g (cosine %g), sim %g (want %g)\n", q, i,
+					(double)hits[i].raw, cos, (double)hits[i].sim, (double)want);
 			bad += fabs(hits[i].raw - cos) > 1e-5;
-			bad += fabs(hits[i].sim - nd_calib_score(&f->p, hits[i].raw, qs, vs)) > 1e-6;
+			bad += fabs(hits[i].sim - want) > 1e-6;
 			bad += i > 0 && hits[i].sim > hits[i - 1].sim;
 			checked++;
 		}
