@@ -23,6 +23,7 @@ static void test_meta_roundtrip(void)
 	m.n_postings = 1120;
 	m.n_blocks = 900;
 	m.posting_bytes = 12345;
+	m.flags = ND_META_VEC_STAT; /* in the old reserved field: round-trips */
 	CHECK_EQ_INT(nd_meta_encode(&m, buf, sizeof(buf), &len, &err), 0);
 	CHECK_EQ_INT(len, nd_meta_encoded_size(&m));
 	CHECK_EQ_INT(nd_meta_decode(buf, len, &o, &err), 0);
@@ -189,11 +190,54 @@ static void test_vector_formats(void)
 	CHECK(v2.scale == v.scale && memcmp(v2.data, v.data, 16) == 0);
 }
 
+/* Version-2 vector values (issue 8): the v1 fields plus the background
+ * statistic; the components are the same bytes as version 1's. */
+static void test_vector_stat(void)
+{
+	synth_rng r = { 5, 0, 0 };
+	const uint32_t d = 64;
+	float x[64];
+	uint8_t b1[ND_VEC_HDR_V2 + 2 * 64], b2[ND_VEC_HDR_V2 + 2 * 64];
+	size_t l1, l2;
+	nd_error err;
+	uint32_t fmts[] = { ND_VEC_F16, ND_VEC_I8 };
+	for (int f = 0; f < 2; f++) {
+		synth_unit_gauss(&r, x, d);
+		CHECK_EQ_INT(nd_vector_encode(x, d, fmts[f], b1, sizeof(b1), &l1, &err), 0);
+		CHECK_EQ_INT(nd_vector_encode_stat(x, d, fmts[f], 0.625f, b2, sizeof(b2), &l2, &err), 0);
+		CHECK_EQ_INT(l2, l1 + 4);
+		CHECK_EQ_INT(l2, nd_vector_encoded_size_stat(d, fmts[f], 1));
+		nd_vec_view v1, v2;
+		CHECK_EQ_INT(nd_vector_decode(b1, l1, d, &v1, &err), 0);
+		CHECK_EQ_INT(nd_vector_decode(b2, l2, d, &v2, &err), 0);
+		CHECK(!v1.has_stat && v1.stat == 0.0f);
+		CHECK(v2.has_stat && v2.stat == 0.625f);
+		CHECK(v2.scale == v1.scale);
+		CHECK(memcmp(v1.data, v2.data, l1 - ND_VEC_HDR_V1) == 0);
+		for (size_t cut = 0; cut < l2; cut++)
+			CHECK(nd_vector_decode(b2, cut, d, &(nd_vec_view){ 0 }, &err) != 0);
+		/* version 2 with a version-1 header size */
+		uint8_t bad[sizeof(b1)];
+		memcpy(bad, b1, l1);
+		bad[1] = 2;
+		CHECK_EQ_INT(nd_vector_decode(bad, l1, d, &(nd_vec_view){ 0 }, &err), ND_ECORRUPT);
+		/* a non-finite stored statistic */
+		memcpy(bad, b2, l2);
+		float nan_ = NAN;
+		memcpy(bad + ND_VEC_HDR_V1, &nan_, 4);
+		CHECK_EQ_INT(nd_vector_decode(bad, l2, d, &(nd_vec_view){ 0 }, &err), ND_ECORRUPT);
+		/* refused when encoding */
+		CHECK_EQ_INT(nd_vector_encode_stat(x, d, fmts[f], INFINITY, b2, sizeof(b2), &l2, &err), ND_EINVAL);
+		CHECK_EQ_INT(nd_vector_encode_stat(x, d, fmts[f], 0.5f, b2, l1, &l2, &err), ND_ELIMIT);
+	}
+}
+
 int main(void)
 {
 	RUN(test_meta_roundtrip);
 	RUN(test_record_roundtrip);
 	RUN(test_path_keys);
 	RUN(test_vector_formats);
+	RUN(test_vector_stat);
 	return test_summary();
 }

@@ -17,15 +17,24 @@ muAP = area under that precision-recall curve (recall over all queries),
 recall at 90% precision, recall@1 -- overall and per edit kind. Ties in score
 are handled as one threshold (matters for the integer pHash scores).
 
-Optional (--bg N, a preview of issue 8's calibrated score): N training
-instances (cache/train, never dev images) are embedded as a background set;
-b(x) = similarity of x to its k-th nearest background vector; reported as
-extra rows "model+bgq" (score - beta*b(query)) and "model+bgs"
-(score - beta*(b(query)+b(reference))/2). Rankings per query are unchanged
-by the first; muAP, which pools all queries under one threshold, is not.
+Calibrated similarity (issue 8; on by default, --bg 0 turns it off): a
+background set of N training instances (background_indices: never dev
+images), float16 as the model file stores it; b(x) = mean of x's k highest
+cosines to it (calib_stat, exactly what src/calib.c computes); rows
+"model+norm" = cos - beta*(b(query)+b(reference))/2 + offset (calib_score,
+neardup's similarity; the offset only shifts scores) and "model+bgq" =
+cos - beta*b(query) (SSCD's query-side form). Defaults: CALIB_DEFAULTS.
+  --sweep          grid over statistic, k, beta and background size
+  --pairs          dedup view: pairwise precision/recall by threshold over all
+                   pairs of dev images, raw and calibrated
+  --check-cli M    compare build/rel/neardup's similarity (model M, exported
+                   from --ckpt) with calib_score on a subset
+  --score-dedup F  pairwise precision/recall of `neardup dedup --format jsonl`
+                   outputs of the whole dev set
+Embeddings are cached in cache/calib/.
 
   /usr/bin/python3 models/train/eval.py [--ckpt PATH] [--methods model,random,phash] [--json OUT]
-                                        [--bg 3000 --bg-k 3 --bg-beta 0.5]
+                                        [--bg 3000 --bg-k 3 --bg-beta 0.65] [--sweep] [--pairs]
 """
 import argparse
 import json
