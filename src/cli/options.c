@@ -257,14 +257,17 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 		 * once (one write transaction), then open it for reading */
 		nd_index *w = NULL;
 		nd_index_options ow = o;
+		uint64_t up_w = 0;
 		ow.readonly = 0;
 		ow.create = 0;
+		ow.upgraded = &up_w;
 		nd_error_clear(&err);
 		rc = nd_index_open(&w, c->index_dir, &ow, &err);
 		nd_index_close(w);
 		if (rc == 0) {
 			nd_error_clear(&err);
 			rc = nd_index_open(out, c->index_dir, &o, &err);
+			upgraded = up_w;
 		} else if (rc == ND_EBUSY) {
 			cli_msg("index '%s' predates calibrated similarity and must be updated once, but "
 				"another process is writing to it (%s); run this command again when it is done",
