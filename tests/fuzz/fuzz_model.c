@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "neardup/calib.h"
 #include "neardup/cnn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
@@ -34,6 +35,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 			abort(); /* a validated model must run */
 		free(in);
 		free(out);
+	}
+	/* a calibration that loads must work on any embedding (issue 8) */
+	nd_calib *c = NULL;
+	if (nd_calib_create(m, &c, &err) == 0) {
+		float x[2 * 64], st[2];
+		if (info.embed_dim <= 64) {
+			for (int i = 0; i < 2 * info.embed_dim; i++)
+				x[i] = (float)(i % 5) * 0.1f - 0.2f;
+			if (nd_calib_stat(c, x, 2, st, &err) != 0 || !(st[0] == st[0]) || !(st[1] == st[1]))
+				abort();
+		}
+		nd_calib_free(c);
 	}
 	nd_workspace_free(ws);
 	nd_model_free(m);
