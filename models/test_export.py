@@ -127,6 +127,25 @@ def main():
             check("background dim checked", False)
         except ExportError:
             check("background dim checked", True)
+        # the calibration section (issue 8)
+        cal = dict(stat=1, k=3, beta=0.65, offset=0.375)
+        export_model(m, p, name="cal", input_hw=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), background=bg, calib=cal)
+        r = read_ndm(p)
+        check("calibration read back", r.get("calib") == dict(cal, beta=float(np.float32(0.65))) and
+              np.array_equal(r["background_f16"], bg.astype("<f2")), f"{r.get('calib')}")
+        for bad, what in ((dict(cal, k=6), "k beyond the set"), (dict(cal, stat=3), "unknown statistic"),
+                          (dict(cal, beta=float("nan")), "beta not finite")):
+            try:
+                export_model(m, p, name="x", input_hw=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), background=bg,
+                             calib=bad)
+                check(f"calibration checked: {what}", False)
+            except ExportError:
+                check(f"calibration checked: {what}", True)
+        try:
+            export_model(m, p, name="x", input_hw=(16, 16), mean=(0, 0, 0), std=(1, 1, 1), calib=cal)
+            check("calibration needs a background set", False)
+        except ExportError:
+            check("calibration needs a background set", True)
 
     # the command line
     rc = os.system(f"/usr/bin/python3 {os.path.join(os.path.dirname(__file__), 'export.py')} --help >/dev/null")
