@@ -1,13 +1,16 @@
 /* bench_decode — decode+prep throughput (images/s on one core) and peak RSS.
  *
- *   bench_decode [--size WxH] [--full] [--decode-only] [--repeat N] [--per-file] FILE...
+ *   bench_decode [--size WxH] [--full] [--decode-only] [--repeat N] [--per-file] [--mem] FILE...
  *
  * Decodes every FILE as ingest does (scaled decode for the model size, EXIF,
  * limits) and runs prep into one reused tensor, N times over the list, in
  * one thread. Prints a key=value summary line:
  *   images=... seconds=... images_per_s=... ms_per_image=... peak_rss_kb=...
  * --per-file prints one line per file (first pass) with its stored size,
- * scale and time. --decode-only skips prep (for comparison with djpeg). */
+ * scale and time. --decode-only skips prep (for comparison with djpeg).
+ * --mem reads each file into memory and decodes it from there, as ingest
+ * does (the timing includes the read); PNGs can then take the fast path
+ * (src/image_png_fast.c), while a file source always goes through libpng. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +30,7 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
 	nd_prep_params p = { 224, 224, { 0.485f, 0.456f, 0.406f }, { 0.229f, 0.224f, 0.225f } };
-	int full = 0, decode_only = 0, repeat = 1, per_file = 0, i, errors = 0;
+	int full = 0, decode_only = 0, repeat = 1, per_file = 0, mem = 0, i, errors = 0;
 	long images = 0;
 	nd_image_opts opts;
 
@@ -41,11 +44,13 @@ int main(int argc, char **argv)
 			decode_only = 1;
 		} else if (!strcmp(argv[i], "--per-file")) {
 			per_file = 1;
+		} else if (!strcmp(argv[i], "--mem")) {
+			mem = 1;
 		} else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
 			repeat = atoi(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: bench_decode [--size WxH] [--full] [--decode-only] "
-					"[--repeat N] [--per-file] FILE...\n");
+					"[--repeat N] [--per-file] [--mem] FILE...\n");
 			return 2;
 		}
 	}
@@ -74,7 +79,26 @@ int main(int argc, char **argv)
 			nd_image_info info;
 			nd_error err;
 			double a = per_file && r == 0 ? now_s() : 0;
-			if (nd_image_decode_file(argv[f], &opts, &img, &info, &err) != 0) {
+			int rc;
+			if (mem) {
+				uint8_t *buf = NULL;
+				long len = -1;
+				FILE *fp = fopen(argv[f], "rb");
+				if (fp && fseek(fp, 0, SEEK_END) == 0 && (len = ftell(fp)) >= 0 &&
+				    fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
+				    fread(buf, 1, (size_t)len, fp) == (size_t)len) {
+					rc = nd_image_decode_mem(buf, (size_t)len, &opts, &img, &info, &err);
+				} else {
+					memset(&img, 0, sizeof(img));
+					rc = nd_error_set(&err, ND_EIO, "cannot read");
+				}
+				if (fp)
+					fclose(fp);
+				free(buf);
+			} else {
+				rc = nd_image_decode_file(argv[f], &opts, &img, &info, &err);
+			}
+			if (rc != 0) {
 				if (r == 0)
 					fprintf(stderr, "bench_decode: cannot decode '%s': %s\n", argv[f], err.msg);
 				errors++;

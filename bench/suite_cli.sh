@@ -16,6 +16,10 @@
 #   jpegbig 3000 JPEGs like `jpeg` (full only; neardup only): peak memory
 #          must not grow with the corpus
 # Quick runs everything once; full takes medians of 3 runs and adds jpegbig.
+# findimagedupes also runs with OMP_NUM_THREADS=1: GraphicsMagick's OpenMP
+# threads spin while waiting, so under load its CPU time grows with the load
+# (measured 19 ms per JPEG at load 1.8, 47 ms at load 4+); on one thread it
+# does not.
 # Model: models/neardup.ndm when it exists, else the same architecture with
 # random weights (same cost). Writes bench/results/cli.md.
 set -eu
@@ -157,6 +161,10 @@ for r in $(seq $RUNS); do
 		fi
 		timed "$c.fid" findimagedupes -q -t 90% "$img"
 		wc -l <"$T/out" >"$T/$c.fidgroups"
+		# GraphicsMagick parallelises with OpenMP, whose threads spin while
+		# they wait: on a loaded machine that burns CPU. On one thread its
+		# CPU time is the cost of the work itself.
+		timed "$c.fid1" env OMP_NUM_THREADS=1 findimagedupes -q -t 90% "$img"
 	done
 done
 # memsplit LABEL DIR: one more -j 2 ingest, polling /proc every 0.1 s for
@@ -239,11 +247,13 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" 
 		fi
 		if [ -f "$T/$c.fid" ]; then
 			row "findimagedupes -t 90% ($(cat "$T/$c.fidgroups") groups)" "$n" "$c.fid"
+			row "findimagedupes -t 90%, OMP_NUM_THREADS=1" "$n" "$c.fid1"
 			echo
 			awk -v a="$(col "$c.ingest1" 1)" -v b="$(col "$c.ingest2" 1)" -v f="$(col "$c.fid" 1)" \
-			    -v ca="$(cpu "$c.ingest1")" -v cb="$(cpu "$c.ingest2")" -v cf="$(cpu "$c.fid")" 'BEGIN {
+			    -v ca="$(cpu "$c.ingest1")" -v cb="$(cpu "$c.ingest2")" -v cf="$(cpu "$c.fid")" \
+			    -v cf1="$(cpu "$c.fid1")" 'BEGIN {
 				printf "-j 2 over -j 1 (wall): %.2fx. neardup vs findimagedupes: wall %.1fx (-j 2), %.1fx (-j 1);", a / b, f / b, f / a
-				printf " per CPU-second %.1fx (-j 1), %.1fx (-j 2).\n", cf / ca, cf / cb }'
+				printf " per CPU-second %.1fx (-j 1), %.1fx (-j 2); per CPU-second vs findimagedupes on one thread %.1fx (-j 1).\n", cf / ca, cf / cb, cf1 / ca }'
 		fi
 	done
 	echo
@@ -258,6 +268,8 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" 
 	echo "| ingest >= 150 images/s, ~2 MP JPEGs, 2 cores (-j 2, wall) | $r2 images/s | $(verdict "$r2" 150) |"
 	echo "| >= 5x findimagedupes on the same JPEGs, wall (-j 2 vs its default run) | ${fw}x | $(verdict "$fw" 5) |"
 	echo "| >= 5x findimagedupes on the same JPEGs, per CPU-second (-j 1) | ${fc}x | $(verdict "$fc" 5) |"
+	fc1=$(awk -v a="$(cpu jpeg.ingest1)" -v f="$(cpu jpeg.fid1)" 'BEGIN { printf "%.1f", f / a }')
+	echo "| the same, per CPU-second vs findimagedupes on one thread (OMP_NUM_THREADS=1) | ${fc1}x | $(verdict "$fc1" 5) |"
 	peak=0
 	for c in $names; do
 		for j in 1 2; do
