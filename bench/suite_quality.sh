@@ -13,7 +13,8 @@
 #        (default 10000) extra distractors (tiles of the dev packages' images).
 # Writes bench/results/quality.{json,md} (quick) or quality-full.{json,md}
 # (full), and PNG plots beside them. Builds the corpora once into cache/.
-# Timed steps run under $BENCH_QUIET (default /work/quiet.sh when present:
+# BENCH_BUILD="text" names the build in the report when $O is not built from
+# this work tree. Timed steps run under $BENCH_QUIET (default /work/quiet.sh when present:
 # pauses the background training run). Work files: cache/quality/run-<mode>/.
 set -eu
 mode=${1:-quick}
@@ -96,6 +97,14 @@ timed dedup "$NEARDUP" dedup -q --index "$W/idx_all" --format jsonl >"$W/dedup_d
 for s in 0.3 0.4 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95; do
 	"$NEARDUP" dedup -q --index "$W/idx_all" --format jsonl --min-sim "$s" >"$W/dedup_$s.jsonl"
 done
+dedup_raw=0
+"$NEARDUP" dedup --help 2>&1 | grep -q -- '--score' && dedup_raw=1
+if [ "$dedup_raw" = 1 ]; then  # the plain cosine beside the calibrated score (issue 8)
+	"$NEARDUP" dedup -q --index "$W/idx_all" --format jsonl --score raw >"$W/dedup_raw_default.jsonl"
+	for s in 0.3 0.4 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95; do
+		"$NEARDUP" dedup -q --index "$W/idx_all" --format jsonl --score raw --min-sim "$s" >"$W/dedup_raw_$s.jsonl"
+	done
+fi
 "$BV" dump "$W/idx_all" "$W/all"
 "$BV" dump "$W/idx_refs" "$W/refs"
 $PY bench/quality/evaluate.py extract-queries "$W"   # query vectors in queries.txt order -> qvecs.f32
@@ -107,13 +116,25 @@ timed ingest_natural xargs -a "$W/natural.txt" "$NEARDUP" ingest -q -j 2 --index
 for s in 0.3 0.4 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95; do
 	"$NEARDUP" dedup -q --index "$W/idx_nat" --format jsonl --min-sim "$s" >"$W/nat_dedup_$s.jsonl"
 done
+if [ "$dedup_raw" = 1 ]; then
+	"$NEARDUP" dedup -q --index "$W/idx_nat" --format jsonl --score raw >"$W/nat_dedup_raw_default.jsonl"
+	for s in 0.3 0.4 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95; do
+		"$NEARDUP" dedup -q --index "$W/idx_nat" --format jsonl --score raw --min-sim "$s" >"$W/nat_dedup_raw_$s.jsonl"
+	done
+fi
 "$BV" dump "$W/idx_nat" "$W/nat"
 
 # ---- findimagedupes (dedup mode), the way a user runs it, then its threshold sweep ----
 # Speed: a fresh fingerprint database over the references (the same files as
 # neardup's first ingest). Quality: every reference and copy, fingerprints kept
 # in cache/quality/fid-<mode>.db between runs (they do not depend on neardup's model).
-timed fid sh -c 'findimagedupes -q -q -f "$1" -t 90% - <"$2" >/dev/null' fid "$W/fid_refs.db" "$W/refs.txt"
+# (at most 3000 files, so that the paused training stays paused for minutes only;
+# when the references are more, neardup's ingest is timed again on that subset)
+head -n 3000 "$W/refs.txt" >"$W/fidset.txt"
+timed fid sh -c 'findimagedupes -q -q -f "$1" -t 90% - <"$2" >/dev/null' fid "$W/fid_refs.db" "$W/fidset.txt"
+if [ "$(wc -l <"$W/refs.txt")" -gt 3000 ]; then
+	timed ingest_fidset xargs -a "$W/fidset.txt" "$NEARDUP" ingest -q -j 2 --index "$W/idx_fidset"
+fi
 cat "$W/refs.txt" "$W/queries.txt" >"$W/dedupset.txt"
 for t in 80 85 90 95; do
 	findimagedupes -q -q -f "cache/quality/fid-$mode.db" -t "$t%" - <"$W/dedupset.txt" >"$W/fid_$t.txt"

@@ -367,8 +367,9 @@ def report(run, mode, out):
     natural = lines(os.path.join(run, "natural.txt"))
     dedupset = refs + queries
     res = {"mode": mode, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "commit": git("rev-parse", "--short", "HEAD") + (
-               " + uncommitted src/ changes" if git("status", "--porcelain", "--", "src", "include") else ""),
+           # BENCH_BUILD names the build when the binary is not the work tree's (e.g. a snapshot)
+           "commit": os.environ.get("BENCH_BUILD") or (git("rev-parse", "--short", "HEAD") + (
+               " + uncommitted src/ changes" if git("status", "--porcelain", "--", "src", "include") else "")),
            "load_before": open(os.path.join(run, "load_before")).read().strip(),
            "load_after": open(os.path.join(run, "load_after")).read().strip(),
            "corpus": {"references": len(refs), "queries": len(queries), "natural_files": len(natural)}}
@@ -429,6 +430,10 @@ def report(run, mode, out):
     dd["neardup"]["default"]["copy_recall"] = copy_recall(groups_def, dedupset, t)
     for s in SWEEP:
         dd["neardup"][s] = pair_eval(read_dedup_jsonl(os.path.join(run, f"dedup_{s}.jsonl")), dedupset, t)
+    if os.path.exists(os.path.join(run, "dedup_raw_default.jsonl")):
+        dd["neardup-raw"] = {"default": pair_eval(read_dedup_jsonl(os.path.join(run, "dedup_raw_default.jsonl")), dedupset, t)}
+        for s in SWEEP:
+            dd["neardup-raw"][s] = pair_eval(read_dedup_jsonl(os.path.join(run, f"dedup_raw_{s}.jsonl")), dedupset, t)
     dd["findimagedupes"] = {}
     for ft in FID_T:
         g = read_fid(os.path.join(run, f"fid_{ft}.txt"))
@@ -480,6 +485,10 @@ def report(run, mode, out):
     nt = {"neardup": {"default": pair_eval(read_dedup_jsonl(os.path.join(run, "nat_dedup_default.jsonl")), natural, t)}}
     for s in SWEEP:
         nt["neardup"][s] = pair_eval(read_dedup_jsonl(os.path.join(run, f"nat_dedup_{s}.jsonl")), natural, t)
+    if os.path.exists(os.path.join(run, "nat_dedup_raw_default.jsonl")):
+        nt["neardup-raw"] = {"default": pair_eval(read_dedup_jsonl(os.path.join(run, "nat_dedup_raw_default.jsonl")), natural, t)}
+        for s in SWEEP:
+            nt["neardup-raw"][s] = pair_eval(read_dedup_jsonl(os.path.join(run, f"nat_dedup_raw_{s}.jsonl")), natural, t)
     nt["findimagedupes"] = {ft + "%": pair_eval(read_fid(os.path.join(run, f"fid_nat_{ft}.txt")), natural, t)
                             for ft in FID_T}
     npaths, nv = load_dump(os.path.join(run, "nat"))
@@ -523,9 +532,11 @@ def report(run, mode, out):
     # ---- speed
     sp = {}
     for name, cnt in (("ingest_refs", len(refs)), ("ingest_queries", len(queries)), ("ingest_natural", len(natural)),
-                      ("query", len(queries)), ("dedup", len(dedupset)), ("fid", len(refs))):
+                      ("query", len(queries)), ("dedup", len(dedupset)), ("fid", None), ("ingest_fidset", None)):
         tm = read_time(run, name)
         if tm:
+            fs = os.path.join(run, "fidset.txt")
+            cnt = cnt if cnt is not None else len(lines(fs) if os.path.exists(fs) else refs)
             tm["images"] = cnt
             tm["images_per_s"] = cnt / tm["wall_s"] if tm["wall_s"] > 0 else None
             tm["images_per_cpu_s"] = cnt / (tm["user_s"] + tm["sys_s"]) if tm["user_s"] + tm["sys_s"] > 0 else None
@@ -575,15 +586,18 @@ set ylabel "recall@1"
 plot for [i=2:{len(ms) + 1}] "{d}/kinds.dat" using i:xtic(1) title columnheader(i)
 """)
     dd = res["dedup"]
-    series = {"neardup": [dd["neardup"][s] for s in SWEEP], "pHash (keeper)": [dd["phash"][f"{h}b"] for h in PH_T],
+    series = {"neardup": [dd["neardup"][s] for s in SWEEP]}
+    if "neardup-raw" in dd:
+        series["neardup --score raw"] = [dd["neardup-raw"][s] for s in SWEEP]
+    series.update({"pHash (keeper)": [dd["phash"][f"{h}b"] for h in PH_T],
               "pHash (chained)": [dd["phash-chained"][f"{h}b"] for h in PH_T],
-              "findimagedupes": [dd["findimagedupes"][ft + "%"] for ft in FID_T]}
+              "findimagedupes": [dd["findimagedupes"][ft + "%"] for ft in FID_T]})
     for i, (k, v) in enumerate(series.items()):
         with open(os.path.join(d, f"dd{i}.dat"), "w") as f:
-            f.writelines(f"{x['recall']} {x['precision']}\n" for x in sorted(v, key=lambda x: x["recall"]))
+            f.writelines(f"{x['recall']} {x['precision']}\n" for x in v)  # in threshold order
     gnuplot(f"""set terminal pngcairo size 800,560 font ",11" noenhanced
 set output "{out}-dedup.png"
-set title "Dedup mode: pairwise precision vs recall over each method's threshold sweep"
+set title "Dedup mode: pairwise precision vs recall, each method's thresholds in order"
 set xlabel "pairwise recall"; set ylabel "pairwise precision"; set grid
 set xrange [0:*]; set yrange [0:1.02]; set key bottom left
 plot """ + ", ".join(f'"{d}/dd{i}.dat" using 1:2 with linespoints lw 2 title "{k}"' for i, k in enumerate(series)) + "\n")
@@ -654,6 +668,10 @@ def markdown(res, out):
     row("**neardup**", "default", dd["neardup"]["default"])
     for s in SWEEP:
         row("neardup", s, dd["neardup"][s])
+    if "neardup-raw" in dd:
+        row("**neardup --score raw**", "default", dd["neardup-raw"]["default"])
+        for s in SWEEP:
+            row("neardup --score raw", s, dd["neardup-raw"][s])
     for s in dd["exact-chained"]:
         row("exact cosine, chained (union-find)", s, dd["exact-chained"][s])
     for h in PH_T:
@@ -689,6 +707,10 @@ def markdown(res, out):
     nrow("**neardup**", "default", nt["neardup"]["default"])
     for s in SWEEP:
         nrow("neardup", s, nt["neardup"][s])
+    if "neardup-raw" in nt:
+        nrow("**neardup --score raw**", "default", nt["neardup-raw"]["default"])
+        for s in SWEEP:
+            nrow("neardup --score raw", s, nt["neardup-raw"][s])
     for h in PH_T:
         nrow("pHash, keeper", f"≤{h} bits", nt["phash"][f"{h}b"])
     for ft in FID_T:
@@ -704,7 +726,8 @@ def markdown(res, out):
     lab = {"ingest_refs": "neardup ingest -j 2, references", "ingest_queries": "neardup ingest -j 2, copies (into the same index)",
            "ingest_natural": "neardup ingest -j 2, natural set", "query": "neardup query -k 10, all copies, one process",
            "dedup": "neardup dedup (default threshold), references + copies",
-           "fid": "findimagedupes -t 90%, references (fresh fingerprint database)"}
+           "ingest_fidset": "neardup ingest -j 2, the files timed for findimagedupes",
+           "fid": "findimagedupes -t 90%, the same files (fresh fingerprint database)"}
     for k, v in lab.items():
         if k in sp:
             x = sp[k]
@@ -735,8 +758,13 @@ def verdicts(res):
     out.append(f"- Query mode vs pHash: dev-set muAP {d['muAP']:.3f} vs {p['muAP']:.3f}, R@1 {d['R@1']:.3f} vs "
                f"{p['R@1']:.3f}. neardup better on {len(win)} of {len(cats)} kind/strength cells; pHash better on "
                f"{len(lose)}: {', '.join(sorted(lose)) or 'none'}.")
-    out.append(f"- Index vs exact search over the same embeddings: muAP {d['muAP']:.3f} vs {e['muAP']:.3f}, "
-               f"R@1 {d['R@1']:.3f} vs {e['R@1']:.3f} (the gap is what LSH loses, or what calibration changes).")
+    lsh = [x for x in res["lsh"] if x["probes"] == 1280]
+    ix = q.get("neardup-raw", q["neardup"])["dev set"]
+    out.append(f"- Index vs exact search over the same embeddings, same raw cosine: muAP {ix['muAP']:.3f} vs "
+               f"{e['muAP']:.3f}, R@1 {ix['R@1']:.3f} vs {e['R@1']:.3f}, R@10 {ix['R@10']:.3f} vs {e['R@10']:.3f}"
+               + (f"; at the default 1280 probes the index returns the exact nearest neighbour for "
+                  f"{lsh[0]['recall_at_1']:.3f} of the queries and {lsh[0]['recall_sim_ge_0.8']:.3f} of the exact "
+                  f"neighbours with cosine >= 0.8" if lsh else "") + ".")
     if "neardup-raw" in q:
         r = q["neardup-raw"]["dev set"]
         out.append(f"- Calibrated `similarity` vs raw cosine: muAP {d['muAP']:.3f} vs {r['muAP']:.3f}, "
@@ -747,6 +775,11 @@ def verdicts(res):
     n0 = dd["neardup"]["default"]
     best_ph = max(dd["phash"].values(), key=lambda x: x["f1"])
     best_f = max(dd["findimagedupes"].values(), key=lambda x: x["f1"])
+    if "neardup-raw" in dd:
+        r0 = dd["neardup-raw"]["default"]
+        out.append(f"- Dedup, calibrated vs raw at each one's default threshold: precision {n0['precision']:.3f} vs "
+                   f"{r0['precision']:.3f}, recall {n0['recall']:.3f} vs {r0['recall']:.3f}, wrong groups "
+                   f"{n0['wrong_groups']} vs {r0['wrong_groups']}.")
     out.append(f"- Dedup: neardup at its default threshold precision {n0['precision']:.3f} / recall {n0['recall']:.3f}; "
                f"best pHash (keeper) F1 point {best_ph['precision']:.3f} / {best_ph['recall']:.3f}; best findimagedupes "
                f"{best_f['precision']:.3f} / {best_f['recall']:.3f}. Wrong pairs from chaining: neardup "
@@ -759,7 +792,7 @@ def verdicts(res):
                f"{nt['findimagedupes']['90%']['lookalike_pairs_merged']}.")
     sp = res["speed"]
     if "fid" in sp and "ingest_refs" in sp:
-        nd = sp["ingest_refs"]
+        nd = sp.get("ingest_fidset", sp["ingest_refs"])
         out.append(f"- Speed on the same {nd['images']} reference files: neardup ingest -j 2 {nd['images_per_s']:.1f} "
                    f"images/s ({nd['images_per_cpu_s']:.1f} per CPU-s) vs findimagedupes {sp['fid']['images_per_s']:.1f} "
                    f"({sp['fid']['images_per_cpu_s']:.1f} per CPU-s): {nd['images_per_s'] / sp['fid']['images_per_s']:.1f}x "
