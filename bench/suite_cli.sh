@@ -21,14 +21,15 @@
 # (measured 19 ms per JPEG at load 1.8, 47 ms at load 4+); on one thread it
 # does not.
 # Model: models/neardup.ndm when it exists, else the same architecture with
-# random weights (same cost). Writes bench/results/cli.md.
+# random weights (same cost). Writes bench/results/cli.md (quick) or
+# bench/results/cli_full.md (full).
 set -eu
 mode=${1:-quick}
 O=${O:-build/rel}
 B=$O/neardup
 case "$mode" in
-quick) RUNS=1 ;;
-full) RUNS=3 ;;
+quick) RUNS=1 report=bench/results/cli.md ;;
+full) RUNS=3 report=bench/results/cli_full.md ;;
 *) echo "suite_cli: mode quick|full" >&2; exit 2 ;;
 esac
 [ -x "$B" ] || make --no-print-directory "$B"
@@ -284,5 +285,5 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" 
 		read -r a2 f2 <"$T/jpegbig.memsplit"
 		echo "| of which (-j 2, polled): anonymous / file-backed peak, jpeg vs jpegbig | $a1 / $f1 vs $a2 / $f2 MiB | |"
 	fi
-} >bench/results/cli.md
-cat bench/results/cli.md
+} >"$report"
+cat "$report"
