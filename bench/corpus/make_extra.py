@@ -11,8 +11,8 @@ queries stay what the model card quotes.
              cache/quality/strength/s_NNNNN_<kind>_<light|strong>.<ext>
   tiles    : distractors scalable to 100,000+: random crops of the dev
              packages' images at full resolution (never of an image that is a
-             dev-set original, a natural-family member or a hard negative),
-             rescaled to 160-400 px, random flip, JPEG q80-92:
+             dev-set original, a natural-family member or a hard negative; flat
+             crops are drawn again), rescaled to 160-400 px, random flip, JPEG q80-92:
              cache/quality/tiles/t_NNNNNN.jpg; tile i depends only on (seed, i),
              so a larger --tiles extends a smaller one
   natural  : near-duplicate families made by others: the same artwork shipped
@@ -38,6 +38,7 @@ import random
 import re
 import sys
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -216,11 +217,17 @@ def make_tiles(n, files, exclude, out, seed):
             rp = os.path.join(out, f"t_{i:06d}.jpg")
             if i in todo:
                 rng = random.Random(seed * 1000003 + i)
-                f = rng.uniform(0.2, 0.6)
-                ar = rng.uniform(0.7, 1.4)
-                cw, ch = min(1, f * ar ** 0.5), min(1, f / ar ** 0.5)
-                x0, y0 = rng.uniform(0, 1 - cw), rng.uniform(0, 1 - ch)
-                t = A.crop_frac(im, x0, y0, x0 + cw, y0 + ch)
+                for _ in range(20):  # a flat crop (blank sky, transparent margin) is no image: draw again
+                    f = rng.uniform(0.2, 0.6)
+                    ar = rng.uniform(0.7, 1.4)
+                    cw, ch = min(1, f * ar ** 0.5), min(1, f / ar ** 0.5)
+                    x0, y0 = rng.uniform(0, 1 - cw), rng.uniform(0, 1 - ch)
+                    t = A.crop_frac(im, x0, y0, x0 + cw, y0 + ch)
+                    flat = D.signature(t) is None or np.asarray(t.convert("L"), np.float32).std() < 8
+                    if not flat:
+                        break
+                if flat:  # a (nearly) blank source: this tile is left out
+                    continue
                 side = rng.randrange(160, 401)
                 s = side / max(t.size)
                 t = t.resize((max(8, round(t.size[0] * s)), max(8, round(t.size[1] * s))), Image.LANCZOS)
@@ -291,7 +298,7 @@ def main():
     tiles, nsrc = make_tiles(args.tiles, files, orig_src | used, tdir, args.seed)
     for i, p, src in tiles:
         rows.append(("tile", p, "-1", "tile", "-", os.path.relpath(src, args.pkgs)))
-    print(f"make_extra: tiles: {len(tiles)} from {nsrc} source images", flush=True)
+    print(f"make_extra: tiles: {len(tiles)} of {args.tiles} (flat crops left out) from {nsrc} source images", flush=True)
 
     tmp = os.path.join(args.out, "corpus.tsv.tmp")
     with open(tmp, "w") as f:
