@@ -9,7 +9,7 @@
 
 static const char usage_text[] =
 	"usage: neardup query [--index DIR] [-k N] [--min-sim S] [--score normalized|raw]\n"
-	"                     [--format jsonl|tsv] IMAGE...\n"
+	"                     [--probes N] [--format jsonl|tsv] IMAGE...\n"
 	"\n"
 	"Prints the indexed images most similar to each IMAGE, best first.\n"
 	"IMAGE '-' reads query paths from standard input, one per line.\n"
@@ -22,6 +22,9 @@ static const char usage_text[] =
 	"      --min-sim S    only results with similarity >= S (default: no limit)\n"
 	"      --score M      normalized (default): similarity is the calibrated score;\n"
 	"                     raw: the plain cosine (ranking, --min-sim and output)\n"
+	"      --probes N     LSH buckets probed beyond each table's own (default "
+	CLI_DEFAULT_PROBES_STR ");\n"
+	"                     more finds weaker matches (heavy crops, screenshots), slower\n"
 	"      --format F     tsv (default): query<TAB>result<TAB>similarity per result;\n"
 	"                     jsonl: {\"query\": P, \"results\": [{\"path\", \"id\", \"similarity\",\n"
 	"                     \"raw_similarity\"}]} per query (raw_similarity: the cosine)\n";
@@ -109,6 +112,7 @@ int cmd_query(int argc, char **argv)
 		{ "min-sim", required_argument, NULL, 'S' },
 		{ "format", required_argument, NULL, 'F' },
 		{ "score", required_argument, NULL, 'R' },
+		{ "probes", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
@@ -117,6 +121,7 @@ int cmd_query(int argc, char **argv)
 	memset(&q, 0, sizeof(q));
 	nd_query_params_init(&q.qp);
 	q.qp.k = 10;
+	q.qp.probes = CLI_DEFAULT_PROBES;
 	q.qp.min_sim = -INFINITY; /* all: a calibrated similarity can be below -1 */
 	int opt;
 	long v;
@@ -134,6 +139,11 @@ int cmd_query(int argc, char **argv)
 			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				return EXIT_FATAL;
 			q.qp.min_sim = (float)d;
+			break;
+		case 'P':
+			if (cli_parse_int("--probes", optarg, 0, 1000000, &v))
+				return EXIT_FATAL;
+			q.qp.probes = (uint32_t)v;
 			break;
 		case 'R':
 			if ((q.qp.raw = cli_parse_score(optarg)) < 0)
