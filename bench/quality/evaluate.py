@@ -39,6 +39,9 @@ import time
 
 import numpy as np
 
+# `neardup query`'s probe count (src/cli/cli.h CLI_DEFAULT_PROBES), marked in the LSH table
+CLI_PROBES = 5120
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "models", "train"))
@@ -651,7 +654,7 @@ def markdown(res, out):
     a("| probes | recall@10 | recall@1 | recall (cos ≥ 0.5) | recall (cos ≥ 0.8) | re-ranked | p50 ms | p99 ms |")
     a("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for x in res["lsh"]:
-        a(f"| {x['probes']}{' (default)' if x['probes'] == 1280 else ''} | {x['recall_at_k']:.4f} | {x['recall_at_1']:.4f} | "
+        a(f"| {x['probes']}{' (query default)' if x['probes'] == CLI_PROBES else ''} | {x['recall_at_k']:.4f} | {x['recall_at_1']:.4f} | "
           f"{x['recall_sim_ge_0.5']:.4f} | {x['recall_sim_ge_0.8']:.4f} | {x['reranked_mean']:.0f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} |")
     if res["lsh"]:
         a(f"\nExact brute force (C, one thread): {res['lsh'][0]['exact_ms_per_query']:.3f} ms per query over "
@@ -758,11 +761,11 @@ def verdicts(res):
     out.append(f"- Query mode vs pHash: dev-set muAP {d['muAP']:.3f} vs {p['muAP']:.3f}, R@1 {d['R@1']:.3f} vs "
                f"{p['R@1']:.3f}. neardup better on {len(win)} of {len(cats)} kind/strength cells; pHash better on "
                f"{len(lose)}: {', '.join(sorted(lose)) or 'none'}.")
-    lsh = [x for x in res["lsh"] if x["probes"] == 1280]
+    lsh = [x for x in res["lsh"] if x["probes"] == CLI_PROBES]
     ix = q.get("neardup-raw", q["neardup"])["dev set"]
     out.append(f"- Index vs exact search over the same embeddings, same raw cosine: muAP {ix['muAP']:.3f} vs "
                f"{e['muAP']:.3f}, R@1 {ix['R@1']:.3f} vs {e['R@1']:.3f}, R@10 {ix['R@10']:.3f} vs {e['R@10']:.3f}"
-               + (f"; at the default 1280 probes the index returns the exact nearest neighbour for "
+               + (f"; at `neardup query`'s default {CLI_PROBES} probes the index returns the exact nearest neighbour for "
                   f"{lsh[0]['recall_at_1']:.3f} of the queries and {lsh[0]['recall_sim_ge_0.8']:.3f} of the exact "
                   f"neighbours with cosine >= 0.8" if lsh else "") + ".")
     if "neardup-raw" in q:
