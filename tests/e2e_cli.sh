@@ -234,6 +234,7 @@ test_dedup() {
 # groups on the calibrated score.
 test_calibrated() {
 	local a="$C/chelsea.jpg" b="$C/chelsea_q25.jpg" t=0.85
+	"$B" stats --index db | grep -qx "calibrated	yes" || fail "stats does not say the index is calibrated"
 	expect 0 "$B" query --index db --format jsonl -k 40 "$a" "$b"
 	mv out cal.jsonl
 	expect 0 "$B" query --index db $RAW --format jsonl -k 40 "$a" "$b"

@@ -69,6 +69,10 @@ int cmd_stats(int argc, char **argv)
 	printf("\nmodel_checksum\t%016llx\n", (unsigned long long)m->model_checksum);
 	printf("dim\t%u\n", m->dim);
 	printf("vector_format\t%s\n", m->vec_format == ND_VEC_I8 ? "int8" : m->vec_format == ND_VEC_F16 ? "float16" : "unknown");
+	/* yes: every stored vector carries its background statistic, so
+	 * similarity is calibrated; no: the next command that opens the index
+	 * with its model upgrades it */
+	printf("calibrated\t%s\n", (m->flags & ND_META_VEC_STAT) ? "yes" : "no");
 	printf("tables\t%u\nbits\t%u\n", m->tables, m->bits);
 	printf("next_id\t%u\n", m->next_id);
 	printf("postings\t%llu\nposting_blocks\t%llu\n", (unsigned long long)m->n_postings,
