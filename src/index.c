@@ -94,6 +94,14 @@ struct init_ctx {
 	uint64_t upgraded;
 };
 
+static int check_calib_dim(const nd_index *ix, const nd_index_calib *cal, nd_error *err)
+{
+	if (cal->dim == ix->meta.dim)
+		return 0;
+	return nd_error_set(err, ND_EMISMATCH, "index '%s' holds %u-d vectors, the calibration is for %u-d",
+			    ix->st->dir, ix->meta.dim, cal->dim);
+}
+
 #define UPGRADE_BATCH 64
 
 /* Rewrites every version-1 vector as version 2 with its statistic, inside
@@ -181,10 +189,8 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		int rc = nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
 		if (rc || !c->o->calib.stat || (ix->meta.flags & ND_META_VEC_STAT))
 			return rc;
-		if (c->o->calib.dim != ix->meta.dim)
-			return nd_error_set(err, ND_EMISMATCH,
-					    "index '%s' holds %u-d vectors, the calibration is for %u-d",
-					    ix->st->dir, ix->meta.dim, c->o->calib.dim);
+		if ((rc = check_calib_dim(ix, &c->o->calib, err)))
+			return rc;
 		/* an index without the statistic: add it, all in this transaction
 		 * (int8 vectors re-quantise exactly: the scale is the max) */
 		ix->calib = c->o->calib;
@@ -274,12 +280,8 @@ int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	if (o->model_name && (rc = nd_index_check_model(ix, o->model_name, o->model_checksum, err)))
 		goto fail;
 	if (o->calib.stat) {
-		if (o->calib.dim != ix->meta.dim) {
-			rc = nd_error_set(err, ND_EMISMATCH,
-					  "index '%s' holds %u-d vectors, the calibration is for %u-d",
-					  ix->st->dir, ix->meta.dim, o->calib.dim);
+		if ((rc = check_calib_dim(ix, &o->calib, err)))
 			goto fail;
-		}
 		if (!(ix->meta.flags & ND_META_VEC_STAT)) {
 			rc = nd_error_set(err, ND_EVERSION,
 					  "index '%s' has no background statistics (built before calibrated "
@@ -617,12 +619,29 @@ static void *prep_worker(void *arg)
 
 #define ND_ADD_MAX_THREADS 8
 
+void nd_ix_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *))
+{
+	pthread_t th[ND_JOIN_MAX_THREADS];
+	unsigned started = 0;
+	char *base = items;
+	ND_ASSERT(n <= ND_JOIN_MAX_THREADS);
+	for (unsigned i = 1; i < n; i++) {
+		if (pthread_create(&th[i], NULL, fn, base + i * size))
+			break;
+		started = i;
+	}
+	fn(base);
+	for (unsigned i = 1; i <= started; i++)
+		pthread_join(th[i], NULL);
+	for (unsigned i = started + 1; i < n; i++) /* threads that could not start */
+		fn(base + i * size);
+}
+
 static int prep_batch(struct add_ctx *c, nd_error *err)
 {
 	struct prep w[ND_ADD_MAX_THREADS];
-	pthread_t th[ND_ADD_MAX_THREADS];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t nth = ncpu > 0 ? (size_t)ncpu : 1, started = 0;
+	size_t nth = ncpu > 0 ? (size_t)ncpu : 1;
 	int rc = 0;
 	if (nth > ND_ADD_MAX_THREADS)
 		nth = ND_ADD_MAX_THREADS;
@@ -637,16 +656,7 @@ static int prep_batch(struct add_ctx *c, nd_error *err)
 			goto done;
 		}
 	}
-	for (size_t i = 1; i < nth; i++) {
-		if (pthread_create(&th[i], NULL, prep_worker, &w[i]))
-			break;
-		started = i;
-	}
-	prep_worker(&w[0]);
-	for (size_t i = 1; i <= started; i++)
-		pthread_join(th[i], NULL);
-	for (size_t i = started + 1; i < nth; i++) /* threads that could not start */
-		prep_worker(&w[i]);
+	nd_ix_run_parallel(w, sizeof(w[0]), (unsigned)nth, prep_worker);
 	for (size_t i = 0; i < nth && !rc; i++)
 		if (w[i].rc) {
 			*err = w[i].err;

@@ -20,6 +20,12 @@ static inline float nd_ix_score(const nd_index *ix, float cos, float sa, float s
 	return cos - ix->calib.beta * 0.5f * (sa + sb) + ix->calib.offset;
 }
 
+/* Runs fn(items + i * size) for i < n (n <= ND_JOIN_MAX_THREADS), on n
+ * threads of which the calling thread is the first; a share whose thread
+ * cannot start runs on the calling thread. Used by batched adds and the
+ * self-join. */
+void nd_ix_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *));
+
 int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
 /* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
 int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);

@@ -278,25 +278,6 @@ static void *sign_worker(void *arg)
 	return NULL;
 }
 
-/* Runs fn on nth workers (the calling thread is the first). */
-static int run_workers(struct jworker *ws, unsigned nth, void *(*fn)(void *), nd_error *err)
-{
-	pthread_t th[ND_JOIN_MAX_THREADS];
-	unsigned started = 0;
-	for (unsigned i = 1; i < nth; i++) {
-		if (pthread_create(&th[i], NULL, fn, &ws[i]))
-			break;
-		started = i;
-	}
-	fn(&ws[0]);
-	for (unsigned i = 1; i <= started; i++)
-		pthread_join(th[i], NULL);
-	/* a worker that could not start: do its share here */
-	for (unsigned i = started + 1; i < nth; i++)
-		fn(&ws[i]);
-	return 0;
-}
-
 static void add_stats(nd_selfjoin_stats *to, const nd_selfjoin_stats *f)
 {
 	to->groups += f->groups;
@@ -483,7 +464,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 			goto done;
 		}
 	}
-	run_workers(ws, nth, sign_worker, err);
+	nd_ix_run_parallel(ws, sizeof(ws[0]), nth, sign_worker);
 
 	const uint32_t S = 1 + s.W;
 	for (s.t = 0; s.t < s.T && !s.rc; s.t++) {
@@ -502,7 +483,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		memmove(s.off + 1, s.off, (nbk - 1) * sizeof(uint32_t));
 		s.off[0] = 0;
 		atomic_store(&s.next, 0);
-		run_workers(ws, nth, join_worker, err);
+		nd_ix_run_parallel(ws, sizeof(ws[0]), nth, join_worker);
 	}
 	for (unsigned i = 0; i < nth; i++)
 		add_stats(&s.st, &ws[i].st);
