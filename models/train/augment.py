@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 RESAMPLE = [Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX, Image.HAMMING]
-FONT_DIR = "/usr/share/fonts/truetype/dejavu"
+# NEARDUP_FONT_DIR: a GPU machine has no fonts-dejavu; gpu_train.sh carries the training fonts
+FONT_DIR = os.environ.get("NEARDUP_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 TRAIN_FONTS = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansCondensed.ttf",
                "DejaVuSans-Oblique.ttf", "DejaVuSerifCondensed-Bold.ttf"]
 # held out for the development set

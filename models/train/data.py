@@ -26,7 +26,8 @@ from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
-CACHE = os.path.join(ROOT, "cache", "train")
+# NEARDUP_TRAIN_CACHE moves it (a GPU machine unpacks the carried pack into /tmp)
+CACHE = os.environ.get("NEARDUP_TRAIN_CACHE", os.path.join(ROOT, "cache", "train"))
 
 TRAIN_PKGS = ["openclipart-png", "tuxpaint-stamps-default", "gimp-data", "wesnoth-1.16-data",
               "extremetuxracer-data", "marble-data", "krita-data"]
@@ -203,6 +204,8 @@ class ImageStore:
     def __init__(self, cache=CACHE):
         z = np.load(os.path.join(cache, "index.npz"))
         self.offs, self.shapes, self.pkg = z["offs"], z["shapes"], z["pkg"]
+        # an unpacked subset of the store weighs packages by the full counts
+        self.pkg_counts = z["pkg_counts"] if "pkg_counts" in z else None
         self.path = os.path.join(cache, "images.u8")
         self._mm = None
 
@@ -220,13 +223,99 @@ class ImageStore:
         """Per-instance sampling weights: package p gets a share ~ count_p^power,
         so the 10k Wesnoth sprites do not drown the rest."""
         cnt = np.bincount(self.pkg, minlength=len(TRAIN_PKGS)).astype(np.float64)
-        w = (cnt ** power / np.maximum(cnt, 1))[self.pkg]
+        full = cnt if self.pkg_counts is None else self.pkg_counts.astype(np.float64)
+        w = (full ** power / np.maximum(cnt, 1))[self.pkg]
         return w / w.sum()
+
+
+# ------------------------------------------------- packs for a GPU machine
+# A lent GPU machine receives at most 64 MiB with the working tree, so the
+# 1.7 GB store travels as WebP (quality PACK_QUALITY, alpha lossless) in
+# parts of at most PACK_PART_BYTES; `unpack` decodes whichever parts are
+# present back into images.u8 + index.npz. Package weights keep the full
+# store's counts, so a run on some parts samples packages as the whole would.
+
+PACK_QUALITY = 85
+PACK_PART_BYTES = 42 * 10**6
+
+
+def _encode_webp(arr):
+    import io
+    im = Image.fromarray(arr, "RGBA")
+    if arr[:, :, 3].min() == 255:
+        im = im.convert("RGB")
+    b = io.BytesIO()
+    im.save(b, format="WEBP", quality=PACK_QUALITY, method=4)
+    return b.getvalue()
+
+
+def _decode_webp(blob):
+    import io
+    return np.asarray(Image.open(io.BytesIO(blob)).convert("RGBA"), dtype=np.uint8)
+
+
+def pack(out_dir, cache=CACHE, workers=2):
+    """cache/train store -> out_dir/part<K>/{pack.bin,pack.npz}; parts are
+    interleaved (instance i goes to the part being filled in a random order)
+    so each part is a fair sample of every package."""
+    store = ImageStore(cache)
+    order = np.random.default_rng(0).permutation(len(store))
+    with Pool(workers) as pool:
+        blobs = pool.map(_encode_webp, (store.get(int(i)) for i in order), chunksize=64)
+    cnt = np.bincount(store.pkg, minlength=len(TRAIN_PKGS))
+    part, size, parts = [], 0, []
+    for i, b in zip(order, blobs):
+        if size + len(b) > PACK_PART_BYTES and part:
+            parts.append(part)
+            part, size = [], 0
+        part.append((int(i), b))
+        size += len(b)
+    parts.append(part)
+    for k, items in enumerate(parts):
+        d = os.path.join(out_dir, f"part{k}")
+        os.makedirs(d, exist_ok=True)
+        lens = np.array([len(b) for _, b in items], np.int64)
+        with open(os.path.join(d, "pack.bin"), "wb") as f:
+            for _, b in items:
+                f.write(b)
+        ids = np.array([i for i, _ in items], np.int64)
+        np.savez(os.path.join(d, "pack.npz"), ids=ids, lens=lens, pkg=store.pkg[ids], pkg_counts=cnt)
+        print(f"pack: {d}: {len(items)} instances, {lens.sum()/1e6:.1f} MB", flush=True)
+
+
+def unpack(part_dirs, cache=CACHE, workers=None):
+    t0 = time.time()
+    blobs, pkg, cnt = [], [], None
+    for d in part_dirs:
+        z = np.load(os.path.join(d, "pack.npz"))
+        raw = open(os.path.join(d, "pack.bin"), "rb").read()
+        ends = np.cumsum(z["lens"])
+        blobs += [raw[e - n:e] for e, n in zip(ends, z["lens"])]
+        pkg.append(z["pkg"])
+        cnt = z["pkg_counts"]
+    with Pool(workers or os.cpu_count()) as pool:
+        arrs = pool.map(_decode_webp, blobs, chunksize=64)
+    os.makedirs(cache, exist_ok=True)
+    offs, shapes, pos = [], [], 0
+    with open(os.path.join(cache, "images.u8"), "wb") as f:
+        for a in arrs:
+            f.write(np.ascontiguousarray(a).tobytes())
+            offs.append(pos)
+            shapes.append(a.shape[:2])
+            pos += a.size
+    np.savez(os.path.join(cache, "index.npz"), offs=np.array(offs, np.int64), shapes=np.array(shapes, np.int32),
+             pkg=np.concatenate(pkg), pkg_counts=cnt, src=np.array(["pack"] * len(offs)))
+    print(f"unpack: {len(offs)} instances from {len(part_dirs)} part(s), {pos/2**20:.0f} MiB, "
+          f"{time.time()-t0:.1f}s", flush=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "build":
         build()
+    elif len(sys.argv) > 2 and sys.argv[1] == "pack":
+        pack(sys.argv[2])
+    elif len(sys.argv) > 2 and sys.argv[1] == "unpack":
+        unpack(sys.argv[2:])
     else:
         print(__doc__)
 

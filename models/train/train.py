@@ -71,6 +71,11 @@ def parse():
                     help="continue from <out>/ckpt_full.pt, else the compact checkpoint; options not given "
                          "on the command line are taken from the checkpoint's run")
     ap.add_argument("--resume-from", default=None, help="explicit checkpoint to resume from")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU machine is lent")
+    ap.add_argument("--plan-minutes", type=float, default=0,
+                    help="fit the (restart) schedule to a time budget: after --plan-probe steps the measured "
+                         "rate sets --total-steps so the cosine ends after this many minutes of training")
+    ap.add_argument("--plan-probe", type=int, default=40)
     return ap.parse_args()
 
 
@@ -78,9 +83,9 @@ def sscd_loss(emb, temperature, entropy_weight):
     """emb: [2N][D] L2-normalised; rows i and i^1 are the two views of one instance."""
     n2 = emb.shape[0]
     sim = emb @ emb.t()
-    idx = torch.arange(n2)
+    idx = torch.arange(n2, device=emb.device)
     pos = idx ^ 1
-    self_mask = torch.eye(n2, dtype=torch.bool)
+    self_mask = torch.eye(n2, dtype=torch.bool, device=emb.device)
     logits = (sim / temperature).masked_fill(self_mask, float("-inf"))
     infonce = F.cross_entropy(logits, pos)
     neg_mask = self_mask.clone()
@@ -143,14 +148,16 @@ def _dq_log(d):
 def compact_state(model, opt, step, args):
     """fp16 weights (BN statistics kept fp32), int8 / log-uint8 Adam moments:
     about 4 bytes per parameter."""
-    sd = {k: (v.half() if v.is_floating_point() and "running" not in k else v) for k, v in model.state_dict().items()}
+    sd = {k: (v.half() if v.is_floating_point() and "running" not in k else v).cpu()
+          for k, v in model.state_dict().items()}
     names = {id(p): n for n, p in model.named_parameters()}
     moments = {}
     for group in opt.param_groups:
         for p in group["params"]:
             st = opt.state.get(p)
             if st:
-                moments[names[id(p)]] = (_q_signed(st["exp_avg"]), _q_log(st["exp_avg_sq"]), int(st["step"]))
+                moments[names[id(p)]] = (_q_signed(st["exp_avg"].cpu()), _q_log(st["exp_avg_sq"].cpu()),
+                                         int(st["step"]))
     return {"format": "neardup-train-compact-1", "model": sd, "moments": moments, "step": step,
             "args": vars(args), "arch": {"stages": net.STAGES, "head": net.HEAD, "dim": net.DIM, "size": net.SIZE}}
 
@@ -160,13 +167,14 @@ def load_compact(ck, model, opt):
     params = dict(model.named_parameters())
     for n, (m, v, s) in ck["moments"].items():
         p = params[n]
-        opt.state[p] = {"exp_avg": _dq_signed(m), "exp_avg_sq": _dq_log(v), "step": torch.tensor(float(s))}
+        opt.state[p] = {"exp_avg": _dq_signed(m).to(p.device), "exp_avg_sq": _dq_log(v).to(p.device),
+                        "step": torch.tensor(float(s))}
     return ck["step"]
 
 
 def normalise(x):
-    mean = torch.tensor(net.MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(net.STD).view(1, 3, 1, 1)
+    mean = torch.tensor(net.MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(net.STD, device=x.device).view(1, 3, 1, 1)
     return (x.float() / 255.0 - mean) / std
 
 
@@ -175,7 +183,8 @@ def main():
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     full_path = os.path.join(args.out, "ckpt_full.pt")
-    model = net.NearDupNet()
+    dev = torch.device(args.device)
+    model = net.NearDupNet().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     step = 0
     wall_before = 0.0
@@ -194,7 +203,8 @@ def main():
         ck = torch.load(src, map_location="cpu")
         given = {a.split("=")[0][2:].replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
         for k, v in ck.get("args", {}).items():
-            if k not in given and k not in ("resume", "resume_from", "out", "compact") and hasattr(args, k):
+            if k not in given and k not in ("resume", "resume_from", "out", "compact", "device", "threads",
+                                            "workers", "plan_minutes", "plan_probe") and hasattr(args, k):
                 setattr(args, k, v)
         say(f"run options: {vars(args)}")
         if ck.get("format") == "neardup-train-compact-1":
@@ -228,8 +238,9 @@ def main():
 
         say(f"data: {len(stream.store)} instances, views of {size_at(st)}x{size_at(st)}")
         return torch.utils.data.DataLoader(DS(), batch_size=args.pairs, num_workers=args.workers,
-                                           persistent_workers=args.workers > 0,
-                                           prefetch_factor=2 if args.workers > 0 else None)
+                                           persistent_workers=args.workers > 0, pin_memory=dev.type == "cuda",
+                                           prefetch_factor=(4 if dev.type == "cuda" else 2) if args.workers > 0
+                                           else None)
 
     stop = {"flag": False}
 
@@ -241,7 +252,8 @@ def main():
 
     def save_full():
         wall = wall_before + time.time() - t_start
-        atomic_save({"format": "neardup-train-full-1", "model": model.state_dict(), "opt": opt.state_dict(),
+        atomic_save({"format": "neardup-train-full-1", "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                     "opt": opt.state_dict(),
                      "step": step, "wall": wall, "args": vars(args), "torch_rng": torch.get_rng_state(),
                      "py_rng": random.getstate()}, full_path)
         c = compact_state(model, opt, step, args)
@@ -259,7 +271,18 @@ def main():
     cur_size = size_at(step)
     loader = make_loader(step)
     it = iter(loader)
+    plan = {"step": step + args.plan_probe // 2, "t": None} if args.plan_minutes else None
     while step < args.total_steps and not stop["flag"]:
+        if plan and step == plan["step"]:  # start timing once the loader's pipeline is full
+            plan["t"] = time.time()
+        elif plan and plan["t"] and step == plan["step"] + args.plan_probe:
+            rate = args.plan_probe / (time.time() - plan["t"])
+            start = args.restart_at if args.restart_at else 0
+            spent = (time.time() - t_start) / 60
+            args.total_steps = step + int(rate * 60 * max(0.5, args.plan_minutes - spent))
+            say(f"plan: {rate:.2f} steps/s, schedule {start}..{args.total_steps} "
+                f"({args.plan_minutes:.1f} min of training)")
+            plan = None
         if size_at(step) != cur_size:
             del it, loader
             cur_size = size_at(step)
@@ -269,6 +292,7 @@ def main():
         _, a, b = next(it)
         wait += time.time() - t0
         x = torch.stack([a, b], dim=1).reshape(-1, 3, cur_size, cur_size)  # rows 2i, 2i+1: one instance
+        x = x.to(dev, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
         emb = model(normalise(x))
@@ -289,7 +313,8 @@ def main():
                 f"data_wait {wait / dt:.0%} elapsed {(wall_before + time.time() - t_start) / 60:.1f} min")
             acc, n_acc, wait, t_log = {}, 0, 0.0, time.time()
         if step % args.snapshot_every == 0:
-            atomic_save({"model": model.state_dict(), "step": step}, os.path.join(args.out, f"ckpt_step{step}.pt"))
+            atomic_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step},
+                        os.path.join(args.out, f"ckpt_step{step}.pt"))
         if time.time() - last_ck > args.ckpt_minutes * 60:
             save_full()
             last_ck = time.time()
