@@ -10,6 +10,10 @@ uint8 file (cache/train/images.u8, memory-mapped by the loader workers so
 they share it through the page cache and never decode big files) plus an
 index (cache/train/index.npz) and per-package counts (cache/train/counts.json).
 
+For a lent GPU machine (models/train/gpu_train.sh): `data.py pack DIR` writes
+the store as WebP parts small enough to travel, `data.py unpack PART...`
+rebuilds a store from them (NEARDUP_TRAIN_CACHE says where).
+
 Stage 2: `PairDataset` returns two independently augmented 128x128 views of
 one instance (see augment.py) as uint8 CHW tensors; normalisation happens in
 the training step, exactly as the C prep stage does it.
@@ -281,6 +285,13 @@ def pack(out_dir, cache=CACHE, workers=2):
         ids = np.array([i for i, _ in items], np.int64)
         np.savez(os.path.join(d, "pack.npz"), ids=ids, lens=lens, pkg=store.pkg[ids], pkg_counts=cnt)
         print(f"pack: {d}: {len(items)} instances, {lens.sum()/1e6:.1f} MB", flush=True)
+    # the text augmentation's fonts (fonts-dejavu-core), absent on a GPU machine
+    import shutil
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import augment
+    os.makedirs(os.path.join(out_dir, "fonts"), exist_ok=True)
+    for f in augment.TRAIN_FONTS:
+        shutil.copy(os.path.join(augment.FONT_DIR, f), os.path.join(out_dir, "fonts", f))
 
 
 def unpack(part_dirs, cache=CACHE, workers=None):
