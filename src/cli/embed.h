@@ -48,6 +48,35 @@ void file_data_free(struct file_data *fd);
  * orientation applied). */
 int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, uint32_t *h,
 		 nd_error *err);
+/* Query-side views of one image (see embedder_add_views). */
+enum view {
+	VIEW_IDENTITY, /* the image as ingest embeds it */
+	VIEW_ROT90,    /* rotated 90 degrees clockwise */
+	VIEW_ROT180,
+	VIEW_ROT270,
+	VIEW_CROP75,   /* centre crop keeping 75% of each side */
+	VIEW_CROP50,   /* centre crop keeping 50% of each side */
+	VIEW_COUNT
+};
+#define VIEW_BIT(v) (1u << (v))
+#define VIEWS_ROTATIONS (VIEW_BIT(VIEW_ROT90) | VIEW_BIT(VIEW_ROT180) | VIEW_BIT(VIEW_ROT270))
+#define VIEWS_CROPS (VIEW_BIT(VIEW_CROP75) | VIEW_BIT(VIEW_CROP50))
+#define VIEWS_ALL (VIEW_BIT(VIEW_IDENTITY) | VIEWS_ROTATIONS | VIEWS_CROPS)
+
+/* "identity", "rot90", ... (the names in query's JSONL). */
+const char *view_name(enum view v);
+/* Number of views in a mask. */
+int view_count(unsigned mask);
+
+/* Decodes data once and fills one batch slot per view in mask (which must
+ * hold VIEW_IDENTITY; e->n + view_count(mask) <= e->cap), in enum order;
+ * slot_view[i] receives the view of the i-th slot filled. The identity slot
+ * is exactly what embedder_add gives (same decode options, same prep). The
+ * crops come from a second, larger decode when the first one was reduced
+ * below twice the model input. *w, *h as for embedder_add. On failure no
+ * slot is added. */
+int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigned mask,
+		       enum view *slot_view, uint32_t *w, uint32_t *h, nd_error *err);
 /* Runs the e->n images of the batch; embeddings in e->out[i * D]. Does not
  * reset e->n. */
 int embedder_run(struct embedder *e, nd_error *err);

@@ -6,10 +6,11 @@
 #include "cli.h"
 #include "embed.h"
 #include "output.h"
+#include "views.h"
 
 static const char usage_text[] =
 	"usage: neardup query [--index DIR] [-k N] [--min-sim S] [--score normalized|raw]\n"
-	"                     [--probes N] [--format jsonl|tsv] IMAGE...\n"
+	"                     [--probes N] [--views LIST] [--format jsonl|tsv] IMAGE...\n"
 	"\n"
 	"Prints the indexed images most similar to each IMAGE, best first.\n"
 	"IMAGE '-' reads query paths from standard input, one per line.\n"
@@ -25,9 +26,15 @@ static const char usage_text[] =
 	"      --probes N     LSH buckets probed beyond each table's own (default "
 	CLI_DEFAULT_PROBES_STR ");\n"
 	"                     more finds weaker matches (heavy crops, screenshots), slower\n"
+	"      --views LIST   also search with these views of each IMAGE, comma-separated:\n"
+	"                     rotations (90, 180, 270 degrees), crops (centre 75%, 50%),\n"
+	"                     all (default: both) or none (the image as ingested only);\n"
+	"                     each indexed image scores its best view\n"
 	"      --format F     tsv (default): query<TAB>result<TAB>similarity per result;\n"
 	"                     jsonl: {\"query\": P, \"results\": [{\"path\", \"id\", \"similarity\",\n"
-	"                     \"raw_similarity\"}]} per query (raw_similarity: the cosine)\n";
+	"                     \"raw_similarity\", \"view\"}]} per query (raw_similarity: the\n"
+	"                     cosine; view: identity, rot90, rot180, rot270, crop75 or\n"
+	"                     crop50, the view of IMAGE that matched; not with --views none)\n";
 
 static void usage(FILE *f)
 {
@@ -40,7 +47,9 @@ struct query_ctx {
 	struct embedder e;
 	nd_query_params qp;
 	int jsonl;
-	nd_hit *hits;
+	unsigned views;            /* view mask (VIEW_BIT) */
+	nd_hit *hits;              /* [VIEW_COUNT][k] */
+	struct view_hit *merged;   /* [VIEW_COUNT * k] */
 	int failed;
 	int calibrated; /* similarity is the calibrated score */
 };
@@ -56,7 +65,8 @@ static void run_one(struct query_ctx *q, const char *path)
 		return;
 	}
 	q->e.n = 0;
-	int rc = embedder_add(&q->e, fd.data, fd.len, &w, &h, &err);
+	enum view slot_view[VIEW_COUNT];
+	int rc = embedder_add_views(&q->e, fd.data, fd.len, q->views, slot_view, &w, &h, &err);
 	file_data_free(&fd);
 	if (rc) {
 		cli_err_path("cannot decode", path, err.msg);
@@ -68,11 +78,27 @@ static void run_one(struct query_ctx *q, const char *path)
 		q->failed = 1;
 		return;
 	}
-	size_t n = 0;
-	if ((rc = nd_index_query(q->ix, q->e.out, &q->qp, q->hits, &n, NULL, &err))) {
-		cli_err_path("cannot query the index for", path, err.msg[0] ? err.msg : nd_strerror(rc));
-		q->failed = 1;
-		return;
+	/* one query per view, each for k results: the merged top k is then
+	 * exact over the union of what the views find */
+	const nd_hit *lists[VIEW_COUNT];
+	size_t counts[VIEW_COUNT];
+	for (int v = 0; v < q->e.n; v++) {
+		nd_hit *hits = q->hits + (size_t)v * q->qp.k;
+		const float *vec = q->e.out + (size_t)v * q->e.info.embed_dim;
+		if ((rc = nd_index_query(q->ix, vec, &q->qp, hits, &counts[v], NULL, &err))) {
+			cli_err_path("cannot query the index for", path,
+				     err.msg[0] ? err.msg : nd_strerror(rc));
+			q->failed = 1;
+			return;
+		}
+		lists[v] = hits;
+	}
+	size_t n;
+	if (q->e.n == 1) { /* identity only: the index's order as it is */
+		for (n = 0; n < counts[0]; n++)
+			q->merged[n] = (struct view_hit){ q->hits[n], VIEW_IDENTITY };
+	} else {
+		n = views_merge(lists, counts, slot_view, q->e.n, q->qp.k, q->merged);
 	}
 	if (q->jsonl) {
 		fputs("{\"query\": ", stdout);
@@ -81,17 +107,21 @@ static void run_one(struct query_ctx *q, const char *path)
 	}
 	int shown = 0;
 	for (size_t i = 0; i < n; i++) {
+		const nd_hit *hit = &q->merged[i].hit;
 		nd_record rec;
 		char pbuf[ND_PATH_MAX + 1];
-		if (nd_index_get_record(q->ix, q->hits[i].id, &rec, pbuf, sizeof(pbuf), NULL))
+		if (nd_index_get_record(q->ix, hit->id, &rec, pbuf, sizeof(pbuf), NULL))
 			continue; /* removed since the query ran: not a result */
-		float raw = q->hits[i].raw > 1.0f ? 1.0f : q->hits[i].raw; /* int8 overshoot */
-		float sim = q->calibrated ? q->hits[i].sim : raw;
+		float raw = hit->raw > 1.0f ? 1.0f : hit->raw; /* int8 overshoot */
+		float sim = q->calibrated ? hit->sim : raw;
 		if (q->jsonl) {
 			fputs(shown ? ", {\"path\": " : "{\"path\": ", stdout);
 			out_json_str(stdout, pbuf);
-			printf(", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f}", q->hits[i].id,
+			printf(", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f", hit->id,
 			       sim, raw);
+			if (q->views != VIEW_BIT(VIEW_IDENTITY))
+				printf(", \"view\": \"%s\"", view_name(q->merged[i].view));
+			putchar('}');
 		} else {
 			out_tsv_str(stdout, path);
 			putchar('\t');
@@ -113,6 +143,7 @@ int cmd_query(int argc, char **argv)
 		{ "format", required_argument, NULL, 'F' },
 		{ "score", required_argument, NULL, 'R' },
 		{ "probes", required_argument, NULL, 'P' },
+		{ "views", required_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
@@ -123,6 +154,8 @@ int cmd_query(int argc, char **argv)
 	q.qp.k = 10;
 	q.qp.probes = CLI_DEFAULT_PROBES;
 	q.qp.min_sim = -INFINITY; /* all: a calibrated similarity can be below -1 */
+	q.views = VIEWS_ALL;
+	char bad[64];
 	int opt;
 	long v;
 	double d;
@@ -144,6 +177,13 @@ int cmd_query(int argc, char **argv)
 			if (cli_parse_int("--probes", optarg, 0, 1000000, &v))
 				return EXIT_FATAL;
 			q.qp.probes = (uint32_t)v;
+			break;
+		case 'V':
+			if (!(q.views = views_parse(optarg, bad, sizeof(bad)))) {
+				cli_msg("invalid word '%s' in --views '%s' (rotations, crops, all, or "
+					"none alone)", bad, optarg);
+				return EXIT_FATAL;
+			}
 			break;
 		case 'R':
 			if ((q.qp.raw = cli_parse_score(optarg)) < 0)
@@ -180,13 +220,14 @@ int cmd_query(int argc, char **argv)
 	if ((status = cli_index_open(&com, 0, m, &q.ix)))
 		goto done;
 	q.calibrated = nd_index_calibrated(q.ix) && !q.qp.raw;
-	q.hits = calloc(q.qp.k, sizeof(*q.hits));
-	if (!q.hits) {
+	q.hits = calloc((size_t)q.qp.k * VIEW_COUNT, sizeof(*q.hits));
+	q.merged = calloc((size_t)q.qp.k * VIEW_COUNT, sizeof(*q.merged));
+	if (!q.hits || !q.merged) {
 		cli_msg("out of memory");
 		status = EXIT_FATAL;
 		goto done;
 	}
-	if (embedder_init(&q.e, m, 1, &err)) {
+	if (embedder_init(&q.e, m, view_count(q.views), &err)) {
 		cli_msg("cannot set up the CNN: %s", err.msg);
 		status = EXIT_FATAL;
 		goto done;
@@ -218,6 +259,7 @@ int cmd_query(int argc, char **argv)
 done:
 	embedder_free(&q.e);
 	free(q.hits);
+	free(q.merged);
 	nd_index_close(q.ix);
 	nd_model_free(m);
 	return status;
