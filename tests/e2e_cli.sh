@@ -235,9 +235,11 @@ test_dedup() {
 test_calibrated() {
 	local a="$C/chelsea.jpg" b="$C/chelsea_q25.jpg" t=0.85
 	"$B" stats --index db | grep -qx "calibrated	yes" || fail "stats does not say the index is calibrated"
-	expect 0 "$B" query --index db --format jsonl -k 40 "$a" "$b"
+	# --views none: with views, raw_similarity is the cosine of the view that
+	# won on the active score, which may not be the view with the best cosine
+	expect 0 "$B" query --index db --views none --format jsonl -k 40 "$a" "$b"
 	mv out cal.jsonl
-	expect 0 "$B" query --index db $RAW --format jsonl -k 40 "$a" "$b"
+	expect 0 "$B" query --index db --views none $RAW --format jsonl -k 40 "$a" "$b"
 	mv out raw.jsonl
 	jq -e -s 'length == 2 and all(.[].results[]; (.similarity | type) == "number"
 		and (.raw_similarity | type) == "number")' cal.jsonl >/dev/null || fail "JSONL fields: $(cat cal.jsonl)"
