@@ -15,9 +15,7 @@ ROOT=$(pwd)
 DATA=$ROOT/data
 export NEARDUP_MODEL=$ROOT/tests/data/cli/tiny.ndm
 unset NEARDUP_INDEX
-# under sanitizers, a report must never pass for an expected exit status 1
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=86:print_stacktrace=1"
+. "$ROOT/tests/lib_e2e.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/neardup-e2e.XXXXXX")
 trap 'chmod -R u+rwX "$T" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T" || exit 1
@@ -28,30 +26,6 @@ SIM=0.975 # threshold that separates the tiny model's mild edits from the rest
 # calibrated similarity itself
 RAW="--score raw"
 
-t_fail=0
-fail() {
-	echo "  $*"
-	t_fail=1
-}
-run() {
-	t_fail=0
-	t_skip=0
-	"$1"
-	if [ "$t_fail" != 0 ]; then
-		echo "FAIL $1"
-	elif [ "$t_skip" = 0 ]; then
-		echo "PASS $1"
-	fi
-}
-# expect RC CMD...: runs CMD (stdout -> out, stderr -> err) and checks its status
-expect() {
-	local want=$1
-	shift
-	"$@" >out 2>err
-	local rc=$?
-	[ "$rc" = "$want" ] || fail "exit status $rc, want $want: $* (stderr: $(head -c 600 err))"
-	! grep -qE 'runtime error:|Sanitizer' err || fail "sanitizer report: $* $(head -c 2000 err)"
-}
 has() { grep -qF -- "$1" "$2" || fail "'$1' not in $2: $(head -c 600 "$2")"; }
 hasnt() { ! grep -qF -- "$1" "$2" || fail "'$1' unexpectedly in $2"; }
 stat_images() { "$B" stats --index "$1" | awk -F'\t' '$1 == "images" { print $2 }'; }

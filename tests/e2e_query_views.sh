@@ -12,37 +12,11 @@ DATA=$ROOT/data
 V=$ROOT/tests/data/views
 MODEL=$ROOT/models/neardup.ndm
 unset NEARDUP_INDEX NEARDUP_MODEL
-# under sanitizers, a report must never pass for an expected exit status
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=86:print_stacktrace=1"
+. "$ROOT/tests/lib_e2e.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/neardup-views.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
 
-t_fail=0
-fail() {
-	echo "  $*"
-	t_fail=1
-}
-run() {
-	t_fail=0
-	t_skip=0
-	"$1"
-	if [ "$t_fail" != 0 ]; then
-		echo "FAIL $1"
-	elif [ "$t_skip" = 0 ]; then
-		echo "PASS $1"
-	fi
-}
-# expect RC CMD...: runs CMD (stdout -> out, stderr -> err) and checks its status
-expect() {
-	local want=$1
-	shift
-	"$@" >out 2>err
-	local rc=$?
-	[ "$rc" = "$want" ] || fail "exit status $rc, want $want: $* (stderr: $(head -c 600 err))"
-	! grep -qE 'runtime error:|Sanitizer' err || fail "sanitizer report: $* $(head -c 2000 err)"
-}
 # q ARGS...: query the index of originals with the trained model
 q() { expect 0 "$B" query --model "$MODEL" --index db -k 5 "$@"; }
 # jcheck FILTER WHAT: the JSONL in out satisfies the jq filter
@@ -73,6 +47,16 @@ test_indexed() {
 		fail "identity scores differ with and without views: $(head -c 300 out) / $(head -c 300 all.jsonl)"
 }
 
+# gains_over_none QUERY ORIGINAL SIM WHAT: with --views none, ORIGINAL scores
+# at least 0.1 below SIM (its score with views), or is not among the results
+gains_over_none() {
+	q --views none --format jsonl "$1"
+	local without=$(jq -r --arg o "/$2" '[.results[] | select(.path | endswith($o)) | .similarity]
+		| (.[0] // -100)' out)
+	awk -v a="$without" -v b="$3" 'BEGIN { exit !(a + 0.1 < b) }' ||
+		fail "$4: similarity $without without views, $3 with them"
+}
+
 # (b) a 90-degree-rotated copy: found first by a rotation view, with a
 # higher score than the identity view alone gives it
 test_rotated() {
@@ -83,11 +67,7 @@ test_rotated() {
 	q --views rotations --format jsonl "$V/chelsea_rot90.jpg"
 	jcheck '.[0].results[0] | (.path | endswith("/chelsea.jpg")) and .view == "rot270"' \
 		"rotated copy, --views rotations"
-	q --views none --format jsonl "$V/chelsea_rot90.jpg"
-	local without=$(jq -r '[.results[] | select(.path | endswith("/chelsea.jpg")) | .similarity]
-		| (.[0] // -100)' out)
-	awk -v a="$without" -v b="$with" 'BEGIN { exit !(a + 0.1 < b) }' ||
-		fail "rotated copy: similarity $without without views, $with with them"
+	gains_over_none "$V/chelsea_rot90.jpg" chelsea.jpg "$with" "rotated copy"
 }
 
 # (c) a screenshot-like copy (the original small on a flat canvas): found
@@ -100,11 +80,7 @@ test_screenshot() {
 	q --views crops --format jsonl "$V/coffee_screenshot.jpg"
 	jcheck '.[0].results[0] | (.path | endswith("/coffee.jpg"))
 		and (.view | startswith("crop"))' "screenshot copy, --views crops"
-	q --views none --format jsonl "$V/coffee_screenshot.jpg"
-	local without=$(jq -r '[.results[] | select(.path | endswith("/coffee.jpg")) | .similarity]
-		| (.[0] // -100)' out)
-	awk -v a="$without" -v b="$with" 'BEGIN { exit !(a + 0.1 < b) }' ||
-		fail "screenshot copy: similarity $without without views, $with with them"
+	gains_over_none "$V/coffee_screenshot.jpg" coffee.jpg "$with" "screenshot copy"
 }
 
 # (d) --views none is the single-embedding query: no view field, results
