@@ -4,7 +4,8 @@
 Two strongly augmented views of each instance are positives, every other
 view in the batch a negative (InfoNCE, temperature 0.05), plus SSCD's
 differential-entropy (KoLeo) term on each view's nearest non-matching
-neighbour. CPU-only; resumable.
+neighbour. Runs on the CPU (or --device cuda on a lent GPU machine, see
+gpu_train.sh); resumable.
 
   /usr/bin/python3 models/train/data.py build            # once, after scripts/fetch_training_data.sh
   nohup nice -n 19 /usr/bin/python3 models/train/train.py > cache/train/stdout.log 2>&1 &
