@@ -8,11 +8,6 @@
 #include "neardup/store.h"
 
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#define CALIB_SIMD 1
-#endif
-
 #define BLOCK 8 /* images per pass over the background set */
 
 struct nd_calib {
@@ -60,47 +55,19 @@ fail:
 	return rc;
 }
 
-/* s[i][j] = <x[i], bg[j]> for i < m (<= BLOCK), j < N. Every dot product is
- * computed the same way whatever m and the other rows, so b(x) does not
- * depend on how images are batched: the statistic stored at ingest, after
- * an upgrade and computed for a query is the same float. Each background
- * row is read once per block of images (it stays in L1 meanwhile). */
-static void dots(const nd_calib *c, const float *x, int m, float *s, float *row)
+/* s[i][j] = <x[i], bg[j]> for i < m (<= BLOCK), j < N, with the store's
+ * float16 dot product. Every dot product is computed the same way whatever m
+ * and the other rows, so b(x) does not depend on how images are batched: the
+ * statistic stored at ingest, after an upgrade and computed for a query is
+ * the same float. Each background row is read once per block of images (it
+ * stays in L1 meanwhile). */
+static void dots(const nd_calib *c, const float *x, int m, float *s)
 {
 	const size_t N = c->count, D = (size_t)c->dim;
-#ifdef CALIB_SIMD
-	if (D % 16 == 0) {
-		for (size_t j = 0; j < N; j++) {
-			const uint16_t *b = c->bg + j * D;
-			for (int i = 0; i < m; i++) {
-				const float *xi = x + (size_t)i * D;
-				__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-				for (size_t d = 0; d < D; d += 16) {
-					__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + d)));
-					__m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + d + 8)));
-					a0 = _mm256_fmadd_ps(b0, _mm256_loadu_ps(xi + d), a0);
-					a1 = _mm256_fmadd_ps(b1, _mm256_loadu_ps(xi + d + 8), a1);
-				}
-				a0 = _mm256_add_ps(a0, a1);
-				__m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-				h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-				h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-				s[(size_t)i * N + j] = _mm_cvtss_f32(h);
-			}
-		}
-		return;
-	}
-#endif
 	for (size_t j = 0; j < N; j++) {
 		nd_vec_view v = { (uint32_t)D, ND_VEC_F16, 1.0f, (const uint8_t *)(c->bg + j * D), 0, 0 };
-		nd_vector_dequant(&v, row);
-		for (int i = 0; i < m; i++) {
-			const float *xi = x + (size_t)i * D;
-			float acc = 0;
-			for (size_t d = 0; d < D; d++)
-				acc += row[d] * xi[d];
-			s[(size_t)i * N + j] = acc;
-		}
+		for (int i = 0; i < m; i++)
+			s[(size_t)i * N + j] = nd_vector_dot(&v, x + (size_t)i * D);
 	}
 }
 
@@ -160,21 +127,20 @@ static void select_top(float *a, size_t n, size_t k)
 int nd_calib_stat(const nd_calib *c, const float *vecs, size_t n, float *out, nd_error *err)
 {
 	const size_t D = (size_t)c->dim, N = c->count, k = (size_t)c->p.k;
-	float *s = NULL, *row;
+	float *s = NULL;
 	size_t sz;
 	if (n == 0)
 		return 0;
 	for (size_t i = 0; i < n * D; i++)
 		if (!isfinite(vecs[i]))
 			return nd_error_set(err, ND_EINVAL, "embedding %zu has a non-finite component", i / D);
-	if (nd_mul_size(N, BLOCK, &sz) || nd_add_size(sz, D, &sz) || nd_mul_size(sz, sizeof(float), &sz))
+	if (nd_mul_size(N, BLOCK, &sz) || nd_mul_size(sz, sizeof(float), &sz))
 		return nd_error_set(err, ND_EOVERFLOW, "background set too large");
 	if (!(s = malloc(sz)))
 		return nd_error_set(err, ND_ENOMEM, "out of memory for the background statistic");
-	row = s + N * BLOCK;
 	for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
 		int m = n - i0 < BLOCK ? (int)(n - i0) : BLOCK;
-		dots(c, vecs + i0 * D, m, s, row);
+		dots(c, vecs + i0 * D, m, s);
 		for (int i = 0; i < m; i++) {
 			float *r = s + (size_t)i * N;
 			select_top(r, N, k);
