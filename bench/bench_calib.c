@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 	uint64_t s = 1;
 	for (int i = 0; i < n; i++) {
 		float *v = x + (size_t)i * d;
-		nd_vec_view vv = { (uint32_t)d, ND_VEC_F16, 1.0f, (const uint8_t *)(bg + (i % cnt) * (size_t)d), 0, 0 };
+		nd_vec_view vv = { (uint32_t)d, ND_VEC_F16, 1.0f, (const uint8_t *)(bg + (i % cnt) * (size_t)d), 0, 0, 0, 0 };
 		nd_vector_dequant(&vv, v);
 		double nn = 0;
 		for (int j = 0; j < d; j++) {

@@ -77,7 +77,7 @@ META = struct.Struct("<64s4I3f3f3I44s")         # 160
 TENSOR = struct.Struct("<56sII4IQQ")            # 96
 LAYER = struct.Struct("<II2i2i12i4f3I28s")      # 128
 BACKGROUND = struct.Struct("<IIII")             # 16
-CALIB = struct.Struct("<IIff16x")               # 32
+CALIB = struct.Struct("<IIffff8x")              # 32 (phash weight, bits: 0 before issue 4)
 assert (HEADER.size, SECTION.size, META.size, TENSOR.size, LAYER.size, BACKGROUND.size, CALIB.size) == \
     (64, 32, 160, 96, 128, 16, 32)
 
@@ -519,10 +519,11 @@ def _serialise(layers, out_idx, name, input_hw, mean, std, embed_dim, background
         if background is None:
             raise ExportError("a calibration needs a background set")
         st, k, beta, off = (int(calib["stat"]), int(calib["k"]), float(calib["beta"]), float(calib["offset"]))
+        pw, pb = float(calib.get("phash_weight", 0.0)), float(calib.get("phash_bits", 0.0))
         if st not in (CALIB_MEAN_TOPK, CALIB_KTH) or not 1 <= k <= len(bg) or not 0 <= beta <= 8 or \
-                not abs(off) <= 8:
+                not abs(off) <= 8 or not 0 <= pw <= 1 or not 0 <= pb <= 64:
             raise ExportError(f"bad calibration {calib}")
-        sections.append((SEC_CALIB, 0, CALIB.pack(st, k, beta, off)))
+        sections.append((SEC_CALIB, 0, CALIB.pack(st, k, beta, off, pw, pb)))
     return _assemble(sections)
 
 
@@ -654,8 +655,8 @@ def read_ndm(path_or_bytes):
         res["background_f16"] = np.frombuffer(secs[SEC_BACKGROUND], "<f2", cnt * dim, BACKGROUND.size) \
             .reshape(cnt, dim)
     if SEC_CALIB in secs:
-        st, k, beta, off = CALIB.unpack_from(secs[SEC_CALIB])
-        res["calib"] = dict(stat=st, k=k, beta=beta, offset=off)
+        st, k, beta, off, pw, pb = CALIB.unpack_from(secs[SEC_CALIB])
+        res["calib"] = dict(stat=st, k=k, beta=beta, offset=off, phash_weight=pw, phash_bits=pb)
     return res
 
 
@@ -681,7 +682,8 @@ def main(argv=None):
               f"D={r['embed_dim']}, {len(r['layers'])} layers, {len(r['tensors'])} tensors, "
               f"{r['size']} bytes, xxh3 {r['checksum']:016x}" +
               (f", background {r['background'][0]}x{r['background'][1]}" if "background" in r else "") +
-              (", calibration {stat} k={k} beta={beta:g} offset={offset:.6g}".format(**r["calib"])
+              (", calibration {stat} k={k} beta={beta:g} offset={offset:.6g} phash {phash_weight:g} x "
+               "max(0, {phash_bits:g} - d)".format(**r["calib"])
                if "calib" in r else ""))
         for i, L in enumerate(r["layers"]):
             print(f"  {i:3d} {L['name']:<27} {L['op']:<8} act={L['act']:<9} in={L['inputs']} "

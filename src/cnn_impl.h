@@ -117,7 +117,9 @@ struct ndm_calib {
 	uint32_t k;             /* 1..background count */
 	float beta;             /* weight of the statistic, 0..8 */
 	float offset;           /* added to every score, |offset| <= 8 */
-	uint32_t reserved[4];   /* 0 */
+	float phash_weight;     /* score fusion (issue 4): weight per bit, 0..1 (0: none) */
+	float phash_bits;       /* ... of max(0, phash_bits - Hamming distance), 0..64 */
+	uint32_t reserved[2];   /* 0 */
 };
 _Static_assert(sizeof(struct ndm_calib) == 32, "ndm_calib size");
 

@@ -540,12 +540,16 @@ static int parse_model(nd_model *m, const char *label, nd_error *err)
 			return fail(err, label, ND_ECORRUPT, "calibration section without a background set");
 		if ((ch.stat != ND_CALIB_MEAN_TOPK && ch.stat != ND_CALIB_KTH) || ch.k < 1 ||
 		    ch.k > m->bg_count || !(ch.beta >= 0.0f && ch.beta <= 8.0f) ||
-		    !(fabsf(ch.offset) <= 8.0f))
+		    !(fabsf(ch.offset) <= 8.0f) || !(ch.phash_weight >= 0.0f && ch.phash_weight <= 1.0f) ||
+		    !(ch.phash_bits >= 0.0f && ch.phash_bits <= 64.0f))
 			return fail(err, label, ND_ECORRUPT,
-				    "bad calibration (statistic %u, k %u of %zu, beta %g, offset %g)", ch.stat,
-				    ch.k, m->bg_count, (double)ch.beta, (double)ch.offset);
+				    "bad calibration (statistic %u, k %u of %zu, beta %g, offset %g, "
+				    "phash weight %g, bits %g)",
+				    ch.stat, ch.k, m->bg_count, (double)ch.beta, (double)ch.offset,
+				    (double)ch.phash_weight, (double)ch.phash_bits);
 		m->has_calib = 1;
-		m->calib = (nd_model_calib){ (int)ch.stat, (int)ch.k, ch.beta, ch.offset };
+		m->calib = (nd_model_calib){ (int)ch.stat, (int)ch.k, ch.beta, ch.offset, ch.phash_weight,
+					     ch.phash_bits };
 	}
 	return plan_memory(m, err, label);
 }

@@ -562,8 +562,8 @@ struct add_ctx {
 	size_t n;
 	uint32_t *ids;
 	uint32_t *sigs;      /* [n][L], of the stored (quantised) vectors */
-	uint8_t *venc;       /* [n][vlen] encoded vectors */
-	size_t vlen;
+	uint8_t *venc;       /* [n][vlen] encoded vectors (item_vlen bytes each) */
+	size_t vlen;         /* the stride: the largest encoding */
 	uint32_t *osig;      /* [L] scratch: signatures of a replaced image */
 	struct triple *tri;  /* [n*L] */
 	uint8_t *dead;       /* [n] */
@@ -587,6 +587,16 @@ struct prep {
 	nd_error err;
 };
 
+/* The stored size of an item's vector: version 1 on an uncalibrated index,
+ * else version 3 when the item brings a perceptual hash, version 2 when not. */
+static size_t item_vlen(const nd_index *ix, const nd_index_item *it)
+{
+	uint32_t dim = ix->meta.dim, fmt = ix->meta.vec_format;
+	if (ix->calibrated && it->has_phash)
+		return nd_vector_encoded_size_max(dim, fmt);
+	return nd_vector_encoded_size_stat(dim, fmt, ix->calibrated);
+}
+
 static void *prep_worker(void *arg)
 {
 	struct prep *w = arg;
@@ -597,10 +607,10 @@ static void *prep_worker(void *arg)
 		nd_vec_view vv;
 		uint8_t *out = w->venc + i * w->vlen;
 		const uint32_t fmt = w->ix->meta.vec_format;
-		if ((w->rc = cal ? nd_vector_encode_stat(w->items[i].vec, dim, fmt, 0.0f, out, w->vlen,
-							  &len, &w->err)
-				 : nd_vector_encode(w->items[i].vec, dim, fmt, out, w->vlen, &len,
-						    &w->err)) ||
+		const nd_index_item *it = &w->items[i];
+		if ((w->rc = cal ? nd_vector_encode_stat(it->vec, dim, fmt, 0.0f, out, w->vlen, &len,
+							  &w->err)
+				 : nd_vector_encode(it->vec, dim, fmt, out, w->vlen, &len, &w->err)) ||
 		    (w->rc = nd_vector_decode(out, len, dim, &vv, &w->err)))
 			break;
 		/* signatures (and the statistic) come from the stored (quantised) vector */
@@ -609,10 +619,14 @@ static void *prep_worker(void *arg)
 		if (cal) {
 			float st;
 			if ((w->rc = w->ix->calib.stat(w->ix->calib.ctx, w->fbuf, 1, &st, &w->err)) ||
-			    (w->rc = nd_vector_encode_stat(w->items[i].vec, dim, fmt, st, out, w->vlen, &len,
-							   &w->err)))
+			    (w->rc = it->has_phash
+					     ? nd_vector_encode_stat_phash(it->vec, dim, fmt, st, it->phash, out,
+									   w->vlen, &len, &w->err)
+					     : nd_vector_encode_stat(it->vec, dim, fmt, st, out, w->vlen, &len,
+								     &w->err)))
 				break;
 		}
+		ND_ASSERT(len == item_vlen(w->ix, it));
 	}
 	return NULL;
 }
@@ -711,7 +725,7 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			goto done;
 		}
 		/* vector (encoded and signed before the transaction) */
-		MDB_val ik = { sizeof(id), &id }, iv = { c->vlen, c->venc + i * c->vlen };
+		MDB_val ik = { sizeof(id), &id }, iv = { item_vlen(ix, it), c->venc + i * c->vlen };
 		if ((mrc = mdb_put(txn, ix->st->vectors, &ik, &iv, MDB_APPEND))) {
 			rc = nd_store_err(mrc, err, "writing a vector");
 			goto done;
@@ -811,7 +825,7 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	c.ix = ix;
 	c.items = items;
 	c.n = n;
-	c.vlen = nd_vector_encoded_size_stat(dim, ix->meta.vec_format, ix->calibrated);
+	c.vlen = nd_vector_encoded_size_max(dim, ix->meta.vec_format);
 	size_t vsz;
 	if (nd_mul_size(n, c.vlen, &vsz))
 		return nd_error_set(err, ND_EOVERFLOW, "batch too large");
@@ -822,7 +836,7 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	c.dead = malloc(n);
 	c.idbuf = malloc(n * sizeof(uint32_t));
 	c.fbuf = malloc(dim * sizeof(float));
-	c.vbuf_cap = nd_vector_encoded_size_stat(dim, ND_VEC_F16, 1);
+	c.vbuf_cap = nd_vector_encoded_size_max(dim, ND_VEC_F16);
 	if (c.vbuf_cap < nd_record_encoded_size(ND_PATH_MAX))
 		c.vbuf_cap = nd_record_encoded_size(ND_PATH_MAX);
 	c.vbuf = malloc(c.vbuf_cap);
@@ -1128,7 +1142,8 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 						  "vector of id %u has no background statistic", id);
 				goto done;
 			}
-			sim = nd_ix_score(ix, raw, qstat, vv.stat);
+			sim = nd_ix_score(ix, raw, qstat, vv.stat) +
+			      nd_ix_phash_bonus(ix, p->has_phash, p->phash, vv.has_phash, vv.phash);
 		}
 		if (sim >= p->min_sim)
 			topk_insert(hits, &nh, p->k, id, sim, raw);
@@ -1213,6 +1228,20 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err)
 	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
 	if (rc == 0)
 		nd_vector_dequant(&vv, out);
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err)
+{
+	MDB_txn *txn;
+	nd_vec_view vv;
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc)
+		return rc;
+	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	*has_phash = rc == 0 && vv.has_phash;
+	*phash = rc == 0 ? vv.phash : 0;
 	nd_store_read_end(ix->st, txn);
 	return rc;
 }

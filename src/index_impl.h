@@ -4,6 +4,7 @@
 
 #include "neardup/index.h"
 #include "neardup/lsh.h"
+#include "neardup/phash.h"
 #include "store_impl.h"
 
 struct nd_index {
@@ -18,6 +19,15 @@ struct nd_index {
 static inline float nd_ix_score(const nd_index *ix, float cos, float sa, float sb)
 {
 	return cos - ix->calib.beta * 0.5f * (sa + sb) + ix->calib.offset;
+}
+
+/* The perceptual-hash term of the fused score (nd_calib_phash_bonus in
+ * neardup/calib.h): 0 unless both images carry a hash. */
+static inline float nd_ix_phash_bonus(const nd_index *ix, int has_a, uint64_t a, int has_b, uint64_t b)
+{
+	if (!has_a || !has_b)
+		return 0.0f;
+	return nd_phash_bonus(ix->calib.phash_weight, ix->calib.phash_bits, nd_phash_distance(a, b));
 }
 
 /* Runs fn(items + i * size) for i < n (n <= ND_JOIN_MAX_THREADS), on n

@@ -174,7 +174,9 @@ static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows
 		w->st.pairs_compared++;
 		float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
 		if (s->cal)
-			sim = nd_ix_score(s->ix, sim, s->vv[a].stat, s->vv[b].stat);
+			sim = nd_ix_score(s->ix, sim, s->vv[a].stat, s->vv[b].stat) +
+			      nd_ix_phash_bonus(s->ix, s->vv[a].has_phash, s->vv[a].phash,
+						s->vv[b].has_phash, s->vv[b].phash);
 		if (sim < s->p->min_sim)
 			continue;
 		/* rows hold indexes into vv; ids are mapped at emission */

@@ -69,6 +69,11 @@ struct vec_disk_v2 {
 	float stat;              /* background statistic (issue 8) */
 };
 _Static_assert(sizeof(struct vec_disk_v2) == ND_VEC_HDR_V2, "vector header v2 layout");
+struct vec_disk_v3 {
+	struct vec_disk_v2 v2;   /* version 3, hdr_size >= ND_VEC_HDR_V3 */
+	uint64_t phash;          /* 64-bit DCT perceptual hash (neardup/phash.h) */
+};
+_Static_assert(sizeof(struct vec_disk_v3) == ND_VEC_HDR_V3, "vector header v3 layout");
 
 #define PATHVAL_MAGIC 0xA1
 
@@ -311,9 +316,19 @@ static float f16_to_f32(uint16_t h)
 	return f;
 }
 
+static size_t header_size(const float *stat, const uint64_t *phash)
+{
+	return phash ? ND_VEC_HDR_V3 : stat ? ND_VEC_HDR_V2 : ND_VEC_HDR_V1;
+}
+
 size_t nd_vector_encoded_size_stat(uint32_t dim, uint32_t format, int has_stat)
 {
 	return (has_stat ? ND_VEC_HDR_V2 : ND_VEC_HDR_V1) + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
+}
+
+size_t nd_vector_encoded_size_max(uint32_t dim, uint32_t format)
+{
+	return ND_VEC_HDR_V3 + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
 }
 
 size_t nd_vector_encoded_size(uint32_t dim, uint32_t format)
@@ -322,12 +337,12 @@ size_t nd_vector_encoded_size(uint32_t dim, uint32_t format)
 }
 
 static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const float *stat,
-			 uint8_t *out, size_t cap, size_t *len, nd_error *err);
+			 const uint64_t *phash, uint8_t *out, size_t cap, size_t *len, nd_error *err);
 
 int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *out, size_t cap,
 		     size_t *len, nd_error *err)
 {
-	return vector_encode(vec, dim, format, NULL, out, cap, len, err);
+	return vector_encode(vec, dim, format, NULL, NULL, out, cap, len, err);
 }
 
 int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float stat, uint8_t *out,
@@ -335,19 +350,27 @@ int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float
 {
 	if (!isfinite(stat))
 		return nd_error_set(err, ND_EINVAL, "vector statistic is not finite");
-	return vector_encode(vec, dim, format, &stat, out, cap, len, err);
+	return vector_encode(vec, dim, format, &stat, NULL, out, cap, len, err);
+}
+
+int nd_vector_encode_stat_phash(const float *vec, uint32_t dim, uint32_t format, float stat,
+				uint64_t phash, uint8_t *out, size_t cap, size_t *len, nd_error *err)
+{
+	if (!isfinite(stat))
+		return nd_error_set(err, ND_EINVAL, "vector statistic is not finite");
+	return vector_encode(vec, dim, format, &stat, &phash, out, cap, len, err);
 }
 
 static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const float *stat,
-			 uint8_t *out, size_t cap, size_t *len, nd_error *err)
+			 const uint64_t *phash, uint8_t *out, size_t cap, size_t *len, nd_error *err)
 {
 	typedef struct vec_disk_v1 S;
-	const size_t hs = stat ? ND_VEC_HDR_V2 : ND_VEC_HDR_V1;
+	const size_t hs = header_size(stat, phash);
 	if (dim == 0 || dim > UINT16_MAX)
 		return nd_error_set(err, ND_EINVAL, "vector dimension %u out of range", dim);
 	if (format != ND_VEC_F16 && format != ND_VEC_I8)
 		return nd_error_set(err, ND_EINVAL, "unknown vector format %u", format);
-	size_t need = nd_vector_encoded_size_stat(dim, format, stat != NULL);
+	size_t need = hs + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
 	if (cap < need)
 		return nd_error_set(err, ND_ELIMIT, "vector buffer too small");
 	float amax = 0;
@@ -362,12 +385,14 @@ static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const 
 		return nd_error_set(err, ND_EINVAL, "vector component too large for float16");
 	memset(out, 0, hs);
 	PUT(uint8_t, out, S, magic, VEC_MAGIC);
-	PUT(uint8_t, out, S, version, stat ? 2 : 1);
+	PUT(uint8_t, out, S, version, phash ? 3 : stat ? 2 : 1);
 	PUT(uint8_t, out, S, format, (uint8_t)format);
 	PUT(uint8_t, out, S, hdr_size, (uint8_t)hs);
 	PUT(uint16_t, out, S, dim, (uint16_t)dim);
 	if (stat)
 		PUT(float, out, struct vec_disk_v2, stat, *stat);
+	if (phash)
+		PUT(uint64_t, out, struct vec_disk_v3, phash, *phash);
 	uint8_t *d = out + hs;
 	if (format == ND_VEC_F16) {
 		PUT(float, out, S, scale, 1.0f);
@@ -424,6 +449,15 @@ int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, 
 			return nd_error_set(err, ND_ECORRUPT, "vector statistic is not finite");
 		v->has_stat = 1;
 		v->stat = st;
+	}
+	v->has_phash = 0;
+	v->phash = 0;
+	if (b[1] >= 3) {
+		if (hs < ND_VEC_HDR_V3)
+			return nd_error_set(err, ND_ECORRUPT, "vector version %u with a %u-byte header", b[1],
+					    hs);
+		v->has_phash = 1;
+		v->phash = GET(uint64_t, b, struct vec_disk_v3, phash);
 	}
 	v->dim = d;
 	v->format = fmt;

@@ -73,7 +73,7 @@ static double naive_stat(const nd_model *m, const float *x, const nd_model_calib
 	double *s = malloc(n * sizeof(double));
 	float *row = malloc((size_t)d * sizeof(float));
 	for (size_t i = 0; i < n; i++) {
-		nd_vec_view v = { (uint32_t)d, ND_VEC_F16, 1.0f, (const uint8_t *)(h + i * (size_t)d), 0, 0 };
+		nd_vec_view v = { (uint32_t)d, ND_VEC_F16, 1.0f, (const uint8_t *)(h + i * (size_t)d), 0, 0, 0, 0 };
 		nd_vector_dequant(&v, row);
 		double acc = 0;
 		for (int j = 0; j < d; j++)
@@ -338,7 +338,7 @@ static nd_index_options opts(struct fixture *f, int calibrated, int readonly)
 	o.model_name = "tiny";
 	o.model_checksum = 7;
 	if (calibrated)
-		o.calib = (nd_index_calib){ nd_calib_stat_fn, f->c, TINY_D, f->p.beta, f->p.offset };
+		o.calib = (nd_index_calib){ nd_calib_stat_fn, f->c, TINY_D, f->p.beta, f->p.offset, 0, 0 };
 	return o;
 }
 
@@ -475,6 +475,117 @@ static void test_index_calibrated(void)
 		CHECK(ps.sim[q] >= thr && ps.sim[q] <= 1.001f);
 	free(S);
 	free(V);
+	free(ps.v);
+	free(ps.sim);
+	nd_index_close(ix);
+done:
+	rmdir_index(dir);
+	fixture_free(&f);
+}
+
+
+/* Score fusion (issue 4): images stored with a perceptual hash score
+ * cal + weight * max(0, bits - Hamming) against a query with one; without
+ * a hash on either side, the calibrated score alone. Query and self-join. */
+static void test_index_phash_fusion(void)
+{
+	struct fixture f;
+	nd_error err;
+	char dir[256];
+	const float weight = 0.03f, bits = 11.0f;
+	CHECK_EQ_INT(fixture_init(&f), 0);
+	if (!f.X)
+		return;
+	snprintf(dir, sizeof(dir), "%s/fused", tmproot);
+	rmdir_index(dir);
+	/* hashes: one of 4 base patterns, a few bits flipped; every 5th image has none */
+	static const uint64_t base[4] = { 0x0123456789abcdefull, 0xfedcba9876543210ull,
+					  0x00ff00ff00ff00ffull, 0xaaaaaaaa55555555ull };
+	for (int i = 0; i < NV; i++) {
+		f.it[i].has_phash = i % 5 != 0;
+		f.it[i].phash = base[i % 4] ^ ((1ull << (i % 13)) - 1);
+	}
+	nd_index *ix = NULL;
+	nd_index_options o = opts(&f, 1, 0);
+	o.calib.phash_weight = weight;
+	o.calib.phash_bits = bits;
+	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+	if (!ix)
+		goto done;
+	CHECK_EQ_INT(nd_index_add(ix, f.it, NV, NULL, &err), 0);
+	nd_check_report rep;
+	CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+	CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+	nd_model_calib pf = f.p;
+	pf.phash_weight = weight;
+	pf.phash_bits = bits;
+
+	nd_query_params qp;
+	nd_query_params_init(&qp);
+	qp.k = 20;
+	nd_hit hits[20];
+	size_t n;
+	float fv[TINY_D];
+	int bad = 0, boosted = 0, checked = 0;
+	for (int q = 0; q < NV; q += 29)
+		for (int with = 0; with <= 1; with++) {
+			const float *x = f.X + q * TINY_D;
+			float qs, vs;
+			qp.has_phash = with;
+			qp.phash = base[q % 4];
+			CHECK_EQ_INT(nd_index_query(ix, x, &qp, hits, &n, NULL, &err), 0);
+			nd_calib_stat(f.c, x, 1, &qs, &err);
+			for (size_t i = 0; i < n; i++) {
+				int has;
+				uint64_t h;
+				CHECK_EQ_INT(nd_index_get_vector(ix, hits[i].id, fv, &err), 0);
+				CHECK_EQ_INT(nd_index_get_phash(ix, hits[i].id, &has, &h, &err), 0);
+				uint32_t idx = hits[i].id - 1;
+				bad += has != f.it[idx].has_phash || (has && h != f.it[idx].phash);
+				nd_calib_stat(f.c, fv, 1, &vs, &err);
+				float want = nd_calib_score(&pf, hits[i].raw, qs, vs);
+				if (with && has)
+					want += nd_calib_phash_bonus(&pf, nd_phash_distance(qp.phash, h));
+				boosted += want > nd_calib_score(&pf, hits[i].raw, qs, vs);
+				bad += fabsf(hits[i].sim - want) > 1e-6f;
+				bad += i > 0 && hits[i].sim > hits[i - 1].sim;
+				checked++;
+			}
+		}
+	CHECK_MSG(bad == 0, "%d of %d hits wrong", bad, checked);
+	CHECK(boosted > 10); /* the test means something */
+
+	/* self-join: every emitted pair carries the fused score */
+	struct pairset ps = { calloc(NV * NV / 2, 8), 0, calloc(NV * NV / 2, 4) };
+	nd_selfjoin_params jp;
+	nd_selfjoin_params_init(&jp);
+	jp.min_sim = 0.9f;
+	jp.threads = 2;
+	jp.radius = 3;
+	CHECK_EQ_INT(nd_index_selfjoin(ix, &jp, collect, &ps, NULL, &err), 0);
+	int jbad = 0, jboost = 0;
+	for (size_t q = 0; q < ps.n; q++) {
+		uint32_t a = (uint32_t)(ps.v[q] >> 32), b = (uint32_t)ps.v[q];
+		float va[TINY_D], vb[TINY_D], sa, sb;
+		nd_index_get_vector(ix, a, va, &err);
+		nd_index_get_vector(ix, b, vb, &err);
+		nd_calib_stat(f.c, va, 1, &sa, &err);
+		nd_calib_stat(f.c, vb, 1, &sb, &err);
+		double cos = 0;
+		for (int j = 0; j < TINY_D; j++)
+			cos += (double)va[j] * vb[j];
+		float want = nd_calib_score(&pf, (float)cos, sa, sb);
+		const nd_index_item *ia = &f.it[a - 1], *ib = &f.it[b - 1];
+		if (ia->has_phash && ib->has_phash) {
+			float bonus = nd_calib_phash_bonus(&pf, nd_phash_distance(ia->phash, ib->phash));
+			want += bonus;
+			jboost += bonus > 0;
+		}
+		jbad += fabsf(ps.sim[q] - want) > 1e-5f || ps.sim[q] < jp.min_sim;
+	}
+	printf("  fused self-join: %zu pairs, %d with a pHash term, %d wrong\n", ps.n, jboost, jbad);
+	CHECK(jboost > 0);
+	CHECK_EQ_INT(jbad, 0);
 	free(ps.v);
 	free(ps.sim);
 	nd_index_close(ix);
@@ -652,6 +763,7 @@ int main(void)
 	RUN(test_shipped_golden);
 	RUN(test_model_section);
 	RUN(test_index_calibrated);
+	RUN(test_index_phash_fusion);
 	RUN(test_upgrade);
 	rmdir(tmproot);
 	return test_summary();

@@ -32,6 +32,7 @@
 
 #include "neardup/cnn.h"
 #include "neardup/common.h"
+#include "neardup/phash.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +67,19 @@ int nd_calib_stat_fn(void *c, const float *vecs, size_t n, float *out, nd_error 
 static inline float nd_calib_score(const nd_model_calib *p, float cos, float sa, float sb)
 {
 	return cos - p->beta * 0.5f * (sa + sb) + p->offset;
+}
+
+/* Score fusion with the 64-bit perceptual hash (issue 4): two images whose
+ * hashes differ in d bits add phash_weight * max(0, phash_bits - d) to
+ * their calibrated similarity. The CNN is weaker than the hash exactly
+ * where the hash is near-perfect (greyscale, blur, recompression, plain
+ * rescaling: the copy keeps the image's low frequencies), and a small
+ * Hamming distance is then strong evidence; a large one adds nothing, so
+ * crops and edits the hash cannot see are scored by the CNN alone.
+ * Measured in models/README.md ("Score fusion"). */
+static inline float nd_calib_phash_bonus(const nd_model_calib *p, int hamming)
+{
+	return nd_phash_bonus(p->phash_weight, p->phash_bits, hamming);
 }
 
 #ifdef __cplusplus

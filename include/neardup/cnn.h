@@ -108,6 +108,9 @@ typedef struct nd_model_calib {
 	int stat;               /* enum nd_calib_stat */
 	int k;                  /* 1..background count */
 	float beta, offset;
+	/* score fusion with the perceptual hash (issue 4; neardup/calib.h):
+	 * + phash_weight * max(0, phash_bits - Hamming distance); 0: none */
+	float phash_weight, phash_bits;
 } nd_model_calib;
 
 /* Fills *c; ND_ENOTFOUND (and *c zeroed) when the file has no calibration. */

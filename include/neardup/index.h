@@ -62,6 +62,10 @@ typedef struct nd_index_calib {
 	void *ctx;
 	uint32_t dim;             /* the dimension stat expects: must be the index's (ND_EMISMATCH) */
 	float beta, offset;
+	/* score fusion (issue 4): images that both carry a perceptual hash
+	 * (nd_index_item.phash, nd_query_params.phash) add
+	 * phash_weight * max(0, phash_bits - Hamming distance); 0: none */
+	float phash_weight, phash_bits;
 } nd_index_calib;
 
 typedef struct nd_index_options {
@@ -105,6 +109,9 @@ int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err);
 typedef struct nd_index_item {
 	const float *vec;         /* [dim], L2-normalised (|norm^2 - 1| <= 0.01, else ND_EINVAL) */
 	nd_record rec;            /* path, size, mtime, hash, width, height; id ignored */
+	int has_phash;            /* phash is the image's perceptual hash (neardup/phash.h); stored
+				   * with the vector on a calibrated index (vector version 3) */
+	uint64_t phash;
 } nd_index_item;
 
 /* Adds n images in one transaction; ids[i] (if ids is not NULL) receives the
@@ -132,6 +139,9 @@ typedef struct nd_query_params {
 				   * ND_INDEX_DEFAULT_RERANK_ALL; 0: never) */
 	int raw;                  /* 1: rank and filter by the plain cosine even on a calibrated
 				   * handle (default 0: the calibrated similarity) */
+	int has_phash;            /* phash is the query's perceptual hash: stored images with one
+				   * get the fusion term (nd_index_calib; default 0) */
+	uint64_t phash;
 } nd_query_params;
 void nd_query_params_init(nd_query_params *p);
 
@@ -165,6 +175,9 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 			nd_error *err);
 /* The stored (dequantised) vector of an id into out[dim]. */
 int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
+/* The stored perceptual hash of id: *has_phash 0 when its vector has none
+ * (stored before issue 4, or on an uncalibrated index). */
+int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err);
 /* Id of a path (ND_ENOTFOUND if none). */
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
 /* Ids with this content hash: the first cap go to ids, *n receives the total. */

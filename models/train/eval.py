@@ -125,6 +125,28 @@ def phash_bits(g):
     return c > med
 
 
+def phash_bits_input(x):
+    """The product's hash (src/phash.c): the same DCT hash of the luma of the
+    prepared model input x [N][3][S][S] uint8 (S a multiple of 32), area
+    averaged to 32x32 -- what neardup stores with every vector."""
+    lum = (0.299 * x[:, 0].astype(np.float64) + 0.587 * x[:, 1] + 0.114 * x[:, 2])
+    n, s = len(x), x.shape[-1]
+    g = lum.reshape(n, 32, s // 32, 32, s // 32).mean(axis=(2, 4))
+    return phash_bits(g)
+
+
+def hamming(qbits, rbits):
+    q = qbits.astype(np.float32)
+    r = rbits.astype(np.float32)
+    return q @ (1 - r).T + (1 - q) @ r.T
+
+
+def phash_bonus(ham, weight, bits):
+    """The fusion term neardup adds to the calibrated similarity
+    (nd_phash_bonus, include/neardup/phash.h)."""
+    return weight * np.maximum(0.0, bits - ham)
+
+
 def phash_sim(qbits, rbits):
     q = qbits.astype(np.float32)
     r = rbits.astype(np.float32)
@@ -210,7 +232,9 @@ def kth_sim(e, bg, k):
 CALIB_MEAN, CALIB_KTH = 1, 2          # statistic kinds, as in the model file's CALIB section
 # chosen with --sweep at step 2400 (models/README.md, "Calibration"): muAP is flat
 # (0.784-0.786) over k 1..5, beta 0.5..0.8, 3000..5000 vectors
-CALIB_DEFAULTS = {"stat": CALIB_MEAN, "k": 3, "beta": 0.65, "n": 3000}
+# score fusion with the perceptual hash (models/README.md, "Score fusion"): + 0.04 per bit
+# below 11 bits of Hamming distance
+CALIB_DEFAULTS = {"stat": CALIB_MEAN, "k": 3, "beta": 0.65, "n": 3000, "phash_weight": 0.04, "phash_bits": 11.0}
 
 
 def bg_f16(ebg):
@@ -296,27 +320,29 @@ def sweep(e, bg, qi, ri, rows_q, gt, rows):
                           f"{ms['R@P90']:.3f} | {ms['R@1']:.3f} | {mq['muAP']:.3f} | {mq['R@1']:.3f} |", flush=True)
 
 
-def pairs_table(e, b, rows, beta, off):
+def pairs_table(e, b, rows, beta, off, bonus=None):
     """Dedup view: every pair of dev images (originals, distractors, copies);
     a pair is a true duplicate when both come from the same original.
-    Prints pairwise precision / recall by threshold, raw and normalised."""
+    Prints pairwise precision / recall by threshold, raw, normalised and
+    (with bonus, the [N][N] pHash fusion term) fused."""
     grp = np.array([r["orig"] if r["orig"] >= 0 else -1 - i for i, r in enumerate(rows)])
     iu = np.triu_indices(len(e), 1)
     cos = (e @ e.T)[iu]
     same = (grp[:, None] == grp[None, :])[iu]
     norm = calib_score(cos, b[iu[0]], b[iu[1]], beta, off)
+    scores = [("raw", cos), ("norm", norm)] + ([("fused", norm + bonus[iu])] if bonus is not None else [])
     npos = int(same.sum())
     print(f"pairs: {len(cos)} pairs, {npos} duplicates")
-    print("| threshold | raw precision | raw recall | norm precision | norm recall |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| threshold | " + " | ".join(f"{n} precision | {n} recall" for n, _ in scores) + " |")
+    print("|---:|" + "---:|---:|" * len(scores))
     for t in np.arange(0.50, 0.96, 0.025):
         cells = []
-        for sc in (cos, norm):
+        for _, sc in scores:
             sel = sc >= t
             tp = int((sel & same).sum())
             cells += [f"{tp / max(int(sel.sum()), 1):.3f}", f"{tp / npos:.3f}"]
         print(f"| {t:.3f} | " + " | ".join(cells) + " |")
-    for name, sc in (("raw", cos), ("norm", norm)):
+    for name, sc in scores:
         order = np.argsort(-sc, kind="stable")
         tp = np.cumsum(same[order])
         prec = tp / np.arange(1, len(order) + 1)
@@ -423,6 +449,9 @@ def main():
     ap.add_argument("--bg-k", type=int, default=CALIB_DEFAULTS["k"])
     ap.add_argument("--bg-beta", type=float, default=CALIB_DEFAULTS["beta"])
     ap.add_argument("--bg-stat", type=int, default=CALIB_DEFAULTS["stat"], help="1: mean of top k, 2: k-th")
+    ap.add_argument("--phash-weight", type=float, default=CALIB_DEFAULTS["phash_weight"],
+                    help="score fusion (row model+fused): weight per bit below --phash-bits")
+    ap.add_argument("--phash-bits", type=float, default=CALIB_DEFAULTS["phash_bits"])
     ap.add_argument("--sweep", action="store_true", help="grid over statistic, k, beta, background size")
     ap.add_argument("--pairs", action="store_true",
                     help="dedup pairwise precision/recall by threshold, raw and normalised (all dev images)")
@@ -469,16 +498,23 @@ def main():
                 off = calib_offset(bg, k, beta, st, groups=background_groups(len(bg)))
                 b = calib_stat(e, bg, k, st)
                 bq, br = b[qi], b[ri]
+                pb = phash_bits_input(x)
+                fused = calib_score(sim, bq[:, None], br[None, :], beta, off) + \
+                    phash_bonus(hamming(pb[qi], pb[ri]), args.phash_weight, args.phash_bits)
                 for tag, s2 in (("model+bgq", sim - beta * bq[:, None]),
-                                ("model+norm", calib_score(sim, bq[:, None], br[None, :], beta, off))):
+                                ("model+norm", calib_score(sim, bq[:, None], br[None, :], beta, off)),
+                                ("model+fused", fused)):
                     results[tag] = evaluate(s2, rows_q, gt)
                     labels[tag] = (f"{labels[m]}, minus {beta} x {'mean of top' if st == CALIB_MEAN else 'k-th'} "
                                    f"{k} of {len(bg)} background{' (query only)' if tag.endswith('q') else ''}"
-                                   + ("" if tag.endswith("q") else f", + offset {off:.4f}"))
+                                   + ("" if tag.endswith("q") else f", + offset {off:.4f}")
+                                   + (f", + {args.phash_weight:g} x max(0, {args.phash_bits:g} - pHash "
+                                      "distance)" if tag.endswith("fused") else ""))
                     print(f"{tag}: muAP {results[tag]['all']['muAP']:.3f} R@P90 {results[tag]['all']['R@P90']:.3f} "
                           f"R@1 {results[tag]['all']['R@1']:.3f}", flush=True)
                 if args.pairs:
-                    pairs_table(e, b, rows, beta, off)
+                    pairs_table(e, b, rows, beta, off,
+                                phash_bonus(hamming(pb, pb), args.phash_weight, args.phash_bits))
                 if args.check_cli:
                     check_cli(args.devset, rows, e, b, beta, off, args.check_cli,
                               os.path.join(ROOT, "build", "rel", "neardup"))

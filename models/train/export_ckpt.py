@@ -38,6 +38,10 @@ def main():
     ap.add_argument("--bg-k", type=int, default=ev.CALIB_DEFAULTS["k"])
     ap.add_argument("--bg-beta", type=float, default=ev.CALIB_DEFAULTS["beta"])
     ap.add_argument("--bg-stat", type=int, default=ev.CALIB_DEFAULTS["stat"], help="1: mean of top k, 2: k-th")
+    ap.add_argument("--phash-weight", type=float, default=ev.CALIB_DEFAULTS["phash_weight"],
+                    help="score fusion with the perceptual hash: weight per bit (0: none)")
+    ap.add_argument("--phash-bits", type=float, default=ev.CALIB_DEFAULTS["phash_bits"],
+                    help="score fusion: Hamming distances below this add weight x (bits - distance)")
     ap.add_argument("--vectors", metavar="PREFIX",
                     help="also write parity vectors PREFIX.in.f32 / PREFIX.out.f32 from the same "
                          "model (tests/test_cnn.c checks models/NAME.ndm against tests/data/cnn/NAME.*)")
@@ -48,7 +52,8 @@ def main():
     if args.bg:
         bg = ev.bg_f16(ev.embed(model, ev.background_inputs(args.bg, net.SIZE)))
         off = ev.calib_offset(bg, args.bg_k, args.bg_beta, args.bg_stat, groups=ev.background_groups(args.bg))
-        calib = dict(stat=args.bg_stat, k=args.bg_k, beta=args.bg_beta, offset=off)
+        calib = dict(stat=args.bg_stat, k=args.bg_k, beta=args.bg_beta, offset=off,
+                     phash_weight=args.phash_weight, phash_bits=args.phash_bits)
     export_model(model, args.out, name=args.name, input_hw=(net.SIZE, net.SIZE), mean=net.MEAN, std=net.STD,
                  background=bg, calib=calib)
     print(f"exported {label} -> {args.out} ({os.path.getsize(args.out)} bytes)" +

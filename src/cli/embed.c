@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "neardup/phash.h"
 
 int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *err)
 {
@@ -33,7 +34,9 @@ int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *er
 	e->scratch = malloc(nd_prep_scratch_size(&e->prep));
 	e->in = malloc(nin);
 	e->out = malloc(nout);
-	if (!e->scratch || !e->in || !e->out) {
+	e->phash = malloc(sizeof(uint64_t) * (size_t)batch);
+	e->lum = malloc(sizeof(float) * (size_t)e->info.input_w * (size_t)e->info.input_h);
+	if (!e->scratch || !e->in || !e->out || !e->phash || !e->lum) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for a batch of %d images", batch);
 		goto fail;
 	}
@@ -49,6 +52,8 @@ void embedder_free(struct embedder *e)
 	free(e->scratch);
 	free(e->in);
 	free(e->out);
+	free(e->phash);
+	free(e->lum);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -127,6 +132,13 @@ static float *slot(struct embedder *e, int i)
 	return e->in + (size_t)3 * e->prep.width * e->prep.height * (size_t)i;
 }
 
+/* The perceptual hash of slot i's prepared input into e->phash[i]. */
+static int slot_phash(struct embedder *e, int i, nd_error *err)
+{
+	return nd_phash_tensor(slot(e, i), e->prep.width, e->prep.height, e->prep.mean, e->prep.std,
+			       e->lum, &e->phash[i], err);
+}
+
 /* Decodes data with the ingest options into *img and preps it into the next
  * slot (not yet counted in e->n). img is kept for further views. */
 static int decode_identity(struct embedder *e, const void *data, size_t len, nd_image *img,
@@ -137,6 +149,8 @@ static int decode_identity(struct embedder *e, const void *data, size_t len, nd_
 	if (rc)
 		return rc;
 	rc = nd_prep_image(img, &e->prep, slot(e, e->n), e->scratch, err);
+	if (rc == 0)
+		rc = slot_phash(e, e->n, err);
 	if (rc) {
 		nd_image_free(img);
 		return rc;

@@ -22,6 +22,9 @@ struct embedder {
 	void *scratch;    /* nd_prep_scratch_size bytes */
 	float *in;        /* [cap][3][H][W] */
 	float *out;       /* [cap][D] */
+	uint64_t *phash;  /* [cap] perceptual hash of each slot's image, from its prepared input
+			   * (neardup/phash.h; for a view slot, of the view) */
+	float *lum;       /* [H][W] scratch for the hash */
 	int cap, n;       /* batch capacity, images in the batch now */
 };
 

@@ -31,12 +31,19 @@ struct follower {
 
 enum { ENT_PENDING, ENT_DONE };
 
+/* An image's perceptual hash, when known (neardup/phash.h). */
+struct phash {
+	int has;
+	uint64_t v;
+};
+
 struct entry {
 	struct entry *next;
 	uint8_t hash[16];
 	int state;
 	uint32_t w, h;
 	float *vec;              /* ENT_DONE: a copy, until the writer committed it */
+	struct phash ph;         /* ENT_DONE: its perceptual hash */
 	struct follower *followers; /* ENT_PENDING: identical files waiting */
 };
 
@@ -51,6 +58,7 @@ struct result {
 	nd_record rec;
 	char *path;      /* owned */
 	float *vec;      /* owned */
+	struct phash ph;
 	struct entry *owner; /* the table entry to drop once committed, or NULL */
 };
 
@@ -166,7 +174,8 @@ static void free_result(struct result *r)
 
 /* A result for path with a copy of vec. */
 static struct result *make_result(struct pipe *p, const char *path, uint64_t size, int64_t mt,
-				  const uint8_t hash[16], uint32_t w, uint32_t h, const float *vec)
+				  const uint8_t hash[16], uint32_t w, uint32_t h, const float *vec,
+				  struct phash ph)
 {
 	struct result *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -178,6 +187,7 @@ static struct result *make_result(struct pipe *p, const char *path, uint64_t siz
 		return NULL;
 	}
 	memcpy(r->vec, vec, sizeof(float) * (size_t)p->dim);
+	r->ph = ph;
 	r->rec.path = r->path;
 	r->rec.path_len = strlen(r->path);
 	r->rec.size = size;
@@ -189,9 +199,9 @@ static struct result *make_result(struct pipe *p, const char *path, uint64_t siz
 }
 
 static int emit(struct pipe *p, const char *path, uint64_t size, int64_t mt, const uint8_t hash[16],
-		uint32_t w, uint32_t h, const float *vec, struct entry *owner, int exact)
+		uint32_t w, uint32_t h, const float *vec, struct phash ph, struct entry *owner, int exact)
 {
-	struct result *r = make_result(p, path, size, mt, hash, w, h, vec);
+	struct result *r = make_result(p, path, size, mt, hash, w, h, vec, ph);
 	if (!r) {
 		fail_file(p, "cannot add", path, "out of memory");
 		return -1;
@@ -257,7 +267,8 @@ static void table_fail(struct pipe *p, struct entry *ent, const char *what, cons
 /* The owner of ent has its vector: followers become exact duplicates.
  * Returns 1 when ent stays in the table (until the writer commits the
  * owner's result), 0 when it was released (no memory for a copy). */
-static int table_done(struct pipe *p, struct entry *ent, const float *vec, uint32_t w, uint32_t h)
+static int table_done(struct pipe *p, struct entry *ent, const float *vec, struct phash ph, uint32_t w,
+		      uint32_t h)
 {
 	float *copy = malloc(sizeof(float) * (size_t)p->dim);
 	uint8_t hash[16];
@@ -270,6 +281,7 @@ static int table_done(struct pipe *p, struct entry *ent, const float *vec, uint3
 	if (copy) {
 		memcpy(copy, vec, sizeof(float) * (size_t)p->dim);
 		ent->vec = copy;
+		ent->ph = ph;
 		ent->state = ENT_DONE;
 	} else {
 		/* later identical files are then embedded again: correct, slower */
@@ -279,7 +291,7 @@ static int table_done(struct pipe *p, struct entry *ent, const float *vec, uint3
 	if (!copy)
 		free(ent);
 	for (struct follower *x = f; x; x = x->next)
-		emit(p, x->path, x->size, x->mtime_ns, hash, w, h, vec, NULL, 1);
+		emit(p, x->path, x->size, x->mtime_ns, hash, w, h, vec, ph, NULL, 1);
 	free_followers(f);
 	return copy != NULL;
 }
@@ -317,8 +329,9 @@ static void flush(struct worker *w)
 			table_fail(p, pd->ent, "cannot embed", err.msg);
 		} else {
 			const float *v = w->e.out + (size_t)i * (size_t)p->dim;
-			int kept = table_done(p, pd->ent, v, pd->w, pd->h);
-			emit(p, pd->path, pd->size, pd->mtime_ns, pd->hash, pd->w, pd->h, v,
+			struct phash ph = { 1, w->e.phash[i] };
+			int kept = table_done(p, pd->ent, v, ph, pd->w, pd->h);
+			emit(p, pd->path, pd->size, pd->mtime_ns, pd->hash, pd->w, pd->h, v, ph,
 			     kept ? pd->ent : NULL, 0);
 		}
 		free(pd->path);
@@ -369,9 +382,10 @@ static void process(struct worker *w, const struct job *j)
 		ent = NULL; /* out of memory: reported below */
 	} else if (ent) { /* ENT_DONE */
 		uint32_t ew = ent->w, eh = ent->h;
+		struct phash ph = ent->ph;
 		memcpy(w->vec, ent->vec, sizeof(float) * (size_t)p->dim);
 		pthread_mutex_unlock(&p->tmu);
-		emit(p, j->path, size, mt, fd.hash, ew, eh, w->vec, NULL, 1);
+		emit(p, j->path, size, mt, fd.hash, ew, eh, w->vec, ph, NULL, 1);
 		file_data_free(&fd);
 		return;
 	} else {
@@ -381,11 +395,13 @@ static void process(struct worker *w, const struct job *j)
 		char pathbuf[ND_PATH_MAX + 1];
 		/* under tmu: a commit + unlink by the writer cannot slip between
 		 * the table lookup and this one */
+		struct phash ph;
 		if (nd_index_lookup_hash(p->ix, fd.hash, &id, 1, &n, NULL) == 0 && n > 0 &&
 		    nd_index_get_vector(p->ix, id, w->vec, NULL) == 0 &&
+		    nd_index_get_phash(p->ix, id, &ph.has, &ph.v, NULL) == 0 &&
 		    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0) {
 			pthread_mutex_unlock(&p->tmu);
-			emit(p, j->path, size, mt, fd.hash, rec.width, rec.height, w->vec, NULL, 1);
+			emit(p, j->path, size, mt, fd.hash, rec.width, rec.height, w->vec, ph, NULL, 1);
 			file_data_free(&fd);
 			return;
 		}
@@ -485,6 +501,8 @@ static int commit(struct pipe *p, struct result **batch, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			items[i].vec = batch[i]->vec;
 			items[i].rec = batch[i]->rec;
+			items[i].has_phash = batch[i]->ph.has;
+			items[i].phash = batch[i]->ph.v;
 		}
 		rc = nd_index_add(p->ix, items, n, NULL, &err);
 	}

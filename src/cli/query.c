@@ -85,7 +85,11 @@ static void run_one(struct query_ctx *q, const char *path)
 	for (int v = 0; v < q->e.n; v++) {
 		nd_hit *hits = q->hits + (size_t)v * q->qp.k;
 		const float *vec = q->e.out + (size_t)v * q->e.info.embed_dim;
-		if ((rc = nd_index_query(q->ix, vec, &q->qp, hits, &counts[v], NULL, &err))) {
+		/* the perceptual hash compares the image as it is: the identity view */
+		nd_query_params qp = q->qp;
+		qp.has_phash = slot_view[v] == VIEW_IDENTITY;
+		qp.phash = q->e.phash[v];
+		if ((rc = nd_index_query(q->ix, vec, &qp, hits, &counts[v], NULL, &err))) {
 			cli_err_path("cannot query the index for", path,
 				     err.msg[0] ? err.msg : nd_strerror(rc));
 			q->failed = 1;
