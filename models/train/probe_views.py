@@ -7,7 +7,8 @@ keeping 75% / 50% of each side, and as 5 regions keeping 60% of each side
 (4 corners + centre); crops are cut from a 256x256 stretch of the image and
 area-averaged to the 128x128 input. A pair's score is the best over the
 allowed (query view, reference view) pairs, raw cosine or calibrated
-(each view with its own background statistic, as neardup query does).
+(each view with its own background statistic, as neardup query does), and
+calibrated + pHash: the score fusion term added to the (as-is, as-is) pair.
 
   /usr/bin/python3 models/train/probe_views.py [--ckpt models/train/checkpoint.pt]
 Embeddings are cached in cache/calib/views_<step>.npz (~4 min on 2 cores).
@@ -28,26 +29,28 @@ CROPS = ["c0.75", "c0.5"]
 REGIONS = ["tl", "tr", "bl", "br", "c"]
 
 
-def view_embeddings(model, x256):
+def view_embeddings(model, x256, region_size=128, regions_only=False):
     t = torch.from_numpy(x256).float()
 
-    def emb(u):
-        u = torch.nn.functional.interpolate(u, size=(128, 128), mode="area") if u.shape[-1] != 128 else u
+    def emb(u, size=128):
+        u = torch.nn.functional.interpolate(u, size=(size, size), mode="area") if u.shape[-1] != size else u
         return ev.embed(model, u.round().clamp(0, 255).to(torch.uint8).numpy())
 
     def crop(x0, y0, s):
         n = t.shape[-1]
         return t[:, :, int(y0 * n):int((y0 + s) * n), int(x0 * n):int((x0 + s) * n)]
 
-    e = {"full": emb(t)}
-    for k in (1, 2, 3):
-        e[f"rot{k}"] = emb(torch.rot90(t, k, dims=(2, 3)))
-    for s in (0.75, 0.5):
-        e[f"c{s}"] = emb(crop((1 - s) / 2, (1 - s) / 2, s))
+    e = {}
+    if not regions_only:
+        e["full"] = emb(t)
+        for k in (1, 2, 3):
+            e[f"rot{k}"] = emb(torch.rot90(t, k, dims=(2, 3)))
+        for s in (0.75, 0.5):
+            e[f"c{s}"] = emb(crop((1 - s) / 2, (1 - s) / 2, s))
     s = 0.6
     for name, (a, b) in {"tl": (0, 0), "tr": (1 - s, 0), "bl": (0, 1 - s), "br": (1 - s, 1 - s),
                          "c": ((1 - s) / 2, (1 - s) / 2)}.items():
-        e[name] = emb(crop(a, b, s))
+        e[name] = emb(crop(a, b, s), region_size)
     return e
 
 
@@ -55,6 +58,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=os.path.join(HERE, "checkpoint.pt"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--region-size", type=int, default=128,
+                    help="embed the reference regions at this input size (a cheaper ingest: 96 costs "
+                         "0.56 of an embedding)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = ev.load_manifest(ev.DEVSET)
@@ -73,6 +79,15 @@ def main():
         e = view_embeddings(model, x256)
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         np.savez(cache, **e)
+    if args.region_size != 128:
+        rcache = cache[:-4] + f"_regions{args.region_size}.npz"
+        if os.path.exists(rcache):
+            e.update(dict(np.load(rcache)))
+        else:
+            x256, _ = ev.prepare(ev.DEVSET, rows, 256, os.path.join(ev.DEVSET, "prepared_256.npz"))
+            r = view_embeddings(model, x256, args.region_size, regions_only=True)
+            np.savez(rcache, **r)
+            e.update(r)
     # background statistic of every view (calibrated score), as eval.py computes it
     x128, _ = ev.prepare(ev.DEVSET, rows, 128, os.path.join(ev.DEVSET, "prepared_128.npz"))
 
@@ -84,22 +99,30 @@ def main():
     off = ev.calib_offset(bg, k, beta, ev.CALIB_MEAN, groups=ev.background_groups(len(bg)))
     b = {v: ev.calib_stat(e[v], bg, k, ev.CALIB_MEAN) for v in e}
 
+    # the score fusion (models/README.md, "Score fusion"): the product's hash of
+    # the image as it is, so only the (identity, identity) pair gets the term
+    pb = ev.phash_bits_input(x128)
+    bonus = ev.phash_bonus(ev.hamming(pb[qi], pb[ri]), ev.CALIB_DEFAULTS["phash_weight"],
+                           ev.CALIB_DEFAULTS["phash_bits"])
+
     def score(qv, rv, cal):
         cos = e[qv][qi] @ e[rv][ri].T
-        return ev.calib_score(cos, b[qv][qi][:, None], b[rv][ri][None, :], beta, off) if cal else cos
+        s = ev.calib_score(cos, b[qv][qi][:, None], b[rv][ri][None, :], beta, off) if cal else cos
+        return s + bonus if cal == "fused" and (qv, rv) == ("full", "full") else s
 
     def row(name, qviews, rviews, cal):
         pairs = [("full", "full")] + [(v, "full") for v in qviews] + [("full", v) for v in rviews]
         sim = np.max([score(q, r, cal) for q, r in pairs], axis=0)
         res = ev.evaluate(sim, rows_q, gt)
-        kinds = ["crop25", "crop50", "screenshot", "rot90", "combo", "grey"]
-        print(f"| {name} | {'calibrated' if cal else 'raw'} | {res['all']['muAP']:.3f} | {res['all']['R@P90']:.3f} | "
+        kinds = ["crop25", "crop50", "screenshot", "rot90", "combo", "grey", "blur", "jpeg"]
+        label = {False: "raw", True: "calibrated", "fused": "calibrated + pHash"}[cal]
+        print(f"| {name} | {label} | {res['all']['muAP']:.3f} | {res['all']['R@P90']:.3f} | "
               f"{res['all']['R@1']:.3f} | " + " | ".join(f"{res[kd]['muAP']:.3f}" for kd in kinds) + " |", flush=True)
 
-    print(f"model: {label}")
-    print("| views | score | muAP | R@P90 | R@1 | crop25 | crop50 | screenshot | rot90 | combo | grey |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for cal in (False, True):
+    print(f"model: {label}; reference regions at {args.region_size}x{args.region_size}")
+    print("| views | score | muAP | R@P90 | R@1 | crop25 | crop50 | screenshot | rot90 | combo | grey | blur | jpeg |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cal in (False, True, "fused"):
         row("single vector", [], [], cal)
         row("query: rotations", ROT, [], cal)
         row("query: rotations + centre crops (neardup query)", ROT + CROPS, [], cal)
