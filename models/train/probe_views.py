@@ -58,6 +58,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=os.path.join(HERE, "checkpoint.pt"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fusion-grid", action="store_true",
+                    help="only the grid that chose the score fusion's bits and weight (query views)")
     ap.add_argument("--region-size", type=int, default=128,
                     help="embed the reference regions at this input size (a cheaper ingest: 96 costs "
                          "0.56 of an embedding)")
@@ -119,6 +121,21 @@ def main():
         print(f"| {name} | {label} | {res['all']['muAP']:.3f} | {res['all']['R@P90']:.3f} | "
               f"{res['all']['R@1']:.3f} | " + " | ".join(f"{res[kd]['muAP']:.3f}" for kd in kinds) + " |", flush=True)
 
+    if args.fusion_grid:
+        ham = ev.hamming(pb[qi], pb[ri])
+        qviews = np.max([score(v, "full", True) for v in ROT + CROPS], axis=0)
+        ident = score("full", "full", True)
+        print("| bits | weight per bit | muAP (query views) | single vector | grey | blur | jpeg | rescale |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for bits in (9, 10, 11, 12, 13):
+            for w in (0.03, 0.04, 0.05):
+                t = ev.phash_bonus(ham, w, bits)
+                r = ev.evaluate(np.maximum(ident + t, qviews), rows_q, gt)
+                r1 = ev.evaluate(ident + t, rows_q, gt)
+                print(f"| {bits} | {w} | {r['all']['muAP']:.4f} | {r1['all']['muAP']:.4f} | " +
+                      " | ".join(f"{r[kd]['muAP']:.4f}" for kd in ("grey", "blur", "jpeg", "rescale")) + " |",
+                      flush=True)
+        return
     print(f"model: {label}; reference regions at {args.region_size}x{args.region_size}")
     print("| views | score | muAP | R@P90 | R@1 | crop25 | crop50 | screenshot | rot90 | combo | grey | blur | jpeg |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
