@@ -232,6 +232,44 @@ static void test_vector_stat(void)
 	}
 }
 
+/* Version 3 (issue 4): version 2 plus the perceptual hash; versions 1 and
+ * 2 decode without one. */
+static void test_vector_phash(void)
+{
+	synth_rng r = { 9, 0, 0 };
+	const uint32_t d = 64;
+	float x[64];
+	uint8_t b2[ND_VEC_HDR_V3 + 2 * 64], b3[ND_VEC_HDR_V3 + 2 * 64];
+	size_t l2, l3;
+	nd_error err;
+	const uint64_t h = 0x8000f00dcafe0001ull;
+	uint32_t fmts[] = { ND_VEC_F16, ND_VEC_I8 };
+	for (int f = 0; f < 2; f++) {
+		synth_unit_gauss(&r, x, d);
+		CHECK_EQ_INT(nd_vector_encode_stat(x, d, fmts[f], 0.25f, b2, sizeof(b2), &l2, &err), 0);
+		CHECK_EQ_INT(nd_vector_encode_stat_phash(x, d, fmts[f], 0.25f, h, b3, sizeof(b3), &l3, &err), 0);
+		CHECK_EQ_INT(l3, l2 + 8);
+		CHECK_EQ_INT(l3, nd_vector_encoded_size_max(d, fmts[f]));
+		nd_vec_view v2, v3;
+		CHECK_EQ_INT(nd_vector_decode(b2, l2, d, &v2, &err), 0);
+		CHECK_EQ_INT(nd_vector_decode(b3, l3, d, &v3, &err), 0);
+		CHECK(!v2.has_phash && v2.phash == 0);
+		CHECK(v3.has_phash && v3.phash == h && v3.has_stat && v3.stat == 0.25f);
+		CHECK(memcmp(v2.data, v3.data, l2 - ND_VEC_HDR_V2) == 0);
+		CHECK(nd_vector_dot(&v2, x) == nd_vector_dot(&v3, x));
+		for (size_t cut = 0; cut < l3; cut++)
+			CHECK(nd_vector_decode(b3, cut, d, &(nd_vec_view){ 0 }, &err) != 0);
+		/* version 3 with a version-2 header size */
+		uint8_t bad[sizeof(b2)];
+		memcpy(bad, b2, l2);
+		bad[1] = 3;
+		CHECK_EQ_INT(nd_vector_decode(bad, l2, d, &(nd_vec_view){ 0 }, &err), ND_ECORRUPT);
+		CHECK_EQ_INT(nd_vector_encode_stat_phash(x, d, fmts[f], INFINITY, h, b3, sizeof(b3), &l3, &err),
+			     ND_EINVAL);
+		CHECK_EQ_INT(nd_vector_encode_stat_phash(x, d, fmts[f], 0.5f, h, b3, l2, &l3, &err), ND_ELIMIT);
+	}
+}
+
 int main(void)
 {
 	RUN(test_meta_roundtrip);
@@ -239,5 +277,6 @@ int main(void)
 	RUN(test_path_keys);
 	RUN(test_vector_formats);
 	RUN(test_vector_stat);
+	RUN(test_vector_phash);
 	return test_summary();
 }
