@@ -9,29 +9,16 @@
  * noise, renormalised. Prints the median of RUNS runs in a Markdown table. */
 #include "neardup/calib.h"
 #include "neardup/store.h"
+#include "timing.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 static double median(double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(double), cmp_d);
+	qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
 	return v[n / 2];
 }
 
@@ -60,12 +47,12 @@ int main(int argc, char **argv)
 	}
 	double t_create[99], t_stat[99], t_dot[99];
 	for (int r = 0; r < runs; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		if (nd_calib_create(m, &c, &err)) {
 			fprintf(stderr, "bench_calib: %s\n", err.msg);
 			return 1;
 		}
-		t_create[r] = now() - t0;
+		t_create[r] = bench_now() - t0;
 		if (r + 1 < runs)
 			nd_calib_free(c);
 	}
@@ -93,17 +80,17 @@ int main(int argc, char **argv)
 	}
 	volatile float sink = 0;
 	for (int r = 0; r < runs; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		for (int i = 0; i < n; i++)
 			nd_calib_stat(c, x + (size_t)i * d, 1, st + i, &err);
-		t_stat[r] = (now() - t0) / n;
-		t0 = now();
+		t_stat[r] = (bench_now() - t0) / n;
+		t0 = bench_now();
 		for (int i = 0; i < n; i++) {
 			nd_vec_view vv;
 			nd_vector_decode(enc + (size_t)i * vlen, vlen, (uint32_t)d, &vv, &err);
 			sink += nd_vector_dot(&vv, x + (size_t)((i + 1) % n) * d);
 		}
-		t_dot[r] = (now() - t0) / n;
+		t_dot[r] = (bench_now() - t0) / n;
 	}
 	(void)sink;
 	nd_model_calib p;

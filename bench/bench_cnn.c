@@ -18,15 +18,9 @@
 #include "blas.h"
 #include "cnn_impl.h"
 #include "neardup/cnn.h"
+#include "timing.h"
 
 #define WINDOW 0.5
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int parse_list(const char *s, int *v, int max)
 {
@@ -59,11 +53,11 @@ static double bench_sgemm(int n, double seconds)
 		a[i] = (float)(i % 13) * 0.1f, b[i] = (float)(i % 7) * 0.1f;
 	nd_blas_sgemm(n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
 	/* the fastest of >= 5 products over >= `seconds` (a shared machine) */
-	double best = 1e30, start = now_s();
-	for (int r = 0; r < 5 || now_s() - start < seconds; r++) {
-		double t0 = now_s();
+	double best = 1e30, start = bench_now();
+	for (int r = 0; r < 5 || bench_now() - start < seconds; r++) {
+		double t0 = bench_now();
 		nd_blas_sgemm(n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-		double t = now_s() - t0;
+		double t = bench_now() - t0;
 		if (t < best)
 			best = t;
 	}
@@ -100,15 +94,15 @@ static void *worker_main(void *arg)
 	 * machine is shared), the mean is kept too */
 	struct timespec c0, c1;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-	double t0 = now_s(), tw = t0, total = w->seconds;
+	double t0 = bench_now(), tw = t0, total = w->seconds;
 	long imgs = 0;
 	w->images = 0;
 	w->best = 0;
-	while (!w->rc && now_s() - t0 < total) {
+	while (!w->rc && bench_now() - t0 < total) {
 		w->rc = nd_model_forward(w->m, ws, in, w->batch, out, &err);
 		w->images += w->batch;
 		imgs += w->batch;
-		double t = now_s();
+		double t = bench_now();
 		if (t - tw >= WINDOW) {
 			if (imgs / (t - tw) > w->best)
 				w->best = imgs / (t - tw);
@@ -116,7 +110,7 @@ static void *worker_main(void *arg)
 			tw = t;
 		}
 	}
-	w->seconds = now_s() - t0;
+	w->seconds = bench_now() - t0;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
 	w->cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
 	if (w->best == 0)
@@ -237,8 +231,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < m->nlayers; i++)
 		best[i] = 1e30;
 	int reps = 0;
-	double t0 = now_s();
-	while (now_s() - t0 < seconds || reps < 3) {
+	double t0 = bench_now();
+	while (bench_now() - t0 < seconds || reps < 3) {
 		memset(ws->prof_ns, 0, sizeof(double) * (size_t)m->nlayers);
 		nd_model_forward(m, ws, in, B, out, &err);
 		for (int i = 0; i < m->nlayers; i++)

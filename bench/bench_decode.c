@@ -15,17 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "neardup/image.h"
 #include "neardup/prep.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "timing.h"
 
 int main(int argc, char **argv)
 {
@@ -72,13 +65,13 @@ int main(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru0);
 	double cpu0 = (double)ru0.ru_utime.tv_sec + ru0.ru_utime.tv_usec * 1e-6 +
 		      (double)ru0.ru_stime.tv_sec + ru0.ru_stime.tv_usec * 1e-6;
-	double t0 = now_s();
+	double t0 = bench_now();
 	for (int r = 0; r < repeat; r++) {
 		for (int f = i; f < argc; f++) {
 			nd_image img;
 			nd_image_info info;
 			nd_error err;
-			double a = per_file && r == 0 ? now_s() : 0;
+			double a = per_file && r == 0 ? bench_now() : 0;
 			int rc;
 			if (mem) {
 				uint8_t *buf = NULL;
@@ -111,12 +104,12 @@ int main(int argc, char **argv)
 			if (per_file && r == 0)
 				printf("file=%s format=%s stored=%dx%d scale=1/%d decoded=%dx%d ms=%.3f\n", argv[f],
 				       nd_image_format_name(info.format), info.width, info.height,
-				       info.scale_denom, img.width, img.height, (now_s() - a) * 1e3);
+				       info.scale_denom, img.width, img.height, (bench_now() - a) * 1e3);
 			nd_image_free(&img);
 			images++;
 		}
 	}
-	double dt = now_s() - t0;
+	double dt = bench_now() - t0;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	/* CPU time, not wall time, is the per-core cost on a shared machine. */

@@ -16,6 +16,7 @@
  * report on stdout. */
 #include "neardup/index.h"
 #include "neardup/lsh.h"
+#include "timing.h"
 
 #include "synth.h"
 #include "blas.h"
@@ -26,17 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define TOPK 10
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void die(const char *what, const nd_error *e)
 {
@@ -55,15 +48,9 @@ static void rm_index(const char *dir)
 	rmdir(dir);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static double pct(double *v, size_t n, double p)
 {
-	qsort(v, n, sizeof(double), cmp_double);
+	qsort(v, n, sizeof(double), bench_cmp_double);
 	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
 	return v[i];
 }
@@ -217,7 +204,7 @@ int main(int argc, char **argv)
 		die(cache, NULL);
 
 	/* data (cached in the cache directory: generation and exact search are slow at 1M) */
-	double t0 = now();
+	double t0 = bench_now();
 	synth s;
 	size_t nc = 0;
 	float *X = malloc(sizeof(float) * D * N), *Q = malloc(sizeof(float) * D * NQ), *bases = NULL;
@@ -249,10 +236,10 @@ int main(int argc, char **argv)
 			else
 				synth_background(&s, &qr, Q + i * D);
 		}
-		tgen = now() - t0;
-		t0 = now();
+		tgen = bench_now() - t0;
+		t0 = bench_now();
 		exact_topk(X, N, Q, NQ, D, eid, esim);
-		texact = now() - t0;
+		texact = bench_now() - t0;
 		fd = fopen(fdata, "wb");
 		if (!fd || fwrite(&nc, sizeof(nc), 1, fd) != 1 || fwrite(X, sizeof(float) * D, N, fd) != N ||
 		    fwrite(Q, sizeof(float) * D, NQ, fd) != NQ || fwrite(eid, sizeof(uint32_t) * TOPK, NQ, fd) != NQ ||
@@ -374,7 +361,7 @@ int main(int argc, char **argv)
 		o.vec_format = vfmt;
 		if (nd_index_open(&ix, dir, &o, &e))
 			die(dir, &e);
-		t0 = now();
+		t0 = bench_now();
 		for (size_t i = 0; i < N && !reuse; i += B) {
 			size_t n = N - i < B ? N - i : B;
 			for (size_t j = 0; j < n; j++) {
@@ -388,7 +375,7 @@ int main(int argc, char **argv)
 			if (nd_index_add(ix, items, n, NULL, &e))
 				die("add", &e);
 		}
-		double ting = now() - t0;
+		double ting = bench_now() - t0;
 		/* a query process opens the index afresh and maps it */
 		nd_index_close(ix);
 		o.create = 0;
@@ -411,10 +398,10 @@ int main(int argc, char **argv)
 				nd_index_query(ix, Q + q * D, &qp, hits, &nh, NULL, &e);
 			for (size_t q = 0; q < NQ; q++) {
 				nd_query_stats qs;
-				double a = now();
+				double a = bench_now();
 				if (nd_index_query(ix, Q + q * D, &qp, hits, &nh, &qs, &e))
 					die("query", &e);
-				lat[q] = (now() - a) * 1e3;
+				lat[q] = (bench_now() - a) * 1e3;
 				cands += qs.candidates;
 				rer += qs.reranked;
 				for (int k = 0; k < TOPK; k++)
@@ -504,10 +491,10 @@ int main(int argc, char **argv)
 					jp.radius = (uint32_t)r_;
 				jp.bits = (uint32_t)b_;
 				jp.threads = (uint32_t)t_;
-				t0 = now();
+				t0 = bench_now();
 				if (nd_index_selfjoin(ix, &jp, on_pair, &acc, &js, &e))
 					die("self-join", &e);
-				double tj = now() - t0;
+				double tj = bench_now() - t0;
 				qsort(acc.pairs, acc.n, sizeof(uint64_t), cmp_u64);
 				size_t hit = 0, hit9 = 0;
 				for (size_t i = 0; i < ntp; i++)

@@ -7,24 +7,11 @@
  * median), one thread, the caller's scratch. Prints the median of RUNS
  * runs. */
 #include "neardup/phash.h"
+#include "timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -48,7 +35,7 @@ int main(int argc, char **argv)
 	uint64_t acc = 0;
 	nd_error err;
 	for (int r = 0; r < runs; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		for (int i = 0; i < n; i++) {
 			uint64_t h;
 			t[(i * 131) % (3 * S * S)] += 0.01f; /* not the same input every time */
@@ -58,9 +45,9 @@ int main(int argc, char **argv)
 			}
 			acc ^= h;
 		}
-		us[r] = (now() - t0) / n * 1e6;
+		us[r] = (bench_now() - t0) / n * 1e6;
 	}
-	qsort(us, (size_t)runs, sizeof(double), cmp_d);
+	qsort(us, (size_t)runs, sizeof(double), bench_cmp_double);
 	printf("| step | us per image (median of %d runs of %d) |\n|---|---:|\n", runs, n);
 	printf("| nd_phash_tensor, 128x128 input | %.1f |\n", us[runs / 2]);
 	return acc == 42; /* keeps the loop */

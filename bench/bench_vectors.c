@@ -17,26 +17,19 @@
  *
  * Exit status 0, or 2 on any error (message on stderr). */
 #include "neardup/index.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct {
 	uint32_t *ids;
 	char **paths;
 	size_t n, cap;
 } idlist;
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static int collect(void *ctx, const nd_record *rec)
 {
@@ -93,12 +86,6 @@ static int load_all(const char *dir, nd_index **ix, idlist *l, float **vecs, uin
 		if ((rc = nd_index_get_vector(*ix, l->ids[i], *vecs + i * m.dim, err)))
 			return rc;
 	return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
 }
 
 static int do_dump(const char *dir, const char *prefix)
@@ -221,7 +208,7 @@ static int do_lsh(int argc, char **argv)
 		goto done;
 	}
 	/* exact top-k by brute force over the stored vectors */
-	double t0 = now();
+	double t0 = bench_now();
 	for (size_t i = 0; i < nq; i++) {
 		const float *qi = q + i * dim;
 		for (size_t j = 0; j < l.n; j++) {
@@ -235,7 +222,7 @@ static int do_lsh(int argc, char **argv)
 		for (size_t a = 0; a < k; a++)
 			esim[i * k + a] = s[exact[i * k + a]];
 	}
-	double t_exact = now() - t0;
+	double t_exact = bench_now() - t0;
 	fprintf(stderr, "bench_vectors: exact top-%zu of %zu queries over %zu vectors in %.2f s\n",
 		k, nq, l.n, t_exact);
 	if (nd_index_prefault(ix, &err)) {
@@ -253,12 +240,12 @@ static int do_lsh(int argc, char **argv)
 			for (size_t i = 0; i < nq; i++) {
 				size_t n = 0;
 				nd_query_stats st;
-				double a = now();
+				double a = bench_now();
 				if (nd_index_query(ix, q + i * dim, &p, hits, &n, &st, &err)) {
 					fprintf(stderr, "bench_vectors: query: %s\n", err.msg);
 					goto done;
 				}
-				double b = now() - a;
+				double b = bench_now() - a;
 				if (r == 0 || b < lat[i])
 					lat[i] = b;
 				if (r)
@@ -281,7 +268,7 @@ static int do_lsh(int argc, char **argv)
 					found1++;
 			}
 		}
-		qsort(lat, nq, sizeof(double), cmp_double);
+		qsort(lat, nq, sizeof(double), bench_cmp_double);
 		printf("{\"probes\": %" PRIu32 ", \"k\": %zu, \"queries\": %zu, \"vectors\": %zu, "
 		       "\"recall_at_k\": %.5f, \"recall_at_1\": %.5f, \"recall_sim_ge_0.5\": %.5f, "
 		       "\"recall_sim_ge_0.8\": %.5f, \"neighbours_ge_0.5\": %zu, \"reranked_mean\": %.1f, "

@@ -1218,7 +1218,10 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 	return rc;
 }
 
-int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err)
+/* The stored vector of id, dequantised into out (if not NULL), and its
+ * perceptual hash (if has_phash is not NULL), in one read transaction. */
+static int read_vector(nd_index *ix, uint32_t id, float *out, int *has_phash, uint64_t *phash,
+		       nd_error *err)
 {
 	MDB_txn *txn;
 	nd_vec_view vv;
@@ -1226,24 +1229,24 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err)
 	if (rc)
 		return rc;
 	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
-	if (rc == 0)
+	if (rc == 0 && out)
 		nd_vector_dequant(&vv, out);
+	if (has_phash) {
+		*has_phash = rc == 0 && vv.has_phash;
+		*phash = rc == 0 ? vv.phash : 0;
+	}
 	nd_store_read_end(ix->st, txn);
 	return rc;
 }
 
+int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err)
+{
+	return read_vector(ix, id, out, NULL, NULL, err);
+}
+
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err)
 {
-	MDB_txn *txn;
-	nd_vec_view vv;
-	int rc = nd_store_read_begin(ix->st, &txn, err);
-	if (rc)
-		return rc;
-	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
-	*has_phash = rc == 0 && vv.has_phash;
-	*phash = rc == 0 ? vv.phash : 0;
-	nd_store_read_end(ix->st, txn);
-	return rc;
+	return read_vector(ix, id, NULL, has_phash, phash, err);
 }
 
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
