@@ -187,17 +187,26 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	c->upgraded = 0;
 	if (mrc == 0) {
 		int rc = nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
-		if (rc || !c->o->calib.stat || (ix->meta.flags & ND_META_VEC_STAT))
+		if (rc)
 			return rc;
-		if ((rc = check_calib_dim(ix, &c->o->calib, err)))
-			return rc;
-		/* an index without the statistic: add it, all in this transaction
-		 * (int8 vectors re-quantise exactly: the scale is the max) */
-		ix->calib = c->o->calib;
-		if ((rc = upgrade_vectors(ix, txn, &c->upgraded, err)))
-			return rc;
-		ix->meta.flags |= ND_META_VEC_STAT;
-		return write_meta(ix, txn, &ix->meta, err);
+		if (c->o->calib.stat && !(ix->meta.flags & ND_META_VEC_STAT)) {
+			if ((rc = check_calib_dim(ix, &c->o->calib, err)))
+				return rc;
+			/* an index without the statistic: add it, all in this transaction
+			 * (int8 vectors re-quantise exactly: the scale is the max) */
+			ix->calib = c->o->calib;
+			if ((rc = upgrade_vectors(ix, txn, &c->upgraded, err)))
+				return rc;
+			ix->meta.flags |= ND_META_VEC_STAT;
+			if ((rc = write_meta(ix, txn, &ix->meta, err)))
+				return rc;
+		}
+		/* hash postings missing (an index from before them) or stale (an
+		 * older writer added or removed images since): list them again */
+		uint64_t listed;
+		if (!nd_ix_phash_valid(ix, txn, &ix->meta))
+			rc = nd_ix_phash_rebuild(ix, txn, &ix->meta, &listed, err);
+		return rc;
 	}
 	if (mrc != MDB_NOTFOUND)
 		return nd_store_err(mrc, err, "reading metadata");
@@ -229,7 +238,8 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		return nd_error_set(err, ND_EINVAL, "bad index parameters (tables %u, bits %u, format %u)",
 				    m->tables, m->bits, m->vec_format);
 	c->created = 1;
-	return write_meta(ix, txn, m, err);
+	int rc = write_meta(ix, txn, m, err);
+	return rc ? rc : nd_ix_phash_mark(ix, txn, m, err);
 }
 
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
@@ -347,8 +357,8 @@ int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 
 /* Appends ids[0..n) (increasing, all above anything in the bucket) to the
  * bucket (table, bucket): fills its last block, then adds new blocks. */
-static int postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
-			   const uint32_t *ids, size_t n, nd_meta *m, nd_error *err)
+int nd_ix_postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
+			  const uint32_t *ids, size_t n, nd_meta *m, nd_error *err)
 {
 	uint8_t key[ND_POSTING_KEY_SIZE], val[1 + ND_VARINT_MAX * ND_BLOCK_MAX_IDS];
 	uint32_t blk[ND_BLOCK_MAX_IDS];
@@ -411,8 +421,8 @@ static int postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32
 }
 
 /* Removes id from bucket (table, bucket). */
-static int postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
-			   uint32_t id, nd_meta *m, nd_error *err)
+int nd_ix_postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id,
+			  nd_meta *m, nd_error *err)
 {
 	uint8_t key[ND_POSTING_KEY_SIZE], val[1 + ND_VARINT_MAX * ND_BLOCK_MAX_IDS];
 	uint32_t blk[ND_BLOCK_MAX_IDS], t, b, first;
@@ -486,12 +496,13 @@ static int postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32
 	return 0;
 }
 
-/* Removes one image inside a write transaction. Images added earlier in the
+/* Removes one image inside a write transaction (pcur, hcur: cursors on the
+ * postings and phash databases). Images added earlier in the
  * same batch (id >= batch_first) have no postings yet: they are flagged in
  * dead[id - batch_first] instead. *gone is set when id existed. */
-static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, uint32_t id, nd_meta *m,
-		      uint32_t batch_first, uint8_t *dead, float *fbuf, uint32_t *sig, int *gone,
-		      nd_error *err)
+static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, MDB_cursor *hcur, uint32_t id,
+		      nd_meta *m, uint32_t batch_first, uint8_t *dead, float *fbuf, uint32_t *sig,
+		      int *gone, nd_error *err)
 {
 	nd_record r;
 	nd_vec_view vv;
@@ -534,8 +545,10 @@ static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, uint32_t id,
 			nd_vector_dequant(&vv, fbuf);
 			nd_lsh_sign(ix->lsh, fbuf, 1, sig);
 			for (uint32_t t = 0; t < m->tables; t++)
-				if ((rc = postings_remove(ix, pcur, t, sig[t], id, m, err)))
+				if ((rc = nd_ix_postings_remove(ix, pcur, t, sig[t], id, m, err)))
 					return rc;
+			if (vv.has_phash && (rc = nd_ix_phash_remove(ix, hcur, id, vv.phash, err)))
+				return rc;
 		}
 		MDB_val k = { sizeof(id), &id };
 		if ((mrc = mdb_del(txn, ix->st->vectors, &k, NULL)))
@@ -687,14 +700,17 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	struct add_ctx *c = vctx;
 	nd_index *ix = c->ix;
 	uint32_t L = ix->meta.tables;
-	MDB_cursor *pcur = NULL;
+	MDB_cursor *pcur = NULL, *hcur = NULL;
 	nd_meta m;
 	int rc, mrc;
 
 	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
 		return rc;
-	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)))
-		return nd_store_err(mrc, err, "opening a cursor");
+	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)) ||
+	    (mrc = mdb_cursor_open(txn, ix->st->phash, &hcur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
 	uint32_t batch_first = m.next_id;
 	c->first_id = batch_first;
 	if (!ix->calibrated) /* version-1 vectors from now on */
@@ -716,8 +732,8 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		if (mrc == 0) {
 			if ((rc = nd_pathval_decode(v.mv_data, v.mv_size, &old, err)))
 				goto done;
-			rc = remove_one(ix, txn, pcur, old, &m, batch_first, c->dead, c->fbuf, c->osig,
-					&gone, err);
+			rc = remove_one(ix, txn, pcur, hcur, old, &m, batch_first, c->dead, c->fbuf,
+					c->osig, &gone, err);
 			if (rc)
 				goto done;
 		} else if (mrc != MDB_NOTFOUND) {
@@ -780,15 +796,33 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			c->idbuf[e - s] = c->tri[e].id; /* idbuf reused: group ids (<= n) */
 			e++;
 		}
-		rc = postings_append(ix, pcur, (uint32_t)(c->tri[s].tb >> 32), (uint32_t)c->tri[s].tb,
+		rc = nd_ix_postings_append(ix, pcur, (uint32_t)(c->tri[s].tb >> 32), (uint32_t)c->tri[s].tb,
 				     c->idbuf, e - s, &m, err);
 		if (rc)
 			goto done;
 		s = e;
 	}
-	rc = write_meta(ix, txn, &m, err);
+	/* hash postings of the items stored with a hash (version 3); the
+	 * triples' memory (n * (L + 1) * 16 bytes) holds their n * 4 keys */
+	uint64_t *hkeys = (uint64_t *)c->tri;
+	size_t nk = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const nd_index_item *it = &c->items[i];
+		uint32_t id = c->first_id + (uint32_t)i;
+		if (!ix->calibrated || !it->has_phash || c->dead[i])
+			continue;
+		for (uint32_t q = 0; q < ND_PHASH_QUARTERS; q++)
+			hkeys[nk++] = nd_ix_phash_key(q, nd_ix_phash_bucket(it->phash, q), id);
+	}
+	if ((rc = nd_ix_phash_append(ix, hcur, hkeys, nk, c->idbuf, err)) ||
+	    (rc = write_meta(ix, txn, &m, err)))
+		goto done;
+	rc = nd_ix_phash_mark(ix, txn, &m, err);
 done:
-	mdb_cursor_close(pcur);
+	if (pcur)
+		mdb_cursor_close(pcur);
+	if (hcur)
+		mdb_cursor_close(hcur);
 	return rc;
 }
 
@@ -878,24 +912,31 @@ static int remove_txn(MDB_txn *txn, void *vctx, nd_error *err)
 {
 	struct remove_ctx *c = vctx;
 	nd_index *ix = c->ix;
-	MDB_cursor *pcur = NULL;
+	MDB_cursor *pcur = NULL, *hcur = NULL;
 	nd_meta m;
 	int rc, mrc, gone;
 	c->removed = 0;
 	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
 		return rc;
-	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)))
-		return nd_store_err(mrc, err, "opening a cursor");
+	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)) ||
+	    (mrc = mdb_cursor_open(txn, ix->st->phash, &hcur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
 	for (size_t i = 0; i < c->n; i++) {
-		rc = remove_one(ix, txn, pcur, c->ids[i], &m, UINT32_MAX, NULL, c->fbuf, c->sig, &gone,
-				err);
+		rc = remove_one(ix, txn, pcur, hcur, c->ids[i], &m, UINT32_MAX, NULL, c->fbuf, c->sig,
+				&gone, err);
 		if (rc)
 			goto done;
 		c->removed += (size_t)gone;
 	}
-	rc = write_meta(ix, txn, &m, err);
+	if ((rc = write_meta(ix, txn, &m, err)) == 0)
+		rc = nd_ix_phash_mark(ix, txn, &m, err);
 done:
-	mdb_cursor_close(pcur);
+	if (pcur)
+		mdb_cursor_close(pcur);
+	if (hcur)
+		mdb_cursor_close(hcur);
 	return rc;
 }
 
@@ -1017,6 +1058,46 @@ static void topk_insert(nd_hit *hits, size_t *n, size_t k, uint32_t id, float si
 	hits[i] = (nd_hit){ id, sim, raw };
 }
 
+/* Adds the ids of bucket (t, b) of the cursor's database to the candidate
+ * set with weight w, reading at most cap ids (0: all); stops early when
+ * p->max_candidates is reached. */
+static int read_bucket(MDB_cursor *cur, uint32_t t, uint32_t b, uint8_t w, size_t cap,
+		       const nd_query_params *p, struct idset *set, nd_query_stats *st, nd_error *err)
+{
+	uint8_t key[ND_POSTING_KEY_SIZE];
+	uint32_t blk[ND_BLOCK_MAX_IDS];
+	size_t read = 0;
+	MDB_val k = { ND_POSTING_KEY_SIZE, key }, v;
+	int rc, mrc;
+	nd_posting_key(t, b, 0, key);
+	st->buckets++;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint32_t kt, kb, first;
+		size_t nb;
+		if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &kt, &kb, &first, err)))
+			return rc;
+		if (kt != t || kb != b)
+			break;
+		if ((rc = nd_block_decode(first, v.mv_data, v.mv_size, blk, ND_BLOCK_MAX_IDS, &nb, err)))
+			return rc;
+		st->postings += nb;
+		for (size_t j = 0; j < nb; j++)
+			if (idset_add(set, blk[j], w) < 0)
+				return nd_error_set(err, ND_ENOMEM, "out of memory for candidates");
+		if (p->max_candidates && set->n >= p->max_candidates) {
+			st->truncated = 1;
+			return 0;
+		}
+		read += nb;
+		if (cap && read >= cap)
+			return 0;
+	}
+	if (mrc && mrc != MDB_NOTFOUND)
+		return nd_store_err(mrc, err, "reading posting blocks");
+	return 0;
+}
+
 int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits,
 		   size_t *n, nd_query_stats *stats, nd_error *err)
 {
@@ -1064,46 +1145,38 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		rc = nd_store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
+	const uint32_t mh = p->min_hits ? p->min_hits : 1;
+	const uint8_t home_w = (uint8_t)(mh < 255 ? mh : 255);
 	for (size_t i = 0; i < np && !st.truncated; i++) {
 		uint32_t t = (uint32_t)(pkeys[i] >> 32) & 0xFF, b = (uint32_t)pkeys[i];
-		uint32_t mh = p->min_hits ? p->min_hits : 1;
-		uint8_t w = (pkeys[i] >> 40) & 1 ? (uint8_t)(mh < 255 ? mh : 255) : 1;
-		uint8_t key[ND_POSTING_KEY_SIZE];
-		uint32_t blk[ND_BLOCK_MAX_IDS];
-		MDB_val k = { ND_POSTING_KEY_SIZE, key }, v;
-		nd_posting_key(t, b, 0, key);
-		st.buckets++;
-		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
-		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			uint32_t kt, kb, first;
-			size_t nb;
-			if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &kt, &kb, &first, err)))
-				goto done;
-			if (kt != t || kb != b)
-				break;
-			if ((rc = nd_block_decode(first, v.mv_data, v.mv_size, blk, ND_BLOCK_MAX_IDS, &nb,
-						  err)))
-				goto done;
-			st.postings += nb;
-			for (size_t j = 0; j < nb; j++) {
-				int added = idset_add(&set, blk[j], w);
-				if (added < 0) {
-					rc = nd_error_set(err, ND_ENOMEM, "out of memory for candidates");
-					goto done;
-				}
-			}
-			if (p->max_candidates && set.n >= p->max_candidates) {
-				st.truncated = 1;
-				break;
-			}
-		}
-		if (mrc && mrc != MDB_NOTFOUND) {
-			rc = nd_store_err(mrc, err, "reading posting blocks");
+		uint8_t w = (pkeys[i] >> 40) & 1 ? home_w : 1;
+		if ((rc = read_bucket(cur, t, b, w, 0, p, &set, &st, err)))
 			goto done;
-		}
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
+	/* the query's four hash buckets, when the hash term can score: their
+	 * ids are re-ranked like those of a home bucket */
+	if (cal && p->has_phash && ix->calib.phash_weight > 0 && !st.truncated) {
+		nd_meta now;
+		if ((rc = nd_ix_read_meta(ix, txn, &now, err)))
+			goto done;
+		if (nd_ix_phash_valid(ix, txn, &now)) {
+			if ((mrc = mdb_cursor_open(txn, ix->st->phash, &cur))) {
+				rc = nd_store_err(mrc, err, "opening a cursor");
+				goto done;
+			}
+			for (uint32_t q = 0; q < ND_PHASH_QUARTERS && !st.truncated; q++) {
+				uint64_t before = st.postings;
+				if ((rc = read_bucket(cur, q, nd_ix_phash_bucket(p->phash, q), home_w,
+						      ND_INDEX_PHASH_BUCKET_CAP, p, &set, &st, err)))
+					goto done;
+				st.phash_postings += st.postings - before;
+			}
+			mdb_cursor_close(cur);
+			cur = NULL;
+		}
+	}
 	/* re-rank: candidates in id order (vectors are keyed by id) */
 	cand = malloc((set.n ? set.n : 1) * sizeof(uint32_t));
 	if (!cand) {
@@ -1360,8 +1433,10 @@ int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 		uint64_t *out;
 	} dbs[] = { { ix->st->postings, &s->postings_db_bytes }, { ix->st->vectors, &s->vectors_db_bytes },
 		    { ix->st->records, &s->records_db_bytes }, { ix->st->paths, &s->paths_db_bytes },
-		    { ix->st->hashes, &s->hashes_db_bytes } };
+		    { ix->st->hashes, &s->hashes_db_bytes }, { ix->st->phash, &s->phash_db_bytes } };
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		if (dbs[i].dbi == ix->st->phash && !ix->st->has_phash_db)
+			continue;
 		if (mdb_stat(txn, dbs[i].dbi, &ms) == 0)
 			*dbs[i].out = (uint64_t)ms.ms_psize *
 				      (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages);

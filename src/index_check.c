@@ -29,7 +29,8 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	MDB_val k, v;
 	nd_meta m;
 	nd_error e2;
-	uint8_t *has_rec = NULL, *has_vec = NULL;
+	uint8_t *has_rec = NULL, *has_vec = NULL, *has_ph = NULL, *nph = NULL;
+	uint64_t *phs = NULL;
 	uint16_t *npost = NULL;
 	uint32_t *sigs = NULL;
 	float *fbuf = NULL;
@@ -56,7 +57,10 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	npost = calloc(N, sizeof(uint16_t));
 	sigs = malloc(nsig);
 	fbuf = malloc(m.dim * sizeof(float));
-	if (!has_rec || !has_vec || !npost || !sigs || !fbuf) {
+	has_ph = calloc(nbits, 1);
+	nph = calloc(N, 1);
+	phs = malloc((size_t)N * sizeof(uint64_t));
+	if (!has_rec || !has_vec || !npost || !sigs || !fbuf || !has_ph || !nph || !phs) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for checking %u ids", N);
 		goto done;
 	}
@@ -186,6 +190,10 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 			continue;
 		}
 		BIT_SET(has_vec, id);
+		if (vv.has_phash) {
+			BIT_SET(has_ph, id);
+			phs[id] = vv.phash;
+		}
 		nd_vector_dequant(&vv, fbuf);
 		nd_lsh_sign(ix->lsh, fbuf, 1, sigs + (size_t)id * L);
 		if ((m.flags & ND_META_VEC_STAT) && !vv.has_stat)
@@ -282,6 +290,60 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	if (npostings != rep->records * L)
 		problem(rep, "%llu postings for %llu images in %u tables", (unsigned long long)npostings,
 			(unsigned long long)rep->records, L);
+
+	/* perceptual-hash postings, when current */
+	rep->phash_valid = nd_ix_phash_valid(ix, txn, &m);
+	if (!rep->phash_valid)
+		goto done;
+	if ((mrc = mdb_cursor_open(txn, ix->st->phash, &cur))) {
+		rc = nd_store_err(mrc, err, "opening a cursor");
+		goto done;
+	}
+	pt = UINT32_MAX;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint32_t q, b, first, ids[ND_BLOCK_MAX_IDS];
+		size_t nb;
+		if (nd_posting_key_decode(k.mv_data, k.mv_size, &q, &b, &first, &e2)) {
+			problem(rep, "hash posting block: %s", e2.msg);
+			continue;
+		}
+		if (q >= ND_PHASH_QUARTERS || b > 0xFFFF) {
+			problem(rep, "hash posting block for quarter %u bucket %u", q, b);
+			continue;
+		}
+		if (nd_block_decode(first, v.mv_data, v.mv_size, ids, ND_BLOCK_MAX_IDS, &nb, &e2)) {
+			problem(rep, "hash posting block quarter %u bucket %u first id %u: %s", q, b, first,
+				e2.msg);
+			continue;
+		}
+		if (q == pt && b == pb && first <= plast)
+			problem(rep, "hash quarter %u bucket %u: block starting at id %u overlaps the previous block (last id %u)",
+				q, b, first, plast);
+		pt = q;
+		pb = b;
+		plast = ids[nb - 1];
+		rep->phash_postings += nb;
+		for (size_t j = 0; j < nb; j++) {
+			uint32_t id = ids[j];
+			if (id >= N || !BIT_GET(has_ph, id)) {
+				problem(rep, "hash quarter %u bucket %u lists id %u, which has no stored hash", q,
+					b, id);
+				continue;
+			}
+			if (nd_ix_phash_bucket(phs[id], q) != b)
+				problem(rep, "hash quarter %u: id %u is in bucket %u but its hash gives %u", q, id,
+					b, nd_ix_phash_bucket(phs[id], q));
+			if (nph[id] < UINT8_MAX)
+				nph[id]++;
+		}
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	for (uint32_t id = 1; id < N; id++)
+		if (BIT_GET(has_ph, id) && nph[id] != ND_PHASH_QUARTERS)
+			problem(rep, "id %u appears in %u hash posting lists, expected %d", id, nph[id],
+				ND_PHASH_QUARTERS);
 done:
 	if (cur)
 		mdb_cursor_close(cur);
@@ -291,5 +353,8 @@ done:
 	free(npost);
 	free(sigs);
 	free(fbuf);
+	free(has_ph);
+	free(nph);
+	free(phs);
 	return rc;
 }

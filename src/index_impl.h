@@ -36,6 +36,39 @@ static inline float nd_ix_phash_bonus(const nd_index *ix, int has_a, uint64_t a,
  * self-join. */
 void nd_ix_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *));
 
+/* Posting lists (index.c), of the postings or the phash database by the
+ * cursor's: append ids[0..n) (increasing, above all in the bucket) to
+ * (table, bucket); remove id from it (ND_ECORRUPT when it is not there).
+ * m's posting counters follow the change. */
+int nd_ix_postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
+			  const uint32_t *ids, size_t n, nd_meta *m, nd_error *err);
+int nd_ix_postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id,
+			  nd_meta *m, nd_error *err);
+
+/* ---- the perceptual-hash postings (index_phash.c) ---- */
+/* Quarter q (0..3) of a hash: its bucket in "table" q of the phash database. */
+static inline uint32_t nd_ix_phash_bucket(uint64_t phash, uint32_t q)
+{
+	return (uint32_t)(phash >> (16 * q)) & 0xFFFFu;
+}
+/* A posting as one sortable key: quarter, bucket, id. */
+static inline uint64_t nd_ix_phash_key(uint32_t q, uint32_t bucket, uint32_t id)
+{
+	return (uint64_t)q << 48 | (uint64_t)bucket << 32 | id;
+}
+/* 1 when the phash database lists every hashed image of m's snapshot. */
+int nd_ix_phash_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m);
+/* Marks the phash database valid for m (every write transaction's last step). */
+int nd_ix_phash_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+/* Appends the postings keys[0..n) (nd_ix_phash_key; sorted here); idbuf has room for n. */
+int nd_ix_phash_append(nd_index *ix, MDB_cursor *hcur, uint64_t *keys, size_t n, uint32_t *idbuf,
+		       nd_error *err);
+/* Removes id's four postings. */
+int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t phash, nd_error *err);
+/* Empties the phash database, lists every stored hash again and marks it
+ * valid for m; *count receives the images listed. */
+int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *count, nd_error *err);
+
 int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
 /* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
 int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);

@@ -17,7 +17,13 @@
  *    binomial; threshold = mean + 4 standard deviations). The rest are
  *    compared exactly with the stored vectors.
  * 4. Pairs >= min_sim are buffered per thread and handed to the callback
- *    under a lock, a < b. */
+ *    under a lock, a < b.
+ * 5. With the perceptual-hash term (nd_index_calib), a greyscale or blurred
+ *    copy can score above min_sim with a cosine far below what steps 2-3
+ *    let through. So the images are also grouped by each 16-bit quarter of
+ *    their hash, and a pair sharing a quarter (the first one it shares)
+ *    whose hash term is non-zero is compared exactly unless steps 2-3
+ *    already compared it. One thread: the groups are small. */
 #include "index_impl.h"
 
 #include <math.h>
@@ -280,6 +286,95 @@ static void *sign_worker(void *arg)
 	return NULL;
 }
 
+/* 1 when steps 2-3 compared the pair (a, b): a candidate in some table
+ * and through the signature filter. */
+static int lsh_compared(const struct jshared *s, size_t a, size_t b)
+{
+	const uint64_t *sa = s->sig + a * s->W, *sb = s->sig + b * s->W;
+	uint32_t d = 0;
+	for (uint32_t q = 0; q < s->W; q++)
+		d += (uint32_t)__builtin_popcountll(sa[q] ^ sb[q]);
+	if (d > s->thr)
+		return 0;
+	for (uint32_t u = 0; u < s->T; u++)
+		if ((uint32_t)__builtin_popcount((sig_field(sa, u, s->K) ^ sig_field(sb, u, s->K)) >>
+						 s->shift) <= s->radius)
+			return 1;
+	return 0;
+}
+
+/* Step 5 on worker w: the pairs that share a quarter of their hashes. */
+static int join_phash(struct jshared *s, struct jworker *w, nd_error *err)
+{
+	const size_t nbk = (size_t)1 << 16;
+	const uint64_t cap = s->p->max_group;
+	uint32_t *off = calloc(nbk + 1, sizeof(uint32_t));
+	uint32_t *order = malloc(s->n * sizeof(uint32_t));
+	int rc = 0;
+	if (!off || !order) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
+		goto done;
+	}
+	for (uint32_t q = 0; q < ND_PHASH_QUARTERS && !rc; q++) {
+		memset(off, 0, (nbk + 1) * sizeof(uint32_t));
+		for (size_t i = 0; i < s->n; i++)
+			if (s->vv[i].has_phash)
+				off[nd_ix_phash_bucket(s->vv[i].phash, q) + 1]++;
+		for (size_t b = 1; b <= nbk; b++)
+			off[b] += off[b - 1];
+		for (size_t i = 0; i < s->n; i++)
+			if (s->vv[i].has_phash)
+				order[off[nd_ix_phash_bucket(s->vv[i].phash, q)]++] = (uint32_t)i;
+		memmove(off + 1, off, nbk * sizeof(uint32_t));
+		off[0] = 0;
+		for (size_t B = 0; B < nbk; B++) {
+			uint64_t n = off[B + 1] - off[B];
+			if (n < 2)
+				continue;
+			if (cap && n > cap) {
+				w->st.groups_capped++;
+				w->st.pairs_skipped += n * (n - 1) / 2;
+				continue;
+			}
+			for (size_t i = off[B]; i < off[B + 1]; i++) {
+				const size_t a = order[i];
+				const uint64_t ha = s->vv[a].phash;
+				int have_a = 0;
+				for (size_t j = i + 1; j < off[B + 1]; j++) {
+					const size_t b = order[j];
+					const uint64_t hb = s->vv[b].phash;
+					float bonus = nd_ix_phash_bonus(s->ix, 1, ha, 1, hb);
+					uint32_t q0 = 0;
+					if (bonus <= 0.0f)
+						continue;
+					while (nd_ix_phash_bucket(ha, q0) != nd_ix_phash_bucket(hb, q0))
+						q0++;
+					if (q0 < q || lsh_compared(s, a, b))
+						continue;
+					w->st.pairs_candidates++;
+					w->st.pairs_compared++;
+					w->st.phash_compared++;
+					float sim = nd_ix_score(s->ix, pair_dot(&s->vv[a], &s->vv[b], w->fa, &have_a),
+								s->vv[a].stat, s->vv[b].stat) + bonus;
+					if (sim < s->p->min_sim)
+						continue;
+					w->buf[w->nbuf].a = s->ids[a] < s->ids[b] ? s->ids[a] : s->ids[b];
+					w->buf[w->nbuf].b = s->ids[a] < s->ids[b] ? s->ids[b] : s->ids[a];
+					w->buf[w->nbuf].sim = sim;
+					if (++w->nbuf == PAIRBUF && flush_pairs(w))
+						goto done;
+				}
+			}
+		}
+	}
+	if (w->nbuf)
+		flush_pairs(w);
+done:
+	free(off);
+	free(order);
+	return rc;
+}
+
 static void add_stats(nd_selfjoin_stats *to, const nd_selfjoin_stats *f)
 {
 	to->groups += f->groups;
@@ -287,6 +382,7 @@ static void add_stats(nd_selfjoin_stats *to, const nd_selfjoin_stats *f)
 	to->groups_capped += f->groups_capped;
 	to->pairs_skipped += f->pairs_skipped;
 	to->pairs_candidates += f->pairs_candidates;
+	to->phash_compared += f->phash_compared;
 	if (f->largest_group > to->largest_group)
 		to->largest_group = f->largest_group;
 }
@@ -487,6 +583,8 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		atomic_store(&s.next, 0);
 		nd_ix_run_parallel(ws, sizeof(ws[0]), nth, join_worker);
 	}
+	if (s.cal && ix->calib.phash_weight > 0 && !s.rc && (rc = join_phash(&s, &ws[0], err)))
+		goto done;
 	for (unsigned i = 0; i < nth; i++)
 		add_stats(&s.st, &ws[i].st);
 	rc = s.rc;

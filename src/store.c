@@ -146,6 +146,16 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 			goto fail;
 		}
 	}
+	/* the perceptual-hash postings came later (issue 4): a read-only open
+	 * of an older index goes on without them */
+	mrc = mdb_dbi_open(txn, "phash", cf, &s->phash);
+	if (mrc == 0) {
+		s->has_phash_db = 1;
+	} else if (mrc != MDB_NOTFOUND) {
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'phash' in '%s': %s", dir,
+				  mdb_strerror(mrc));
+		goto fail;
+	}
 	/* committed even when read-only: an aborted transaction closes the handles */
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;

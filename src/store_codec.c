@@ -522,6 +522,42 @@ float nd_vector_dot(const nd_vec_view *v, const float *q)
 	return (s + si) * v->scale;
 }
 
+/* ---- the phash database's validity mark ---- */
+
+#define PHASH_MARK_MAGIC 0xA5
+struct phash_mark_disk_v1 {
+	uint8_t magic;           /* PHASH_MARK_MAGIC */
+	uint8_t version;         /* 1 */
+	uint16_t reserved;
+	uint32_t next_id;        /* the metadata's, when the phash database was last written */
+	uint64_t n_images;
+};
+_Static_assert(sizeof(struct phash_mark_disk_v1) == ND_PHASH_MARK_SIZE, "phash mark layout");
+
+void nd_phash_mark_encode(uint32_t next_id, uint64_t n_images, uint8_t out[ND_PHASH_MARK_SIZE])
+{
+	typedef struct phash_mark_disk_v1 S;
+	memset(out, 0, ND_PHASH_MARK_SIZE);
+	out[0] = PHASH_MARK_MAGIC;
+	out[1] = 1;
+	PUT(uint32_t, out, S, next_id, next_id);
+	PUT(uint64_t, out, S, n_images, n_images);
+}
+
+int nd_phash_mark_decode(const void *buf, size_t len, uint32_t *next_id, uint64_t *n_images,
+			 nd_error *err)
+{
+	typedef struct phash_mark_disk_v1 S;
+	const uint8_t *b = buf;
+	if (len != ND_PHASH_MARK_SIZE || b[0] != PHASH_MARK_MAGIC)
+		return nd_error_set(err, ND_ECORRUPT, "phash mark of %zu bytes is malformed", len);
+	if (b[1] != 1)
+		return nd_error_set(err, ND_EVERSION, "phash mark version %u unknown", b[1]);
+	*next_id = GET(uint32_t, b, S, next_id);
+	*n_images = GET(uint64_t, b, S, n_images);
+	return 0;
+}
+
 /* ---- posting blocks ---- */
 
 void nd_posting_key(uint32_t table, uint32_t bucket, uint32_t first, uint8_t key[ND_POSTING_KEY_SIZE])

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <lmdb.h>
 #include <xxhash.h>
 
 #include "neardup/calib.h"
@@ -594,6 +595,252 @@ done:
 	fixture_free(&f);
 }
 
+/* 1 when id is among the query's hits. */
+static int query_finds(nd_index *ix, const float *x, const nd_query_params *qp, uint32_t id,
+		       nd_hit *hit)
+{
+	nd_error err;
+	nd_hit hits[NV];
+	size_t n = 0;
+	CHECK_EQ_INT(nd_index_query(ix, x, qp, hits, &n, NULL, &err), 0);
+	for (size_t i = 0; i < n; i++)
+		if (hits[i].id == id) {
+			if (hit)
+				*hit = hits[i];
+			return 1;
+		}
+	return 0;
+}
+
+/* Deletes meta's "phash" mark (an older writer's index), or the whole phash
+ * database too (an index from before it), with LMDB directly. */
+static void forget_phash(const char *dir, int drop_db)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta, ph;
+	MDB_val k = { 5, "phash" };
+	CHECK_EQ_INT(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0644), 0);
+	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	CHECK_EQ_INT(mdb_del(txn, meta, &k, NULL), 0);
+	if (drop_db) {
+		CHECK_EQ_INT(mdb_dbi_open(txn, "phash", 0, &ph), 0);
+		CHECK_EQ_INT(mdb_drop(txn, ph, 1), 0);
+	}
+	CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* The perceptual-hash postings (issue 4): an image whose CNN vector is far
+ * from the query's (outside every LSH bucket the query reads) is still a
+ * candidate when its hash is within 3 bits of the query's, and scores the
+ * fused similarity; removal, replacement, and a missing or stale phash
+ * database (rebuilt by the next writer, ignored by readers until then). */
+static void test_index_phash_postings(void)
+{
+	struct fixture f;
+	nd_error err;
+	char dir[256];
+	CHECK_EQ_INT(fixture_init(&f), 0);
+	if (!f.X)
+		return;
+	snprintf(dir, sizeof(dir), "%s/phpost", tmproot);
+	rmdir_index(dir);
+	uint64_t s = 7;
+	int hashed = 0;
+	for (int i = 0; i < NV; i++) { /* random hashes; every 3rd image has none */
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		f.it[i].has_phash = i % 3 != 0;
+		f.it[i].phash = s ^ (s >> 29);
+		hashed += f.it[i].has_phash;
+	}
+	const int target = 40, twin = 41 + 3 * 50; /* hashed */
+	const uint32_t tid = target + 1;
+	const uint64_t th = f.it[target].phash;
+	float far[TINY_D];
+	for (int j = 0; j < TINY_D; j++) /* antipodal: in none of the target's buckets */
+		far[j] = -f.X[target * TINY_D + j];
+	/* the twin: a far vector and the target's hash but one bit (a weight
+	 * that lifts such a pair over 0.9 whatever its cosine) */
+	memcpy(f.X + twin * TINY_D, far, sizeof(far));
+	f.it[twin].phash = th ^ 0x10;
+	const float weight = 0.2f;
+
+	nd_index *ix = NULL;
+	nd_index_options o = opts(&f, 1, 0);
+	o.calib.phash_weight = weight;
+	o.calib.phash_bits = 11.0f;
+	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+	if (!ix)
+		goto done;
+	CHECK_EQ_INT(nd_index_add(ix, f.it, NV, NULL, &err), 0);
+	nd_check_report rep;
+	CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+	CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+	CHECK_EQ_INT(rep.phash_valid, 1);
+	CHECK_EQ_INT(rep.phash_postings, (uint64_t)hashed * ND_PHASH_QUARTERS);
+
+	nd_query_params qp;
+	nd_query_params_init(&qp);
+	qp.k = NV;
+	qp.probes = 0; /* home buckets only */
+	nd_hit hit = { 0 };
+	CHECK(!query_finds(ix, far, &qp, tid, NULL)); /* the test means something */
+	qp.has_phash = 1;
+	qp.phash = th ^ 0x8000000100000001ull; /* 3 bits off: quarter 2 still equal */
+	CHECK(query_finds(ix, far, &qp, tid, &hit));
+	nd_model_calib pf = f.p;
+	pf.phash_weight = weight;
+	pf.phash_bits = 11.0f;
+	{ /* scored with the fused similarity: cosine about -1 plus 0.2 * (11 - 3) */
+		float fv[TINY_D], qs, vs;
+		nd_index_get_vector(ix, tid, fv, &err);
+		nd_calib_stat(f.c, far, 1, &qs, &err);
+		nd_calib_stat(f.c, fv, 1, &vs, &err);
+		CHECK(hit.raw < -0.99f);
+		CHECK_NEAR(hit.sim, nd_calib_score(&pf, hit.raw, qs, vs) + weight * 8, 1e-5);
+	}
+	qp.phash = th ^ 0x0001000100010001ull; /* 4 bits off, one per quarter: no quarter equal */
+	CHECK(!query_finds(ix, far, &qp, tid, NULL));
+	qp.phash = th;
+	nd_query_stats qs;
+	nd_hit hit1[1];
+	size_t n1;
+	qp.k = 1;
+	CHECK_EQ_INT(nd_index_query(ix, far, &qp, hit1, &n1, &qs, &err), 0);
+	CHECK(qs.phash_postings >= 4); /* the target in each of its four buckets */
+	qp.k = NV;
+
+	/* self-join: every pair >= 0.9 (brute force), each once, the twins too */
+	{
+		const float thr = 0.9f;
+		struct pairset ps = { calloc(NV * NV / 2, 8), 0, calloc(NV * NV / 2, 4) };
+		nd_selfjoin_params jp;
+		nd_selfjoin_stats js;
+		nd_selfjoin_params_init(&jp);
+		jp.min_sim = thr;
+		jp.threads = 2;
+		jp.radius = 3;
+		CHECK_EQ_INT(nd_index_selfjoin(ix, &jp, collect, &ps, &js, &err), 0);
+		float *S = malloc(sizeof(float) * NV), *V = malloc(sizeof(float) * NV * TINY_D);
+		for (int i = 0; i < NV; i++) {
+			nd_index_get_vector(ix, (uint32_t)i + 1, V + i * TINY_D, &err);
+			nd_calib_stat(f.c, V + i * TINY_D, 1, &S[i], &err);
+		}
+		size_t want = 0, found = 0, wrong = 0, twice = 0;
+		for (int a = 0; a < NV; a++)
+			for (int b = a + 1; b < NV; b++) {
+				double cos = 0;
+				for (int j = 0; j < TINY_D; j++)
+					cos += (double)V[a * TINY_D + j] * V[b * TINY_D + j];
+				float sc = nd_calib_score(&pf, (float)cos, S[a], S[b]);
+				if (f.it[a].has_phash && f.it[b].has_phash)
+					sc += nd_calib_phash_bonus(&pf, nd_phash_distance(f.it[a].phash,
+											   f.it[b].phash));
+				uint64_t key = (uint64_t)(a + 1) << 32 | (uint32_t)(b + 1);
+				int in = 0;
+				for (size_t q = 0; q < ps.n; q++)
+					if (ps.v[q] == key) {
+						in++;
+						wrong += fabsf(ps.sim[q] - sc) > 1e-5f;
+					}
+				twice += in > 1;
+				if (sc >= thr + 1e-5f) {
+					want++;
+					found += in > 0;
+				} else if (sc < thr - 1e-5f) {
+					wrong += in > 0;
+				}
+			}
+		int twins = 0;
+		for (size_t q = 0; q < ps.n; q++)
+			twins += ps.v[q] == ((uint64_t)tid << 32 | (uint32_t)(twin + 1));
+		printf("  self-join with hash groups: %zu of %zu pairs found, %zu wrong, %zu twice, "
+		       "%llu compared through the hash groups\n", found, want, wrong, twice,
+		       (unsigned long long)js.phash_compared);
+		CHECK_EQ_INT(twins, 1);
+		CHECK(js.phash_compared >= 1);
+		CHECK_EQ_INT(wrong, 0);
+		CHECK_EQ_INT(twice, 0);
+		CHECK(found >= want * 97 / 100);
+		free(S);
+		free(V);
+		free(ps.v);
+		free(ps.sim);
+	}
+	/* a raw query has no hash term: no hash candidates either */
+	qp.raw = 1;
+	CHECK(!query_finds(ix, far, &qp, tid, NULL));
+	qp.raw = 0;
+
+	/* replacing the image (same path, another hash) moves its postings */
+	nd_index_item it = f.it[target];
+	it.phash = ~th;
+	uint32_t nid;
+	CHECK_EQ_INT(nd_index_add(ix, &it, 1, &nid, &err), 0);
+	CHECK(!query_finds(ix, far, &qp, tid, NULL) && !query_finds(ix, far, &qp, nid, NULL));
+	qp.phash = ~th;
+	CHECK(query_finds(ix, far, &qp, nid, NULL));
+	CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+	CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+	/* removal takes them away */
+	size_t removed;
+	CHECK_EQ_INT(nd_index_remove(ix, &nid, 1, &removed, &err), 0);
+	CHECK_EQ_INT(removed, 1);
+	CHECK(!query_finds(ix, far, &qp, nid, NULL));
+	CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+	CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+	CHECK_EQ_INT(rep.phash_postings, (uint64_t)(hashed - 1) * ND_PHASH_QUARTERS);
+	nd_index_close(ix);
+	ix = NULL;
+
+	/* a stale mark (an older writer), then no phash database at all (an
+	 * index from before it): readers go on without the hash candidates... */
+	const int other = 43; /* hashed, still indexed */
+	float far2[TINY_D];
+	for (int j = 0; j < TINY_D; j++)
+		far2[j] = -f.X[other * TINY_D + j];
+	qp.phash = f.it[other].phash;
+	for (int drop = 0; drop <= 1; drop++) {
+		forget_phash(dir, drop);
+		o = opts(&f, 1, 1);
+		o.calib.phash_weight = weight;
+		o.calib.phash_bits = 11.0f;
+		CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+		if (!ix)
+			goto done;
+		CHECK(!query_finds(ix, far2, &qp, other + 1, NULL));
+		CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+		CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+		CHECK_EQ_INT(rep.phash_valid, 0);
+		nd_index_stats st;
+		CHECK_EQ_INT(nd_index_stats_get(ix, &st, &err), 0);
+		nd_index_close(ix);
+		ix = NULL;
+		/* ... and the next writer lists every hash again */
+		o = opts(&f, 1, 0);
+		o.calib.phash_weight = weight;
+		o.calib.phash_bits = 11.0f;
+		CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+		if (!ix)
+			goto done;
+		CHECK(query_finds(ix, far2, &qp, other + 1, NULL));
+		CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+		CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+		CHECK_EQ_INT(rep.phash_valid, 1);
+		CHECK_EQ_INT(rep.phash_postings, (uint64_t)(hashed - 1) * ND_PHASH_QUARTERS);
+		nd_index_close(ix);
+		ix = NULL;
+	}
+done:
+	nd_index_close(ix);
+	rmdir_index(dir);
+	fixture_free(&f);
+}
+
 static int stat_calls;
 static int stat_limit;
 /* A statistic that dies (SIGKILL) after stat_limit vectors: an interrupted upgrade. */
@@ -764,6 +1011,7 @@ int main(void)
 	RUN(test_model_section);
 	RUN(test_index_calibrated);
 	RUN(test_index_phash_fusion);
+	RUN(test_index_phash_postings);
 	RUN(test_upgrade);
 	rmdir(tmproot);
 	return test_summary();

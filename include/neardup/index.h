@@ -33,6 +33,7 @@ extern "C" {
 #define ND_INDEX_DEFAULT_MIN_HITS 2
 #define ND_INDEX_DEFAULT_RERANK_ALL 1024   /* re-rank every candidate when there are this few */
 #define ND_INDEX_DEFAULT_JOIN_RADIUS 2     /* self-join: buckets within 2 bits of each other */
+#define ND_INDEX_PHASH_BUCKET_CAP 4096     /* ids a query reads from one perceptual-hash bucket */
 #define ND_JOIN_MAX_THREADS 64
 #define ND_INDEX_DEFAULT_SEED 0x6E65617264757021ull
 #define ND_INDEX_DEFAULT_VEC_FORMAT ND_VEC_F16
@@ -140,7 +141,10 @@ typedef struct nd_query_params {
 	int raw;                  /* 1: rank and filter by the plain cosine even on a calibrated
 				   * handle (default 0: the calibrated similarity) */
 	int has_phash;            /* phash is the query's perceptual hash: stored images with one
-				   * get the fusion term (nd_index_calib; default 0) */
+				   * get the fusion term (nd_index_calib; default 0), and those
+				   * whose hash shares a 16-bit quarter with it (all within 3
+				   * bits) are candidates whatever their LSH buckets, up to
+				   * ND_INDEX_PHASH_BUCKET_CAP per quarter */
 	uint64_t phash;
 } nd_query_params;
 void nd_query_params_init(nd_query_params *p);
@@ -158,6 +162,7 @@ typedef struct nd_query_stats {
 	uint32_t candidates;      /* distinct ids found in the probed buckets */
 	uint32_t reranked;        /* of those, ids re-ranked (found >= min_hits times) */
 	int truncated;            /* max_candidates was reached */
+	uint64_t phash_postings;  /* of postings, those read from the query's hash buckets */
 } nd_query_stats;
 
 /* Finds up to p->k indexed images most similar to vec[dim], best first.
@@ -195,6 +200,7 @@ typedef struct nd_index_stats {
 	double bytes_per_posting; /* (block keys + values) / posting entries */
 	double disk_bytes_per_posting; /* LMDB pages of the postings database / entries */
 	uint64_t postings_db_bytes, vectors_db_bytes, records_db_bytes, paths_db_bytes, hashes_db_bytes;
+	uint64_t phash_db_bytes;  /* the perceptual-hash postings (0 on an index from before them) */
 	uint64_t map_size;        /* current LMDB map size */
 	uint64_t file_bytes;      /* size of data.mdb */
 } nd_index_stats;
@@ -223,6 +229,8 @@ typedef struct nd_selfjoin_stats {
 	uint64_t pairs_skipped;   /* pairs within or touching those buckets (not examined) */
 	uint64_t largest_group;   /* largest bucket */
 	uint64_t pairs_candidates; /* candidate pairs examined by signature */
+	uint64_t phash_compared;  /* of pairs_compared, those only the perceptual-hash
+				   * groups brought (step 5 in index_join.c) */
 } nd_selfjoin_stats;
 
 /* Calls fn(ctx, a, b, sim) with a < b for every pair of indexed images with
@@ -233,7 +241,9 @@ typedef struct nd_selfjoin_stats {
  * p->radius bits, each pair once, in one snapshot. Candidates whose full
  * L*K-bit signatures differ far more than a pair at min_sim would are
  * dropped before the exact comparison (a pair at exactly min_sim is dropped
- * with probability ~3e-5). Runs p->threads threads; fn is called from them,
+ * with probability ~3e-5). With the perceptual-hash term, pairs whose
+ * hashes share a 16-bit quarter and add a non-zero term are compared too,
+ * whatever their signatures. Runs p->threads threads; fn is called from them,
  * one call at a time (serialised by a lock), in no particular order. A
  * non-zero return from fn stops the join and is returned; no call follows
  * it. stats may be NULL. Memory: 36 + 16 * ceil(L*K / 64) bytes per image
@@ -249,6 +259,9 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 #define ND_CHECK_PROBLEM_LEN 200
 typedef struct nd_check_report {
 	uint64_t records, paths, hash_entries, vectors, blocks, postings;
+	int phash_valid;          /* the perceptual-hash postings are current (else the next
+				   * writer rebuilds them, and they are not checked) */
+	uint64_t phash_postings;  /* entries in them */
 	uint64_t n_problems;      /* all problems found; the first ND_CHECK_MAX_PROBLEMS are described */
 	char problems[ND_CHECK_MAX_PROBLEMS][ND_CHECK_PROBLEM_LEN];
 } nd_check_report;
@@ -256,7 +269,9 @@ typedef struct nd_check_report {
 /* Verifies the whole index: metadata, every record, path and hash entry,
  * vector and posting block decodes; the maps agree with the records; every
  * posting id has a record and a vector; lists are increasing; every image is
- * in exactly the buckets its stored vector hashes to; the counters agree.
+ * in exactly the buckets its stored vector hashes to; the counters agree;
+ * when current, every image stored with a perceptual hash is in exactly the
+ * four hash buckets of it, and no other.
  * Returns 0 when the check ran (rep->n_problems says whether it passed). */
 int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err);
 

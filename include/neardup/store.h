@@ -8,6 +8,15 @@
  *   hashes   128-bit content hash   -> ids (sorted duplicates, 4 bytes each)
  *   vectors  id (uint32, native)    -> vector value (header + float16 or int8 components)
  *   postings table|bucket|first id  -> block value (magic + varint gaps, see postings.h)
+ *   phash    quarter|bucket|first id -> block value, as postings: the perceptual-hash
+ *                                       postings (issue 4). Every image whose vector
+ *                                       carries a hash (version 3) is listed in four
+ *                                       buckets, "tables" 0..3, bucket = bits 16q..16q+15
+ *                                       of its hash: two hashes within 3 bits share one.
+ * The phash database is valid only while meta's "phash" entry (nd_phash_mark)
+ * matches the metadata's next id and image count: a writer from before it
+ * adds and removes images without touching either, and the next writer
+ * that knows it rebuilds the database from the stored vectors.
  * (*) paths longer than ND_PATH_KEY_MAX bytes are keyed by their first
  *     ND_PATH_KEY_PREFIX bytes, a 0 byte and the XXH3-128 of the whole path;
  *     the record is always compared with the full path.
@@ -139,6 +148,13 @@ int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, 
 void nd_vector_dequant(const nd_vec_view *v, float *out);
 /* <stored vector, q> for q[v->dim]. */
 float nd_vector_dot(const nd_vec_view *v, const float *q);
+
+/* ---- the phash database's validity mark (meta key "phash") ---- */
+#define ND_PHASH_MARK_SIZE 16
+#define ND_PHASH_QUARTERS 4
+void nd_phash_mark_encode(uint32_t next_id, uint64_t n_images, uint8_t out[ND_PHASH_MARK_SIZE]);
+int nd_phash_mark_decode(const void *buf, size_t len, uint32_t *next_id, uint64_t *n_images,
+			 nd_error *err);
 
 /* ---- posting blocks ---- */
 #define ND_BLOCK_MAGIC 0xB1
