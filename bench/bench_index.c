@@ -2,6 +2,7 @@
  *
  *   bench_index [-n N] [-d DIM] [-q QUERIES] [-c L:K,L:K,...] [-p P,P,...]
  *               [-b BATCH] [-j L:K] [-J R/B/T,...] [-f f16|i8] [--cache DIR] [--faiss SCRIPT]
+ *               [--phash 1]
  *
  * Generates N vectors with bench/synth.h (planted near-duplicate clusters),
  * exact top-10 of every query by brute force (OpenBLAS sgemm), then for each
@@ -13,7 +14,13 @@
  * each variant of -J (radius/bits/threads; 0 = the default), the
  * re-rank error of float16 and int8 vectors, and FAISS IndexFlatIP on the
  * same data and queries through bench/faiss_flat.py. Prints a Markdown
- * report on stdout. */
+ * report on stdout.
+ *
+ * --phash 1: the index scores with the perceptual-hash term (a calibration
+ * whose statistic is 0, so scores are cosine + term) and every image gets a
+ * random 64-bit hash, stored with it and listed in the hash postings; each
+ * query brings its exact nearest neighbour's hash with one bit flipped. What
+ * the hash postings cost: ingest rate, size, query latency. */
 #include "neardup/index.h"
 #include "neardup/lsh.h"
 #include "timing.h"
@@ -30,6 +37,21 @@
 #include <unistd.h>
 
 #define TOPK 10
+
+static uint64_t synth_phash(size_t i)
+{
+	uint64_t z = (uint64_t)i * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* The statistic of --phash's calibration: 0 for every vector. */
+static int zero_stat(void *ctx, const float *vecs, size_t n, float *out, nd_error *err)
+{
+	memset(out, 0, n * sizeof(float));
+	return 0;
+}
 
 static void die(const char *what, const nd_error *e)
 {
@@ -142,7 +164,7 @@ int main(int argc, char **argv)
 {
 	size_t N = 100000, NQ = 1000, B = 10000;
 	uint32_t vfmt = ND_INDEX_DEFAULT_VEC_FORMAT;
-	int keep = 0;
+	int keep = 0, with_phash = 0;
 	uint32_t D = 256;
 	const char *cfgs_s = "16:14", *probes_s = "0,16,64,128", *cache = "cache/bench_index",
 		   *faiss = "bench/faiss_flat.py", *join_s = NULL, *jvar_s = "0/0/0";
@@ -176,6 +198,8 @@ int main(int argc, char **argv)
 			cache = v;
 		else if (!strcmp(a, "--faiss"))
 			faiss = v;
+		else if (!strcmp(a, "--phash"))
+			with_phash = atoi(v);
 		else {
 			fprintf(stderr, "bench_index: unknown option %s\n", a);
 			return 2;
@@ -260,8 +284,9 @@ int main(int argc, char **argv)
 			for (int t = 0; t < 3; t++)
 				ntrue[t] += esim[q * TOPK + k] >= taus[t];
 
-	printf("# Index benchmark: %zu vectors, dimension %u, stored vectors %s\n\n", N, D,
-	       vfmt == ND_VEC_F16 ? "float16" : "int8");
+	printf("# Index benchmark: %zu vectors, dimension %u, stored vectors %s%s\n\n", N, D,
+	       vfmt == ND_VEC_F16 ? "float16" : "int8",
+	       with_phash ? ", with perceptual hashes (random) and their postings" : "");
 	printf("Data: bench/synth.h, %zu near-duplicate clusters (about a third of the vectors), %u topics; "
 	       "random pairs: %.1f%% cos<0.2, %.1f%% 0.2-0.4, %.1f%% 0.4-0.6, %.2f%% >=0.6. "
 	       "Queries: %zu (%zu new near-duplicates of cluster bases, %zu unrelated). "
@@ -345,8 +370,8 @@ int main(int argc, char **argv)
 		nd_index *ix = NULL;
 		nd_index_options o;
 		nd_error e;
-		snprintf(dir, sizeof(dir), "%s/ix_%u_%u_%s", cache, cfgs[ci].L, cfgs[ci].K,
-			 vfmt == ND_VEC_F16 ? "f16" : "i8");
+		snprintf(dir, sizeof(dir), "%s/ix_%u_%u_%s%s", cache, cfgs[ci].L, cfgs[ci].K,
+			 vfmt == ND_VEC_F16 ? "f16" : "i8", with_phash ? "_phash" : "");
 		char dm[1200];
 		snprintf(dm, sizeof(dm), "%s/data.mdb", dir);
 		int reuse = keep && access(dm, F_OK) == 0;
@@ -359,6 +384,8 @@ int main(int argc, char **argv)
 		o.bits = cfgs[ci].K;
 		o.map_size = (size_t)1 << 30;
 		o.vec_format = vfmt;
+		if (with_phash)
+			o.calib = (nd_index_calib){ zero_stat, NULL, D, 0.0f, 0.0f, 0.04f, 11.0f };
 		if (nd_index_open(&ix, dir, &o, &e))
 			die(dir, &e);
 		t0 = bench_now();
@@ -371,6 +398,8 @@ int main(int argc, char **argv)
 				items[j].rec.path_len = strlen(paths[j]);
 				items[j].rec.size = 100000 + i + j;
 				memcpy(items[j].rec.hash, &(uint64_t){ i + j }, 8);
+				items[j].has_phash = with_phash;
+				items[j].phash = synth_phash(i + j);
 			}
 			if (nd_index_add(ix, items, n, NULL, &e))
 				die("add", &e);
@@ -390,6 +419,7 @@ int main(int argc, char **argv)
 			qp.k = TOPK;
 			qp.probes = probes[pi];
 			qp.min_hits = minhits[pi];
+			qp.has_phash = with_phash;
 			double *lat = malloc(sizeof(double) * NQ), cands = 0, rer = 0;
 			size_t found[3] = { 0 };
 			nd_hit hits[TOPK];
@@ -398,6 +428,7 @@ int main(int argc, char **argv)
 				nd_index_query(ix, Q + q * D, &qp, hits, &nh, NULL, &e);
 			for (size_t q = 0; q < NQ; q++) {
 				nd_query_stats qs;
+				qp.phash = synth_phash(eid[q * TOPK]) ^ 0x100;
 				double a = bench_now();
 				if (nd_index_query(ix, Q + q * D, &qp, hits, &nh, &qs, &e))
 					die("query", &e);
@@ -525,7 +556,7 @@ int main(int argc, char **argv)
 	}
 
 	/* FAISS reference */
-	if (faiss && *faiss) {
+	if (faiss && *faiss && strcmp(faiss, "none") != 0) { /* "none": skip it */
 		char cmd[4096];
 		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s %s %u %s", faiss, fx, fq, D, fr);
 		fprintf(stderr, "running %s\n", cmd);

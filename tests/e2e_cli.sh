@@ -81,6 +81,7 @@ test_ingest() {
 	[ "$(stat_images db)" = $((NIMG + 1)) ] || fail "stats: $(stat_images db) images"
 	expect 0 "$B" check --index db
 	has "ok: $((NIMG + 1)) images" out
+	has "perceptual-hash postings: current" out
 	# default index ./neardup.db and $NEARDUP_INDEX
 	expect 0 "$B" ingest -q "$C/chelsea.jpg"
 	[ -s err ] && fail "-q printed: $(cat err)"
