@@ -50,6 +50,15 @@ static int write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *er
 	return mrc ? nd_store_err(mrc, err, "writing metadata") : 0;
 }
 
+int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
+		       nd_error *err)
+{
+	if (k->mv_size != sizeof(*id))
+		return nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k->mv_size);
+	memcpy(id, k->mv_data, sizeof(*id));
+	return nd_vector_decode(v->mv_data, v->mv_size, dim, vv, err);
+}
+
 int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *vv, nd_error *err)
 {
 	MDB_val k = { sizeof(id), &id }, v;
@@ -131,14 +140,9 @@ static int upgrade_vectors(nd_index *ix, MDB_txn *txn, uint64_t *count, nd_error
 		MDB_val k = { sizeof(next), &next }, v;
 		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && n < UPGRADE_BATCH;
 		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			uint32_t id;
+			uint32_t id = 0;
 			nd_vec_view vv;
-			if (k.mv_size != sizeof(id)) {
-				rc = nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k.mv_size);
-				goto done;
-			}
-			memcpy(&id, k.mv_data, sizeof(id));
-			if ((rc = nd_vector_decode(v.mv_data, v.mv_size, dim, &vv, err)))
+			if ((rc = nd_ix_vector_entry(&k, &v, dim, &id, &vv, err)))
 				goto done;
 			next = id + 1;
 			if (vv.has_stat)

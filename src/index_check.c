@@ -22,6 +22,106 @@ static void problem(nd_check_report *rep, const char *fmt, ...)
 #define BIT_SET(a, i) ((a)[(i) >> 3] |= (uint8_t)(1u << ((i)&7)))
 #define BIT_GET(a, i) (((a)[(i) >> 3] >> ((i)&7)) & 1u)
 
+/* One walk over a database of posting blocks (postings, phash): every key
+ * and block decodes, lies within `tables` tables of `bits` bits, and the
+ * blocks of a bucket do not overlap; fn checks each listed id. */
+struct walk {
+	const char *what;        /* "table", "hash quarter": names a table in problems */
+	uint32_t tables, bits;
+	uint64_t blocks, bytes, postings; /* out */
+};
+typedef void (*posting_fn)(void *ctx, nd_check_report *rep, uint32_t t, uint32_t b, uint32_t id);
+
+static int walk_postings(MDB_txn *txn, MDB_dbi dbi, struct walk *w, nd_check_report *rep, posting_fn fn,
+			 void *ctx, nd_error *err)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	nd_error e2;
+	uint32_t pt = UINT32_MAX, pb = 0, plast = 0;
+	int mrc;
+	if ((mrc = mdb_cursor_open(txn, dbi, &cur)))
+		return nd_store_err(mrc, err, "opening a cursor");
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint32_t t, b, first, ids[ND_BLOCK_MAX_IDS];
+		size_t nb;
+		w->blocks++;
+		w->bytes += k.mv_size + v.mv_size;
+		if (nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, &e2)) {
+			problem(rep, "%s posting block: %s", w->what, e2.msg);
+			continue;
+		}
+		if (t >= w->tables || (w->bits < 32 && b >> w->bits)) {
+			problem(rep, "posting block for %s %u bucket %u outside %u tables of %u bits", w->what,
+				t, b, w->tables, w->bits);
+			continue;
+		}
+		if (nd_block_decode(first, v.mv_data, v.mv_size, ids, ND_BLOCK_MAX_IDS, &nb, &e2)) {
+			problem(rep, "posting block %s %u bucket %u first id %u: %s", w->what, t, b, first,
+				e2.msg);
+			continue;
+		}
+		if (t == pt && b == pb && first <= plast)
+			problem(rep, "%s %u bucket %u: block starting at id %u overlaps the previous block (last id %u)",
+				w->what, t, b, first, plast);
+		pt = t;
+		pb = b;
+		plast = ids[nb - 1];
+		w->postings += nb;
+		for (size_t j = 0; j < nb; j++)
+			fn(ctx, rep, t, b, ids[j]);
+	}
+	mdb_cursor_close(cur);
+	return 0;
+}
+
+/* LSH postings: every id has a record and a vector, whose signature puts
+ * it in this bucket. */
+struct lsh_ctx {
+	uint32_t N, L;
+	const uint8_t *has_rec, *has_vec;
+	const uint32_t *sigs;    /* [N][L] */
+	uint16_t *npost;         /* [N] out: lists holding each id */
+};
+
+static void lsh_posting(void *ctx, nd_check_report *rep, uint32_t t, uint32_t b, uint32_t id)
+{
+	struct lsh_ctx *c = ctx;
+	if (id >= c->N || !BIT_GET(c->has_rec, id) || !BIT_GET(c->has_vec, id)) {
+		problem(rep, "table %u bucket %u lists id %u, which has no %s", t, b, id,
+			id < c->N && BIT_GET(c->has_rec, id) ? "vector" : "record");
+		return;
+	}
+	if (c->sigs[(size_t)id * c->L + t] != b)
+		problem(rep, "table %u: id %u is in bucket %u but its vector hashes to bucket %u", t, id, b,
+			c->sigs[(size_t)id * c->L + t]);
+	if (c->npost[id] < UINT16_MAX)
+		c->npost[id]++;
+}
+
+/* Hash postings: every id has a stored hash whose quarter t is b. */
+struct phash_ctx {
+	uint32_t N;
+	const uint8_t *has_ph;
+	const uint64_t *phs;     /* [N] */
+	uint8_t *nph;            /* [N] out */
+};
+
+static void phash_posting(void *ctx, nd_check_report *rep, uint32_t q, uint32_t b, uint32_t id)
+{
+	struct phash_ctx *c = ctx;
+	if (id >= c->N || !BIT_GET(c->has_ph, id)) {
+		problem(rep, "hash quarter %u bucket %u lists id %u, which has no stored hash", q, b, id);
+		return;
+	}
+	if (nd_ix_phash_bucket(c->phs[id], q) != b)
+		problem(rep, "hash quarter %u: id %u is in bucket %u but its hash gives %u", q, id, b,
+			nd_ix_phash_bucket(c->phs[id], q));
+	if (c->nph[id] < UINT8_MAX)
+		c->nph[id]++;
+}
+
 int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 {
 	MDB_txn *txn = NULL;
@@ -212,54 +312,11 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	cur = NULL;
 
 	/* posting blocks */
-	uint64_t nblocks = 0, pbytes = 0, npostings = 0;
-	uint32_t pt = UINT32_MAX, pb = 0, plast = 0;
-	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+	struct lsh_ctx lc = { N, L, has_rec, has_vec, sigs, npost };
+	struct walk lw = { "table", L, m.bits, 0, 0, 0 };
+	if ((rc = walk_postings(txn, ix->st->postings, &lw, rep, lsh_posting, &lc, err)))
 		goto done;
-	}
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint32_t t, b, first, ids[ND_BLOCK_MAX_IDS];
-		size_t nb;
-		nblocks++;
-		pbytes += k.mv_size + v.mv_size;
-		if (nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, &e2)) {
-			problem(rep, "posting block: %s", e2.msg);
-			continue;
-		}
-		if (t >= L || (m.bits < 32 && b >> m.bits)) {
-			problem(rep, "posting block for table %u bucket %u outside %u tables of %u bits", t, b,
-				L, m.bits);
-			continue;
-		}
-		if (nd_block_decode(first, v.mv_data, v.mv_size, ids, ND_BLOCK_MAX_IDS, &nb, &e2)) {
-			problem(rep, "posting block table %u bucket %u first id %u: %s", t, b, first, e2.msg);
-			continue;
-		}
-		if (t == pt && b == pb && first <= plast)
-			problem(rep, "table %u bucket %u: block starting at id %u overlaps the previous block (last id %u)",
-				t, b, first, plast);
-		pt = t;
-		pb = b;
-		plast = ids[nb - 1];
-		npostings += nb;
-		for (size_t j = 0; j < nb; j++) {
-			uint32_t id = ids[j];
-			if (id >= N || !BIT_GET(has_rec, id) || !BIT_GET(has_vec, id)) {
-				problem(rep, "table %u bucket %u lists id %u, which has no %s", t, b, id,
-					id < N && BIT_GET(has_rec, id) ? "vector" : "record");
-				continue;
-			}
-			if (sigs[(size_t)id * L + t] != b)
-				problem(rep, "table %u: id %u is in bucket %u but its vector hashes to bucket %u",
-					t, id, b, sigs[(size_t)id * L + t]);
-			if (npost[id] < UINT16_MAX)
-				npost[id]++;
-		}
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
+	uint64_t nblocks = lw.blocks, pbytes = lw.bytes, npostings = lw.postings;
 	rep->blocks = nblocks;
 	rep->postings = npostings;
 	for (uint32_t id = 1; id < N; id++) {
@@ -295,51 +352,11 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	rep->phash_valid = nd_ix_phash_valid(ix, txn, &m);
 	if (!rep->phash_valid)
 		goto done;
-	if ((mrc = mdb_cursor_open(txn, ix->st->phash, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+	struct phash_ctx hc = { N, has_ph, phs, nph };
+	struct walk hw = { "hash quarter", ND_PHASH_QUARTERS, 16, 0, 0, 0 };
+	if ((rc = walk_postings(txn, ix->st->phash, &hw, rep, phash_posting, &hc, err)))
 		goto done;
-	}
-	pt = UINT32_MAX;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint32_t q, b, first, ids[ND_BLOCK_MAX_IDS];
-		size_t nb;
-		if (nd_posting_key_decode(k.mv_data, k.mv_size, &q, &b, &first, &e2)) {
-			problem(rep, "hash posting block: %s", e2.msg);
-			continue;
-		}
-		if (q >= ND_PHASH_QUARTERS || b > 0xFFFF) {
-			problem(rep, "hash posting block for quarter %u bucket %u", q, b);
-			continue;
-		}
-		if (nd_block_decode(first, v.mv_data, v.mv_size, ids, ND_BLOCK_MAX_IDS, &nb, &e2)) {
-			problem(rep, "hash posting block quarter %u bucket %u first id %u: %s", q, b, first,
-				e2.msg);
-			continue;
-		}
-		if (q == pt && b == pb && first <= plast)
-			problem(rep, "hash quarter %u bucket %u: block starting at id %u overlaps the previous block (last id %u)",
-				q, b, first, plast);
-		pt = q;
-		pb = b;
-		plast = ids[nb - 1];
-		rep->phash_postings += nb;
-		for (size_t j = 0; j < nb; j++) {
-			uint32_t id = ids[j];
-			if (id >= N || !BIT_GET(has_ph, id)) {
-				problem(rep, "hash quarter %u bucket %u lists id %u, which has no stored hash", q,
-					b, id);
-				continue;
-			}
-			if (nd_ix_phash_bucket(phs[id], q) != b)
-				problem(rep, "hash quarter %u: id %u is in bucket %u but its hash gives %u", q, id,
-					b, nd_ix_phash_bucket(phs[id], q));
-			if (nph[id] < UINT8_MAX)
-				nph[id]++;
-		}
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
+	rep->phash_postings = hw.postings;
 	for (uint32_t id = 1; id < N; id++)
 		if (BIT_GET(has_ph, id) && nph[id] != ND_PHASH_QUARTERS)
 			problem(rep, "id %u appears in %u hash posting lists, expected %d", id, nph[id],

@@ -69,6 +69,11 @@ int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t pha
  * valid for m; *count receives the images listed. */
 int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *count, nd_error *err);
 
+/* Decodes one entry of the vectors database (key = id, value = vector of
+ * dim components); vv points into the map (valid during the transaction). */
+int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
+		       nd_error *err);
+
 int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
 /* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
 int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);

@@ -153,6 +153,26 @@ static int flush_pairs(struct jworker *w)
 	return stop;
 }
 
+/* Compares images a and b (indexes into vv) exactly and buffers the pair
+ * when it reaches min_sim; 1 once the join stops. */
+static int compare_pair(struct jworker *w, size_t a, size_t b, int *have_a)
+{
+	struct jshared *s = w->s;
+	w->st.pairs_compared++;
+	float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
+	if (s->cal)
+		sim = nd_ix_score(s->ix, sim, s->vv[a].stat, s->vv[b].stat) +
+		      nd_ix_phash_bonus(s->ix, s->vv[a].has_phash, s->vv[a].phash, s->vv[b].has_phash,
+					s->vv[b].phash);
+	if (sim < s->p->min_sim)
+		return 0;
+	/* ids are mapped at emission */
+	w->buf[w->nbuf].a = s->ids[a] < s->ids[b] ? s->ids[a] : s->ids[b];
+	w->buf[w->nbuf].b = s->ids[a] < s->ids[b] ? s->ids[b] : s->ids[a];
+	w->buf[w->nbuf].sim = sim;
+	return ++w->nbuf == PAIRBUF && flush_pairs(w);
+}
+
 /* The pairs of row i (bucket B) with rows [j0, j1). */
 static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows, size_t j0, size_t j1,
 		     int *have_a)
@@ -176,20 +196,8 @@ static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows
 				break;
 		if (u < t)
 			continue;
-		uint32_t b = (uint32_t)rb[0];
-		w->st.pairs_compared++;
-		float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
-		if (s->cal)
-			sim = nd_ix_score(s->ix, sim, s->vv[a].stat, s->vv[b].stat) +
-			      nd_ix_phash_bonus(s->ix, s->vv[a].has_phash, s->vv[a].phash,
-						s->vv[b].has_phash, s->vv[b].phash);
-		if (sim < s->p->min_sim)
-			continue;
-		/* rows hold indexes into vv; ids are mapped at emission */
-		w->buf[w->nbuf].a = s->ids[a] < s->ids[b] ? s->ids[a] : s->ids[b];
-		w->buf[w->nbuf].b = s->ids[a] < s->ids[b] ? s->ids[b] : s->ids[a];
-		w->buf[w->nbuf].sim = sim;
-		if (++w->nbuf == PAIRBUF && flush_pairs(w))
+		/* rows hold indexes into vv */
+		if (compare_pair(w, a, (uint32_t)rb[0], have_a))
 			return 1;
 	}
 	return 0;
@@ -343,25 +351,16 @@ static int join_phash(struct jshared *s, struct jworker *w, nd_error *err)
 				for (size_t j = i + 1; j < off[B + 1]; j++) {
 					const size_t b = order[j];
 					const uint64_t hb = s->vv[b].phash;
-					float bonus = nd_ix_phash_bonus(s->ix, 1, ha, 1, hb);
 					uint32_t q0 = 0;
-					if (bonus <= 0.0f)
+					if (nd_ix_phash_bonus(s->ix, 1, ha, 1, hb) <= 0.0f)
 						continue;
 					while (nd_ix_phash_bucket(ha, q0) != nd_ix_phash_bucket(hb, q0))
 						q0++;
 					if (q0 < q || lsh_compared(s, a, b))
 						continue;
 					w->st.pairs_candidates++;
-					w->st.pairs_compared++;
 					w->st.phash_compared++;
-					float sim = nd_ix_score(s->ix, pair_dot(&s->vv[a], &s->vv[b], w->fa, &have_a),
-								s->vv[a].stat, s->vv[b].stat) + bonus;
-					if (sim < s->p->min_sim)
-						continue;
-					w->buf[w->nbuf].a = s->ids[a] < s->ids[b] ? s->ids[a] : s->ids[b];
-					w->buf[w->nbuf].b = s->ids[a] < s->ids[b] ? s->ids[b] : s->ids[a];
-					w->buf[w->nbuf].sim = sim;
-					if (++w->nbuf == PAIRBUF && flush_pairs(w))
+					if (compare_pair(w, a, b, &have_a))
 						goto done;
 				}
 			}
@@ -494,22 +493,17 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t id;
-		if (k.mv_size != 4) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k.mv_size);
-			goto done;
-		}
-		memcpy(&id, k.mv_data, 4);
-		if (id >= m.next_id) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
-			goto done;
-		}
 		if (s.n == capn) {
 			rc = nd_error_set(err, ND_ECORRUPT, "more vectors than the %llu images counted",
 					  (unsigned long long)m.n_images);
 			goto done;
 		}
-		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, s.dim, &s.vv[s.n], err)))
+		if ((rc = nd_ix_vector_entry(&k, &v, s.dim, &id, &s.vv[s.n], err)))
 			goto done;
+		if (id >= m.next_id) {
+			rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
+			goto done;
+		}
 		if (s.cal && !s.vv[s.n].has_stat) {
 			rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has no background statistic", id);
 			goto done;

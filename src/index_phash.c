@@ -94,14 +94,9 @@ int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *
 		return nd_store_err(mrc, err, "opening a cursor");
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint32_t id;
+		uint32_t id = 0;
 		nd_vec_view vv;
-		if (k.mv_size != sizeof(id)) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k.mv_size);
-			goto done;
-		}
-		memcpy(&id, k.mv_data, sizeof(id));
-		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, m->dim, &vv, err)))
+		if ((rc = nd_ix_vector_entry(&k, &v, m->dim, &id, &vv, err)))
 			goto done;
 		if (!vv.has_phash)
 			continue;

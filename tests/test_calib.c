@@ -401,6 +401,55 @@ static int collect(void *ctx, uint32_t a, uint32_t b, float sim)
 	return 0;
 }
 
+/* A self-join's pairs against every pair scored by brute force with pf
+ * (the hash term where both images of f carry a hash and pf has a weight). */
+struct join_check {
+	size_t want;     /* pairs >= thr */
+	size_t found;    /* of those, emitted */
+	size_t wrong;    /* emitted below thr, or with another score */
+	size_t twice;    /* emitted more than once */
+	size_t raw_only; /* pairs on which the cosine and pf's score disagree about thr */
+};
+
+static struct join_check check_join(struct fixture *f, nd_index *ix, const nd_model_calib *pf,
+				    const struct pairset *ps, float thr)
+{
+	struct join_check c = { 0 };
+	nd_error err;
+	float *S = malloc(sizeof(float) * NV), *V = malloc(sizeof(float) * NV * TINY_D);
+	for (int i = 0; i < NV; i++) {
+		nd_index_get_vector(ix, (uint32_t)i + 1, V + i * TINY_D, &err);
+		nd_calib_stat(f->c, V + i * TINY_D, 1, &S[i], &err);
+	}
+	for (int a = 0; a < NV; a++)
+		for (int b = a + 1; b < NV; b++) {
+			double cos = 0;
+			for (int j = 0; j < TINY_D; j++)
+				cos += (double)V[a * TINY_D + j] * V[b * TINY_D + j];
+			float sc = nd_calib_score(pf, (float)cos, S[a], S[b]);
+			if (f->it[a].has_phash && f->it[b].has_phash)
+				sc += nd_calib_phash_bonus(pf, nd_phash_distance(f->it[a].phash, f->it[b].phash));
+			uint64_t key = (uint64_t)(a + 1) << 32 | (uint32_t)(b + 1);
+			int in = 0;
+			for (size_t q = 0; q < ps->n; q++)
+				if (ps->v[q] == key) {
+					in++;
+					c.wrong += fabsf(ps->sim[q] - sc) > 1e-5f;
+				}
+			c.twice += in > 1;
+			if (sc >= thr + 1e-5f) {
+				c.want++;
+				c.found += in > 0;
+			} else if (sc < thr - 1e-5f) {
+				c.wrong += in > 0;
+			}
+			c.raw_only += (cos >= thr) != (sc >= thr);
+		}
+	free(S);
+	free(V);
+	return c;
+}
+
 static void test_index_calibrated(void)
 {
 	struct fixture f;
@@ -435,47 +484,20 @@ static void test_index_calibrated(void)
 	jp.threads = 2;
 	jp.radius = 3;
 	CHECK_EQ_INT(nd_index_selfjoin(ix, &jp, collect, &ps, NULL, &err), 0);
-	float *S = malloc(sizeof(float) * NV), *V = malloc(sizeof(float) * NV * TINY_D);
-	for (int i = 0; i < NV; i++) {
-		nd_index_get_vector(ix, (uint32_t)i + 1, V + i * TINY_D, &err);
-		nd_calib_stat(f.c, V + i * TINY_D, 1, &S[i], &err);
-	}
-	size_t want = 0, found = 0, wrong = 0, raw_only = 0;
-	for (int a = 0; a < NV; a++)
-		for (int b = a + 1; b < NV; b++) {
-			double cos = 0;
-			for (int j = 0; j < TINY_D; j++)
-				cos += (double)V[a * TINY_D + j] * V[b * TINY_D + j];
-			float s = nd_calib_score(&f.p, (float)cos, S[a], S[b]);
-			int in = 0;
-			uint64_t key = (uint64_t)(a + 1) << 32 | (uint32_t)(b + 1);
-			for (size_t q = 0; q < ps.n; q++)
-				if (ps.v[q] == key) {
-					in = 1;
-					wrong += fabsf(ps.sim[q] - s) > 1e-5f;
-				}
-			if (s >= thr + 1e-5f) {
-				want++;
-				found += in;
-			} else if (s < thr - 1e-5f) {
-				wrong += in;
-			}
-			raw_only += (cos >= thr) != (s >= thr);
-		}
+	struct join_check c = check_join(&f, ix, &f.p, &ps, thr);
 	printf("  self-join at calibrated %.2f: %zu of %zu pairs found, %zu wrong (%zu pairs differ "
-	       "from raw >= %.2f)\n", (double)thr, found, want, wrong, raw_only, (double)thr);
-	CHECK(want > 50);
-	CHECK(raw_only > 0); /* the test means something: the scales differ */
-	CHECK_EQ_INT(wrong, 0);
-	CHECK(found >= want * 97 / 100);
+	       "from raw >= %.2f)\n", (double)thr, c.found, c.want, c.wrong, c.raw_only, (double)thr);
+	CHECK(c.want > 50);
+	CHECK(c.raw_only > 0); /* the test means something: the scales differ */
+	CHECK_EQ_INT(c.wrong, 0);
+	CHECK_EQ_INT(c.twice, 0);
+	CHECK(c.found >= c.want * 97 / 100);
 	/* raw join: plain cosines */
 	ps.n = 0;
 	jp.raw = 1;
 	CHECK_EQ_INT(nd_index_selfjoin(ix, &jp, collect, &ps, NULL, &err), 0);
 	for (size_t q = 0; q < ps.n; q++)
 		CHECK(ps.sim[q] >= thr && ps.sim[q] <= 1.001f);
-	free(S);
-	free(V);
 	free(ps.v);
 	free(ps.sim);
 	nd_index_close(ix);
@@ -612,23 +634,35 @@ static int query_finds(nd_index *ix, const float *x, const nd_query_params *qp, 
 	return 0;
 }
 
-/* Deletes meta's "phash" mark (an older writer's index), or the whole phash
- * database too (an index from before it), with LMDB directly. */
-static void forget_phash(const char *dir, int drop_db)
+/* Changes an index behind neardup's back, with LMDB directly. */
+enum tamper {
+	FORGET_MARK,    /* delete meta's "phash" mark: an older writer's index */
+	DROP_PHASH_DB,  /* ... and the phash database: an index from before it */
+	DROP_BLOCK      /* delete the phash database's first block, mark kept: damage */
+};
+
+static void tamper_phash(const char *dir, enum tamper how)
 {
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi meta, ph;
-	MDB_val k = { 5, "phash" };
+	MDB_cursor *cur;
+	MDB_val k = { 5, "phash" }, v;
 	CHECK_EQ_INT(mdb_env_create(&env), 0);
 	mdb_env_set_maxdbs(env, 8);
 	CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0644), 0);
 	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	CHECK_EQ_INT(mdb_del(txn, meta, &k, NULL), 0);
-	if (drop_db) {
-		CHECK_EQ_INT(mdb_dbi_open(txn, "phash", 0, &ph), 0);
-		CHECK_EQ_INT(mdb_drop(txn, ph, 1), 0);
+	CHECK_EQ_INT(mdb_dbi_open(txn, "phash", 0, &ph), 0);
+	if (how == DROP_BLOCK) {
+		CHECK_EQ_INT(mdb_cursor_open(txn, ph, &cur), 0);
+		CHECK_EQ_INT(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+		CHECK_EQ_INT(mdb_cursor_del(cur, 0), 0);
+		mdb_cursor_close(cur);
+	} else {
+		CHECK_EQ_INT(mdb_del(txn, meta, &k, NULL), 0);
+		if (how == DROP_PHASH_DB)
+			CHECK_EQ_INT(mdb_drop(txn, ph, 1), 0);
 	}
 	CHECK_EQ_INT(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
@@ -725,49 +759,18 @@ static void test_index_phash_postings(void)
 		jp.threads = 2;
 		jp.radius = 3;
 		CHECK_EQ_INT(nd_index_selfjoin(ix, &jp, collect, &ps, &js, &err), 0);
-		float *S = malloc(sizeof(float) * NV), *V = malloc(sizeof(float) * NV * TINY_D);
-		for (int i = 0; i < NV; i++) {
-			nd_index_get_vector(ix, (uint32_t)i + 1, V + i * TINY_D, &err);
-			nd_calib_stat(f.c, V + i * TINY_D, 1, &S[i], &err);
-		}
-		size_t want = 0, found = 0, wrong = 0, twice = 0;
-		for (int a = 0; a < NV; a++)
-			for (int b = a + 1; b < NV; b++) {
-				double cos = 0;
-				for (int j = 0; j < TINY_D; j++)
-					cos += (double)V[a * TINY_D + j] * V[b * TINY_D + j];
-				float sc = nd_calib_score(&pf, (float)cos, S[a], S[b]);
-				if (f.it[a].has_phash && f.it[b].has_phash)
-					sc += nd_calib_phash_bonus(&pf, nd_phash_distance(f.it[a].phash,
-											   f.it[b].phash));
-				uint64_t key = (uint64_t)(a + 1) << 32 | (uint32_t)(b + 1);
-				int in = 0;
-				for (size_t q = 0; q < ps.n; q++)
-					if (ps.v[q] == key) {
-						in++;
-						wrong += fabsf(ps.sim[q] - sc) > 1e-5f;
-					}
-				twice += in > 1;
-				if (sc >= thr + 1e-5f) {
-					want++;
-					found += in > 0;
-				} else if (sc < thr - 1e-5f) {
-					wrong += in > 0;
-				}
-			}
+		struct join_check c = check_join(&f, ix, &pf, &ps, thr);
 		int twins = 0;
 		for (size_t q = 0; q < ps.n; q++)
 			twins += ps.v[q] == ((uint64_t)tid << 32 | (uint32_t)(twin + 1));
 		printf("  self-join with hash groups: %zu of %zu pairs found, %zu wrong, %zu twice, "
-		       "%llu compared through the hash groups\n", found, want, wrong, twice,
+		       "%llu compared through the hash groups\n", c.found, c.want, c.wrong, c.twice,
 		       (unsigned long long)js.phash_compared);
 		CHECK_EQ_INT(twins, 1);
 		CHECK(js.phash_compared >= 1);
-		CHECK_EQ_INT(wrong, 0);
-		CHECK_EQ_INT(twice, 0);
-		CHECK(found >= want * 97 / 100);
-		free(S);
-		free(V);
+		CHECK_EQ_INT(c.wrong, 0);
+		CHECK_EQ_INT(c.twice, 0);
+		CHECK(c.found >= c.want * 97 / 100);
 		free(ps.v);
 		free(ps.sim);
 	}
@@ -797,6 +800,19 @@ static void test_index_phash_postings(void)
 	nd_index_close(ix);
 	ix = NULL;
 
+	/* check finds a hash posting missing */
+	tamper_phash(dir, DROP_BLOCK);
+	o = opts(&f, 1, 1);
+	o.calib.phash_weight = weight;
+	o.calib.phash_bits = 11.0f;
+	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+	if (!ix)
+		goto done;
+	CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+	CHECK(rep.n_problems >= 1 && strstr(rep.problems[0], "hash posting lists"));
+	nd_index_close(ix);
+	ix = NULL;
+
 	/* a stale mark (an older writer), then no phash database at all (an
 	 * index from before it): readers go on without the hash candidates... */
 	const int other = 43; /* hashed, still indexed */
@@ -805,7 +821,7 @@ static void test_index_phash_postings(void)
 		far2[j] = -f.X[other * TINY_D + j];
 	qp.phash = f.it[other].phash;
 	for (int drop = 0; drop <= 1; drop++) {
-		forget_phash(dir, drop);
+		tamper_phash(dir, drop ? DROP_PHASH_DB : FORGET_MARK);
 		o = opts(&f, 1, 1);
 		o.calib.phash_weight = weight;
 		o.calib.phash_bits = 11.0f;

@@ -270,6 +270,27 @@ static void test_vector_phash(void)
 	}
 }
 
+/* The phash database's validity mark: round trip, every truncation and a
+ * wrong magic or version refused. */
+static void test_phash_mark(void)
+{
+	uint8_t b[ND_PHASH_MARK_SIZE + 1];
+	uint32_t next;
+	uint64_t n;
+	nd_error err;
+	nd_phash_mark_encode(0xfedcba98u, 0x0123456789abcdefull, b);
+	CHECK_EQ_INT(nd_phash_mark_decode(b, ND_PHASH_MARK_SIZE, &next, &n, &err), 0);
+	CHECK(next == 0xfedcba98u && n == 0x0123456789abcdefull);
+	for (size_t cut = 0; cut <= ND_PHASH_MARK_SIZE + 1; cut++)
+		if (cut != ND_PHASH_MARK_SIZE)
+			CHECK_EQ_INT(nd_phash_mark_decode(b, cut, &next, &n, &err), ND_ECORRUPT);
+	b[0] ^= 1;
+	CHECK_EQ_INT(nd_phash_mark_decode(b, ND_PHASH_MARK_SIZE, &next, &n, &err), ND_ECORRUPT);
+	b[0] ^= 1;
+	b[1] = 2;
+	CHECK_EQ_INT(nd_phash_mark_decode(b, ND_PHASH_MARK_SIZE, &next, &n, &err), ND_EVERSION);
+}
+
 int main(void)
 {
 	RUN(test_meta_roundtrip);
@@ -278,5 +299,6 @@ int main(void)
 	RUN(test_vector_formats);
 	RUN(test_vector_stat);
 	RUN(test_vector_phash);
+	RUN(test_phash_mark);
 	return test_summary();
 }

@@ -1,5 +1,5 @@
 /* libFuzzer target: decoders of stored LMDB values (metadata, image records,
- * path entries, vectors, posting keys). The first byte picks the decoder; the
+ * path entries, vectors, posting keys, the phash mark). The first byte picks the decoder; the
  * rest is the value. What decodes must re-encode to the same bytes where the
  * format is canonical (current header versions), and vectors must be usable. */
 #include "neardup/store.h"
@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nd_error err;
 	if (size < 1)
 		return 0;
-	uint8_t which = data[0] % 5;
+	uint8_t which = data[0] % 6;
 	data++;
 	size--;
 	uint8_t *buf = malloc(size ? size : 1);
@@ -73,6 +73,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t k[ND_POSTING_KEY_SIZE];
 			nd_posting_key(t, b, f, k);
 			if (t > 0xFFFF || memcmp(k, buf, sizeof(k)) != 0)
+				abort();
+		}
+		break;
+	}
+	case 5: {
+		uint32_t next;
+		uint64_t n;
+		if (nd_phash_mark_decode(buf, size, &next, &n, &err) == 0) {
+			uint8_t k[ND_PHASH_MARK_SIZE];
+			uint32_t next2;
+			uint64_t n2;
+			nd_phash_mark_encode(next, n, k);
+			if (nd_phash_mark_decode(k, sizeof(k), &next2, &n2, &err) != 0 || next2 != next || n2 != n)
 				abort();
 		}
 		break;
