@@ -207,9 +207,8 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		}
 		/* hash postings missing (an index from before them) or stale (an
 		 * older writer added or removed images since): list them again */
-		uint64_t listed;
 		if (!nd_ix_phash_valid(ix, txn, &ix->meta))
-			rc = nd_ix_phash_rebuild(ix, txn, &ix->meta, &listed, err);
+			rc = nd_ix_phash_rebuild(ix, txn, &ix->meta, err);
 		return rc;
 	}
 	if (mrc != MDB_NOTFOUND)
@@ -604,12 +603,19 @@ struct prep {
 	nd_error err;
 };
 
+/* An item's hash is stored (vector version 3, and listed in the phash
+ * database) when it brings one to a calibrated index. */
+static int item_stores_phash(const nd_index *ix, const nd_index_item *it)
+{
+	return ix->calibrated && it->has_phash;
+}
+
 /* The stored size of an item's vector: version 1 on an uncalibrated index,
  * else version 3 when the item brings a perceptual hash, version 2 when not. */
 static size_t item_vlen(const nd_index *ix, const nd_index_item *it)
 {
 	uint32_t dim = ix->meta.dim, fmt = ix->meta.vec_format;
-	if (ix->calibrated && it->has_phash)
+	if (item_stores_phash(ix, it))
 		return nd_vector_encoded_size_max(dim, fmt);
 	return nd_vector_encoded_size_stat(dim, fmt, ix->calibrated);
 }
@@ -636,7 +642,7 @@ static void *prep_worker(void *arg)
 		if (cal) {
 			float st;
 			if ((w->rc = w->ix->calib.stat(w->ix->calib.ctx, w->fbuf, 1, &st, &w->err)) ||
-			    (w->rc = it->has_phash
+			    (w->rc = item_stores_phash(w->ix, it)
 					     ? nd_vector_encode_stat_phash(it->vec, dim, fmt, st, it->phash, out,
 									   w->vlen, &len, &w->err)
 					     : nd_vector_encode_stat(it->vec, dim, fmt, st, out, w->vlen, &len,
@@ -813,7 +819,7 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	for (size_t i = 0; i < c->n; i++) {
 		const nd_index_item *it = &c->items[i];
 		uint32_t id = c->first_id + (uint32_t)i;
-		if (!ix->calibrated || !it->has_phash || c->dead[i])
+		if (!item_stores_phash(ix, it) || c->dead[i])
 			continue;
 		for (uint32_t q = 0; q < ND_PHASH_QUARTERS; q++)
 			hkeys[nk++] = nd_ix_phash_key(q, nd_ix_phash_bucket(it->phash, q), id);
@@ -1438,9 +1444,9 @@ int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 	} dbs[] = { { ix->st->postings, &s->postings_db_bytes }, { ix->st->vectors, &s->vectors_db_bytes },
 		    { ix->st->records, &s->records_db_bytes }, { ix->st->paths, &s->paths_db_bytes },
 		    { ix->st->hashes, &s->hashes_db_bytes }, { ix->st->phash, &s->phash_db_bytes } };
-	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
-		if (dbs[i].dbi == ix->st->phash && !ix->st->has_phash_db)
-			continue;
+	/* the last, phash, is absent from an index from before it opened read-only */
+	const size_t ndb = sizeof(dbs) / sizeof(dbs[0]) - !ix->st->has_phash_db;
+	for (size_t i = 0; i < ndb; i++) {
 		if (mdb_stat(txn, dbs[i].dbi, &ms) == 0)
 			*dbs[i].out = (uint64_t)ms.ms_psize *
 				      (ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages);

@@ -73,7 +73,7 @@ static int walk_postings(MDB_txn *txn, MDB_dbi dbi, struct walk *w, nd_check_rep
 			fn(ctx, rep, t, b, ids[j]);
 	}
 	mdb_cursor_close(cur);
-	return 0;
+	return mrc == MDB_NOTFOUND ? 0 : nd_store_err(mrc, err, "reading posting blocks");
 }
 
 /* LSH postings: every id has a record and a vector, whose signature puts

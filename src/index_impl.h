@@ -66,8 +66,8 @@ int nd_ix_phash_append(nd_index *ix, MDB_cursor *hcur, uint64_t *keys, size_t n,
 /* Removes id's four postings. */
 int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t phash, nd_error *err);
 /* Empties the phash database, lists every stored hash again and marks it
- * valid for m; *count receives the images listed. */
-int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *count, nd_error *err);
+ * valid for m. */
+int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 
 /* Decodes one entry of the vectors database (key = id, value = vector of
  * dim components); vv points into the map (valid during the transaction). */

@@ -103,6 +103,26 @@ static inline uint32_t sig_field(const uint64_t *w, uint32_t u, uint32_t K)
 	return (uint32_t)(v & ((1ull << K) - 1));
 }
 
+/* Bits in which two packed signatures (W words) differ. */
+static inline uint32_t sig_distance(const uint64_t *sa, const uint64_t *sb, uint32_t W)
+{
+	uint32_t d = 0;
+	for (uint32_t q = 0; q < W; q++)
+		d += (uint32_t)__builtin_popcountll(sa[q] ^ sb[q]);
+	return d;
+}
+
+/* The first table u < below in which two images are a candidate pair (their
+ * top bits, K >> sh of them, differ in at most r), or below if none. */
+static inline uint32_t first_candidate_table(const uint64_t *sa, const uint64_t *sb, uint32_t below,
+					     uint32_t K, uint32_t sh, uint32_t r)
+{
+	uint32_t u = 0;
+	while (u < below && (uint32_t)__builtin_popcount((sig_field(sa, u, K) ^ sig_field(sb, u, K)) >> sh) > r)
+		u++;
+	return u;
+}
+
 /* <a, b> of two stored vectors; fa: a's components once dequantised. */
 static float pair_dot(const nd_vec_view *a, const nd_vec_view *b, float *fa, int *have_a)
 {
@@ -184,17 +204,10 @@ static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows
 	w->st.pairs_candidates += j1 - j0;
 	for (size_t j = j0; j < j1; j++) {
 		const uint64_t *rb = rows + j * S, *sb = rb + 1;
-		uint32_t d = 0;
-		for (uint32_t q = 0; q < W; q++)
-			d += (uint32_t)__builtin_popcountll(sa[q] ^ sb[q]);
-		if (d > s->thr)
+		if (sig_distance(sa, sb, W) > s->thr)
 			continue;
 		/* a candidate in an earlier table already */
-		uint32_t u = 0;
-		for (; u < t; u++)
-			if ((uint32_t)__builtin_popcount((sig_field(sa, u, K) ^ sig_field(sb, u, K)) >> sh) <= r)
-				break;
-		if (u < t)
+		if (first_candidate_table(sa, sb, t, K, sh, r) < t)
 			continue;
 		/* rows hold indexes into vv */
 		if (compare_pair(w, a, (uint32_t)rb[0], have_a))
@@ -299,16 +312,8 @@ static void *sign_worker(void *arg)
 static int lsh_compared(const struct jshared *s, size_t a, size_t b)
 {
 	const uint64_t *sa = s->sig + a * s->W, *sb = s->sig + b * s->W;
-	uint32_t d = 0;
-	for (uint32_t q = 0; q < s->W; q++)
-		d += (uint32_t)__builtin_popcountll(sa[q] ^ sb[q]);
-	if (d > s->thr)
-		return 0;
-	for (uint32_t u = 0; u < s->T; u++)
-		if ((uint32_t)__builtin_popcount((sig_field(sa, u, s->K) ^ sig_field(sb, u, s->K)) >>
-						 s->shift) <= s->radius)
-			return 1;
-	return 0;
+	return sig_distance(sa, sb, s->W) <= s->thr &&
+	       first_candidate_table(sa, sb, s->T, s->K, s->shift, s->radius) < s->T;
 }
 
 /* Step 5 on worker w: the pairs that share a quarter of their hashes. */

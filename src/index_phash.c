@@ -79,7 +79,7 @@ int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t pha
 	return 0;
 }
 
-int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *count, nd_error *err)
+int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
 {
 	MDB_cursor *cur = NULL, *hcur = NULL;
 	MDB_val k, v;
@@ -87,7 +87,6 @@ int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *
 	uint32_t *idbuf = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0, mrc;
-	*count = 0;
 	if ((mrc = mdb_drop(txn, ix->st->phash, 0)))
 		return nd_store_err(mrc, err, "emptying the phash database");
 	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur)))
@@ -112,7 +111,6 @@ int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, uint64_t *
 		}
 		for (uint32_t q = 0; q < ND_PHASH_QUARTERS; q++)
 			keys[n++] = nd_ix_phash_key(q, nd_ix_phash_bucket(vv.phash, q), id);
-		(*count)++;
 	}
 	if (mrc != MDB_NOTFOUND) {
 		rc = nd_store_err(mrc, err, "reading the vectors");

@@ -834,6 +834,7 @@ static void test_index_phash_postings(void)
 		CHECK_EQ_INT(rep.phash_valid, 0);
 		nd_index_stats st;
 		CHECK_EQ_INT(nd_index_stats_get(ix, &st, &err), 0);
+		CHECK(drop ? st.phash_db_bytes == 0 : st.phash_db_bytes > 0);
 		nd_index_close(ix);
 		ix = NULL;
 		/* ... and the next writer lists every hash again */

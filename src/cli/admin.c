@@ -127,7 +127,7 @@ int cmd_check(int argc, char **argv)
 		       (unsigned long long)rep->blocks, (unsigned long long)rep->n_problems);
 		/* stale: an older writer changed the index; the next writer lists them again */
 		printf("perceptual-hash postings: %s\n",
-		       rep->phash_valid ? "current" : "stale (rebuilt by the next ingest)");
+		       rep->phash_valid ? "current" : "stale (rebuilt by the next command that writes to the index)");
 		status = rep->n_problems ? EXIT_SKIPPED : EXIT_ALL_GOOD;
 	}
 	free(rep);
