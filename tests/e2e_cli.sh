@@ -382,9 +382,9 @@ test_actions() {
 	local before
 	before=$(find act -type f -exec md5sum {} + | sort)
 	# dry runs change nothing
-	for a in delete hardlink; do
+	for a in delete "hardlink --hardlink-near"; do
 		expect 0 "$B" dedup --index adb $RAW --min-sim $SIM --protect act/ref --action $a
-		has "would $a	act/chelsea_q25.jpg" out
+		has "would ${a%% *}	act/chelsea_q25.jpg" out
 	done
 	has "would hardlink	act/chelsea_q25.jpg	act/chelsea.jpg" out
 	# the protected file is kept, the bigger image is the member
@@ -394,8 +394,8 @@ test_actions() {
 	has "would move	act/rocket_exif6.jpg	moved/act/rocket_exif6.jpg" out
 	[ "$before" = "$(find act -type f -exec md5sum {} + | sort)" ] || fail "a dry run changed files"
 	[ ! -e moved ] || fail "a dry run created the --to directory"
-	# hardlink
-	expect 0 "$B" dedup --index adb $RAW --min-sim $SIM --protect act/ref --action hardlink --yes
+	# hardlink (near-duplicates, same format)
+	expect 0 "$B" dedup --index adb $RAW --min-sim $SIM --protect act/ref --action hardlink --hardlink-near --yes
 	has "hardlinked	act/chelsea_q25.jpg	act/chelsea.jpg" out
 	has "hardlinked	act/hubble.jpg	act/ref/hubble_crop_q70.jpg" out
 	[ "$(stat -c %i act/chelsea_q25.jpg)" = "$(stat -c %i act/chelsea.jpg)" ] || fail "not hard-linked"

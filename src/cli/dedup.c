@@ -30,7 +30,8 @@ static const char usage_text[] =
 	"usage: neardup dedup [--index DIR] [--min-sim S] [--score normalized|raw]\n"
 	"                     [--format jsonl|tsv|html]\n"
 	"                     [--output FILE] [--keep RULE] [--protect DIR]...\n"
-	"                     [--action report|hardlink|move|delete] [--to DIR] [--yes] [PATH...]\n"
+	"                     [--action report|trash|move|hardlink|delete] [--to DIR]\n"
+	"                     [--hardlink-near] [--yes] [PATH...]\n"
 	"\n"
 	"Finds groups of near-duplicate images in the index (ingesting PATHs first when\n"
 	"given) and reports them, one kept image per group. Every member of a group is\n"
@@ -51,11 +52,17 @@ static const char usage_text[] =
 	"                     largest, smallest (file size), oldest, newest (mtime), first-path\n"
 	"      --protect DIR  files under DIR are always kept and never touched (repeatable)\n"
 	"      --action A     report (default), or for every member that is not kept:\n"
-	"                     hardlink (replace it by a hard link to the kept file),\n"
-	"                     move (into --to DIR, keeping its path), delete\n"
+	"                     trash (into the desktop trash: recommended, undoable),\n"
+	"                     move (into --to DIR, keeping its path; undoable),\n"
+	"                     hardlink (replace a byte-identical copy by a hard link\n"
+	"                     to the kept file), delete\n"
 	"      --to DIR       destination of --action move\n"
+	"      --hardlink-near  let hardlink also replace near-duplicates (their own\n"
+	"                     content is lost; never across formats)\n"
 	"      --yes          carry the action out; without it the action is a dry run\n"
-	"                     that prints what it would do\n"
+	"                     that prints what it would do. Each action is written to\n"
+	"                     the journal in the index directory first; 'neardup undo'\n"
+	"                     reverses the last run's moves and trashes\n"
 	"  -j, --jobs N       worker threads when ingesting PATHs\n";
 
 static void usage(FILE *f)
@@ -629,7 +636,8 @@ static int forget(const struct cli_common *com, nd_index **ix, int writable, con
 
 int cmd_dedup(int argc, char **argv)
 {
-	enum { O_MINSIM = OPT_FIRST_PRIVATE, O_SCORE, O_FORMAT, O_KEEP, O_PROTECT, O_ACTION, O_TO, O_YES };
+	enum { O_MINSIM = OPT_FIRST_PRIVATE, O_SCORE, O_FORMAT, O_KEEP, O_PROTECT, O_ACTION, O_TO, O_YES,
+	       O_NEAR };
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "min-sim", required_argument, NULL, O_MINSIM },
@@ -641,6 +649,7 @@ int cmd_dedup(int argc, char **argv)
 		{ "action", required_argument, NULL, O_ACTION },
 		{ "to", required_argument, NULL, O_TO },
 		{ "yes", no_argument, NULL, O_YES },
+		{ "hardlink-near", no_argument, NULL, O_NEAR },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -651,7 +660,7 @@ int cmd_dedup(int argc, char **argv)
 	const char *output = NULL, *to_dir = NULL;
 	enum keep_rule rule = KEEP_RESOLUTION;
 	enum dd_action action = DD_REPORT;
-	int yes = 0, jobs = cli_default_jobs(), raw = 0;
+	int yes = 0, jobs = cli_default_jobs(), raw = 0, near = 0;
 	struct protect pr = { 0 };
 	int status = EXIT_FATAL;
 	nd_model *m = NULL;
@@ -738,9 +747,11 @@ int cmd_dedup(int argc, char **argv)
 				action = DD_MOVE;
 			else if (!strcmp(optarg, "delete"))
 				action = DD_DELETE;
+			else if (!strcmp(optarg, "trash"))
+				action = DD_TRASH;
 			else {
-				cli_msg("invalid value '%s' for --action (report, hardlink, move or "
-					"delete)", optarg);
+				cli_msg("invalid value '%s' for --action (report, trash, move, hardlink "
+					"or delete)", optarg);
 				goto done;
 			}
 			break;
@@ -749,6 +760,9 @@ int cmd_dedup(int argc, char **argv)
 			break;
 		case O_YES:
 			yes = 1;
+			break;
+		case O_NEAR:
+			near = 1;
 			break;
 		case 'j':
 			if (cli_parse_int("-j", optarg, 1, 256, &v))
@@ -770,6 +784,10 @@ int cmd_dedup(int argc, char **argv)
 	}
 	if (to_dir && action != DD_MOVE) {
 		cli_msg("--to is only for --action move");
+		goto done;
+	}
+	if (near && action != DD_HARDLINK) {
+		cli_msg("--hardlink-near is only for --action hardlink");
 		goto done;
 	}
 	if (yes && action == DD_REPORT) {
@@ -840,6 +858,7 @@ int cmd_dedup(int argc, char **argv)
 		goto done;
 	}
 	status = ingest_status;
+	struct dd_totals totals = { 0 };
 	if (action != DD_REPORT) {
 		uint32_t *done_ids = malloc((res.n_nodes + 1) * sizeof(*done_ids));
 		size_t n_done = 0;
@@ -848,7 +867,11 @@ int cmd_dedup(int argc, char **argv)
 			status = EXIT_FATAL;
 			goto done;
 		}
-		int s = dd_act(stdout, &res, action, to_dir, yes, paths, npaths, done_ids, &n_done);
+		if (yes)
+			cli_install_signals(); /* Ctrl-C stops between two files */
+		struct dd_act_opts ao = { action, to_dir, yes, near, paths, npaths, pr.given, pr.n,
+					  com.index_dir };
+		int s = dd_act(stdout, &res, &ao, done_ids, &n_done, &totals);
 		if (s > status)
 			status = s;
 		if (fflush(stdout) != 0) {
@@ -860,6 +883,8 @@ int cmd_dedup(int argc, char **argv)
 		if (n_done > 0 && (s = forget(&com, &ix, npaths > 0, done_ids, n_done)) > status)
 			status = s;
 		free(done_ids);
+		if (cli_signal)
+			status = 128 + cli_signal;
 	}
 	if (!com.quiet) {
 		size_t members = 0;
@@ -867,6 +892,8 @@ int cmd_dedup(int argc, char **argv)
 			members += res.groups[i].n - 1;
 		cli_msg("%zu groups, %zu duplicates of a kept image (min-sim %.3f)", res.n_groups,
 			members, min_sim);
+		/* the totals line comes last */
+		dd_print_totals(action, yes, &totals);
 	}
 done:
 	if (out)

@@ -15,6 +15,7 @@ struct dd_node {
 	uint8_t hash[16];
 	char *path;
 	int protect;      /* under a --protect directory */
+	uint64_t dev, ino; /* as indexed; 0 = unknown */
 };
 
 /* members[0] is the kept image (sims[0] = 1); the others follow by
@@ -41,15 +42,40 @@ static inline int dd_exact(const struct dd_result *r, const struct dd_group *g, 
 /* Writes the self-contained HTML report. Returns 0 or -1 (write error). */
 int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char *keep_rule);
 
-enum dd_action { DD_REPORT, DD_HARDLINK, DD_MOVE, DD_DELETE };
+enum dd_action { DD_REPORT, DD_HARDLINK, DD_MOVE, DD_DELETE, DD_TRASH };
 
-/* Carries out (yes) or describes (dry run) the action on every group's
- * members other than the kept one, skipping protected files and files
- * outside roots (when nroots > 0). Prints one line per file on out.
- * The ids of the files changed go to done_ids (room for r->n_nodes), their
- * count to *n_done. Returns EXIT_ALL_GOOD or EXIT_SKIPPED (some files could
- * not be handled, each named on stderr). */
-int dd_act(FILE *out, const struct dd_result *r, enum dd_action action, const char *to_dir,
-	   int yes, char *const *roots, int nroots, uint32_t *done_ids, size_t *n_done);
+struct dd_act_opts {
+	enum dd_action action;
+	const char *to_dir;        /* --to (move) */
+	int yes;                   /* carry out; else a dry run */
+	int hardlink_near;         /* --hardlink-near */
+	char *const *roots;        /* the PATHs given; only files under them are touched */
+	int nroots;
+	char *const *protect;      /* --protect directories */
+	int nprotect;
+	const char *index_dir;     /* where the journal is */
+};
+
+/* What an action did (or would do). */
+struct dd_totals {
+	size_t files;     /* acted on */
+	uint64_t bytes;   /* their sizes */
+	size_t skipped;   /* members left alone (protected, outside, refused) */
+};
+
+/* Carries out (o->yes) or describes (dry run) the action on every group's
+ * members other than the kept one (dedup_act.c has the rules). Prints one
+ * line per file on out. The ids of the files changed go to done_ids (room
+ * for r->n_nodes), their count to *n_done. Returns EXIT_ALL_GOOD or
+ * EXIT_SKIPPED (some files could not be handled, each named on stderr), or
+ * EXIT_FATAL (message printed). */
+int dd_act(FILE *out, const struct dd_result *r, const struct dd_act_opts *o, uint32_t *done_ids,
+	   size_t *n_done, struct dd_totals *t);
+
+/* The totals line ("would delete 56 files, 16.2 MB", "deleted ..., skipped
+ * 3") on stderr. */
+void dd_print_totals(enum dd_action action, int yes, const struct dd_totals *t);
+/* "16.2 MB", "512 bytes": decimal units, one decimal. */
+void dd_human_size(char *buf, size_t cap, uint64_t bytes);
 
 #endif

@@ -1,24 +1,32 @@
-/* neardup dedup --action hardlink|move|delete — what happens to the members
- * of each group that are not kept.
+/* neardup dedup --action hardlink|move|trash|delete — what happens to the
+ * members of each group that are not kept.
  *
- * Safety rules, checked for every file just before acting:
- * - protected files (--protect) are never touched; kept files are never
- *   touched;
- * - with PATHs given, only files under them are touched;
- * - the member must still be the regular file that was indexed (lstat: not a
- *   symbolic link, same size and modification time), and the kept file must
- *   still be there unchanged, else the member is left alone;
- * - nothing is ever overwritten: move fails when the destination exists
- *   (renameat2 RENAME_NOREPLACE, or link + unlink); hardlink builds the link
- *   under a temporary name beside the member and renames it over the member
- *   (the member's content is replaced by the kept file's).
- * Without --yes nothing is changed: each line says what would be done.
+ * Rules, checked for every member just before acting (dry runs included):
+ * - protected files (--protect) and kept files are never touched;
+ * - with PATHs given, only files under them are touched, decided on the
+ *   identity (device and inode) of the directories walked, not on strings;
+ * - the member and the kept file are reached by a walk that follows no
+ *   symbolic link (safe_fs.h), are regular files, are not one directory
+ *   entry (one file under two spellings is one file; a second hard link to
+ *   the kept inode may go, the kept name keeps the content), have the device and inode the
+ *   index recorded (when it did), and still hash (XXH3-128 of the whole
+ *   content) to their stored hashes: the kept file too, so that a copy is
+ *   never removed when the kept file no longer holds that picture;
+ * - hardlink links only byte-identical files unless --hardlink-near, and
+ *   never files of different formats (by content: a .png name never ends up
+ *   holding JPEG bytes);
+ * - nothing is ever overwritten; every action goes into the journal
+ *   (journal.h), fsync-ed, before it is done.
+ * A member that fails a check is left alone and named on stderr with the
+ * reason (exit status 1); a member left alone by choice (protected,
+ * outside the PATHs, not identical for hardlink) gets a "skipped" line.
  * Log on stdout, one line per member: ACTION<TAB>PATH[<TAB>TARGET], ACTION
- * being hardlinked, moved, deleted, "would hardlink", "would move", "would
- * delete", or "skipped" (TARGET is then the reason); failures on stderr. */
+ * being hardlinked, moved, trashed, deleted, "would hardlink", "would move",
+ * "would trash", "would delete", or "skipped" (TARGET is then the reason). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,178 +35,31 @@
 
 #include "cli.h"
 #include "dedup.h"
+#include "journal.h"
 #include "output.h"
+#include "safe_fs.h"
+#include "trash.h"
 
-static int64_t mtime_ns(const struct stat *st)
-{
-	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-}
+static const char *const verb[] = { "", "hardlink", "move", "delete", "trash" };
+static const char *const done_verb[] = { "", "hardlinked", "moved", "deleted", "trashed" };
 
-static int unchanged(const char *path, const struct dd_node *nd, struct stat *st, const char **why)
-{
-	if (lstat(path, st) != 0) {
-		*why = errno == ENOENT ? "no longer exists" : strerror(errno);
-		return 0;
-	}
-	if (!S_ISREG(st->st_mode)) {
-		*why = "is no longer a regular file";
-		return 0;
-	}
-	if ((uint64_t)st->st_size != nd->size || mtime_ns(st) != nd->mtime_ns) {
-		*why = "changed since it was indexed";
-		return 0;
-	}
-	return 1;
-}
+struct act {
+	FILE *out;
+	const struct dd_act_opts *o;
+	struct sfs_id *roots, *prot;
+	int nroots, nprot;
+	int to_fd;        /* --to, -1 when it does not exist (dry run) */
+	char *to_abs;     /* its physical path */
+	struct journal j;
+	int journal_ok;
+	int status;
+	struct dd_totals *t;
+};
 
-static int under_root(const char *path, char *const *roots, int nroots)
-{
-	if (nroots == 0)
-		return 1;
-	for (int i = 0; i < nroots; i++) {
-		const char *r = roots[i];
-		size_t l = strlen(r);
-		while (l > 1 && r[l - 1] == '/')
-			l--;
-		if (!strncmp(path, r, l) && (path[l] == 0 || path[l] == '/' || (l == 1 && r[0] == '/')))
-			return 1;
-	}
-	return 0;
-}
-
-/* Destination of path under dir: dir + '/' + path without leading '/' and
- * './' components. NULL (why set) when the path has a '..' component. */
-static char *move_dest(const char *dir, const char *path, const char **why)
-{
-	const char *p = path;
-	for (;;) {
-		if (*p == '/')
-			p++;
-		else if (p[0] == '.' && p[1] == '/')
-			p += 2;
-		else
-			break;
-	}
-	for (const char *s = p; *s;) {
-		const char *e = strchr(s, '/');
-		size_t l = e ? (size_t)(e - s) : strlen(s);
-		if (l == 2 && s[0] == '.' && s[1] == '.') {
-			*why = "has a '..' component: cannot place it under --to";
-			return NULL;
-		}
-		s += l;
-		while (*s == '/')
-			s++;
-	}
-	if (!*p) {
-		*why = "empty path";
-		return NULL;
-	}
-	size_t dl = strlen(dir);
-	while (dl > 1 && dir[dl - 1] == '/')
-		dl--;
-	char *d = malloc(dl + 1 + strlen(p) + 1);
-	if (!d) {
-		*why = "out of memory";
-		return NULL;
-	}
-	memcpy(d, dir, dl);
-	d[dl] = '/';
-	strcpy(d + dl + 1, p);
-	return d;
-}
-
-/* mkdir -p of the directories above path. */
-static int make_parents(char *path)
-{
-	for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
-		*s = 0;
-		int rc = mkdir(path, 0755);
-		int e = errno;
-		*s = '/';
-		if (rc != 0 && e != EEXIST) {
-			errno = e;
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* Copies src to dst (created exclusively), keeping mode and mtime. */
-static int copy_file(const char *src, const char *dst, const struct stat *st)
-{
-	int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (in < 0)
-		return -1;
-	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 07777);
-	if (out < 0) {
-		int e = errno;
-		close(in);
-		errno = e;
-		return -1;
-	}
-	char buf[1 << 16];
-	ssize_t n;
-	int rc = 0;
-	while ((n = read(in, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -1;
-			break;
-		}
-		for (ssize_t o = 0; o < n;) {
-			ssize_t w = write(out, buf + o, (size_t)(n - o));
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				rc = -1;
-				break;
-			}
-			o += w;
-		}
-		if (rc)
-			break;
-	}
-	struct timespec ts[2] = { st->st_atim, st->st_mtim };
-	if (rc == 0 && (futimens(out, ts) != 0 || fsync(out) != 0))
-		rc = -1;
-	int e = errno;
-	if (close(out) != 0 && rc == 0) {
-		rc = -1;
-		e = errno;
-	}
-	close(in);
-	if (rc)
-		unlink(dst);
-	errno = e;
-	return rc;
-}
-
-/* rename without replacing; across file systems copy + unlink. */
-static int move_file(const char *src, const char *dst, const struct stat *st)
-{
-	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno == EINVAL || errno == ENOSYS) { /* no RENAME_NOREPLACE here */
-		if (link(src, dst) == 0)
-			return unlink(src);
-		if (errno != EXDEV)
-			return -1;
-	} else if (errno != EXDEV) {
-		return -1;
-	}
-	if (copy_file(src, dst, st) != 0)
-		return -1;
-	return unlink(src);
-}
-
-static const char *const verb[] = { "", "hardlink", "move", "delete" };
-
-static void act_err(enum dd_action action, const char *path, const char *why)
+static void act_err(const struct act *a, const char *path, const char *why)
 {
 	char what[32];
-	snprintf(what, sizeof(what), "cannot %s", verb[action]);
+	snprintf(what, sizeof(what), "cannot %s", verb[a->o->action]);
 	cli_err_path(what, path, why);
 }
 
@@ -214,116 +75,463 @@ static void log_line(FILE *out, const char *action, const char *path, const char
 	putc('\n', out);
 }
 
-int dd_act(FILE *out, const struct dd_result *r, enum dd_action action, const char *to_dir,
-	   int yes, char *const *roots, int nroots, uint32_t *done_ids, size_t *n_done)
+static void refuse(struct act *a, const char *path, const char *why)
 {
-	static const char *const done_verb[] = { "", "hardlinked", "moved", "deleted" };
-	int status = EXIT_ALL_GOOD;
+	act_err(a, path, why);
+	a->status = EXIT_SKIPPED;
+	a->t->skipped++;
+}
+
+static void skip(struct act *a, const char *path, const char *why)
+{
+	log_line(a->out, "skipped", path, why);
+	a->t->skipped++;
+}
+
+/* Opens nd's file by the safe walk and checks that it is the file the index
+ * describes: same device and inode when known, same size, same content. */
+static int verify(const struct dd_node *nd, struct sfs_file *f, char *why)
+{
+	uint8_t h[16];
+	uint64_t len;
+	if ((nd->dev || nd->ino) && ((uint64_t)f->st.st_dev != nd->dev || (uint64_t)f->st.st_ino != nd->ino)) {
+		snprintf(why, SFS_WHY, "is another file than the one indexed (device and inode differ)");
+		goto fail;
+	}
+	if ((uint64_t)f->st.st_size != nd->size) {
+		snprintf(why, SFS_WHY, "changed since it was indexed");
+		goto fail;
+	}
+	if (sfs_hash_fd(f->fd, h, &len, why))
+		goto fail;
+	if (len != nd->size || memcmp(h, nd->hash, 16)) {
+		snprintf(why, SFS_WHY, "changed since it was indexed (its content is not what was indexed)");
+		goto fail;
+	}
+	return 0;
+fail:
+	sfs_close(f);
+	return -1;
+}
+
+static int open_verified(const struct dd_node *nd, struct sfs_file *f, char *why)
+{
+	return sfs_open(nd->path, f, why) ? -1 : verify(nd, f, why);
+}
+
+/* The kept file of the group being handled, verified once and re-checked
+ * (same inode under its name, same size, mtime and ctime) before each
+ * member; any change makes it verified again. */
+struct kept {
+	const struct dd_node *nd;
+	struct sfs_file f;
+	int state; /* 0 not verified, 1 verified, -1 failed (why) */
+	char why[SFS_WHY];
+};
+
+static int kept_ok(struct kept *k)
+{
+	if (k->state == 1) {
+		struct stat st;
+		char w[SFS_WHY];
+		if (fstat(k->f.fd, &st) == 0 && st.st_size == k->f.st.st_size &&
+		    st.st_mtim.tv_sec == k->f.st.st_mtim.tv_sec && st.st_mtim.tv_nsec == k->f.st.st_mtim.tv_nsec &&
+		    st.st_ctim.tv_sec == k->f.st.st_ctim.tv_sec && st.st_ctim.tv_nsec == k->f.st.st_ctim.tv_nsec &&
+		    sfs_same(k->f.dirfd, k->f.name, &k->f.st, w) == 0)
+			return 1;
+		sfs_close(&k->f);
+		k->state = 0;
+	}
+	if (k->state == 0)
+		k->state = open_verified(k->nd, &k->f, k->why) == 0 ? 1 : -1;
+	return k->state == 1;
+}
+
+/* 1 when a and b are one directory entry (same directory, same name),
+ * whatever spelling reached them. */
+static int same_entry(const struct sfs_file *a, const struct sfs_file *b)
+{
+	const struct sfs_id *da = &a->chain[a->nchain - 1], *db = &b->chain[b->nchain - 1];
+	return da->dev == db->dev && da->ino == db->ino && !strcmp(a->name, b->name);
+}
+
+/* 1 JPEG, 2 PNG, 0 anything else (by content). */
+static int format_of(int fd)
+{
+	unsigned char m[8];
+	if (pread(fd, m, sizeof(m), 0) != (ssize_t)sizeof(m))
+		return 0;
+	if (m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF)
+		return 1;
+	if (!memcmp(m, "\x89PNG\r\n\x1a\n", 8))
+		return 2;
+	return 0;
+}
+
+/* The path below --to: the stored path without leading '/' and './'. */
+static const char *move_rel(const char *path)
+{
+	for (;;) {
+		if (*path == '/')
+			path++;
+		else if (path[0] == '.' && path[1] == '/')
+			path += 2;
+		else
+			return path;
+	}
+}
+
+static int journal_ready(struct act *a)
+{
+	char why[SFS_WHY];
+	if (a->journal_ok)
+		return 0;
+	if (journal_open(&a->j, a->o->index_dir, why)) {
+		cli_msg("%s in '%s'; nothing more is done", why, a->o->index_dir);
+		a->status = EXIT_FATAL;
+		return -1;
+	}
+	a->journal_ok = 1;
+	return 0;
+}
+
+/* The outcome of entry e in the journal. */
+static void journal_outcome(struct act *a, const struct jentry *e, int ok, const char *why)
+{
+	char w[SFS_WHY];
+	if (journal_end(&a->j, e->seq, ok, ok ? NULL : why, w)) {
+		cli_msg("%s; nothing more is done", w);
+		a->status = EXIT_FATAL;
+	}
+}
+
+/* Acts on one verified member v (kept file k). Returns 0 when done (or a
+ * dry run), -1 when refused (reported). */
+static int act_one(struct act *a, const struct dd_node *nd, struct sfs_file *v, struct kept *k)
+{
+	const struct dd_act_opts *o = a->o;
+	char why[SFS_WHY] = "", *target = NULL, *dest_abs = NULL;
+	struct trash_slot ts = { .files_fd = -1, .info_fd = -1 };
+	int rc = -1, sub = -1;
+	const char *rel = NULL, *base = NULL;
+	char *dir_rel = NULL;
+
+	if (o->action == DD_MOVE) {
+		rel = move_rel(nd->path);
+		base = strrchr(rel, '/');
+		dir_rel = strndup(rel, base ? (size_t)(base - rel) : 0);
+		base = base ? base + 1 : rel;
+		size_t dl = strlen(o->to_dir);
+		while (dl > 1 && o->to_dir[dl - 1] == '/')
+			dl--;
+		if (!dir_rel || asprintf(&target, "%.*s/%s", (int)dl, o->to_dir, rel) < 0) {
+			target = NULL;
+			snprintf(why, SFS_WHY, "out of memory");
+			goto refused;
+		}
+		struct stat st;
+		if (a->to_fd >= 0 && fstatat(a->to_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			char q[400];
+			snprintf(why, SFS_WHY, "'%s': destination exists (not overwritten)",
+				 cli_quote(target, q, sizeof(q)));
+			goto refused;
+		}
+	} else if (o->action == DD_TRASH && !o->yes) {
+		if (!(target = trash_where(v, why)))
+			goto refused;
+	} else if (o->action == DD_HARDLINK) {
+		if (v->st.st_dev != k->f.st.st_dev) {
+			snprintf(why, SFS_WHY, "on another file system than the kept file");
+			goto refused;
+		}
+	}
+
+	if (!o->yes) {
+		char vb[32];
+		snprintf(vb, sizeof(vb), "would %s", verb[o->action]);
+		log_line(a->out, vb, nd->path, o->action == DD_HARDLINK ? k->nd->path : target);
+		rc = 0;
+		goto done;
+	}
+	if (journal_ready(a))
+		goto done;
+
+	struct jentry e;
+	memset(&e, 0, sizeof(e));
+	snprintf(e.action, sizeof(e.action), "%s", verb[o->action]);
+	e.source = v->abs;
+	e.keep = k->f.abs;
+	e.size = nd->size;
+	memcpy(e.hash, nd->hash, 16);
+	e.has_hash = 1;
+	if (o->action == DD_MOVE) {
+		if (sfs_mkdirs(a->to_fd, dir_rel, 0755, &sub, why))
+			goto refused;
+		if (asprintf(&dest_abs, "%s/%s", a->to_abs, rel) < 0) {
+			dest_abs = NULL;
+			snprintf(why, SFS_WHY, "out of memory");
+			goto refused;
+		}
+		e.dest = dest_abs;
+	} else if (o->action == DD_TRASH) {
+		if (trash_prepare(v, &ts, why))
+			goto refused;
+		e.dest = ts.files_path;
+		e.info = ts.info_path;
+		target = strdup(ts.files_path);
+	} else if (o->action == DD_HARDLINK) {
+		e.dest = k->f.abs;
+	}
+	if (journal_begin(&a->j, &e, why)) {
+		cli_msg("%s; nothing more is done", why);
+		a->status = EXIT_FATAL;
+		if (o->action == DD_TRASH)
+			trash_abort(&ts);
+		goto done;
+	}
+	int r;
+	switch (o->action) {
+	case DD_DELETE:
+		r = sfs_unlink(v, why);
+		break;
+	case DD_MOVE:
+		r = sfs_move(v, sub, base, nd->hash, why);
+		break;
+	case DD_TRASH:
+		r = trash_commit(&ts, v, nd->hash, why);
+		break;
+	case DD_HARDLINK:
+		r = sfs_replace_by_link(v, &k->f, why);
+		break;
+	default:
+		r = -1;
+		snprintf(why, SFS_WHY, "no such action");
+	}
+	journal_outcome(a, &e, r == 0, why);
+	if (r == 0) {
+		log_line(a->out, done_verb[o->action], nd->path, o->action == DD_HARDLINK ? k->nd->path : target);
+		rc = 0;
+		goto done;
+	}
+	if (o->action == DD_MOVE && target && !strcmp(why, "destination exists (not overwritten)")) {
+		char q[400];
+		char w2[SFS_WHY];
+		snprintf(w2, sizeof(w2), "'%s': %s", cli_quote(target, q, sizeof(q)), why);
+		snprintf(why, SFS_WHY, "%s", w2);
+	}
+refused:
+	refuse(a, nd->path, why);
+done:
+	if (sub >= 0)
+		close(sub);
+	trash_slot_free(&ts);
+	free(dir_rel);
+	free(target);
+	free(dest_abs);
+	return rc;
+}
+
+static int resolve_ids(char *const *paths, int n, struct sfs_id **out)
+{
+	*out = calloc((size_t)n + 1, sizeof(**out));
+	if (!*out)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		/* the user named these: symbolic links in them are the user's */
+		if (stat(paths[i], &st) == 0)
+			(*out)[i] = (struct sfs_id){ st.st_dev, st.st_ino };
+	}
+	return 0;
+}
+
+static int any_within(const struct sfs_file *f, const struct sfs_id *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if ((ids[i].dev || ids[i].ino) && sfs_within(f, ids[i]))
+			return 1;
+	return 0;
+}
+
+/* mkdir -p of the user's --to directory. */
+static int make_dirs(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -1;
+	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
+		if (s)
+			*s = 0;
+		if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+			int e = errno;
+			free(p);
+			errno = e;
+			return -1;
+		}
+		if (!s)
+			break;
+		*s = '/';
+	}
+	free(p);
+	return 0;
+}
+
+static int open_to(struct act *a)
+{
+	const char *to = a->o->to_dir;
+	char q[1024];
+	a->to_fd = open(to, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (a->to_fd < 0 && errno == ENOENT && a->o->yes && make_dirs(to) == 0)
+		a->to_fd = open(to, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (a->to_fd < 0) {
+		if (errno == ENOENT && !a->o->yes)
+			return 0; /* a dry run creates nothing */
+		cli_msg("cannot use --to '%s': %s", cli_quote(to, q, sizeof(q)), strerror(errno));
+		return -1;
+	}
+	if (!(a->to_abs = realpath(to, NULL))) {
+		cli_msg("cannot use --to '%s': %s", cli_quote(to, q, sizeof(q)), strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int dd_act(FILE *out, const struct dd_result *r, const struct dd_act_opts *o, uint32_t *done_ids,
+	   size_t *n_done, struct dd_totals *t)
+{
+	struct act a = { .out = out, .o = o, .to_fd = -1, .status = EXIT_ALL_GOOD, .t = t };
+	memset(t, 0, sizeof(*t));
 	*n_done = 0;
-	if (action == DD_REPORT)
-		return status;
-	for (size_t gi = 0; gi < r->n_groups; gi++) {
+	if (o->action == DD_REPORT)
+		return EXIT_ALL_GOOD;
+	if (resolve_ids(o->roots, o->nroots, &a.roots) || resolve_ids(o->protect, o->nprotect, &a.prot)) {
+		cli_msg("out of memory");
+		a.status = EXIT_FATAL;
+		goto done;
+	}
+	a.nroots = o->nroots;
+	a.nprot = o->nprotect;
+	if (o->action == DD_MOVE && open_to(&a)) {
+		a.status = EXIT_FATAL;
+		goto done;
+	}
+	for (size_t gi = 0; gi < r->n_groups && a.status != EXIT_FATAL; gi++) {
 		const struct dd_group *g = &r->groups[gi];
-		const struct dd_node *keep = &r->nodes[g->members[0]];
-		for (size_t k = 1; k < g->n; k++) {
-			const struct dd_node *nd = &r->nodes[g->members[k]];
-			const char *why = NULL;
-			struct stat mst, kst;
-			char *dest = NULL;
+		struct kept k = { .nd = &r->nodes[g->members[0]] };
+		k.f.fd = k.f.dirfd = -1;
+		for (size_t mi = 1; mi < g->n && a.status != EXIT_FATAL; mi++) {
+			const struct dd_node *nd = &r->nodes[g->members[mi]];
+			struct sfs_file v;
+			char why[SFS_WHY];
+			if (cli_signal)
+				break;
 			if (nd->protect) {
-				log_line(out, "skipped", nd->path, "protected");
+				skip(&a, nd->path, "protected");
 				continue;
 			}
-			if (!under_root(nd->path, roots, nroots)) {
-				log_line(out, "skipped", nd->path, "outside the given PATHs");
+			if (sfs_open(nd->path, &v, why)) {
+				refuse(&a, nd->path, why);
 				continue;
 			}
-			if (!unchanged(nd->path, nd, &mst, &why)) {
-				act_err(action, nd->path, why);
-				status = EXIT_SKIPPED;
+			if (a.nroots > 0 && !any_within(&v, a.roots, a.nroots)) {
+				skip(&a, nd->path, "outside the given PATHs");
+				sfs_close(&v);
 				continue;
 			}
-			if (!unchanged(keep->path, keep, &kst, &why)) {
-				char q[1024], msg[1400];
+			if (any_within(&v, a.prot, a.nprot)) {
+				skip(&a, nd->path, "protected");
+				sfs_close(&v);
+				continue;
+			}
+			if (verify(nd, &v, why)) {
+				refuse(&a, nd->path, why);
+				continue;
+			}
+			if (!kept_ok(&k)) {
+				char q[1024], msg[SFS_WHY + 1100];
 				snprintf(msg, sizeof(msg), "left alone: the kept file '%s' %s",
-					 cli_quote(keep->path, q, sizeof(q)), why);
-				act_err(action, nd->path, msg);
-				status = EXIT_SKIPPED;
+					 cli_quote(k.nd->path, q, sizeof(q)), k.why);
+				refuse(&a, nd->path, msg);
+				sfs_close(&v);
 				continue;
 			}
-			if (action == DD_HARDLINK && mst.st_dev == kst.st_dev && mst.st_ino == kst.st_ino) {
-				log_line(out, "skipped", nd->path, "already a hard link to the kept file");
-				continue;
+			if (v.st.st_dev == k.f.st.st_dev && v.st.st_ino == k.f.st.st_ino) {
+				if (same_entry(&v, &k.f)) {
+					/* one file under two spellings: acting would lose it */
+					char q[1024], msg[1400];
+					snprintf(msg, sizeof(msg), "left alone: it is the kept file '%s' under "
+						 "another name", cli_quote(k.nd->path, q, sizeof(q)));
+					refuse(&a, nd->path, msg);
+					sfs_close(&v);
+					continue;
+				}
+				if (o->action == DD_HARDLINK) {
+					skip(&a, nd->path, "already a hard link to the kept file");
+					sfs_close(&v);
+					continue;
+				}
+				/* a second hard link: the kept name keeps the content */
 			}
-			if (action == DD_HARDLINK && mst.st_dev != kst.st_dev) {
-				act_err(action, nd->path, "on another file system than the kept file");
-				status = EXIT_SKIPPED;
-				continue;
-			}
-			if (action == DD_MOVE) {
-				dest = move_dest(to_dir, nd->path, &why);
-				struct stat dst;
-				if (dest && lstat(dest, &dst) == 0)
-					why = "destination exists (not overwritten)";
-				if (!dest || why) {
-					char msg[1400], q[1024];
-					if (dest)
-						snprintf(msg, sizeof(msg), "'%s': %s",
-							 cli_quote(dest, q, sizeof(q)), why);
-					act_err(action, nd->path, dest ? msg : why);
-					free(dest);
-					status = EXIT_SKIPPED;
+			if (o->action == DD_HARDLINK && memcmp(nd->hash, k.nd->hash, 16)) {
+				int fv = format_of(v.fd), fk = format_of(k.f.fd);
+				if (!o->hardlink_near) {
+					skip(&a, nd->path, "not byte-identical to the kept file "
+						 "(--hardlink-near links near-duplicates)");
+					sfs_close(&v);
+					continue;
+				}
+				if (fv == 0 || fv != fk) {
+					skip(&a, nd->path, "another format than the kept file (never linked)");
+					sfs_close(&v);
 					continue;
 				}
 			}
-			const char *target = action == DD_HARDLINK ? keep->path : dest;
-			if (!yes) {
-				char v[32];
-				snprintf(v, sizeof(v), "would %s", verb[action]);
-				log_line(out, v, nd->path, target);
-				free(dest);
-				continue;
+			if (act_one(&a, nd, &v, &k) == 0) {
+				t->files++;
+				t->bytes += nd->size;
+				if (o->yes)
+					done_ids[(*n_done)++] = nd->id;
 			}
-			int rc = 0;
-			if (action == DD_DELETE) {
-				rc = unlink(nd->path);
-			} else if (action == DD_MOVE) {
-				rc = make_parents(dest);
-				if (rc == 0)
-					rc = move_file(nd->path, dest, &mst);
-			} else {
-				size_t l = strlen(nd->path);
-				char *tmp = malloc(l + 32);
-				if (!tmp) {
-					rc = -1;
-					errno = ENOMEM;
-				} else {
-					snprintf(tmp, l + 32, "%s.neardup-%ld", nd->path, (long)getpid());
-					rc = link(keep->path, tmp);
-					if (rc == 0 && (rc = rename(tmp, nd->path)) != 0) {
-						int e = errno;
-						unlink(tmp);
-						errno = e;
-					}
-					free(tmp);
-				}
-			}
-			if (rc != 0) {
-				char msg[1400], q[1024];
-				if (target)
-					snprintf(msg, sizeof(msg), "'%s': %s", cli_quote(target, q, sizeof(q)),
-						 errno == EEXIST ? "destination exists (not overwritten)"
-								 : strerror(errno));
-				else
-					snprintf(msg, sizeof(msg), "%s", strerror(errno));
-				act_err(action, nd->path, msg);
-				status = EXIT_SKIPPED;
-			} else {
-				log_line(out, done_verb[action], nd->path, target);
-				done_ids[(*n_done)++] = nd->id;
-			}
-			free(dest);
+			sfs_close(&v);
 		}
+		sfs_close(&k.f);
 	}
-	return status;
+done:
+	if (a.journal_ok)
+		journal_close(&a.j);
+	if (a.to_fd >= 0)
+		close(a.to_fd);
+	free(a.to_abs);
+	free(a.roots);
+	free(a.prot);
+	return a.status;
+}
+
+/* "16.2 MB": decimal units, one decimal. */
+void dd_human_size(char *buf, size_t cap, uint64_t b)
+{
+	static const char *const unit[] = { "kB", "MB", "GB", "TB", "PB" };
+	if (b < 1000) {
+		snprintf(buf, cap, "%llu bytes", (unsigned long long)b);
+		return;
+	}
+	double v = (double)b / 1000;
+	int u = 0;
+	while (v >= 999.95 && u < 4) {
+		v /= 1000;
+		u++;
+	}
+	snprintf(buf, cap, "%.1f %s", v, unit[u]);
+}
+
+void dd_print_totals(enum dd_action action, int yes, const struct dd_totals *t)
+{
+	char size[32], skipped[48] = "";
+	if (action == DD_REPORT)
+		return;
+	dd_human_size(size, sizeof(size), t->bytes);
+	if (t->skipped)
+		snprintf(skipped, sizeof(skipped), ", skipped %zu", t->skipped);
+	cli_msg("%s%s %zu file%s, %s%s", yes ? "" : "would ", yes ? done_verb[action] : verb[action],
+		t->files, t->files == 1 ? "" : "s", size, skipped);
 }

@@ -14,7 +14,8 @@ struct command {
 static const struct command commands[] = {
 	{ "ingest", cmd_ingest, "add image files or directories to the index" },
 	{ "query", cmd_query, "find indexed images that look like the given images" },
-	{ "dedup", cmd_dedup, "group near-duplicates in the index; report, link, move or delete" },
+	{ "dedup", cmd_dedup, "group near-duplicates in the index; report, trash, move, link or delete" },
+	{ "undo", cmd_undo, "reverse the moves and trashes of the last dedup run" },
 	{ "stats", cmd_stats, "show what the index holds" },
 	{ "check", cmd_check, "verify the index's consistency" },
 	{ "remove", cmd_remove, "remove images (or everything under a directory) from the index" },
