@@ -351,10 +351,17 @@ mkdir vol/.Trash && chmod 1777 vol/.Trash
 [ -f vol/.Trash/$u/files/b.jpg ] || exit 13
 # a .Trash that is a symbolic link is not
 "$B" undo --index vdb --yes >>tout 2>>terr || exit 14
-rm -rf vol/.Trash vol/.Trash-$u && mkdir vol/elsewhere && ln -s elsewhere vol/.Trash
+rm -rf vol/.Trash vol/.Trash-$u && mkdir vol/elsewhere && chmod 1777 vol/elsewhere &&
+	ln -s elsewhere vol/.Trash
 "$B" ingest --index vdb -q vol || exit 15
 "$B" dedup --index vdb --action trash --yes >>tout 2>>terr || exit 16
 [ -f vol/.Trash-$u/files/b.jpg ] && [ -z "$(ls vol/elsewhere)" ] || exit 17
+# nor one without the sticky bit
+"$B" undo --index vdb --yes >>tout 2>>terr || exit 18
+rm -rf vol/.Trash vol/.Trash-$u && mkdir -m 0777 vol/.Trash
+"$B" ingest --index vdb -q vol || exit 19
+"$B" dedup --index vdb --action trash --yes >>tout 2>>terr || exit 20
+[ -f vol/.Trash-$u/files/b.jpg ] && [ -z "$(ls vol/.Trash)" ] || exit 21
 umount vol
 EOF
 	DATA=$DATA B=$B unshare -rm bash topdir.sh
