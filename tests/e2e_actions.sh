@@ -290,6 +290,9 @@ test_move_undo() {
 	has "cannot undo the move of '$T/tree/b.jpg': '$T/moved/tree/b.jpg' has changed since it was moved" err
 	has "cannot undo the move of '$T/tree/c.jpg': another file now has its name" err
 	cmp -s tree/c.jpg "$DATA/coins.png" || fail "undo overwrote"
+	expect 0 "$B" undo --help
+	has "usage: neardup undo" out
+	expect 2 "$B" undo --index db extra
 	# delete cannot be undone, and undo says so
 	fresh tree chelsea.jpg=a.jpg chelsea.jpg=b.jpg
 	rm -rf db

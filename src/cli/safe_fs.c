@@ -245,10 +245,12 @@ int sfs_within(const struct sfs_file *f, struct sfs_id id)
 
 size_t sfs_topdir(const struct sfs_file *f)
 {
-	for (size_t i = 0; i < f->nchain; i++)
-		if (f->chain[i].dev == f->st.st_dev)
-			return i;
-	return f->nchain ? f->nchain - 1 : 0;
+	/* the file's mount: the directories above it on its device, up to
+	 * the first that is on another one */
+	size_t i = f->nchain;
+	while (i > 0 && f->chain[i - 1].dev == f->st.st_dev)
+		i--;
+	return i < f->nchain ? i : (f->nchain ? f->nchain - 1 : 0);
 }
 
 size_t sfs_prefix(const struct sfs_file *f, size_t i)

@@ -54,8 +54,9 @@ void sfs_close(struct sfs_file *f);
 /* 1 when id is f itself or one of the directories above it. */
 int sfs_within(const struct sfs_file *f, struct sfs_id id);
 
-/* Index into f->chain of the top directory of f's file system (the
- * highest directory walked with f's device), for the trash spec's $topdir. */
+/* Index into f->chain of the top directory of f's file system (the highest
+ * of the directories right above f that share its device), for the trash
+ * spec's $topdir. */
 size_t sfs_topdir(const struct sfs_file *f);
 
 /* Length of the prefix of f->abs that names f->chain[i] ("/" for 0). */
