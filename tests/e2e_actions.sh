@@ -305,6 +305,24 @@ test_move_undo() {
 	has "cannot undo the delete of '$T/tree/b.jpg': deleted files cannot be restored" err
 }
 
+# Names that are not UTF-8 or hold JSON's special characters survive the
+# journal: trash, then undo, puts them back under the same bytes.
+test_odd_names() {
+	local odd=$'odd \xff"\\name.jpg'
+	fresh tree chelsea.jpg=a.jpg
+	cp tree/a.jpg "tree/$odd"
+	touch -r tree/a.jpg "tree/$odd"
+	rm -rf db xdg
+	expect 0 "$B" ingest --index db tree
+	expect 0 "$B" dedup --index db --action trash --yes
+	[ ! -e "tree/$odd" ] && [ -f "xdg/Trash/files/$odd" ] || fail "not trashed: $(cat out err)"
+	grep -qF '\udcff\"\\name.jpg' db/journal.jsonl || fail "journal encoding: $(cat db/journal.jsonl)"
+	grep -qF 'Path='"$T"'/tree/odd%20%FF%22%5Cname.jpg' "xdg/Trash/info/$odd.trashinfo" ||
+		fail "trashinfo encoding: $(cat "xdg/Trash/info/$odd.trashinfo")"
+	expect 0 "$B" undo --index db --yes
+	cmp -s "tree/$odd" "$DATA/chelsea.jpg" || fail "not restored under the same bytes: $(ls tree)"
+}
+
 # PATHs on the command line are matched by directory identity: a file of
 # the index reached under another spelling of a given directory is in it,
 # one under a same-named directory elsewhere is not.
@@ -383,5 +401,6 @@ run test_rewritten
 run test_hardlink_rules
 run test_trash_undo
 run test_move_undo
+run test_odd_names
 run test_paths_identity
 run test_topdir_trash
