@@ -52,6 +52,12 @@ int journal_open(struct journal *j, const char *index_dir, char *why)
 		why_errno(why, "cannot open the journal", errno);
 		return -1;
 	}
+	/* a journal just created must survive a crash too: its directory entry */
+	int dfd = open(index_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;

@@ -66,7 +66,8 @@ static void cant(const struct jentry *e, const char *why)
 	cli_err_path(what, e->source ? e->source : "?", why);
 }
 
-/* Puts e's file back (or checks that it could be, dry run). 0 when done. */
+/* Puts e's file back (or checks that it could be, dry run). 0 when done,
+ * 1 when there was nothing to undo, -1 when refused (reported). */
 static int undo_one(const struct jentry *e, int yes, struct journal *j, int *journal_ok,
 		    const char *index_dir, int *fatal)
 {
@@ -81,6 +82,13 @@ static int undo_one(const struct jentry *e, int yes, struct journal *j, int *jou
 	}
 	if (sfs_open(e->dest, &from, why)) {
 		char q[1024];
+		struct stat st;
+		if (!strcmp(e->state, "begin") && lstat(e->source, &st) == 0) {
+			/* interrupted before the file was moved: nothing to undo */
+			cli_err_path("nothing to undo for", e->source,
+				     "the interrupted action left it in place");
+			return 1;
+		}
 		snprintf(w, sizeof(w), "'%s' %.300s", cli_quote(e->dest, q, sizeof(q)), why);
 		cant(e, w);
 		return -1;
@@ -243,11 +251,13 @@ int cmd_undo(int argc, char **argv)
 				 " (its own content was replaced)");
 			cant(e, msg);
 		} else if (!strcmp(e->action, "move") || !strcmp(e->action, "trash")) {
-			if (undo_one(e, yes, &j, &journal_ok, com.index_dir, &fatal) == 0) {
+			int u = undo_one(e, yes, &j, &journal_ok, com.index_dir, &fatal);
+			if (u == 0) {
 				restored++;
 				bytes += e->size;
-				continue;
 			}
+			if (u >= 0)
+				continue;
 		} else {
 			cant(e, "unknown action in the journal");
 		}
