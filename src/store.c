@@ -100,7 +100,7 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 		rc = nd_store_err(mrc, err, "mdb_env_create");
 		goto fail;
 	}
-	mdb_env_set_maxdbs(s->env, 8);
+	mdb_env_set_maxdbs(s->env, 12);
 	mdb_env_set_maxreaders(s->env, 254);
 	if (map_size == 0)
 		map_size = (size_t)256 << 20;
@@ -153,6 +153,15 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 		s->has_phash_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
 		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'phash' in '%s': %s", dir,
+				  mdb_strerror(mrc));
+		goto fail;
+	}
+	/* so did the file identities */
+	mrc = mdb_dbi_open(txn, "inodes", cf, &s->inodes);
+	if (mrc == 0) {
+		s->has_inode_db = 1;
+	} else if (mrc != MDB_NOTFOUND) {
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'inodes' in '%s': %s", dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}
