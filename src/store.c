@@ -9,13 +9,36 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int nd_store_err(int mrc, nd_error *err, const char *what)
 {
 	if (mrc == MDB_MAP_FULL)
 		return ND_STORE_MAPFULL;
+	if (mrc == ENOSPC)
+		return nd_error_set(err, ND_ESTORE, "%s: no space left on device", what);
+	if (mrc == EDQUOT)
+		return nd_error_set(err, ND_ESTORE, "%s: disk quota exceeded", what);
 	return nd_error_set(err, ND_ESTORE, "%s: %s", what, mdb_strerror(mrc));
+}
+
+/* Below this, a failed write is put down to a full disk. */
+#define DISK_LOW_BYTES ((uint64_t)1 << 20)
+
+/* A write that failed on a (nearly) full disk is said to be that: LMDB
+ * reports a short write, which is what a full disk gives, as EIO. */
+static int explain_full_disk(const nd_store *s, int rc, nd_error *err)
+{
+	struct statvfs v;
+	if (rc != ND_ESTORE || !err || statvfs(s->dir, &v) != 0 ||
+	    (uint64_t)v.f_bavail * v.f_frsize >= DISK_LOW_BYTES)
+		return rc;
+	if (strstr(err->msg, "no space left on device"))
+		return rc;
+	char was[ND_ERRMSG_MAX];
+	snprintf(was, sizeof(was), "%s", err->msg);
+	return nd_error_set(err, ND_ESTORE, "no space left on device (%s)", was);
 }
 
 /* Takes dir/neardup.lock (flock, so a killed writer never leaves it held)
@@ -279,12 +302,12 @@ int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err)
 				return 0;
 			rc = nd_store_err(mrc, err, "cannot commit");
 			if (rc != ND_STORE_MAPFULL)
-				return rc;
+				return explain_full_disk(s, rc, err);
 		} else {
 			mdb_txn_abort(txn);
 			pthread_rwlock_unlock(&s->resize_lock);
 			if (rc != ND_STORE_MAPFULL)
-				return rc;
+				return explain_full_disk(s, rc, err);
 		}
 		if ((rc = grow_map(s, err)))
 			return rc;

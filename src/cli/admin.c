@@ -128,6 +128,10 @@ int cmd_check(int argc, char **argv)
 		/* stale: an older writer changed the index; the next writer lists them again */
 		printf("perceptual-hash postings: %s\n",
 		       rep->phash_valid ? "current" : "stale (rebuilt by the next command that writes to the index)");
+		if (rep->inode_valid)
+			printf("file identities: current (%llu)\n", (unsigned long long)rep->inode_entries);
+		else
+			printf("file identities: stale (rebuilt by the next command that writes to the index)\n");
 		status = rep->n_problems ? EXIT_SKIPPED : EXIT_ALL_GOOD;
 	}
 	free(rep);
