@@ -15,6 +15,7 @@ struct dd_node {
 	uint8_t hash[16];
 	char *path;
 	int protect;      /* under a --protect directory */
+	uint64_t dev, ino; /* as indexed; 0 = unknown */
 };
 
 /* members[0] is the kept image (sims[0] = 1); the others follow by

@@ -55,6 +55,8 @@ struct entry {
 };
 
 #define TABLE_BUCKETS 1024
+#define RESULT_SAME_FILE 2
+#define HASH_IDS 16 /* indexed files with one content hash looked at for a second name */
 
 struct job {
 	char *path;      /* the file as walked */
@@ -68,7 +70,8 @@ struct result {
 	float *vec;      /* owned */
 	struct phash ph;
 	struct entry *owner; /* the table entry to drop once committed, or NULL */
-	int exact;       /* the vector is a byte-identical file's: counted as exact once committed */
+	int exact;       /* how it is counted once committed: 0 embedded, 1 exact (a byte-identical
+			  * file's vector), RESULT_SAME_FILE (an indexed file found under a new name) */
 };
 
 /* The (device, inode) pairs the walk has seen in this run: a file reached
@@ -456,19 +459,37 @@ static void process(struct worker *w, const struct job *j)
 		file_data_free(&fd);
 		return;
 	} else {
-		uint32_t id;
+		uint32_t ids[HASH_IDS], id = 0;
 		size_t n = 0;
 		nd_record rec;
 		char pathbuf[ND_PATH_MAX + 1];
+		int kind = 1;
 		/* under tmu: a commit + unlink by the writer cannot slip between
 		 * the table lookup and this one */
 		struct phash ph;
-		if (nd_index_lookup_hash(p->ix, fd.hash, &id, 1, &n, NULL) == 0 && n > 0 &&
-		    nd_index_get_vector(p->ix, id, w->vec, NULL) == 0 &&
+		if (nd_index_lookup_hash(p->ix, fd.hash, ids, HASH_IDS, &n, NULL) == 0 && n > 0) {
+			id = ids[0];
+			/* an image stored before file identities, of this very file
+			 * under another name: stored again under that name, now with
+			 * its identity */
+			for (size_t k = 0; k < n && k < HASH_IDS; k++) {
+				struct stat st;
+				if (nd_index_get_record(p->ix, ids[k], &rec, pathbuf, sizeof(pathbuf), NULL) == 0 &&
+				    !nd_record_has_identity(&rec) && strcmp(pathbuf, name) != 0 &&
+				    stat(pathbuf, &st) == 0 && st.st_dev == fd.st.st_dev &&
+				    st.st_ino == fd.st.st_ino) {
+					id = ids[k];
+					name = pathbuf;
+					kind = RESULT_SAME_FILE;
+					break;
+				}
+			}
+		}
+		if (id && nd_index_get_vector(p->ix, id, w->vec, NULL) == 0 &&
 		    nd_index_get_phash(p->ix, id, &ph.has, &ph.v, NULL) == 0 &&
 		    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0) {
 			pthread_mutex_unlock(&p->tmu);
-			emit(p, name, fi, fd.hash, rec.width, rec.height, w->vec, ph, NULL, 1);
+			emit(p, name, fi, fd.hash, rec.width, rec.height, w->vec, ph, NULL, kind);
 			file_data_free(&fd);
 			return;
 		}
@@ -588,7 +609,8 @@ static int commit(struct pipe *p, struct result **batch, size_t n)
 	} else {
 		p->c->committed += n;
 		for (size_t i = 0; i < n; i++)
-			count(p, batch[i]->exact ? &p->c->exact : &p->c->embedded);
+			count(p, batch[i]->exact == RESULT_SAME_FILE ? &p->c->same_file
+				 : batch[i]->exact ? &p->c->exact : &p->c->embedded);
 	}
 	/* committed (or lost): the index answers for these hashes from now on */
 	pthread_mutex_lock(&p->tmu);
