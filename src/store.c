@@ -34,11 +34,7 @@ static int explain_full_disk(const nd_store *s, int rc, nd_error *err)
 	if (rc != ND_ESTORE || !err || statvfs(s->dir, &v) != 0 ||
 	    (uint64_t)v.f_bavail * v.f_frsize >= DISK_LOW_BYTES)
 		return rc;
-	if (strstr(err->msg, "no space left on device"))
-		return rc;
-	char was[ND_ERRMSG_MAX];
-	snprintf(was, sizeof(was), "%s", err->msg);
-	return nd_error_set(err, ND_ESTORE, "no space left on device (%s)", was);
+	return nd_error_set(err, ND_ESTORE, "no space left on device");
 }
 
 /* Takes dir/neardup.lock (flock, so a killed writer never leaves it held)
