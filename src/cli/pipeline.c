@@ -723,12 +723,7 @@ static int on_file(const char *path, const struct stat *st, int is_root, void *c
 	nd_record rec;
 	char pathbuf[ND_PATH_MAX + 1];
 	const struct finfo fi = finfo_of(st);
-	/* the same file again in this run: under another name, or named twice */
 	int fresh = idset_add(&p->seen, fi.dev, fi.ino);
-	if (fresh == 0) {
-		count(p, &p->c->same_file);
-		return 0;
-	}
 	/* indexed under this path and unchanged (the inode is compared when
 	 * known: a file replaced by a copy with the old size and mtime, as
 	 * rsync -a leaves it, is another file) */
@@ -737,6 +732,11 @@ static int on_file(const char *path, const struct stat *st, int is_root, void *c
 	    rec.size == fi.size && rec.mtime_ns == fi.mtime_ns &&
 	    (!nd_record_has_identity(&rec) || rec.ino == fi.ino)) {
 		count(p, &p->c->unchanged);
+		return 0;
+	}
+	/* the same file again in this run: under another name, or named twice */
+	if (fresh == 0) {
+		count(p, &p->c->same_file);
 		return 0;
 	}
 	/* indexed under another path: one file, one image, under the name it
