@@ -73,6 +73,10 @@ test_spellings() {
 	# dedup never pairs a file with itself: nothing to do, nothing deleted
 	expect 0 "$B" dedup --index db $RAW --format jsonl
 	[ -s out ] && fail "groups from one file under several names: $(cat out)"
+	# remove finds a file under another spelling too
+	expect 0 "$B" remove --index db2 "$T/alias/sub/coins-link.png"
+	has "removed 1 images" err
+	[ "$(stat_images db2)" = 4 ] || fail "after remove: $(stat_images db2) images, want 4"
 	local before
 	before=$(find tree -type f | sort | xargs md5sum)
 	expect 0 "$B" dedup --index db $RAW --action delete --yes tree

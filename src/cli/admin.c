@@ -235,7 +235,11 @@ int cmd_remove(int argc, char **argv)
 	for (int i = 0; i < np; i++) {
 		const char *p = argv[optind + i];
 		uint32_t id;
-		if (nd_index_lookup_path(ix, p, &id, NULL) == 0) {
+		struct stat st;
+		/* the path, or the file under the spelling it was indexed by */
+		if (nd_index_lookup_path(ix, p, &id, NULL) == 0 ||
+		    (stat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+		     nd_index_lookup_file(ix, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &id, NULL) == 0)) {
 			ids_push(&c.ids, id);
 			c.hits[i] = 1;
 			continue;
