@@ -13,7 +13,12 @@
 
 #define READ_TRIES 4                        /* passes that may see a change */
 #define READ_CHUNK ((size_t)256 << 10)      /* bytes per read(2) */
-#define READ_RECENT_NS 2000000000LL         /* "changed just now": far above a clock tick */
+/* A file changed less than this before its read began may be in the middle
+ * of being written: it is read again after READ_QUIET_NS. Well above the
+ * coarse clock tick (at most 10 ms) that file timestamps advance by, so a
+ * change within the tick of the last one is always caught. */
+#define READ_RECENT_NS 100000000LL
+#define READ_QUIET_NS 20000000L
 
 static int same_version(const struct stat *a, const struct stat *b)
 {
@@ -22,12 +27,11 @@ static int same_version(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-static int changed_recently(const struct stat *st)
+/* st was changed less than READ_RECENT_NS before start. */
+static int changed_recently(const struct stat *st, const struct timespec *start)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	int64_t d = ((int64_t)now.tv_sec - st->st_ctim.tv_sec) * 1000000000LL +
-		    (now.tv_nsec - st->st_ctim.tv_nsec);
+	int64_t d = ((int64_t)start->tv_sec - st->st_ctim.tv_sec) * 1000000000LL +
+		    (start->tv_nsec - st->st_ctim.tv_nsec);
 	return d < READ_RECENT_NS;
 }
 
@@ -100,17 +104,23 @@ int file_read_hooked(const char *path, int nofollow, struct file_data *fd, file_
 	size_t cap = 0;
 	int rc = 0, pass = 0, stable = 0;
 	for (int t = 0; t < READ_TRIES && !stable; t++) {
+		struct timespec start;
+		clock_gettime(CLOCK_REALTIME, &start);
 		if ((rc = read_pass(f, fd, &cap, pass++, hook, ctx, &stable, err)))
 			goto done;
 		if (!stable)
 			continue;
 		hash_bytes(fd, fd->hash);
-		if (!changed_recently(&fd->st))
+		if (!changed_recently(&fd->st, &start))
 			break;
-		/* its timestamps may lag a change made just now: the same bytes twice */
+		/* changed just now: its timestamps may not show a change made
+		 * during the read, or its writer may be between two writes. After
+		 * a pause, the same bytes and timestamps again. */
 		uint8_t first[16];
 		struct stat st1 = fd->st;
+		struct timespec quiet = { 0, READ_QUIET_NS };
 		memcpy(first, fd->hash, 16);
+		nanosleep(&quiet, NULL);
 		if ((rc = read_pass(f, fd, &cap, pass++, hook, ctx, &stable, err)))
 			goto done;
 		if (stable && same_version(&st1, &fd->st)) {

@@ -2,10 +2,11 @@
  *
  * A file overwritten in place while it is read would otherwise give bytes
  * (and a content hash) of neither version. So the file's size, mtime and
- * ctime are compared before and after each read; a file changed within the
- * last READ_RECENT_NS (its timestamps may not have moved: they advance by a
- * coarse clock tick) is read a second time and must hash the same. A file
- * that keeps changing is refused with "changed while being read". */
+ * ctime are compared before and after each read; a file changed just before
+ * the read began (its timestamps advance by a coarse clock tick, and its
+ * writer may be between two writes) is read a second time after a short
+ * pause and must give the same bytes and timestamps. A file that keeps
+ * changing is refused with "changed while being read". */
 #ifndef NEARDUP_CLI_READFILE_H
 #define NEARDUP_CLI_READFILE_H
 
