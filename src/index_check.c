@@ -348,6 +348,11 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 		problem(rep, "%llu postings for %llu images in %u tables", (unsigned long long)npostings,
 			(unsigned long long)rep->records, L);
 
+	/* file identities, when current */
+	rep->inode_valid = nd_ix_inode_valid(ix, txn, &m);
+	if (rep->inode_valid && (rc = nd_ix_inode_check(ix, txn, rep, problem, err)))
+		goto done;
+
 	/* perceptual-hash postings, when current */
 	rep->phash_valid = nd_ix_phash_valid(ix, txn, &m);
 	if (!rep->phash_valid)

@@ -9,13 +9,32 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int nd_store_err(int mrc, nd_error *err, const char *what)
 {
 	if (mrc == MDB_MAP_FULL)
 		return ND_STORE_MAPFULL;
+	if (mrc == ENOSPC)
+		return nd_error_set(err, ND_ESTORE, "%s: no space left on device", what);
+	if (mrc == EDQUOT)
+		return nd_error_set(err, ND_ESTORE, "%s: disk quota exceeded", what);
 	return nd_error_set(err, ND_ESTORE, "%s: %s", what, mdb_strerror(mrc));
+}
+
+/* Below this, a failed write is put down to a full disk. */
+#define DISK_LOW_BYTES ((uint64_t)1 << 20)
+
+/* A write that failed on a (nearly) full disk is said to be that: LMDB
+ * reports a short write, which is what a full disk gives, as EIO. */
+static int explain_full_disk(const nd_store *s, int rc, nd_error *err)
+{
+	struct statvfs v;
+	if (rc != ND_ESTORE || !err || statvfs(s->dir, &v) != 0 ||
+	    (uint64_t)v.f_bavail * v.f_frsize >= DISK_LOW_BYTES)
+		return rc;
+	return nd_error_set(err, ND_ESTORE, "no space left on device");
 }
 
 /* Takes dir/neardup.lock (flock, so a killed writer never leaves it held)
@@ -100,7 +119,7 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 		rc = nd_store_err(mrc, err, "mdb_env_create");
 		goto fail;
 	}
-	mdb_env_set_maxdbs(s->env, 8);
+	mdb_env_set_maxdbs(s->env, 12);
 	mdb_env_set_maxreaders(s->env, 254);
 	if (map_size == 0)
 		map_size = (size_t)256 << 20;
@@ -153,6 +172,15 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 		s->has_phash_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
 		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'phash' in '%s': %s", dir,
+				  mdb_strerror(mrc));
+		goto fail;
+	}
+	/* so did the file identities */
+	mrc = mdb_dbi_open(txn, "inodes", cf, &s->inodes);
+	if (mrc == 0) {
+		s->has_inode_db = 1;
+	} else if (mrc != MDB_NOTFOUND) {
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'inodes' in '%s': %s", dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}
@@ -270,12 +298,12 @@ int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err)
 				return 0;
 			rc = nd_store_err(mrc, err, "cannot commit");
 			if (rc != ND_STORE_MAPFULL)
-				return rc;
+				return explain_full_disk(s, rc, err);
 		} else {
 			mdb_txn_abort(txn);
 			pthread_rwlock_unlock(&s->resize_lock);
 			if (rc != ND_STORE_MAPFULL)
-				return rc;
+				return explain_full_disk(s, rc, err);
 		}
 		if ((rc = grow_map(s, err)))
 			return rc;

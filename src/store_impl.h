@@ -12,6 +12,8 @@ typedef struct nd_store {
 	MDB_dbi meta, records, paths, hashes, vectors, postings;
 	MDB_dbi phash;                /* perceptual-hash postings (issue 4) */
 	int has_phash_db;             /* 0: an index from before it, opened read-only */
+	MDB_dbi inodes;               /* (device, inode) -> id */
+	int has_inode_db;             /* 0: an index from before it, opened read-only */
 	int readonly;
 	int lock_fd;                  /* writer lock (flock), -1 for readers */
 	char *dir;

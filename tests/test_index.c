@@ -1026,6 +1026,128 @@ static void test_check_detects_corruption(void)
 	rmdir_index(dir);
 }
 
+/* One file is one image: an item whose (device, inode) is indexed under
+ * another path replaces that image (the caller chooses the path kept);
+ * unknown identities (0, 0) never collide; the inodes database follows
+ * add and remove, is rebuilt when missing or stale (an older writer), and
+ * check verifies it. */
+static void set_identity(struct batch *b, size_t i, uint64_t dev, uint64_t ino)
+{
+	b->items[i].rec.dev = dev;
+	b->items[i].rec.ino = ino;
+}
+
+static void test_file_identity(void)
+{
+	char dir[128];
+	fresh_dir(dir, sizeof(dir), "identity");
+	const uint32_t D = 16;
+	synth s;
+	synth_init(&s, D, 3, 11);
+	synth_rng rg = { 9, 0, 0 };
+	float X[8 * 16];
+	for (int i = 0; i < 8; i++)
+		synth_background(&s, &rg, X + i * D);
+	nd_index *ix = open_new(dir, D, 0);
+	if (!ix)
+		return;
+	nd_error err;
+	nd_check_report rep;
+	uint32_t ids[8], id;
+	struct batch b;
+	batch_make(&b, "t", 4, X, D, 0, 1);
+	set_identity(&b, 0, 2049, 10);
+	set_identity(&b, 1, 2049, 11);
+	/* items 2 and 3: identity unknown */
+	CHECK_EQ_INT(nd_index_add(ix, b.items, 4, ids, &err), 0);
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 2049, 10, &id, &err), 0);
+	CHECK_EQ_INT(id, ids[0]);
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 2049, 12, &id, &err), ND_ENOTFOUND);
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 0, 0, &id, &err), ND_ENOTFOUND);
+	nd_record rec;
+	char pbuf[ND_PATH_MAX + 1];
+	CHECK_EQ_INT(nd_index_get_record(ix, ids[1], &rec, pbuf, sizeof(pbuf), &err), 0);
+	CHECK(rec.dev == 2049 && rec.ino == 11);
+	CHECK(check_ok(ix, &rep) && rep.inode_valid && rep.inode_entries == 2);
+
+	/* the same file under another spelling, and twice in one batch */
+	struct batch b2;
+	batch_make(&b2, "./t", 3, X, D, 0, 1);
+	set_identity(&b2, 0, 2049, 10);
+	set_identity(&b2, 1, 2049, 11);
+	set_identity(&b2, 2, 2049, 11);
+	uint32_t nid[3];
+	CHECK_EQ_INT(nd_index_add(ix, b2.items, 3, nid, &err), 0);
+	CHECK_EQ_INT(nd_index_lookup_path(ix, b.paths[0], &id, &err), ND_ENOTFOUND);
+	CHECK_EQ_INT(nd_index_lookup_path(ix, b2.paths[0], &id, &err), 0);
+	CHECK_EQ_INT(id, nid[0]);
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 2049, 11, &id, &err), 0);
+	CHECK_EQ_INT(id, nid[2]);
+	CHECK(check_ok(ix, &rep) && rep.records == 4 && rep.inode_entries == 2);
+	/* remove unlists */
+	size_t removed;
+	CHECK_EQ_INT(nd_index_remove(ix, &nid[2], 1, &removed, &err), 0);
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 2049, 11, &id, &err), ND_ENOTFOUND);
+	CHECK(check_ok(ix, &rep) && rep.records == 3 && rep.inode_entries == 1);
+	nd_index_close(ix);
+
+	/* an older writer: no inodes database, no mark */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi ino, meta;
+	CHECK(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 12);
+	CHECK(mdb_env_open(env, dir, 0, 0644) == 0);
+	CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CHECK(mdb_dbi_open(txn, "inodes", 0, &ino) == 0);
+	CHECK(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+	CHECK(mdb_drop(txn, ino, 1) == 0);
+	MDB_val mk = { 6, "inodes" };
+	CHECK(mdb_del(txn, meta, &mk, NULL) == 0);
+	CHECK(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	ix = open_existing(dir, 1);
+	if (!ix)
+		return;
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 2049, 10, &id, &err), ND_ENOTFOUND);
+	CHECK(check_ok(ix, &rep) && !rep.inode_valid);
+	nd_index_close(ix);
+	ix = open_existing(dir, 0); /* a writer rebuilds it */
+	if (!ix)
+		return;
+	CHECK_EQ_INT(nd_index_lookup_file(ix, 2049, 10, &id, &err), 0);
+	CHECK_EQ_INT(id, nid[0]);
+	CHECK(check_ok(ix, &rep) && rep.inode_valid && rep.inode_entries == 1);
+	nd_index_close(ix);
+
+	/* a wrong entry under a current mark: check names it */
+	CHECK(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 12);
+	CHECK(mdb_env_open(env, dir, 0, 0644) == 0);
+	CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CHECK(mdb_dbi_open(txn, "inodes", 0, &ino) == 0);
+	uint8_t key[ND_INODE_KEY_SIZE], val[ND_PATHVAL_SIZE];
+	nd_inode_key(2049, 99, key);
+	nd_pathval_encode(nid[0], val);
+	MDB_val k = { sizeof(key), key }, v = { sizeof(val), val };
+	CHECK(mdb_put(txn, ino, &k, &v, 0) == 0);
+	CHECK(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	ix = open_existing(dir, 1);
+	if (!ix)
+		return;
+	CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+	int saw = 0;
+	for (uint64_t i = 0; i < rep.n_problems && i < ND_CHECK_MAX_PROBLEMS; i++)
+		saw |= strstr(rep.problems[i], "differs from its record's device and inode") != NULL;
+	CHECK_MSG(saw && rep.inode_valid, "%llu problems", (unsigned long long)rep.n_problems);
+	nd_index_close(ix);
+	batch_free(&b);
+	batch_free(&b2);
+	synth_free(&s);
+	rmdir_index(dir);
+}
+
 int main(void)
 {
 	snprintf(tmproot, sizeof(tmproot), "/tmp/nd_test_index_XXXXXX");
@@ -1042,6 +1164,7 @@ int main(void)
 	RUN(test_crash_safety);
 	RUN(test_selfjoin);
 	RUN(test_check_detects_corruption);
+	RUN(test_file_identity);
 	rmdir(tmproot);
 	return test_summary();
 }

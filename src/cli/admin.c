@@ -128,6 +128,10 @@ int cmd_check(int argc, char **argv)
 		/* stale: an older writer changed the index; the next writer lists them again */
 		printf("perceptual-hash postings: %s\n",
 		       rep->phash_valid ? "current" : "stale (rebuilt by the next command that writes to the index)");
+		if (rep->inode_valid)
+			printf("file identities: current (%llu)\n", (unsigned long long)rep->inode_entries);
+		else
+			printf("file identities: stale (rebuilt by the next command that writes to the index)\n");
 		status = rep->n_problems ? EXIT_SKIPPED : EXIT_ALL_GOOD;
 	}
 	free(rep);
@@ -231,7 +235,11 @@ int cmd_remove(int argc, char **argv)
 	for (int i = 0; i < np; i++) {
 		const char *p = argv[optind + i];
 		uint32_t id;
-		if (nd_index_lookup_path(ix, p, &id, NULL) == 0) {
+		struct stat st;
+		/* the path, or the file under the spelling it was indexed by */
+		if (nd_index_lookup_path(ix, p, &id, NULL) == 0 ||
+		    (stat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+		     nd_index_lookup_file(ix, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &id, NULL) == 0)) {
 			ids_push(&c.ids, id);
 			c.hits[i] = 1;
 			continue;

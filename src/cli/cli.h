@@ -80,8 +80,9 @@ int cli_parse_float(const char *name, const char *arg, double lo, double hi, dou
  * control bytes in PATH escaped. */
 void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_err_path(const char *what, const char *path, const char *why);
-/* Writes path into buf (cap bytes) with control characters, backslash and
- * bytes >= 0x7f that are not valid UTF-8 as C escapes; returns buf. */
+/* Writes path into buf (cap bytes) escaped as TSV fields are (output.h: \\,
+ * \t, \n, \r, other control characters and bytes that are not valid UTF-8
+ * as \xNN); returns buf. */
 const char *cli_quote(const char *path, char *buf, size_t cap);
 
 /* Loads the model (--model, $NEARDUP_MODEL, the source tree's models/,

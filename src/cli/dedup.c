@@ -301,6 +301,58 @@ struct run {
 	size_t start, end; /* node indices [start, end): one content hash */
 };
 
+/* A node's file identity, for finding one file under several names. */
+struct ident {
+	uint64_t dev, ino;
+	uint32_t id;
+	size_t node;
+};
+
+static int cmp_ident(const void *x, const void *y)
+{
+	const struct ident *a = x, *b = y;
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	if (a->ino != b->ino)
+		return a->ino < b->ino ? -1 : 1;
+	return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Marks in hidden[] the nodes that must not be shown: files gone since
+ * ingest (lstat: no such file; counted in *missing), and every name of one
+ * file but the first indexed (lowest id), so that a file is never paired
+ * with itself. The file as it is now decides (stat, which follows a
+ * symlink named at ingest as the walk did); the identity stored decides
+ * when stat fails otherwise. Returns -1 when out of memory. */
+static int hide_nodes(const struct dd_result *r, unsigned char *hidden, size_t *missing)
+{
+	struct ident *v = malloc((r->n_nodes ? r->n_nodes : 1) * sizeof(*v));
+	size_t m = 0;
+	if (!v)
+		return -1;
+	*missing = 0;
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		const struct dd_node *nd = &r->nodes[i];
+		struct stat st;
+		if (lstat(nd->path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+			hidden[i] = 1;
+			(*missing)++;
+			continue;
+		}
+		if (stat(nd->path, &st) == 0)
+			v[m++] = (struct ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, nd->id, i };
+		else if (nd->dev || nd->ino)
+			v[m++] = (struct ident){ nd->dev, nd->ino, nd->id, i };
+	}
+	if (m)
+		qsort(v, m, sizeof(*v), cmp_ident);
+	for (size_t i = 1; i < m; i++)
+		if (v[i].dev == v[i - 1].dev && v[i].ino == v[i - 1].ino)
+			hidden[v[i].node] = 1;
+	free(v);
+	return 0;
+}
+
 /* g->raws[k]: the plain cosine of member k and the kept image, from the
  * stored vectors (1 for exact copies, as their similarity). */
 static int raw_sims(nd_index *ix, const struct dd_result *r, struct dd_group *g, nd_error *err)
@@ -336,7 +388,9 @@ done:
  * Byte-identical files form a run (same hash, same vector). Only the first
  * id of a run (its canonical image) takes part in pairs; when an image
  * becomes a kept one, its group is every ungrouped image of its own run
- * (exact duplicates) and of the runs of its canonical image's neighbours. */
+ * (exact duplicates) and of the runs of its canonical image's neighbours.
+ * Files gone since ingest, and second names of one file (device, inode),
+ * are in no group (hide_nodes). */
 static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rule,
 			const struct protect *pr, struct dd_result *r)
 {
@@ -449,6 +503,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 			nd->height = rec.height;
 			nd->size = rec.size;
 			nd->mtime_ns = rec.mtime_ns;
+			nd->dev = rec.dev;
+			nd->ino = rec.ino;
 			memcpy(nd->hash, rec.hash, 16);
 			if (!(nd->path = strdup(pbuf)))
 				goto oom;
@@ -463,15 +519,22 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	free(hs.v);
 	hs.v = NULL;
 
+	/* hidden nodes count as grouped already: never kept, never members */
+	size_t missing;
+	if (!(grouped = calloc(nn, 1)) || hide_nodes(r, grouped, &missing))
+		goto oom;
+	if (missing)
+		cli_msg("%zu indexed files no longer exist and were left out; 'neardup remove --missing' "
+			"drops them from the index", missing);
+
 	/* adjacency of canonical nodes, both directions (CSR) */
 	adj_start = calloc(nn + 1, sizeof(*adj_start));
 	fill = malloc(nn * sizeof(*fill));
 	adj = malloc((2 * np + 1) * sizeof(*adj));
 	order = malloc(nn * sizeof(*order));
 	stamp = malloc(nn * sizeof(*stamp));
-	grouped = calloc(nn, 1);
 	tmp = malloc(nn * sizeof(*tmp));
-	if (!adj_start || !fill || !adj || !order || !stamp || !grouped || !tmp)
+	if (!adj_start || !fill || !adj || !order || !stamp || !tmp)
 		goto oom;
 	for (size_t i = 0; i < np; i++) {
 		adj_start[node_of[pairs->v[i].a]]++; /* node index + 1 */

@@ -78,53 +78,27 @@ void cli_msg(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* whatever a message quotes (paths come through cli_quote), the
+	 * terminal gets no raw control character */
+	char safe[4 * sizeof(buf)];
+	size_t o = 0;
+	for (const unsigned char *c = (const unsigned char *)buf; *c && o + 5 < sizeof(safe); c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
+		else
+			safe[o++] = (char)*c;
+	}
+	safe[o] = 0;
 	pthread_mutex_lock(&cli_stderr_lock);
 	progress_erase_locked();
-	fprintf(stderr, "neardup: %s\n", buf);
+	fprintf(stderr, "neardup: %s\n", safe);
 	fflush(stderr);
 	pthread_mutex_unlock(&cli_stderr_lock);
 }
 
 const char *cli_quote(const char *path, char *buf, size_t cap)
 {
-	size_t o = 0;
-	const unsigned char *p = (const unsigned char *)path;
-	size_t n = strlen(path);
-	ND_ASSERT(cap >= 8);
-	for (size_t i = 0; i < n;) {
-		size_t need;
-		char tmp[8];
-		size_t ulen = out_utf8_len(p + i, n - i);
-		if (ulen > 1) {
-			need = ulen;
-			if (o + need + 4 > cap)
-				break;
-			memcpy(buf + o, p + i, ulen);
-			o += ulen;
-			i += ulen;
-			continue;
-		}
-		unsigned char ch = p[i];
-		if (ch == '\\')
-			memcpy(tmp, "\\\\", 3);
-		else if (ch == '\n')
-			memcpy(tmp, "\\n", 3);
-		else if (ch == '\t')
-			memcpy(tmp, "\\t", 3);
-		else if (ch < 0x20 || ch >= 0x7f)
-			snprintf(tmp, sizeof(tmp), "\\%03o", ch);
-		else {
-			tmp[0] = (char)ch;
-			tmp[1] = 0;
-		}
-		need = strlen(tmp);
-		if (o + need + 4 > cap)
-			break;
-		memcpy(buf + o, tmp, need);
-		o += need;
-		i++;
-	}
-	buf[o] = 0;
+	out_escape(path, buf, cap);
 	return buf;
 }
 
