@@ -7,7 +7,7 @@
 set -u
 task=${1:-build}
 
-build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev"
+build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev libjansson-dev"
 case "$task" in
 build) pkgs="$build" ;;
 test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils" ;;

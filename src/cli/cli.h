@@ -62,6 +62,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
 
 /* Fills the defaults. */
 void cli_common_init(struct cli_common *c);

@@ -16,6 +16,7 @@ static const struct command commands[] = {
 	{ "query", cmd_query, "find indexed images that look like the given images" },
 	{ "dedup", cmd_dedup, "group near-duplicates in the index; report, trash, move, link or delete" },
 	{ "undo", cmd_undo, "reverse the moves and trashes of the last dedup run" },
+	{ "apply", cmd_apply, "carry out the decisions exported from the HTML review page" },
 	{ "stats", cmd_stats, "show what the index holds" },
 	{ "check", cmd_check, "verify the index's consistency" },
 	{ "remove", cmd_remove, "remove images (or everything under a directory) from the index" },
