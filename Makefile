@@ -85,6 +85,9 @@ $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
+# the review page's script and style are assembled into this object (.incbin)
+$(O)/src/cli/report_assets.o: src/cli/report/review.js src/cli/report/review.css
+
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@

@@ -902,10 +902,11 @@ int cmd_dedup(int argc, char **argv)
 	FILE *rep = out ? out : (action == DD_REPORT ? stdout : NULL);
 	int write_failed = 0;
 	if (rep) {
+		struct dd_html_opts ho = { min_sim, raw, keep_names[rule], action, com.index_dir, ix };
 		if (format == 1)
 			write_jsonl(rep, &res);
 		else if (format == 2)
-			write_failed = dd_write_html(rep, &res, min_sim, keep_names[rule]) != 0;
+			write_failed = dd_write_html(rep, &res, &ho) != 0;
 		else
 			write_tsv(rep, &res);
 		if (fflush(rep) != 0 || ferror(rep))

@@ -39,10 +39,21 @@ static inline int dd_exact(const struct dd_result *r, const struct dd_group *g, 
 	return !__builtin_memcmp(r->nodes[g->members[0]].hash, r->nodes[g->members[i]].hash, 16);
 }
 
-/* Writes the self-contained HTML report. Returns 0 or -1 (write error). */
-int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char *keep_rule);
-
 enum dd_action { DD_REPORT, DD_HARDLINK, DD_MOVE, DD_DELETE, DD_TRASH };
+
+/* What the review page states about the run that made it. */
+struct dd_html_opts {
+	float min_sim;
+	int raw;                /* --score raw: similarities are plain cosines */
+	const char *keep_rule;  /* --keep's name */
+	enum dd_action action;  /* what dedup's settings would do to the members */
+	const char *index_dir;
+	struct nd_index *ix;    /* the index's identity goes into the decisions */
+};
+
+/* Writes the self-contained review page (dedup_html.c). Returns 0 or -1
+ * (write error). */
+int dd_write_html(FILE *f, const struct dd_result *r, const struct dd_html_opts *o);
 
 struct dd_act_opts {
 	enum dd_action action;

@@ -1,23 +1,37 @@
-/* neardup dedup --format html — a self-contained report: one row per group,
- * thumbnails embedded as base64 JPEG (decoded with the library, shrunk with
- * the prep module's area filter, compressed with libjpeg-turbo), sizes,
- * dimensions, similarity to the kept image, the kept image marked. It is
- * also well-formed XML (void elements closed, numeric entities only), so
+/* neardup dedup --format html — the review page: one self-contained file
+ * (no server, no network) on which the user marks files, compares them and
+ * exports the decisions for `neardup apply` (apply.c).
+ *
+ * The page is the script and style sheet of src/cli/report/ (embedded by
+ * report_assets.c) plus the groups as one JSON document in a
+ * <script type="application/json"> element; the script renders the cards
+ * from it a screenful at a time, so thousands of groups do not freeze the
+ * browser. Per file the JSON holds what the card shows (thumbnail as a
+ * data: URI, dimensions, size, format, date, path, similarity) and what the
+ * exported decision must carry for apply to check it against the index:
+ * path (with path_b64, the exact bytes, when the name is not UTF-8),
+ * content hash, size, device and inode. The document is also well-formed
+ * XML (the JSON escapes '<', '>' and '&'; script and style are CDATA), so
  * `xmllint --noout` checks it in the tests. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
-#include <time.h>
+#include <libexif/exif-data.h>
 
 #include "cli.h"
 #include "dedup.h"
 #include "neardup/image.h"
+#include "neardup/index.h"
 #include "neardup/prep.h"
 #include "output.h"
 
-#define THUMB 160 /* thumbnails fit in THUMB x THUMB */
+#define THUMB 480 /* thumbnails fit in THUMB x THUMB: crops and recompression stay visible */
+
+extern const char nd_review_js[], nd_review_css[]; /* report_assets.c */
 
 /* JPEG bytes of a thumbnail of path into *jpg (malloc'd by libjpeg's
  * memory destination; the caller frees it). Returns 0 or -1. */
@@ -69,7 +83,7 @@ static int thumbnail(const char *path, unsigned char **jpg, unsigned long *jlen)
 	cinfo.input_components = 3;
 	cinfo.in_color_space = JCS_RGB;
 	jpeg_set_defaults(&cinfo);
-	jpeg_set_quality(&cinfo, 80, TRUE);
+	jpeg_set_quality(&cinfo, 82, TRUE);
 	jpeg_start_compress(&cinfo, TRUE);
 	while (cinfo.next_scanline < cinfo.image_height) {
 		JSAMPROW row = rgb + (size_t)cinfo.next_scanline * 3 * pp.width;
@@ -85,87 +99,224 @@ done:
 	return rc;
 }
 
-static void human_size(char *buf, size_t cap, uint64_t n)
+/* A JSON string that may sit inside a <script> element of an HTML or XML
+ * document: '<', '>' and '&' are escaped too, and bytes that are not UTF-8
+ * become U+FFFD (the exact bytes go to path_b64). Returns 1 when s is not
+ * valid UTF-8. */
+static int json_str(FILE *f, const char *s)
 {
-	if (n >= (1u << 20))
-		snprintf(buf, cap, "%.1f MiB", n / 1048576.0);
-	else if (n >= 1024)
-		snprintf(buf, cap, "%.1f KiB", n / 1024.0);
-	else
-		snprintf(buf, cap, "%llu B", (unsigned long long)n);
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	int lossy = 0;
+	putc('"', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = p[i];
+		size_t len = out_utf8_len(p + i, n - i);
+		if (len == 0) {
+			fputs("\\ufffd", f);
+			lossy = 1;
+			i++;
+			continue;
+		}
+		if (len > 1) {
+			fwrite(p + i, 1, len, f);
+			i += len;
+			continue;
+		}
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&')
+			fprintf(f, "\\u%04x", c);
+		else
+			putc(c, f);
+		i++;
+	}
+	putc('"', f);
+	return lossy;
 }
 
-static const char style[] =
-	"body{font-family:sans-serif;margin:1em;background:#f4f4f4;color:#222}"
-	"h1{font-size:1.3em}.meta{color:#555}"
-	"section{background:#fff;margin:1em 0;padding:.6em;border-radius:6px;"
-	"box-shadow:0 1px 3px #0002}"
-	"section h2{font-size:1em;margin:0 0 .4em}"
-	".row{display:flex;flex-wrap:wrap;gap:.8em}"
-	"figure{margin:0;width:180px;padding:6px;border:3px solid #ddd;border-radius:6px}"
-	"figure.keep{border-color:#2a9d3a;background:#eefbea}"
-	"figure img{display:block;max-width:160px;max-height:160px;margin:auto}"
-	".noimg{width:160px;height:100px;display:flex;align-items:center;justify-content:center;"
-	"background:#eee;color:#888}"
-	"figcaption{font-size:.8em;word-break:break-all;margin-top:4px}"
-	".path{color:#666;font-size:.9em}"
-	".tag{display:inline-block;font-size:.75em;font-weight:bold;padding:1px 5px;"
-	"border-radius:3px;margin-right:3px;color:#fff}"
-	".k{background:#2a9d3a}.e{background:#1d6fb8}.p{background:#8a5a00}";
-
-int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char *keep_rule)
+static void hex(FILE *f, const uint8_t *b, size_t n)
 {
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", b[i]);
+}
+
+/* The file's format by its first bytes. */
+static const char *format_name(const char *path)
+{
+	unsigned char m[12] = { 0 };
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(m, 1, sizeof(m), f) : 0;
+	if (f)
+		fclose(f);
+	if (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF)
+		return "JPEG";
+	if (n >= 8 && !memcmp(m, "\x89PNG\r\n\x1a\n", 8))
+		return "PNG";
+	if (n >= 12 && !memcmp(m, "RIFF", 4) && !memcmp(m + 8, "WEBP", 4))
+		return "WebP";
+	if (n >= 6 && !memcmp(m, "GIF8", 4))
+		return "GIF";
+	return "other";
+}
+
+/* "2024-05-01 12:30:00" into buf: the EXIF capture date (DateTimeOriginal,
+ * else DateTime) when the file has one, else the indexed mtime (local
+ * time). Returns "EXIF" or "mtime", the source. */
+static const char *file_date(const struct dd_node *nd, char *buf, size_t cap)
+{
+	ExifData *ed = exif_data_new_from_file(nd->path);
+	buf[0] = 0;
+	if (ed) {
+		static const ExifTag tags[] = { EXIF_TAG_DATE_TIME_ORIGINAL, EXIF_TAG_DATE_TIME };
+		for (size_t i = 0; i < 2 && !buf[0]; i++) {
+			ExifEntry *e = exif_data_get_entry(ed, tags[i]);
+			int y, mo, d, h, mi, s;
+			if (e && e->format == EXIF_FORMAT_ASCII && e->size >= 19 && e->data &&
+			    sscanf((const char *)e->data, "%4d:%2d:%2d %2d:%2d:%2d", &y, &mo, &d, &h, &mi, &s) == 6 &&
+			    y > 1800 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 25 && mi < 60 && s < 61)
+				snprintf(buf, cap, "%04d-%02d-%02d %02d:%02d:%02d", y % 10000, mo % 100, d % 100, h % 100, mi % 100,
+					 s % 100);
+		}
+		exif_data_unref(ed);
+		if (buf[0])
+			return "EXIF";
+	}
+	time_t t = (time_t)(nd->mtime_ns / 1000000000);
+	struct tm tm;
+	if (localtime_r(&t, &tm))
+		strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+	return "mtime";
+}
+
+/* Why members[0] was kept, from the keep rule and what the page shows. */
+static void keep_reason(const struct dd_result *r, const struct dd_group *g, const char *rule, char *buf,
+			size_t cap)
+{
+	const struct dd_node *k = &r->nodes[g->members[0]];
+	char sz[32];
+	dd_human_size(sz, sizeof(sz), k->size);
+	if (!strcmp(rule, "resolution"))
+		snprintf(buf, cap, "highest resolution (%u\xc3\x97%u)", k->width, k->height);
+	else if (!strcmp(rule, "largest"))
+		snprintf(buf, cap, "largest file (%s)", sz);
+	else if (!strcmp(rule, "smallest"))
+		snprintf(buf, cap, "smallest file (%s)", sz);
+	else if (!strcmp(rule, "oldest"))
+		snprintf(buf, cap, "oldest file");
+	else if (!strcmp(rule, "newest"))
+		snprintf(buf, cap, "newest file");
+	else if (!strcmp(rule, "first-path"))
+		snprintf(buf, cap, "first path in sort order");
+	else
+		snprintf(buf, cap, "keep rule %s", rule);
+}
+
+/* The index's identity, which apply checks the decisions against. */
+static void write_index(FILE *f, const struct dd_html_opts *o)
+{
+	char *abs = realpath(o->index_dir, NULL);
+	nd_meta m;
+	nd_error err;
+	nd_error_clear(&err);
+	fputs("\"index\":{\"path\":", f);
+	json_str(f, abs ? abs : o->index_dir);
+	free(abs);
+	if (o->ix && nd_index_meta(o->ix, &m, &err) == 0) {
+		uint8_t b[8];
+		fputs(",\"model\":", f);
+		json_str(f, m.model_name);
+		for (int i = 0; i < 8; i++)
+			b[i] = (uint8_t)(m.model_checksum >> (56 - 8 * i));
+		fputs(",\"model_checksum\":\"", f);
+		hex(f, b, 8);
+		for (int i = 0; i < 8; i++)
+			b[i] = (uint8_t)(m.seed >> (56 - 8 * i));
+		fputs("\",\"seed\":\"", f);
+		hex(f, b, 8);
+		fprintf(f, "\",\"dim\":%u,\"images\":%llu", m.dim, (unsigned long long)m.n_images);
+	}
+	putc('}', f);
+}
+
+static void write_file(FILE *f, const struct dd_result *r, const struct dd_group *g, size_t k)
+{
+	const struct dd_node *nd = &r->nodes[g->members[k]];
+	const char *slash = strrchr(nd->path, '/');
+	char date[40];
+	const char *date_src = file_date(nd, date, sizeof(date));
+	fputs("{\"path\":", f);
+	if (json_str(f, nd->path)) {
+		fputs(",\"path_b64\":\"", f);
+		out_base64(f, (const uint8_t *)nd->path, strlen(nd->path));
+		putc('"', f);
+	}
+	fputs(",\"name\":", f);
+	json_str(f, slash && slash[1] ? slash + 1 : nd->path);
+	fputs(",\"hash\":\"", f);
+	hex(f, nd->hash, 16);
+	fprintf(f, "\",\"size\":%llu", (unsigned long long)nd->size);
+	if (nd->dev || nd->ino)
+		fprintf(f, ",\"dev\":%llu,\"ino\":%llu", (unsigned long long)nd->dev, (unsigned long long)nd->ino);
+	fprintf(f, ",\"w\":%u,\"h\":%u,\"format\":\"%s\",\"date\":", nd->width, nd->height, format_name(nd->path));
+	json_str(f, date);
+	fprintf(f, ",\"date_src\":\"%s\",\"sim\":%.4f,\"raw\":%.4f,\"exact\":%s,\"protect\":%s", date_src,
+		k ? g->sims[k] : 1.0, k ? g->raws[k] : 1.0, k && dd_exact(r, g, k) ? "true" : "false",
+		nd->protect ? "true" : "false");
+	unsigned char *jpg = NULL;
+	unsigned long jlen = 0;
+	if (thumbnail(nd->path, &jpg, &jlen) == 0) {
+		fputs(",\"thumb\":\"data:image/jpeg;base64,", f);
+		out_base64(f, jpg, jlen);
+		putc('"', f);
+	}
+	free(jpg);
+	putc('}', f);
+}
+
+int dd_write_html(FILE *f, const struct dd_result *r, const struct dd_html_opts *o)
+{
+	static const char *const action_name[] = { "report", "hardlink", "move", "delete", "trash" };
 	size_t dups = 0;
 	for (size_t i = 0; i < r->n_groups; i++)
 		dups += r->groups[i].n - 1;
 	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
-		   "<title>neardup report</title><style>%s</style></head><body>\n",
-		style);
-	fprintf(f, "<h1>neardup: %zu groups, %zu duplicates</h1>\n"
-		   "<p class=\"meta\">min-sim %.3f, keep rule: %s. The kept image of each group "
-		   "is marked KEEP; similarity is to the kept image.</p>\n",
-		r->n_groups, dups, min_sim, keep_rule);
+		   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>"
+		   "<title>neardup review: %zu groups</title>\n<style>/*<![CDATA[*/\n%s/*]]>*/</style></head>\n"
+		   "<body>\n<noscript><p>This page needs JavaScript to show the groups.</p></noscript>\n",
+		r->n_groups, nd_review_css);
+	fputs("<script type=\"application/json\" id=\"nd-data\">{\"format\":\"neardup-decisions\","
+	      "\"version\":1,", f);
+	write_index(f, o);
+	char *cwd = getcwd(NULL, 0);
+	if (cwd) {
+		fputs(",\"cwd\":", f);
+		json_str(f, cwd);
+		free(cwd);
+	}
+	char when[40] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+	if (localtime_r(&now, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(f, ",\"created\":\"%s\",\"min_sim\":%.4f,\"score\":\"%s\",\"keep_rule\":", when, o->min_sim,
+		o->raw ? "cosine" : "normalized");
+	json_str(f, o->keep_rule);
+	fprintf(f, ",\"action\":\"%s\",\"duplicates\":%zu,\"groups\":[", action_name[o->action], dups);
 	for (size_t i = 0; i < r->n_groups; i++) {
 		const struct dd_group *g = &r->groups[i];
-		fprintf(f, "<section id=\"g%zu\"><h2>group %zu (%zu images)</h2><div class=\"row\">\n",
-			i + 1, i + 1, g->n);
+		char reason[160];
+		keep_reason(r, g, o->keep_rule, reason, sizeof(reason));
+		fprintf(f, "%s\n{\"group\":%zu,\"reason\":", i ? "," : "", i + 1);
+		json_str(f, reason);
+		fputs(",\"files\":[", f);
 		for (size_t k = 0; k < g->n; k++) {
-			const struct dd_node *nd = &r->nodes[g->members[k]];
-			unsigned char *jpg = NULL;
-			unsigned long jlen = 0;
-			fprintf(f, "<figure%s>", k == 0 ? " class=\"keep\"" : "");
-			if (thumbnail(nd->path, &jpg, &jlen) == 0) {
-				fputs("<img alt=\"\" src=\"data:image/jpeg;base64,", f);
-				out_base64(f, jpg, jlen);
-				fputs("\"/>", f);
-			} else {
-				fputs("<div class=\"noimg\">cannot read</div>", f);
-			}
-			free(jpg);
-			char sz[32];
-			human_size(sz, sizeof(sz), nd->size);
-			fputs("<figcaption>", f);
-			if (k == 0)
-				fputs("<span class=\"tag k\">KEEP</span>", f);
-			if (k > 0 && dd_exact(r, g, k))
-				fputs("<span class=\"tag e\">EXACT</span>", f);
-			if (nd->protect)
-				fputs("<span class=\"tag p\">PROTECTED</span>", f);
-			const char *slash = strrchr(nd->path, '/');
-			fputs("<br/><b>", f);
-			out_html_str(f, slash && slash[1] ? slash + 1 : nd->path);
-			fputs("</b><br/><span class=\"path\">", f);
-			out_html_str(f, nd->path);
-			fputs("</span>", f);
-			fprintf(f, "<br/>%u&#215;%u, %s", nd->width, nd->height, sz);
-			if (k > 0)
-				fprintf(f, "<br/>similarity %.4f (cosine %.4f)", g->sims[k], g->raws[k]);
-			fputs("</figcaption></figure>\n", f);
+			if (k)
+				putc(',', f);
+			write_file(f, r, g, k);
 		}
-		fputs("</div></section>\n", f);
+		fputs("]}", f);
 	}
-	if (r->n_groups == 0)
-		fputs("<p>No near-duplicates found.</p>\n", f);
-	fputs("</body></html>\n", f);
+	fprintf(f, "]}</script>\n<script>/*<![CDATA[*/\n%s/*]]>*/</script>\n</body></html>\n", nd_review_js);
 	return ferror(f) ? -1 : 0;
 }
