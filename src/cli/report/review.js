@@ -32,8 +32,8 @@
   }
   function pct(f) {
     if (f.exact) return 'identical (100%)';
-    var s = Math.max(0, Math.min(1, f.sim));
-    return (Math.round(s * 1000) / 10) + '%';
+    /* rounded down: only an exact copy reads 100% */
+    return (Math.floor(Math.max(0, Math.min(1, f.sim)) * 1000 + 1e-6) / 10) + '%';
   }
   function simOf(f) { return f.exact ? 1 : f.sim; }
 
@@ -70,7 +70,7 @@
   actSel.value = act;
   var exportBtn = el('button', { cls: 'btn primary', id: 'export', type: 'button', text: 'Export decisions' });
   var cmdLine = el('p', { cls: 'keys', id: 'cmd' });
-  var meta = 'neardup review: ' + G.length + ' groups, ' + D.duplicates + ' duplicates; min similarity ' +
+  var meta = G.length + ' groups, ' + D.duplicates + ' duplicates; min similarity ' +
     (Math.round(D.min_sim * 1000) / 10) + '% (' + D.score + ' score), keep rule ' + D.keep_rule + '. Index ' + D.index.path;
   var bar = el('header', { cls: 'bar' }, [
     el('h1', { text: 'neardup review' }),
@@ -143,7 +143,7 @@
     var n = g.files.length;
     var h = el('h2', { id: 'g' + g.group + 'h' }, ['Group ' + g.group + ' ',
       el('span', { cls: 'sub', text: n + ' files, ' + human(saving(g)) + ' in copies, lowest similarity ' +
-        (Math.round(Math.max(0, g.minSim) * 1000) / 10) + '%' })]);
+        (Math.floor(Math.max(0, g.minSim) * 1000 + 1e-6) / 10) + '%' })]);
     var sec = el('section', { cls: 'group' + (g.idx === cur ? ' current' : ''), id: 'g' + g.group, 'data-g': g.idx,
       tabindex: -1, 'aria-labelledby': 'g' + g.group + 'h' }, [
       el('div', { cls: 'ghead' }, [h,
