@@ -1,7 +1,7 @@
 # neardup — plain Makefile. Targets:
 #   make            release build: build/rel/neardup and build/rel/libneardup.a
 #   make test       unit + end-to-end tests (ends with "N passed, N failed")
-#   make test-html  the HTML report rendered by headless Chromium
+#   make test-html  the HTML review page driven in headless Chromium
 #   make demo       the main job on the bundled sample corpus in data/
 #   make fuzz       libFuzzer targets, each for FUZZ_TIME seconds (clang)
 #   make bench      quick benchmarks (see bench/README.md)
@@ -108,11 +108,12 @@ test: test-deps
 	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
 	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh)
 
-# The HTML report rendered by headless Chromium (slow; not part of `make test`).
+# The review page driven in headless Chromium (chromium-driver, selenium),
+# its export applied by neardup apply (not part of `make test`).
 test-html:
 	@scripts/deps.sh html
 	@$(MAKE) --no-print-directory $(BIN)
-	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh tests/html_screenshot.sh
+	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh $(CURDIR)/tests/html_review.py
 
 demo: all
 	@scripts/demo.sh $(BIN)

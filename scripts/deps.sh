@@ -13,9 +13,9 @@ build) pkgs="$build" ;;
 test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build libjpeg-turbo-progs python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
-html)  pkgs="$build chromium python3-pil" ;;
+html)  pkgs="$build chromium chromium-driver python3-selenium" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
-all)   pkgs="$build libjpeg-turbo-progs jq libxml2-utils chromium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
+all)   pkgs="$build libjpeg-turbo-progs jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
 *) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|html|all)" >&2; exit 2 ;;
 esac
 
