@@ -240,6 +240,32 @@ try:
         click(drv.find_element(By.ID, "export"))
         out = os.path.join(dl, "neardup-decisions.json")
         wait(lambda: os.path.exists(out) and os.path.getsize(out) > 0, "export_download")
+
+        # thousands of groups: the page draws a screenful, more as it scrolls
+        big = os.path.join(T, "big.html")
+        page = open(report).read()
+        head, rest = page.split('id="nd-data">', 1)
+        body, tail = rest.split("</script>", 1)
+        d = json.loads(body)
+        one = d["groups"][0]
+        tiny = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
+        d["groups"] = [dict(one, group=i + 1, files=[dict(f, thumb=tiny, path=f"{f['path']}.{i}") for f in one["files"]])
+                       for i in range(5000)]
+        open(big, "w").write(head + 'id="nd-data">' + json.dumps(d).replace("<", "\\u003c") + "</script>" + tail)
+        t0 = time.time()
+        drv.get("file://" + big)
+        wait(lambda: len(drv.find_elements(By.CSS_SELECTOR, "section.group")) > 0, "big_render", 60)
+        first_n = js("return document.querySelectorAll('section.group').length")
+        print(f"# 5000 groups: first cards after {time.time() - t0:.2f} s, {first_n} cards in the document")
+        js("window.scrollTo(0, document.body.scrollHeight)")
+        wait(lambda: js("return document.querySelectorAll('section.group').length") > first_n, "big_more")
+        check("big_incremental", first_n <= 48 and js("return document.querySelectorAll('section.group').length") < 200,
+              first_n)
+        js("document.activeElement.blur()")
+        ActionChains(drv).send_keys("j" * 60).perform()
+        check("big_keys", js("return document.activeElement.closest('section').id") == "g60",
+              js("return document.activeElement.outerHTML.slice(0, 80)"))
+
     finally:
         drv.quit()
 
