@@ -142,6 +142,9 @@ test_unknown_path() {
 	decide "$(mark chelsea_q25.jpg) | $(on chelsea_q25.jpg ".path = \"$T/p/coins.png\"")"
 	expect 2 "$B" apply d.json --action delete --yes
 	has "'$T/p/coins.png' was indexed again since the report" err
+	decide "$(mark chelsea_q25.jpg) | $(on chelsea_q25.jpg '.ino = "1"')"
+	expect 2 "$B" apply d.json --action delete --yes
+	has "chelsea_q25.jpg' was indexed again since the report" err
 	decide "$(mark chelsea_q25.jpg) | .groups[1].files += [.groups[].files[] | select(.path | endswith(\"q25.jpg\"))]"
 	expect 2 "$B" apply d.json --action delete --yes
 	has "is named twice" err

@@ -141,6 +141,23 @@ bad:
 	return NULL;
 }
 
+/* 1 when the decision's device or inode (a decimal string, as the page
+ * writes it, or a number; absent: not checked here) is v. */
+static int same_id(json_t *j, uint64_t v)
+{
+	if (!j)
+		return 1;
+	if (json_is_integer(j))
+		return json_integer_value(j) >= 0 && (uint64_t)json_integer_value(j) == v;
+	const char *s = json_string_value(j);
+	char *end;
+	if (!s || *s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	return !errno && !*end && n == v;
+}
+
 /* The node for one file of the decision file, from the index's record;
  * checks the decision against it. Returns the node's index or -1. */
 static long add_node(struct apply *a, json_t *file)
@@ -183,10 +200,8 @@ static long add_node(struct apply *a, json_t *file)
 		free(path);
 		return -1;
 	}
-	json_t *jd = json_object_get(file, "dev"), *ji = json_object_get(file, "ino");
 	if (memcmp(rec.hash, hash, 16) || rec.size != (uint64_t)json_integer_value(js) ||
-	    (json_is_integer(jd) && (uint64_t)json_integer_value(jd) != rec.dev) ||
-	    (json_is_integer(ji) && (uint64_t)json_integer_value(ji) != rec.ino)) {
+	    !same_id(json_object_get(file, "dev"), rec.dev) || !same_id(json_object_get(file, "ino"), rec.ino)) {
 		problem(a, "'%s' was indexed again since the report (its hash, size or identity "
 			   "differ); make a new report", q);
 		free(path);

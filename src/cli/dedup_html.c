@@ -257,7 +257,9 @@ static void write_file(FILE *f, const struct dd_result *r, const struct dd_group
 	hex(f, nd->hash, 16);
 	fprintf(f, "\",\"size\":%llu", (unsigned long long)nd->size);
 	if (nd->dev || nd->ino)
-		fprintf(f, ",\"dev\":%llu,\"ino\":%llu", (unsigned long long)nd->dev, (unsigned long long)nd->ino);
+		/* strings: a JavaScript number loses digits above 2^53 */
+		fprintf(f, ",\"dev\":\"%llu\",\"ino\":\"%llu\"", (unsigned long long)nd->dev,
+			(unsigned long long)nd->ino);
 	fprintf(f, ",\"w\":%u,\"h\":%u,\"format\":\"%s\",\"date\":", nd->width, nd->height, format_name(nd->path));
 	json_str(f, date);
 	fprintf(f, ",\"date_src\":\"%s\",\"sim\":%.4f,\"raw\":%.4f,\"exact\":%s,\"protect\":%s", date_src,
