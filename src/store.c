@@ -133,9 +133,14 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 	 * damaged page sends it outside the map. Every open checks the size and
 	 * what the open itself reads; a writer checks every tree (under its
 	 * lock nobody else writes), since LMDB writes into the pages it finds. */
-	if (stat(path, &sb) == 0 && (readonly || sb.st_size > 0) &&
-	    (rc = preflight(s, !readonly, err)))
+	if (stat(path, &sb) == 0 && sb.st_size > 0 && (rc = preflight(s, !readonly, err)))
 		goto fail;
+	/* an empty data.mdb is what a writer killed while creating the index
+	 * leaves: LMDB sets it up anew, as a writer does here */
+	if (readonly && sb.st_size == 0) {
+		rc = nd_error_set(err, ND_ENOTFOUND, "no index in '%s' (data.mdb is empty)", dir);
+		goto fail;
+	}
 
 	if (map_size == 0)
 		map_size = (size_t)256 << 20;
