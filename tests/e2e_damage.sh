@@ -229,9 +229,7 @@ test_backup_during_ingest() {
 	wait $pid || fail "ingest during backups failed"
 }
 
-run test_intact
-run test_truncated
-run test_byte_flips
-run test_readonly_user
-run test_backup
-run test_backup_during_ingest
+# one test by name: tests/e2e_damage.sh test_truncated
+for t in test_intact test_truncated test_byte_flips test_readonly_user test_backup test_backup_during_ingest; do
+	[ $# = 0 ] || [ "$1" = "$t" ] && run "$t"
+done
