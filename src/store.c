@@ -35,9 +35,9 @@ static int store_err(const nd_store *s, int mrc, nd_error *err, const char *what
 	return nd_store_err(mrc, err, what);
 }
 
-/* The light walk of every open. Without the writer lock a writer may
- * commit meanwhile and reuse pages under us: damage counts only when the
- * same snapshot shows it twice. */
+/* The walk before LMDB opens the file. A reader holds no lock: a writer
+ * may commit meanwhile and reuse pages under it, so damage counts only when
+ * the same snapshot shows it twice. */
 static int preflight(const nd_store *s, int full, nd_error *err)
 {
 	nd_store_walk_info w;

@@ -432,7 +432,7 @@ static int walk_nodes(struct walker *w, struct tree *t, const uint8_t *p, size_t
 			uint16_t want = P_LEAF | P_SUBP | (t->dup_flags & DB_DUPFIXED ? P_LEAF2 : 0);
 			/* LMDB leaves its in-memory "dirty" bit (0x10) on value sets */
 			if (dsize < PAGEHDRSZ || (get16(data + 10) & ~0x10u) != want ||
-			    (!(t->dup_flags & DB_DUPFIXED) && get16(data + 8)))
+			    !(t->dup_flags & DB_DUPFIXED) != !get16(data + 8))
 				return damaged(w, "%s %llu of database '%s': value set %u has a bad header", where,
 					       (unsigned long long)pg, t->name, i);
 			rc = walk_nodes(w, &vt, data, dsize, 0, 1, 1, (struct key){ NULL, 0 },

@@ -172,6 +172,19 @@ static void test_truncated(void)
 	}
 }
 
+/* LMDB's own damage codes read as damage too */
+static void test_lmdb_codes(void)
+{
+	int codes[] = { MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID, MDB_VERSION_MISMATCH };
+	nd_error err;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		CHECK_EQ_INT(nd_store_err(codes[i], &err, "reading"), ND_ECORRUPT);
+		CHECK_MSG(strstr(err.msg, "the index is damaged: reading: ") == err.msg, "%s", err.msg);
+	}
+	CHECK_EQ_INT(nd_store_err(MDB_MAP_FULL, &err, "x"), ND_STORE_MAPFULL);
+	CHECK_EQ_INT(nd_store_err(MDB_READERS_FULL, &err, "x"), ND_ESTORE);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "%s/nd-walk.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -181,6 +194,7 @@ int main(void)
 	}
 	snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
 	make_env();
+	RUN(test_lmdb_codes);
 	RUN(test_sound_file);
 	RUN(test_page_headers);
 	RUN(test_byte_flips);
