@@ -32,7 +32,11 @@ no_signal() {
 "$B" ingest -q --index ix "$DATA"/*.jpg >/dev/null 2>&1 || { echo "FAIL setup: ingest"; exit 1; }
 "$B" ingest -q --index ix "$DATA"/*.png >/dev/null 2>&1 || { echo "FAIL setup: ingest png"; exit 1; }
 "$B" remove -q --index ix "$DATA/brick.jpg" >/dev/null 2>&1 || { echo "FAIL setup: remove"; exit 1; }
+# ... and its compacted copy (no free pages: most bytes are in use), the
+# one whose bytes are flipped
+"$B" backup -q --index ix cx >/dev/null 2>&1 || { echo "FAIL setup: backup"; exit 1; }
 SIZE=$(stat -c %s ix/data.mdb)
+CSIZE=$(stat -c %s cx/data.mdb)
 NIMG=$(( $(ls "$DATA"/*.jpg "$DATA"/*.png | wc -l) - 1 ))
 
 # fresh_copy NAME: a copy of the index without its lock files
@@ -88,13 +92,13 @@ flip_byte() {
 # as it is, so one copy serves, flipped and flipped back; the writer gets a
 # copy of its own.
 test_byte_flips() {
-	local step=${FLIP_STEP:-$((SIZE / 256 | 1))} off rc crc n=0 dmg=0 probs=0 ok=0 refused=0
+	local step=${FLIP_STEP:-$((CSIZE / 256 | 1))} off rc crc n=0 dmg=0 probs=0 ok=0 refused=0
 	local -a orig
-	read -r -a orig <<<"$(od -An -tu1 -v ix/data.mdb | tr -s ' \n' '  ')"
-	[ "${#orig[@]}" = "$SIZE" ] || { fail "od read ${#orig[@]} of $SIZE bytes"; return; }
-	fresh_copy fl
+	read -r -a orig <<<"$(od -An -tu1 -v cx/data.mdb | tr -s ' \n' '  ')"
+	[ "${#orig[@]}" = "$CSIZE" ] || { fail "od read ${#orig[@]} of $CSIZE bytes"; return; }
+	rm -rf fl && mkdir fl && cp cx/data.mdb fl/
 	put() { printf "\\$(printf %03o "$2")" | dd of=fl/data.mdb bs=1 seek="$1" conv=notrunc status=none; }
-	for ((off = 0; off < SIZE; off += step)); do
+	for ((off = 0; off < CSIZE; off += step)); do
 		put "$off" $((orig[off] ^ 255))
 		n=$((n + 1))
 		"$B" check --index fl >out 2>err
@@ -128,7 +132,7 @@ test_byte_flips() {
 		fi
 		put "$off" "${orig[off]}"
 	done
-	cmp -s fl/data.mdb ix/data.mdb || fail "the flipped copy was not restored"
+	cmp -s fl/data.mdb cx/data.mdb || fail "the flipped copy was not restored"
 	echo "  byte flips: $n copies: $ok ok, $probs with problems, $dmg damaged ($refused refused by a writer)"
 	[ "$dmg" -gt 0 ] || fail "no flip was found damaging"
 }
