@@ -269,6 +269,8 @@ typedef struct nd_check_report {
 	int phash_valid;          /* the perceptual-hash postings are current (else the next
 				   * writer rebuilds them, and they are not checked) */
 	uint64_t phash_postings;  /* entries in them */
+	uint64_t pages;           /* LMDB pages walked and found sound */
+	uint64_t file_bytes;      /* data.mdb's size */
 	uint64_t n_problems;      /* all problems found; the first ND_CHECK_MAX_PROBLEMS are described */
 	char problems[ND_CHECK_MAX_PROBLEMS][ND_CHECK_PROBLEM_LEN];
 	int inode_valid;          /* the file identities (device, inode -> id) are current (else the
@@ -276,7 +278,26 @@ typedef struct nd_check_report {
 	uint64_t inode_entries;   /* entries in them */
 } nd_check_report;
 
-/* Verifies the whole index: metadata, every record, path and hash entry,
+/* Walks the LMDB file itself (read with pread, not through LMDB's map):
+ * every page of every tree is inside the file, reached once, with sound
+ * headers, node bounds and key order, and the databases' counters agree.
+ * LMDB keeps no checksums and trusts its pages, so a damaged page would
+ * crash it; every open checks only the file size and the pages the open
+ * reads, and an open for writing walks everything (nd_index_open fails
+ * with ND_ECORRUPT). Returns ND_ECORRUPT with "index 'DIR' is damaged:
+ * ..." when the file is damaged; *pages (may be NULL): pages walked. */
+int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err);
+
+/* Writes a copy of the index into dest_dir (created when missing; ND_EINVAL
+ * when it already holds a data.mdb) with LMDB's compacting copy
+ * (mdb_env_copy2, MDB_CP_COMPACT): one read transaction, so the copy is a
+ * consistent snapshot while other processes go on reading and writing.
+ * The index is verified first (nd_index_verify: ND_ECORRUPT when damaged).
+ * Check the copy with nd_index_check on an index opened on dest_dir. */
+int nd_index_backup(nd_index *ix, const char *dest_dir, nd_error *err);
+
+/* Verifies the whole index: first nd_index_verify's walk (damage returns
+ * ND_ECORRUPT, and nothing else is checked), then metadata, every record, path and hash entry,
  * vector and posting block decodes; the maps agree with the records; every
  * posting id has a record and a vector; lists are increasing; every image is
  * in exactly the buckets its stored vector hashes to; the counters agree;
