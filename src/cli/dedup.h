@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "neardup/origin.h"
+
 /* An image that is in some pair above the threshold. */
 struct dd_node {
 	uint32_t id;
@@ -15,6 +17,8 @@ struct dd_node {
 	uint8_t hash[16];
 	char *path;
 	int protect;      /* under a --protect directory */
+	int has_origin;   /* origin was stored at ingest (neardup/origin.h) */
+	nd_origin origin;
 };
 
 /* members[0] is the kept image (sims[0] = 1); the others follow by
