@@ -190,15 +190,30 @@ static const uint16_t std_luma[64] = {
 	49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
 };
 
+/* Zigzag (file) order -> natural (row-major) order. */
+static const uint8_t natural_order[64] = {
+	0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48,
+	41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23,
+	30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+};
+
 int nd_origin_jpeg_quality(const uint16_t table[64])
 {
-	uint32_t sum = 0, std = 0;
-	for (int i = 0; i < 64; i++) {
-		sum += table[i];
-		std += std_luma[i];
+	uint32_t sum = 0, std = 0, clamped = 0, any = 0;
+	for (int k = 0; k < 64; k++) {
+		any |= table[k];
+		/* entries IJG clamped (to 1, or to 255 for baseline) tell nothing */
+		if (table[k] >= 255)
+			clamped++;
+		else if (table[k] > 1) {
+			sum += table[k];
+			std += std_luma[natural_order[k]];
+		}
 	}
-	if (sum == 0)
+	if (!any)
 		return 0;
+	if (std == 0)
+		return clamped ? 1 : 100;
 	/* IJG scales the table by s percent: s = 5000 / q below 50, 200 - 2q above */
 	double s = 100.0 * sum / std;
 	double q = s <= 100.0 ? (200.0 - s) / 2.0 : 5000.0 / s;
@@ -332,8 +347,9 @@ float nd_origin_score(const nd_origin *o, uint32_t w, uint32_t h)
 	double content = 1.0 - o->margin;
 	if (!(content > 0.01))
 		content = 0.01;
-	/* real content pixels, fewer for flat canvas and corners an edit added */
-	double s = log2(px * content) - 2.0 * o->flat;
+	/* flat area an edit may have added: frames, canvas, rotation corners */
+	double flat = o->margin + (1.0 - o->margin) * o->flat;
+	double s = log2(px * content) - flat;
 	/* blurred and resampled copies have less detail per pixel */
 	s += log2(o->detail + 1e-3);
 	/* added noise: the smoothest tenth of the image is no longer smooth */

@@ -44,7 +44,7 @@ typedef enum nd_keep_rule {
 } nd_keep_rule;
 
 /* Scores closer than this (log2 of content pixels) count as equal. */
-#define ND_KEEP_SCORE_STEP 1.5f
+#define ND_KEEP_SCORE_STEP 2.5f
 
 typedef struct nd_keep_item {
 	uint32_t id;

@@ -64,12 +64,13 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 void nd_origin_from_bytes(const void *data, size_t len, nd_origin *o);
 
 /* IJG quality 1..100 whose scaled standard luminance table is closest to
- * the 64 entries of table (any order), or 0 for an all-zero table. */
+ * the 64 entries of table (in the file's zigzag order), or 0 for an
+ * all-zero table. */
 int nd_origin_jpeg_quality(const uint16_t table[64]);
 
 /* The image's "originality" score for its displayed size w x h: log2 of
- * its content pixels (without margins), less flat canvas, plus log2 of its
- * detail per pixel, less added noise. Higher is more likely the original.
+ * its content pixels (without margins), less its flat fraction (margins and
+ * uniform areas), plus log2 of its detail per pixel, less added noise. Higher is more likely the original.
  * Finite for any record. */
 float nd_origin_score(const nd_origin *o, uint32_t w, uint32_t h);
 
