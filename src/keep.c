@@ -35,7 +35,8 @@ int nd_keep_rule_parse(const char *name, nd_keep_rule *r)
 		}                                         \
 	} while (0)
 
-/* The score in whole steps, so that equality is transitive. */
+/* The score in whole steps, so that equality is transitive; within a step
+ * the older file decides, then the exact score. */
 static long score_step(const nd_keep_item *it)
 {
 	float s = nd_origin_score(it->origin, it->width, it->height);
@@ -54,6 +55,8 @@ static int cmp_original(const nd_keep_item *a, const nd_keep_item *b, const char
 	DECIDE(sa > sb, sa != sb, "less edited");
 	DECIDE(oa->taken < ob->taken, oa->taken && ob->taken && oa->taken != ob->taken, "earlier capture");
 	DECIDE(a->mtime_ns < b->mtime_ns, a->mtime_ns != b->mtime_ns, "older file");
+	float fa = nd_origin_score(oa, a->width, a->height), fb = nd_origin_score(ob, b->width, b->height);
+	DECIDE(fa > fb, fa != fb, "less edited");
 	return 0;
 }
 

@@ -17,7 +17,8 @@
  *      canvas, detail per pixel, no added noise;
  *   5. the earlier EXIF capture date;
  *   6. the older file (a copy is made after its source);
- *   7. the tie-breakers.
+ *   7. the higher score itself;
+ *   8. the tie-breakers.
  * An image without a record (an index from before records were stored)
  * is compared by the tie-breakers alone. */
 #ifndef NEARDUP_KEEP_H
