@@ -35,12 +35,11 @@ int nd_keep_rule_parse(const char *name, nd_keep_rule *r)
 		}                                         \
 	} while (0)
 
-/* The score in whole steps, so that equality is transitive; within a step
- * the older file decides, then the exact score. */
-static long score_step(const nd_keep_item *it)
+/* The score in whole steps of step, so that equality is transitive. */
+static long score_step(const nd_keep_item *it, float step)
 {
 	float s = nd_origin_score(it->origin, it->width, it->height);
-	return lrintf(floorf(s / ND_KEEP_SCORE_STEP));
+	return lrintf(floorf(s / step));
 }
 
 static int cmp_original(const nd_keep_item *a, const nd_keep_item *b, const char **why)
@@ -51,12 +50,13 @@ static int cmp_original(const nd_keep_item *a, const nd_keep_item *b, const char
 	DECIDE(oa->camera, oa->camera != ob->camera, "camera EXIF");
 	int la = nd_origin_lossy(oa), lb = nd_origin_lossy(ob);
 	DECIDE(la < lb, la != lb, "less compressed");
-	long sa = score_step(a), sb = score_step(b);
+	long sa = score_step(a, ND_KEEP_SCORE_STEP), sb = score_step(b, ND_KEEP_SCORE_STEP);
 	DECIDE(sa > sb, sa != sb, "less edited");
 	DECIDE(oa->taken < ob->taken, oa->taken && ob->taken && oa->taken != ob->taken, "earlier capture");
 	DECIDE(a->mtime_ns < b->mtime_ns, a->mtime_ns != b->mtime_ns, "older file");
-	float fa = nd_origin_score(oa, a->width, a->height), fb = nd_origin_score(ob, b->width, b->height);
-	DECIDE(fa > fb, fa != fb, "less edited");
+	sa = score_step(a, ND_KEEP_SCORE_FINE);
+	sb = score_step(b, ND_KEEP_SCORE_FINE);
+	DECIDE(sa > sb, sa != sb, "less edited");
 	return 0;
 }
 

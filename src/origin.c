@@ -157,7 +157,7 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 	o->aniso = (float)log2((mgx + 0.05) / (mgy + 0.05));
 	double mean = lsum / (double)n, var = lsq / (double)n - mean * mean;
 	double sd = var > 0 ? sqrt(var) : 0;
-	o->detail = (float)((mgx + mgy) / 2 / (sd + 1.0) / scale_denom);
+	o->detail = (float)((mgx + mgy) / 2 / (sd + 1.0) / sqrt((double)scale_denom));
 	/* the smoothest tenth of the image: texture and edges leave it alone,
 	 * while added noise raises it; for Gaussian noise the 10th percentile
 	 * of |kernel| is 0.1257 * 6 sigma */
@@ -169,7 +169,7 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 			if (acc > tenth)
 				break;
 		}
-	o->noise = (float)(p10 / (0.1257 * 6.0) * scale_denom);
+	o->noise = (float)(p10 / (0.1257 * 6.0));
 	double mg = ngrid ? grid / (double)ngrid : 0, mo = noff ? off / (double)noff : 0;
 	o->blockiness = (float)((mg + 0.5) / (mo + 0.5));
 	return 0;
@@ -347,14 +347,15 @@ float nd_origin_score(const nd_origin *o, uint32_t w, uint32_t h)
 	double content = 1.0 - o->margin;
 	if (!(content > 0.01))
 		content = 0.01;
-	/* flat area an edit may have added: frames, canvas, rotation corners */
+	/* flat area an edit may have added: frames, canvas, rotation corners;
+	 * uniform bands along the sides (frames, padding) count more */
 	double flat = o->margin + (1.0 - o->margin) * o->flat;
-	double s = log2(px * content) - flat;
+	double s = log2(px * content) - flat - 2.0 * o->margin;
 	/* blurred and resampled copies have less detail per pixel */
 	s += log2(o->detail + 1e-3);
 	/* added noise: the smoothest tenth of the image is no longer smooth */
-	if (o->noise > 3.0f)
-		s -= 0.3 * (o->noise - 3.0);
+	if (o->noise > 1.0f)
+		s -= 0.6 * (o->noise - 1.0);
 	return isfinite(s) ? (float)s : 0.0f;
 }
 

@@ -218,7 +218,9 @@ static void test_noise_and_detail(void)
 	nd_origin oc = measure(&c), on = measure(&n);
 	CHECK_MSG(oc.noise < 3.0f, "clean %.1f", oc.noise);
 	CHECK_MSG(on.noise > 8.0f, "noisy %.1f", on.noise);
-	/* a 5x5 box blur of a textured image has less detail */
+	CHECK(nd_origin_score(&on, 128, 128) < nd_origin_score(&oc, 128, 128) - 1.0f);
+	/* a 5x5 box blur of a finely textured image has less detail (the score
+	 * need not say so: fine texture also looks like noise) */
 	nd_image t = photo(128, 128, 8);
 	for (int y = 0; y < 128; y++)
 		for (int x = 0; x < 128; x++)
@@ -236,7 +238,6 @@ static void test_noise_and_detail(void)
 			}
 	nd_origin ot = measure(&t), ob = measure(&b);
 	CHECK_MSG(ob.detail < 0.6f * ot.detail, "detail %.3f blurred %.3f", ot.detail, ob.detail);
-	CHECK(nd_origin_score(&ob, 128, 128) < nd_origin_score(&ot, 128, 128));
 	free(c.rgb);
 	free(n.rgb);
 	free(b.rgb);

@@ -17,7 +17,7 @@
  *      canvas, detail per pixel, no added noise;
  *   5. the earlier EXIF capture date;
  *   6. the older file (a copy is made after its source);
- *   7. the higher score itself;
+ *   7. the higher score in finer steps (ND_KEEP_SCORE_FINE);
  *   8. the tie-breakers.
  * An image without a record (an index from before records were stored)
  * is compared by the tie-breakers alone. */
@@ -46,6 +46,8 @@ typedef enum nd_keep_rule {
 
 /* Scores closer than this (log2 of content pixels) count as equal. */
 #define ND_KEEP_SCORE_STEP 2.5f
+/* ... and, between files of the same age, closer than this. */
+#define ND_KEEP_SCORE_FINE 0.5f
 
 typedef struct nd_keep_item {
 	uint32_t id;

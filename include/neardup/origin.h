@@ -38,8 +38,10 @@ typedef struct nd_origin {
 	float aniso;      /* log2(mean |dY/dx| / mean |dY/dy|) inside the margins:
 			   * a stretched or squeezed copy is far from 0 */
 	float detail;     /* mean |gradient| of the luma over its standard deviation,
-			   * per full-size pixel (blurred copies have less) */
-	float noise;      /* estimated noise sigma of the luma (0..255) at full size */
+			   * over the square root of the decoder's reduction (blurred
+			   * copies have less) */
+	float noise;      /* noise sigma of the luma (0..255) estimated in its smoothest
+			   * tenth, at the decoded scale (added noise raises it) */
 	float blockiness; /* luma steps on an 8x8 grid over steps elsewhere (1: none;
 			   * JPEG blocks seen in pixels give more) */
 	/* from the file's bytes */
@@ -53,8 +55,8 @@ typedef struct nd_origin {
 void nd_origin_init(nd_origin *o);
 
 /* The pixel measures of img (8-bit RGB, as decoded) into o. scale_denom
- * (1, 2, 4, 8) is the decoder's reduction, so that measures tied to the
- * pixel size (detail, noise, the 8x8 grid) refer to the full-size image.
+ * (1, 2, 4, 8) is the decoder's reduction, for the measures tied to the
+ * pixel size (detail, the 8x8 grid).
  * ND_EINVAL for an empty image or a bad scale. */
 int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd_error *err);
 
