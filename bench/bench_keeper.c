@@ -185,14 +185,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_keeper: cannot write '%s'\n", dump);
 			return 2;
 		}
-		fprintf(df, "path\toriginal\tkind\twidth\theight\tsize\tchroma\tmargin\tflat\taniso\tdetail\t"
+		fprintf(df, "path\toriginal\tkind\twidth\theight\tsize\tcolour\tmargin\tflat\taniso\tdetail\t"
 			    "noise\tblockiness\tquality\tscore\n");
 		for (size_t i = 0; i < n; i++) {
 			const struct item *it = &items[i];
 			const nd_origin *o = &it->o;
-			fprintf(df, "%s\t%d\t%s\t%u\t%u\t%llu\t%.2f\t%.4f\t%.4f\t%.3f\t%.4f\t%.2f\t%.3f\t%u\t%.3f\n",
+			fprintf(df, "%s\t%d\t%s\t%u\t%u\t%llu\t%.4f\t%.4f\t%.4f\t%.3f\t%.4f\t%.2f\t%.3f\t%u\t%.3f\n",
 				it->path, it->orig, it->kind < 0 ? "original" : kinds[it->kind], it->k.width,
-				it->k.height, (unsigned long long)it->k.size, o->chroma, o->margin, o->flat,
+				it->k.height, (unsigned long long)it->k.size, o->colour, o->margin, o->flat,
 				o->aniso, o->detail, o->noise, o->blockiness, o->quality,
 				nd_origin_score(o, it->k.width, it->k.height));
 		}

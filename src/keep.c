@@ -57,6 +57,10 @@ static int cmp_original(const nd_keep_item *a, const nd_keep_item *b, const char
 	sa = score_step(a, ND_KEEP_SCORE_FINE);
 	sb = score_step(b, ND_KEEP_SCORE_FINE);
 	DECIDE(sa > sb, sa != sb, "less edited");
+	/* a frame adds pixels, not picture */
+	double ca = (double)a->width * a->height * (1.0 - oa->margin);
+	double cb = (double)b->width * b->height * (1.0 - ob->margin);
+	DECIDE(ca > cb, ca != cb, "more content pixels");
 	return 0;
 }
 

@@ -9,7 +9,8 @@
 
 #define MARGIN_TOL 10    /* per channel: JPEG ringing in a solid frame stays within it */
 #define FLAT_TOL 2       /* per channel, 3x3 neighbourhood */
-#define GREY_CHROMA 2.0f /* mean channel spread left on a greyscale image by compression */
+#define COLOUR_SPREAD 16 /* a 2x2 block's channels further apart than this: a colour */
+#define GREY_COLOUR 0.1f /* below this fraction of colourful blocks: a greyscale picture */
 #define NOISE_BINS 4081  /* |3x3 Laplacian-like kernel| on 8-bit luma is at most 16 * 255 */
 
 void nd_origin_init(nd_origin *o)
@@ -91,8 +92,9 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 
 	double chroma = 0, lsum = 0, lsq = 0, gx = 0, gy = 0, grid = 0, off = 0;
 	uint64_t n = 0, nflat = 0, ngx = 0, ngy = 0, ngrid = 0, noff = 0, ninner = 0;
-	uint32_t hist[NOISE_BINS];
+	uint32_t hist[NOISE_BINS], ghist[256];
 	memset(hist, 0, sizeof(hist));
+	memset(ghist, 0, sizeof(ghist));
 	/* the 8x8 grid of the full-size image, in decoded pixels (gone below 2) */
 	const int period = 8 / scale_denom;
 	for (int y = y0; y < y1; y++) {
@@ -109,6 +111,7 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 			if (x + 1 < x1) {
 				int d = abs(luma(img, x + 1, y) - l);
 				gx += d;
+				ghist[d]++;
 				ngx++;
 				if (period >= 2) {
 					if ((x + 1) % period == 0) {
@@ -123,6 +126,7 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 			if (y + 1 < y1) {
 				int d = abs(luma(img, x, y + 1) - l);
 				gy += d;
+				ghist[d]++;
 				ngy++;
 				if (period >= 2) {
 					if ((y + 1) % period == 0) {
@@ -152,12 +156,37 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 		}
 	}
 	o->chroma = (float)(chroma / (double)n);
+	/* colour on 2x2 block means: channel noise and chroma subsampling
+	 * ringing average out */
+	uint64_t blocks = 0, colourful = 0;
+	for (int y = y0; y + 1 < y1; y += 2)
+		for (int x = x0; x + 1 < x1; x += 2) {
+			int c[3];
+			for (int k = 0; k < 3; k++)
+				c[k] = px(img, x, y)[k] + px(img, x + 1, y)[k] + px(img, x, y + 1)[k] +
+				       px(img, x + 1, y + 1)[k];
+			int mx = c[0] > c[1] ? c[0] : c[1], mn = c[0] < c[1] ? c[0] : c[1];
+			mx = mx > c[2] ? mx : c[2];
+			mn = mn < c[2] ? mn : c[2];
+			colourful += mx - mn > 4 * COLOUR_SPREAD;
+			blocks++;
+		}
+	o->colour = blocks ? (float)((double)colourful / (double)blocks) : 0.0f;
 	o->flat = ninner ? (float)((double)nflat / (double)ninner) : 0.0f;
 	double mgx = ngx ? gx / (double)ngx : 0, mgy = ngy ? gy / (double)ngy : 0;
 	o->aniso = (float)log2((mgx + 0.05) / (mgy + 0.05));
 	double mean = lsum / (double)n, var = lsq / (double)n - mean * mean;
 	double sd = var > 0 ? sqrt(var) : 0;
-	o->detail = (float)((mgx + mgy) / 2 / (sd + 1.0) / sqrt((double)scale_denom));
+	/* the mean of the smallest 80% of the luma steps: the picture's own
+	 * texture, not the few sharp edges a caption or an icon adds */
+	double keep = 0.8 * (double)(ngx + ngy), took = 0, tsum = 0;
+	for (int v = 0; v < 256 && took < keep; v++) {
+		double t = fmin((double)ghist[v], keep - took);
+		tsum += t * v;
+		took += t;
+	}
+	double tmean = took > 0 ? tsum / took : 0;
+	o->detail = (float)(tmean / (sd + 1.0) / sqrt((double)scale_denom));
 	/* the smoothest tenth of the image: texture and edges leave it alone,
 	 * while added noise raises it; for Gaussian noise the 10th percentile
 	 * of |kernel| is 0.1257 * 6 sigma */
@@ -177,7 +206,7 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 
 int nd_origin_is_grey(const nd_origin *o)
 {
-	return o->chroma < GREY_CHROMA;
+	return o->colour < GREY_COLOUR;
 }
 
 /* ---- bytes ---- */
@@ -350,12 +379,11 @@ float nd_origin_score(const nd_origin *o, uint32_t w, uint32_t h)
 	/* flat area an edit may have added: frames, canvas, rotation corners;
 	 * uniform bands along the sides (frames, padding) count more */
 	double flat = o->margin + (1.0 - o->margin) * o->flat;
-	double s = log2(px * content) - flat - 2.0 * o->margin;
+	double s = log2(px * content) - 0.5 * flat - o->margin;
 	/* blurred and resampled copies have less detail per pixel */
-	s += log2(o->detail + 1e-3);
+	s += 0.5 * log2(o->detail + 1e-3);
 	/* added noise: the smoothest tenth of the image is no longer smooth */
-	if (o->noise > 1.0f)
-		s -= 0.6 * (o->noise - 1.0);
+	s -= 0.6 * o->noise;
 	return isfinite(s) ? (float)s : 0.0f;
 }
 
@@ -370,17 +398,19 @@ int nd_origin_lossy(const nd_origin *o)
 /* ---- stored form ---- */
 
 struct origin_disk {
-	float chroma, margin, flat, aniso, detail, noise, blockiness;
+	float chroma, margin, flat, aniso, detail, noise, blockiness, colour;
 	uint8_t quality, camera;
 	uint16_t reserved;
+	uint32_t reserved2;
 	int64_t taken;
 };
 _Static_assert(sizeof(struct origin_disk) == ND_ORIGIN_SIZE, "origin record layout");
 
 void nd_origin_encode(const nd_origin *o, uint8_t out[ND_ORIGIN_SIZE])
 {
-	struct origin_disk d = { o->chroma, o->margin, o->flat,    o->aniso,  o->detail, o->noise,
-				 o->blockiness, o->quality, o->camera, 0, o->taken };
+	struct origin_disk d = { o->chroma,     o->margin, o->flat,   o->aniso, o->detail, o->noise,
+				 o->blockiness, o->colour, o->quality, o->camera, 0,     0,
+				 o->taken };
 	memcpy(out, &d, sizeof(d)); /* little-endian hosts only, as every stored value */
 }
 
@@ -388,12 +418,14 @@ int nd_origin_decode(const uint8_t in[ND_ORIGIN_SIZE], nd_origin *o, nd_error *e
 {
 	struct origin_disk d;
 	memcpy(&d, in, sizeof(d));
-	const float f[7] = { d.chroma, d.margin, d.flat, d.aniso, d.detail, d.noise, d.blockiness };
-	for (int i = 0; i < 7; i++)
+	const float f[8] = { d.chroma, d.margin, d.flat,       d.aniso,
+			     d.detail, d.noise,  d.blockiness, d.colour };
+	for (int i = 0; i < 8; i++)
 		if (!isfinite(f[i]))
 			return nd_error_set(err, ND_ECORRUPT, "originality field %d is not finite", i);
 	if (d.chroma < 0 || d.chroma > 255 || d.margin < 0 || d.margin > 1 || d.flat < 0 || d.flat > 1 ||
-	    d.detail < 0 || d.noise < 0 || d.blockiness < 0 || d.quality > 100 || d.camera > 1 ||
+	    d.detail < 0 || d.noise < 0 || d.blockiness < 0 || d.colour < 0 || d.colour > 1 ||
+	    d.quality > 100 || d.camera > 1 ||
 	    d.taken < 0)
 		return nd_error_set(err, ND_ECORRUPT, "originality record out of range");
 	o->chroma = d.chroma;
@@ -403,6 +435,7 @@ int nd_origin_decode(const uint8_t in[ND_ORIGIN_SIZE], nd_origin *o, nd_error *e
 	o->detail = d.detail;
 	o->noise = d.noise;
 	o->blockiness = d.blockiness;
+	o->colour = d.colour;
 	o->quality = d.quality;
 	o->camera = d.camera;
 	o->taken = d.taken;

@@ -322,7 +322,7 @@ static void test_codec(void)
 	memcpy(buf + 4, &nan, 4);
 	CHECK_EQ_INT(nd_origin_decode(buf, &back, &err), ND_ECORRUPT);
 	nd_origin_encode(&o, buf);
-	buf[28] = 101; /* quality */
+	buf[32] = 101; /* quality */
 	CHECK_EQ_INT(nd_origin_decode(buf, &back, &err), ND_ECORRUPT);
 	free(c.rgb);
 }
@@ -354,13 +354,13 @@ static void test_keep_rules(void)
 	a.width = 65;
 	CHECK(nd_keep_cmp(ND_KEEP_ORIGINAL, &a, &b, &why) < 0 && !strcmp(why, "more pixels"));
 	CHECK_EQ_INT(nd_keep_cmp(ND_KEEP_ORIGINAL, &a, &a, &why), 0);
-	/* a smaller copy (a quarter of the pixels) loses */
-	nd_image s = { 32, 32, malloc(32 * 32 * 3) };
-	for (int y = 0; y < 32; y++)
-		for (int x = 0; x < 32; x++)
-			memcpy(s.rgb + ((size_t)y * 32 + x) * 3, c.rgb + ((size_t)(2 * y) * 64 + 2 * x) * 3, 3);
+	/* a much smaller copy (a sixteenth of the pixels) loses, even when older */
+	nd_image s = { 16, 16, malloc(16 * 16 * 3) };
+	for (int y = 0; y < 16; y++)
+		for (int x = 0; x < 16; x++)
+			memcpy(s.rgb + ((size_t)y * 16 + x) * 3, c.rgb + ((size_t)(4 * y) * 64 + 4 * x) * 3, 3);
 	nd_origin os = measure(&s);
-	nd_keep_item ka = { 1, 64, 64, 100, 300, "a", &o }, ks = { 2, 32, 32, 100, 100, "b", &os };
+	nd_keep_item ka = { 1, 64, 64, 100, 300, "a", &o }, ks = { 2, 16, 16, 100, 100, "b", &os };
 	CHECK(nd_keep_cmp(ND_KEEP_ORIGINAL, &ka, &ks, &why) < 0 && !strcmp(why, "less edited"));
 	free(c.rgb);
 	free(s.rgb);

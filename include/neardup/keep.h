@@ -18,7 +18,8 @@
  *   5. the earlier EXIF capture date;
  *   6. the older file (a copy is made after its source);
  *   7. the higher score in finer steps (ND_KEEP_SCORE_FINE);
- *   8. the tie-breakers.
+ *   8. more content pixels (without the uniform side bands);
+ *   9. the tie-breakers.
  * An image without a record (an index from before records were stored)
  * is compared by the tie-breakers alone. */
 #ifndef NEARDUP_KEEP_H
@@ -44,8 +45,9 @@ typedef enum nd_keep_rule {
 	ND_KEEP_RULE_COUNT
 } nd_keep_rule;
 
-/* Scores closer than this (log2 of content pixels) count as equal. */
-#define ND_KEEP_SCORE_STEP 2.5f
+/* Scores are compared in whole steps of this (log2 of content pixels): a
+ * smaller difference is weaker evidence than the files' ages. */
+#define ND_KEEP_SCORE_STEP 3.0f
 /* ... and, between files of the same age, closer than this. */
 #define ND_KEEP_SCORE_FINE 0.5f
 

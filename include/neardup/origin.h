@@ -31,6 +31,9 @@ typedef struct nd_origin {
 	/* from the pixels */
 	float chroma;     /* mean over pixels of the largest channel difference, 0..255
 			   * (0: greyscale) */
+	float colour;     /* fraction of 2x2 blocks whose mean colour has channels more
+			   * than 16 apart, 0..1: low for greyscale pictures, also with
+			   * a coloured caption, icon or noise on them */
 	float margin;     /* fraction of the area in uniform bands along the four sides
 			   * (frames, padding, caption bars), 0..1 */
 	float flat;       /* fraction of the area, inside the margins, whose 3x3
@@ -81,11 +84,11 @@ float nd_origin_score(const nd_origin *o, uint32_t w, uint32_t h);
  * below 50. */
 int nd_origin_lossy(const nd_origin *o);
 
-/* Greyscale: no colour beyond what compression leaves. */
+/* Greyscale: (almost) no colourful area. */
 int nd_origin_is_grey(const nd_origin *o);
 
 /* ---- the stored form (little-endian, ND_ORIGIN_SIZE bytes) ---- */
-#define ND_ORIGIN_SIZE 40
+#define ND_ORIGIN_SIZE 48
 void nd_origin_encode(const nd_origin *o, uint8_t out[ND_ORIGIN_SIZE]);
 /* ND_ECORRUPT for non-finite or out-of-range fields. */
 int nd_origin_decode(const uint8_t in[ND_ORIGIN_SIZE], nd_origin *o, nd_error *err);
