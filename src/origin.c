@@ -382,8 +382,10 @@ float nd_origin_score(const nd_origin *o, uint32_t w, uint32_t h)
 	double s = log2(px * content) - 0.5 * flat - o->margin;
 	/* blurred and resampled copies have less detail per pixel */
 	s += 0.5 * log2(o->detail + 1e-3);
-	/* added noise: the smoothest tenth of the image is no longer smooth */
-	s -= 0.6 * o->noise;
+	/* added noise: the smoothest tenth of the image is no longer smooth
+	 * (on a log scale: fine texture also reads as some noise) */
+	if (o->noise > 2.0f)
+		s -= 0.6 * log2(o->noise - 1.0);
 	return isfinite(s) ? (float)s : 0.0f;
 }
 
