@@ -362,6 +362,16 @@ static void test_keep_rules(void)
 	a.width = 65;
 	CHECK(nd_keep_cmp(ND_KEEP_ORIGINAL, &a, &b, &why) < 0 && !strcmp(why, "more pixels"));
 	CHECK_EQ_INT(nd_keep_cmp(ND_KEEP_ORIGINAL, &a, &a, &why), 0);
+	/* equal scores and ages: a thin frame adds pixels, not content */
+	nd_origin fa, fb;
+	nd_origin_init(&fa);
+	nd_origin_init(&fb);
+	fa.colour = fb.colour = 0.5f;
+	fa.detail = fb.detail = 0.05f;
+	fb.margin = 0.05f;
+	nd_keep_item kf = { 1, 100, 100, 100, 7, "a", &fa }, kg = { 2, 102, 102, 100, 7, "b", &fb };
+	CHECK(nd_keep_cmp(ND_KEEP_ORIGINAL, &kf, &kg, &why) < 0 && !strcmp(why, "more content pixels"));
+	CHECK(nd_keep_cmp(ND_KEEP_RESOLUTION, &kf, &kg, NULL) > 0);
 	/* a much smaller copy (a sixteenth of the pixels) loses, even when older */
 	nd_image s = { 16, 16, malloc(16 * 16 * 3) };
 	for (int y = 0; y < 16; y++)
