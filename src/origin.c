@@ -87,6 +87,11 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 		return nd_error_set(err, ND_EINVAL, "decoder scale 1/%d unknown", scale_denom);
 	int x0, y0, x1, y1;
 	content_box(img, &x0, &y0, &x1, &y1);
+	if (x1 - x0 < 2 || y1 - y0 < 2) { /* uniform all over: no margins to tell */
+		x0 = y0 = 0;
+		x1 = img->width;
+		y1 = img->height;
+	}
 	const double area = (double)img->width * img->height;
 	o->margin = (float)(1.0 - (double)(x1 - x0) * (y1 - y0) / area);
 
@@ -201,6 +206,9 @@ int nd_origin_from_pixels(const nd_image *img, int scale_denom, nd_origin *o, nd
 	o->noise = (float)(p10 / (0.1257 * 6.0));
 	double mg = ngrid ? grid / (double)ngrid : 0, mo = noff ? off / (double)noff : 0;
 	o->blockiness = (float)((mg + 0.5) / (mo + 0.5));
+	ND_ASSERT(isfinite(o->chroma) && isfinite(o->aniso) && isfinite(o->detail) && isfinite(o->noise) &&
+		  isfinite(o->blockiness) && o->margin >= 0 && o->margin <= 1 && o->flat >= 0 &&
+		  o->flat <= 1 && o->colour >= 0 && o->colour <= 1);
 	return 0;
 }
 

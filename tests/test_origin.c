@@ -394,6 +394,17 @@ static void test_bad_input(void)
 	CHECK_EQ_INT(nd_origin_from_pixels(&one, 3, &o, &err), ND_EINVAL);
 	CHECK_EQ_INT(nd_origin_from_pixels(&one, 1, &o, &err), 0);
 	CHECK(isfinite(nd_origin_score(&o, 1, 1)));
+	/* a uniform picture (even sides: the bands meet in the middle) */
+	nd_image u = { 64, 40, malloc(64 * 40 * 3) };
+	memset(u.rgb, 77, 64 * 40 * 3);
+	nd_origin_init(&o);
+	CHECK_EQ_INT(nd_origin_from_pixels(&u, 2, &o, &err), 0);
+	uint8_t enc[ND_ORIGIN_SIZE];
+	nd_origin back;
+	nd_origin_encode(&o, enc);
+	CHECK_EQ_INT(nd_origin_decode(enc, &back, &err), 0);
+	CHECK(o.margin == 0 && isfinite(nd_origin_score(&o, 64, 40)));
+	free(u.rgb);
 	nd_origin_from_bytes("\xff\xd8\xff\xdb\x00\x02", 6, &o); /* an empty table segment */
 	nd_origin_from_bytes("\xff\xd8\xff\xdb\xff\xff", 6, &o); /* a segment past the end */
 	nd_origin_from_bytes(NULL, 0, &o);
