@@ -5,9 +5,11 @@
 #
 #   sh bench/suite_keeper.sh quick|full        ($O: build dir, default build/rel)
 #
-# Both modes use the whole dev set (bench/corpus/make_devset.py: 250
-# originals, 17 edited copies each); it is built into cache/dev/devset/ when
-# missing. The files' mtimes are as make_devset.py wrote them: each original
+# Both modes rank the whole dev set (bench/corpus/make_devset.py: 250
+# originals, 17 edited copies each; built into cache/dev/devset/ when
+# missing). full also runs the CLI: ingest of the first $KEEPER_CLI_N
+# (default 250) families, then `neardup dedup` with each rule, and counts the
+# groups as dedup forms them. The files' mtimes are as make_devset.py wrote them: each original
 # before its copies, as a copy is made after its source; the column "no
 # file times" shows what the pictures alone decide. Writes
 # bench/results/keeper.md.
@@ -45,4 +47,47 @@ trap 'rm -f "$tmp"' EXIT
 	echo
 	cat "$tmp"
 } >"$out"
+if [ "$mode" = full ]; then
+	N=${KEEPER_CLI_N:-250}
+	W=cache/keeper/run
+	rm -rf "$W"
+	mkdir -p "$W"
+	awk -F'\t' -v n="$N" -v r="$(pwd)/cache/dev/devset/" 'NR > 1 && $3 >= 0 && $3 < n { print r $2 }' \
+		cache/dev/devset/manifest.tsv >"$W/files.txt"
+	xargs -a "$W/files.txt" -d "\n" "$O/neardup" ingest -q -j 2 --index "$W/db"
+	for rule in original resolution; do
+		"$O/neardup" dedup --index "$W/db" --keep $rule --format jsonl >"$W/$rule.jsonl"
+	done
+	$PY - "$W" cache/dev/devset/manifest.tsv "$N" >>"$out" <<'PYEOF'
+import json, sys, os
+w, manifest, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fam, orig = {}, set()
+for line in open(manifest):
+    f = line.rstrip("\n").split("\t")
+    if f[0] == "role" or int(f[2]) < 0 or int(f[2]) >= n:
+        continue
+    fam[f[1]] = int(f[2])
+    if f[3] == "original":
+        orig.add(f[1])
+def rel(p):
+    return p.split("/devset/", 1)[1]
+print("\nThrough the CLI (`neardup ingest` of the first %d families, %d files; `neardup dedup` at its "
+      "default threshold, each rule): groups with an original and at least one of its copies, and how often "
+      "the kept file is that original.\n" % (n, len(fam)))
+print("| rule | groups with an original | kept the original | groups | files in groups |\n|---|---:|---:|---:|---:|")
+for rule in ("original", "resolution"):
+    g = ok = total = files = 0
+    for line in open(os.path.join(w, rule + ".jsonl")):
+        d = json.loads(line)
+        mem = [rel(m["path"]) for m in d["members"]]
+        total += 1
+        files += len(mem)
+        origs = [m for m in mem if m in orig]
+        for o in origs:
+            if any(fam[m] == fam[o] and m != o for m in mem):
+                g += 1
+                ok += rel(d["keep"]) == o
+    print("| %s | %d | %.1f%% | %d | %d |" % (rule, g, 100.0 * ok / g if g else 0, total, files))
+PYEOF
+fi
 cat "$out"
