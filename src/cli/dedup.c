@@ -5,10 +5,10 @@
  *
  * Grouping, without chaining: the images in some pair are sorted by the keep
  * rule (protected files first, then --keep: neardup/keep.h, whose default
- * "original" reads each image's stored originality record). Going down that list, each image
- * not yet in a group that still has neighbours not in a group becomes a kept
- * image, and those neighbours (its pairs, so each within --min-sim of it)
- * become its group. Every member is thus within the threshold of the kept
+ * "original" reads each image's stored originality record). Going down that
+ * list, each image not yet in a group that still has neighbours not in a
+ * group becomes a kept image, and those neighbours (its pairs, so each
+ * within --min-sim of it) become its group. Every member is thus within the threshold of the kept
  * image itself, and the kept image ranks first in its group by the keep
  * rule. A chain a~b~c with a and c unrelated gives {a, b} and leaves c
  * alone (or in a group of its own neighbours). Memory: the pairs and the
@@ -797,7 +797,8 @@ int cmd_dedup(int argc, char **argv)
 		if (format == 1)
 			write_jsonl(rep, &res);
 		else if (format == 2)
-			write_failed = dd_write_html(rep, &res, min_sim, nd_keep_rule_name((nd_keep_rule)rule)) != 0;
+			write_failed = dd_write_html(rep, &res, min_sim,
+						     nd_keep_rule_name((nd_keep_rule)rule)) != 0;
 		else
 			write_tsv(rep, &res);
 		if (fflush(rep) != 0 || ferror(rep))
