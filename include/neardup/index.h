@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "neardup/common.h"
+#include "neardup/origin.h"
 #include "neardup/store.h"
 
 #ifdef __cplusplus
@@ -113,6 +114,8 @@ typedef struct nd_index_item {
 	int has_phash;            /* phash is the image's perceptual hash (neardup/phash.h); stored
 				   * with the vector on a calibrated index (vector version 3) */
 	uint64_t phash;
+	const nd_origin *origin;  /* the image's originality record (neardup/origin.h), or NULL;
+				   * stored with a hash on a calibrated index (vector version 4) */
 } nd_index_item;
 
 /* Adds n images in one transaction; ids[i] (if ids is not NULL) receives the
@@ -186,6 +189,9 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
 /* The stored perceptual hash of id: *has_phash 0 when its vector has none
  * (stored before issue 4, or on an uncalibrated index). */
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err);
+/* The stored originality record of id: *has_origin = 0 (and *origin from
+ * nd_origin_init) for an image stored without one. */
+int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err);
 /* Id of a path (ND_ENOTFOUND if none). */
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
 /* Id of the image of the file with this identity (st_dev, st_ino): ND_ENOTFOUND
