@@ -122,6 +122,19 @@ static void phash_posting(void *ctx, nd_check_report *rep, uint32_t q, uint32_t 
 		c->nph[id]++;
 }
 
+int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err)
+{
+	MDB_txn *txn;
+	nd_store_walk_info wi;
+	int rc = nd_store_read_begin_verified(ix->st, &txn, &wi, err);
+	if (rc)
+		return rc;
+	nd_store_read_end(ix->st, txn);
+	if (pages)
+		*pages = wi.pages;
+	return 0;
+}
+
 int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 {
 	MDB_txn *txn = NULL;
@@ -137,8 +150,12 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	int rc, mrc;
 
 	memset(rep, 0, sizeof(*rep));
-	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+	/* LMDB trusts its pages: walk the file first, then read through LMDB */
+	nd_store_walk_info wi;
+	if ((rc = nd_store_read_begin_verified(ix->st, &txn, &wi, err)))
 		return rc;
+	rep->pages = wi.pages;
+	rep->file_bytes = wi.file_bytes;
 	if (nd_ix_read_meta(ix, txn, &m, &e2)) {
 		problem(rep, "metadata: %s", e2.msg);
 		goto done;

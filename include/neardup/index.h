@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "neardup/common.h"
+#include "neardup/origin.h"
 #include "neardup/store.h"
 
 #ifdef __cplusplus
@@ -113,6 +114,8 @@ typedef struct nd_index_item {
 	int has_phash;            /* phash is the image's perceptual hash (neardup/phash.h); stored
 				   * with the vector on a calibrated index (vector version 3) */
 	uint64_t phash;
+	const nd_origin *origin;  /* the image's originality record (neardup/origin.h), or NULL;
+				   * stored with a hash on a calibrated index (vector version 4) */
 } nd_index_item;
 
 /* Adds n images in one transaction; ids[i] (if ids is not NULL) receives the
@@ -186,6 +189,9 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
 /* The stored perceptual hash of id: *has_phash 0 when its vector has none
  * (stored before issue 4, or on an uncalibrated index). */
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err);
+/* The stored originality record of id: *has_origin = 0 (and *origin from
+ * nd_origin_init) for an image stored without one. */
+int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err);
 /* Id of a path (ND_ENOTFOUND if none). */
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
 /* Id of the image of the file with this identity (st_dev, st_ino): ND_ENOTFOUND
@@ -269,6 +275,8 @@ typedef struct nd_check_report {
 	int phash_valid;          /* the perceptual-hash postings are current (else the next
 				   * writer rebuilds them, and they are not checked) */
 	uint64_t phash_postings;  /* entries in them */
+	uint64_t pages;           /* LMDB pages walked and found sound */
+	uint64_t file_bytes;      /* data.mdb's size */
 	uint64_t n_problems;      /* all problems found; the first ND_CHECK_MAX_PROBLEMS are described */
 	char problems[ND_CHECK_MAX_PROBLEMS][ND_CHECK_PROBLEM_LEN];
 	int inode_valid;          /* the file identities (device, inode -> id) are current (else the
@@ -276,7 +284,26 @@ typedef struct nd_check_report {
 	uint64_t inode_entries;   /* entries in them */
 } nd_check_report;
 
-/* Verifies the whole index: metadata, every record, path and hash entry,
+/* Walks the LMDB file itself (read with pread, not through LMDB's map):
+ * every page of every tree is inside the file, reached once, with sound
+ * headers, node bounds and key order, and the databases' counters agree.
+ * LMDB keeps no checksums and trusts its pages, so a damaged page would
+ * crash it; every open checks only the file size and the pages the open
+ * reads, and an open for writing walks everything (nd_index_open fails
+ * with ND_ECORRUPT). Returns ND_ECORRUPT with "index 'DIR' is damaged:
+ * ..." when the file is damaged; *pages (may be NULL): pages walked. */
+int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err);
+
+/* Writes a copy of the index into dest_dir (created when missing; ND_EINVAL
+ * when it already holds a data.mdb) with LMDB's compacting copy
+ * (mdb_env_copy2, MDB_CP_COMPACT): one read transaction, so the copy is a
+ * consistent snapshot while other processes go on reading and writing.
+ * The index is verified first (nd_index_verify: ND_ECORRUPT when damaged).
+ * Check the copy with nd_index_check on an index opened on dest_dir. */
+int nd_index_backup(nd_index *ix, const char *dest_dir, nd_error *err);
+
+/* Verifies the whole index: first nd_index_verify's walk (damage returns
+ * ND_ECORRUPT, and nothing else is checked), then metadata, every record, path and hash entry,
  * vector and posting block decodes; the maps agree with the records; every
  * posting id has a record and a vector; lists are increasing; every image is
  * in exactly the buckets its stored vector hashes to; the counters agree;

@@ -63,6 +63,7 @@ int cmd_check(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
 int cmd_apply(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 /* Fills the defaults. */
 void cli_common_init(struct cli_common *c);
@@ -96,6 +97,10 @@ int cli_model_load(const struct cli_common *c, nd_model **m);
  * index must have been built with that model. Prints the error and returns
  * EXIT_FATAL on failure. */
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+
+/* Prints "neardup: index 'DIR' is damaged: DETAIL" for an ND_ECORRUPT from
+ * the index (whose message may or may not name the index already). */
+void cli_index_damaged(const char *index_dir, const nd_error *err);
 
 /* The calibrated similarity of model m (neardup/calib.h): 1 and *p (may be
  * NULL) filled when the model has one, 0 when it has none (similarity is

@@ -26,6 +26,7 @@
 #include "dedup.h"
 #include "neardup/image.h"
 #include "neardup/index.h"
+#include "neardup/keep.h"
 #include "neardup/prep.h"
 #include "output.h"
 
@@ -189,26 +190,44 @@ static const char *file_date(const struct dd_node *nd, char *buf, size_t cap)
 	return "mtime";
 }
 
-/* Why members[0] was kept, from the keep rule and what the page shows. */
+/* Why members[0] was kept: what decided, by the keep rule
+ * (nd_keep_cmp's phrase), against each other member, each phrase once
+ * ("colour, less edited, older file"); the rule's name when nothing did. */
 static void keep_reason(const struct dd_result *r, const struct dd_group *g, const char *rule, char *buf,
 			size_t cap)
 {
 	const struct dd_node *k = &r->nodes[g->members[0]];
-	char sz[32];
-	dd_human_size(sz, sizeof(sz), k->size);
-	if (!strcmp(rule, "resolution"))
-		snprintf(buf, cap, "highest resolution (%u\xc3\x97%u)", k->width, k->height);
-	else if (!strcmp(rule, "largest"))
-		snprintf(buf, cap, "largest file (%s)", sz);
-	else if (!strcmp(rule, "smallest"))
-		snprintf(buf, cap, "smallest file (%s)", sz);
-	else if (!strcmp(rule, "oldest"))
-		snprintf(buf, cap, "oldest file");
-	else if (!strcmp(rule, "newest"))
-		snprintf(buf, cap, "newest file");
-	else if (!strcmp(rule, "first-path"))
-		snprintf(buf, cap, "first path in sort order");
-	else
+	nd_keep_rule kr;
+	size_t len = 0;
+	buf[0] = 0;
+	if (k->protect) {
+		snprintf(buf, cap, "protected");
+		return;
+	}
+	if (nd_keep_rule_parse(rule, &kr) == 0) {
+		nd_keep_item ki = { k->id, k->width, k->height, k->size, k->mtime_ns, k->path,
+				    k->has_origin ? &k->origin : NULL };
+		for (size_t i = 1; i < g->n; i++) {
+			const struct dd_node *m = &r->nodes[g->members[i]];
+			nd_keep_item mi = { m->id, m->width, m->height, m->size, m->mtime_ns, m->path,
+					    m->has_origin ? &m->origin : NULL };
+			const char *why = NULL;
+			nd_keep_cmp(kr, &ki, &mi, &why);
+			if (!why || !*why || m->protect)
+				continue;
+			/* each phrase once */
+			const char *p = buf;
+			size_t wl = strlen(why);
+			int seen = 0;
+			while (!seen && (p = strstr(p, why)) != NULL) {
+				seen = (p == buf || p[-1] == ' ') && (p[wl] == ',' || p[wl] == 0);
+				p += wl;
+			}
+			if (!seen && len + wl + 3 < cap)
+				len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", why);
+		}
+	}
+	if (!buf[0])
 		snprintf(buf, cap, "keep rule %s", rule);
 }
 

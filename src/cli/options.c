@@ -257,11 +257,27 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 	}
 	if (rc == ND_ENOTFOUND)
 		cli_msg("no index in '%s' (create one with 'neardup ingest PATH...')", q);
+	else if (rc == ND_ECORRUPT)
+		cli_index_damaged(c->index_dir, &err);
 	else if (rc == ND_EMISMATCH)
 		cli_msg("index '%s' was built with another model: %s", q, err.msg);
 	else
 		cli_msg("cannot open index '%s': %s", q, err.msg[0] ? err.msg : nd_strerror(rc));
 	return EXIT_FATAL;
+}
+
+void cli_index_damaged(const char *index_dir, const nd_error *err)
+{
+	static const char lib_prefix[] = "the index is damaged: ";
+	const char *m = err->msg[0] ? err->msg : nd_strerror(ND_ECORRUPT);
+	char q[1024];
+	if (!strncmp(m, "index '", 7)) {
+		cli_msg("%s", m);
+		return;
+	}
+	if (!strncmp(m, lib_prefix, sizeof(lib_prefix) - 1))
+		m += sizeof(lib_prefix) - 1;
+	cli_msg("index '%s' is damaged: %s", cli_quote(index_dir, q, sizeof(q)), m);
 }
 
 int cli_parse_score(const char *arg)
