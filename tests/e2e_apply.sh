@@ -193,6 +193,27 @@ test_symlinked_component() {
 	[ "$(sums p/real)" = "$before" ] || fail "a file reached through a symbolic link was touched"
 }
 
+# names that are not UTF-8 (the page carries their bytes in path_b64) or
+# hold a newline
+test_odd_names() {
+	rm -rf p db xdg ./*.json report.html
+	mkdir p
+	cp "$DATA/chelsea.jpg" p/
+	cp "$DATA/chelsea.jpg" "p/caf"$'\xe9'".jpg"
+	cp "$DATA/chelsea_q25.jpg" "p/new"$'\n'"line.jpg"
+	expect 0 "$B" ingest -q --index db "$T/p"
+	expect 0 "$B" dedup -q --index db --score raw --min-sim 0.975 --format html -o report.html
+	awk '/id="nd-data">/ { f = 1; sub(/.*id="nd-data">/, "") }
+	     f { if (sub(/<\/script>.*/, "")) { print; exit } print }' report.html >page.json
+	jq -e '[.groups[].files[] | select(.path_b64)] | length == 1' page.json >/dev/null ||
+		fail "want one path_b64: $(head -c 600 page.json)"
+	jq -e '.groups | length == 1' page.json >/dev/null || fail "want one group"
+	decide '.groups[].files[] |= (.decision = (if (.path | endswith("/chelsea.jpg")) then "keep" else "mark" end))'
+	expect 0 "$B" apply d.json --action trash --yes
+	[ -f p/chelsea.jpg ] && [ "$(find p -type f -printf x)" = x ] || fail "left: $(ls p) $(cat err)"
+	[ "$(find xdg/Trash/files -type f -printf x)" = xx ] || fail "trash: $(ls xdg/Trash/files)"
+}
+
 if [ $# -gt 0 ]; then
 	for t in "$@"; do run "$t"; done
 	exit 0
@@ -203,3 +224,4 @@ run test_stale
 run test_unknown_path
 run test_keeper_rules
 run test_symlinked_component
+run test_odd_names
