@@ -195,6 +195,8 @@ try:
                         "document.querySelector('#cmp canvas').dataset.mean !== undefined"), "compare_diff")
         mean = js("return parseFloat(document.querySelector('#cmp canvas').dataset.mean)")
         check("compare_diff", mean is not None and 0 < mean < 50, mean)
+        ActionChains(drv).send_keys("\ue004" * 9).perform()  # Tab: the focus stays in the dialog
+        check("compare_focus_trap", js("return document.getElementById('cmp').contains(document.activeElement)"))
         ActionChains(drv).send_keys("\ue00c").perform()  # Escape
         check("compare_close", not drv.find_element(By.ID, "cmp").is_displayed())
         Select(drv.find_element(By.ID, "sort")).select_by_value("report")

@@ -300,6 +300,12 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (!cmp.hidden) {
       if (e.key === 'Escape') { e.preventDefault(); closeCompare(); }
+      if (e.key === 'Tab') { /* keep the focus inside the dialog */
+        var f = Array.prototype.filter.call(cmp.querySelectorAll('button, input'), function (x) { return !x.closest('[hidden]'); });
+        var i = f.indexOf(document.activeElement);
+        f[(i + (e.shiftKey ? f.length - 1 : 1)) % f.length].focus();
+        e.preventDefault();
+      }
       return;
     }
     var t = e.target, tag = t.tagName;
