@@ -142,7 +142,10 @@ fuzz:
 		seeds=tests/fuzz/seeds/$$f; [ -d $$seeds ] || seeds=; \
 		echo "== $$f ($(FUZZ_TIME) s)"; \
 		$(FUZZ_O)/$$f -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -print_final_stats=1 \
-			$(FUZZ_O)/corpus/$$f $$seeds 2>&1 | tail -n 12 || exit 1; \
+			-artifact_prefix=$(FUZZ_O)/$$f- \
+			$(FUZZ_O)/corpus/$$f $$seeds >$(FUZZ_O)/$$f.log 2>&1; st=$$?; \
+		tail -n 12 $(FUZZ_O)/$$f.log; \
+		[ $$st -eq 0 ] || { echo "== $$f failed (status $$st, log $(FUZZ_O)/$$f.log)"; exit 1; }; \
 	done
 
 coverage:

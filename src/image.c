@@ -15,6 +15,7 @@ void nd_image_opts_init(nd_image_opts *o)
 	o->max_height = 65535;
 	o->max_pixels = 100000000u;
 	o->max_scans = 100;
+	o->max_memory = (size_t)64 << 20;
 	o->png_chunk_malloc_max = (size_t)8 << 20;
 	o->png_chunk_cache_max = 1000;
 	o->min_width = 0;
@@ -78,6 +79,27 @@ int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *o,
 		return nd_error_set(err, ND_ELIMIT, "image %llux%llu is too large",
 				    (unsigned long long)w, (unsigned long long)h);
 	return 0;
+}
+
+size_t nd__image_out_bytes(uint64_t w, uint64_t h, int factor)
+{
+	/* w, h are within the checked limits (< 2^31 / 8 each). */
+	return (size_t)((w + (uint64_t)factor - 1) / (uint64_t)factor) *
+	       (size_t)((h + (uint64_t)factor - 1) / (uint64_t)factor) * 3;
+}
+
+static unsigned long long mib_up(uint64_t n)
+{
+	return (unsigned long long)((n + (1u << 20) - 1) >> 20);
+}
+
+int nd__image_check_memory(uint64_t need, const nd_image_opts *o, const char *what,
+			   nd_error *err)
+{
+	if (need <= o->max_memory)
+		return 0;
+	return nd_error_set(err, ND_ELIMIT, "%s needs %llu MiB to decode, over the %llu MiB memory limit",
+			    what, mib_up(need), (unsigned long long)(o->max_memory >> 20));
 }
 
 int nd__image_pick_scale(uint64_t w, uint64_t h, int orientation, const nd_image_opts *o)
@@ -189,6 +211,12 @@ static void sink_place(nd_sink *s, int y, const uint8_t *row)
 			memcpy(o + ((size_t)dy * ow + dx) * 3, row + (size_t)x * 3, 3);
 		}
 	}
+}
+
+void nd__sink_put_reduced(nd_sink *s, const uint8_t *row)
+{
+	ND_ASSERT(s->next_y < s->rh);
+	sink_place(s, s->next_y++, row);
 }
 
 void nd__sink_put(nd_sink *s, const uint8_t *rgb)

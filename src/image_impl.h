@@ -20,6 +20,15 @@ typedef struct nd_src {
 int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *opts,
 			   const char *fmt, nd_error *err);
 
+/* Bytes of the RGB output for w x h (checked dimensions) reduced by
+ * factor, rounded up as the sink does. */
+size_t nd__image_out_bytes(uint64_t w, uint64_t h, int factor);
+
+/* ND_ELIMIT with "<what> needs N MiB to decode, over the M MiB memory
+ * limit" when need exceeds opts->max_memory. */
+int nd__image_check_memory(uint64_t need, const nd_image_opts *opts, const char *what,
+			   nd_error *err);
+
 /* The reduction 1, 2, 4 or 8 to decode w x h (stored orientation) at, given
  * the caller's minimum output size in the displayed orientation. */
 int nd__image_pick_scale(uint64_t w, uint64_t h, int orientation,
@@ -49,6 +58,10 @@ int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
 uint8_t *nd__sink_direct(nd_sink *s, int y);
 /* Feeds input row y (sw RGB pixels); rows must come in order. */
 void nd__sink_put(nd_sink *s, const uint8_t *rgb);
+/* Feeds reduced row y (rw RGB pixels, stored orientation) made by the
+ * caller, for decoders that reduce themselves; rows must come in order and
+ * this must not be mixed with nd__sink_put. */
+void nd__sink_put_reduced(nd_sink *s, const uint8_t *row);
 /* Notes that row y was written through nd__sink_direct. */
 void nd__sink_skip(nd_sink *s);
 /* Frees the sink's buffers (not the output image). */

@@ -3,8 +3,11 @@
  *
  * The format is detected from the first bytes, never from the file name.
  * Untrusted input is the normal case: declared dimensions are checked against
- * configurable limits before anything image-sized is allocated, progressive
- * JPEG scans are capped, libpng's chunk limits are set, and every library
+ * configurable limits before anything image-sized is allocated, the memory
+ * one decode may hold is capped (max_memory: checked from the header, so a
+ * progressive JPEG whose coefficients would not fit is refused before any
+ * allocation), progressive JPEG scans are capped, libpng's chunk limits are
+ * set, and every library
  * warning that could change pixels (e.g. "premature end of JPEG file") is an
  * error, because a grey-padded image would give a wrong embedding.
  *
@@ -45,6 +48,14 @@ typedef struct nd_image_opts {
 	uint32_t max_height;     /* default 65535 */
 	uint64_t max_pixels;     /* default 100000000 (100 megapixels) */
 	int max_scans;           /* progressive JPEG scans, default 100 */
+	/* The most memory one decode may hold, in bytes: the output image
+	 * plus the decoder's working buffers (e.g. the whole-image DCT
+	 * coefficients of a progressive or multi-scan JPEG, the reduced
+	 * accumulators of an interlaced PNG). Computed from the header and
+	 * checked before any image-sized allocation; default 64 MiB, so that
+	 * a few decodes in parallel stay within a small memory budget
+	 * whatever the input. Full-size decodes of large images need more. */
+	size_t max_memory;
 	size_t png_chunk_malloc_max;  /* largest ancillary PNG chunk, default 8 MiB */
 	uint32_t png_chunk_cache_max; /* most ancillary PNG chunks, default 1000 */
 	/* The smallest size the caller needs (the model's input size), in the
@@ -64,12 +75,16 @@ void nd_image_opts_init(nd_image_opts *opts);
  * dimensions from the file header; orientation is the EXIF value 1..8 that
  * was applied (1 when absent); scale_denom is the reduction used (1, 2, 4
  * or 8): out->width is about width/scale_denom (height for orientations
- * 5..8), rounded up. */
+ * 5..8), rounded up. mem_bytes is the memory bound described below. */
 typedef struct nd_image_info {
 	nd_image_format format;
 	int width, height;
 	int orientation;
 	int scale_denom;
+	/* The decoder's bound on the memory this decode held (output image
+	 * plus working buffers, not counting the encoded input): the figure
+	 * checked against max_memory. */
+	size_t mem_bytes;
 } nd_image_info;
 
 /* Decodes a file (read as a stream: the file is never loaded whole).
