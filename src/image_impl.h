@@ -71,10 +71,46 @@ void nd__sink_release(nd_sink *s);
  * payload that starts with "Exif\0\0". Uses libexif. */
 int nd__exif_orientation(const uint8_t *data, size_t len);
 
-int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		    nd_image_info *info, nd_error *err);
-int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		   nd_image_info *info, nd_error *err);
+/* ---- the codec table ----
+ * To add a format: write src/image_<fmt>.c defining one nd__codec (sniff
+ * and decode), add its ND_FMT_ value to image.h and its row to the table
+ * in image.c, its extensions here, a fuzz target tests/fuzz/fuzz_<fmt>.c,
+ * and tests in tests/test_image.c. */
+
+/* Result of a codec's sniff on the first bytes (at most ND_IMAGE_SNIFF_BYTES,
+ * fewer only when the file is that short). */
+enum {
+	ND__SNIFF_NO = 0,
+	ND__SNIFF_YES = 1,
+	ND__SNIFF_SHORT = 2 /* the bytes there could start this format: a
+			      * file that ends here is a truncated one */
+};
+
+typedef struct nd__codec {
+	nd_image_format format;
+	const char *name;  /* "jpeg": nd_image_format_name */
+	const char *label; /* "JPEG": in messages */
+	const char *exts;  /* file name extensions, space-separated, lowercase */
+	int (*sniff)(const uint8_t *p, size_t len);
+	/* Decodes src into out (via the sink), filling info (preset: format,
+	 * orientation 1, scale 1). Checks limits and max_memory before any
+	 * image-sized allocation. On failure leaves out->rgb NULL or for the
+	 * caller to free. */
+	int (*decode)(nd_src *src, const nd_image_opts *opts, nd_image *out, nd_image_info *info,
+		      nd_error *err);
+} nd__codec;
+
+extern const nd__codec nd__codec_jpeg, nd__codec_png, nd__codec_webp, nd__codec_gif,
+	nd__codec_tiff, nd__codec_bmp, nd__codec_pnm;
+
+/* The whole encoded input in memory: src's buffer, or the stream read into
+ * *owned (freed by the caller; NULL for a memory source). Files over
+ * max_bytes are refused with ND_ELIMIT, named by label. */
+int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
+		  size_t *len, uint8_t **owned, nd_error *err);
+
+/* Composites one RGBA row (straight alpha) onto bg into RGB. */
+void nd__composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3]);
 /* The fast path for common 8-bit PNGs in memory (image_png_fast.c): 0 when
  * it decoded the file, 1 when the file must go through libpng (it then
  * leaves out and info as they were). */

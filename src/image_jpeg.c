@@ -215,8 +215,8 @@ static int check_memory(j_decompress_ptr cinfo, const nd_image_opts *opts, nd_im
 	return 0;
 }
 
-int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		    nd_image_info *info, nd_error *err)
+static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		       nd_image_info *info, nd_error *err)
 {
 	struct jpeg_decompress_struct cinfo;
 	struct jpeg_ctx ctx;
@@ -312,3 +312,15 @@ done:
 		nd_image_free(out);
 	return rc;
 }
+
+static int sniff_jpeg(const uint8_t *p, size_t len)
+{
+	static const uint8_t sig[3] = { 0xff, 0xd8, 0xff };
+	if (len < sizeof(sig))
+		return !memcmp(p, sig, len) ? ND__SNIFF_SHORT : ND__SNIFF_NO;
+	return !memcmp(p, sig, sizeof(sig)) ? ND__SNIFF_YES : ND__SNIFF_NO;
+}
+
+const nd__codec nd__codec_jpeg = {
+	ND_FMT_JPEG, "jpeg", "JPEG", "jpg jpeg jpe jfif", sniff_jpeg, decode_jpeg,
+};

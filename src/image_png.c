@@ -108,16 +108,6 @@ static void png_warn_cb(png_structp png, png_const_charp m)
 	}
 }
 
-static void composite(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3])
-{
-	for (int x = 0; x < w; x++, in += 4, out += 3) {
-		unsigned a = in[3], na = 255u - a;
-		out[0] = (uint8_t)((in[0] * a + bg[0] * na + 127) / 255);
-		out[1] = (uint8_t)((in[1] * a + bg[1] * na + 127) / 255);
-		out[2] = (uint8_t)((in[2] * a + bg[2] * na + 127) / 255);
-	}
-}
-
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -191,7 +181,7 @@ static int read_adam7(png_structp png, struct png_ctx *c, png_uint_32 w, png_uin
 			const uint8_t *px = c->row;
 			png_read_row(png, c->row, NULL);
 			if (ch == 4) {
-				composite(c->row, c->rgb, (int)cols, bg);
+				nd__composite_rgba(c->row, c->rgb, (int)cols, bg);
 				px = c->rgb;
 			}
 			size_t y = ((size_t)j << ys) + (size_t)y0;
@@ -229,8 +219,8 @@ static int read_adam7(png_structp png, struct png_ctx *c, png_uint_32 w, png_uin
 	return 0;
 }
 
-int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		   nd_image_info *info, nd_error *err)
+static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		      nd_image_info *info, nd_error *err)
 {
 	struct png_ctx ctx;
 	png_structp png = NULL;
@@ -325,7 +315,7 @@ int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			if (direct) {
 				nd__sink_skip(&ctx.sink);
 			} else if (ch == 4) {
-				composite(ctx.row, ctx.rgb, (int)w, opts->background);
+				nd__composite_rgba(ctx.row, ctx.rgb, (int)w, opts->background);
 				nd__sink_put(&ctx.sink, ctx.rgb);
 			} else {
 				nd__sink_put(&ctx.sink, ctx.row);
@@ -348,3 +338,15 @@ done:
 		nd_image_free(out);
 	return rc;
 }
+
+static int sniff_png(const uint8_t *p, size_t len)
+{
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	if (len < sizeof(sig))
+		return !memcmp(p, sig, len) ? ND__SNIFF_SHORT : ND__SNIFF_NO;
+	return !memcmp(p, sig, sizeof(sig)) ? ND__SNIFF_YES : ND__SNIFF_NO;
+}
+
+const nd__codec nd__codec_png = {
+	ND_FMT_PNG, "png", "PNG", "png", sniff_png, decode_png,
+};

@@ -1,5 +1,6 @@
-/* neardup — image decoding: JPEG (libjpeg-turbo) and PNG (libpng) into
- * 8-bit RGB with the EXIF orientation applied.
+/* neardup — image decoding into 8-bit RGB with the orientation applied:
+ * JPEG (libjpeg-turbo), PNG (libpng), and the formats listed in
+ * nd_image_format, one codec each.
  *
  * The format is detected from the first bytes, never from the file name.
  * Untrusted input is the normal case: declared dimensions are checked against
@@ -28,8 +29,19 @@ extern "C" {
 typedef enum nd_image_format {
 	ND_FMT_UNKNOWN = 0,
 	ND_FMT_JPEG = 1,
-	ND_FMT_PNG = 2
+	ND_FMT_PNG = 2,
+	ND_FMT_WEBP = 3,
+	ND_FMT_GIF = 4,
+	ND_FMT_TIFF = 5,
+	ND_FMT_BMP = 6,
+	ND_FMT_PNM = 7,
+	ND_FMT_HEIF = 8,
+	ND_FMT_AVIF = 9
 } nd_image_format;
+
+/* How many leading bytes nd_image_sniff looks at (WebP and HEIF need 12;
+ * HEIF's compatible brands a few more). */
+#define ND_IMAGE_SNIFF_BYTES 32
 
 /* A decoded image: 8-bit RGB, interleaved (R,G,B per pixel), row-major,
  * rows packed (stride = 3 * width), orientation already applied.
@@ -91,7 +103,7 @@ typedef struct nd_image_info {
  * opts may be NULL (defaults); info may be NULL. On success returns 0 and
  * fills *out, which the caller releases with nd_image_free. On failure
  * returns ND_EIO (cannot open/read, errno text in err), ND_EFORMAT (empty,
- * or not a JPEG or PNG file), ND_ECORRUPT (truncated or corrupt data),
+ * or not a supported image format), ND_ECORRUPT (truncated or corrupt data),
  * ND_ELIMIT (a limit in opts was exceeded), ND_EUNSUPPORTED, ND_ENOMEM or
  * ND_EOVERFLOW, leaves out->rgb NULL, and fills err (which may be NULL)
  * with a message that does not contain the path. */
@@ -102,11 +114,17 @@ int nd_image_decode_file(const char *path, const nd_image_opts *opts,
 int nd_image_decode_mem(const void *data, size_t len, const nd_image_opts *opts,
 			nd_image *out, nd_image_info *info, nd_error *err);
 
-/* Format detected from the first bytes (at least 8 for a positive answer). */
+/* Format detected from the first bytes: pass ND_IMAGE_SNIFF_BYTES of them,
+ * or the whole file when it is shorter. Only formats this build decodes. */
 nd_image_format nd_image_sniff(const void *data, size_t len);
 
-/* Short name: "jpeg", "png" or "unknown". */
+/* Short name: "jpeg", "png", "webp", ... or "unknown". */
 const char *nd_image_format_name(nd_image_format fmt);
+
+/* The format a file name's extension claims (case-insensitive), or
+ * ND_FMT_UNKNOWN. Only for telling "an image that cannot be decoded" from
+ * "not an image": decoding always goes by content. */
+nd_image_format nd_image_format_from_name(const char *path);
 
 /* Releases img->rgb and zeroes the struct. Safe on a zeroed struct and on
  * NULL. */

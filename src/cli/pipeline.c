@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "cli.h"
@@ -99,16 +98,6 @@ static unsigned long load(const unsigned long *field)
 static int64_t mtime_ns(const struct stat *st)
 {
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-}
-
-static int has_image_ext(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	const char *dot = strrchr(slash ? slash : path, '.');
-	if (!dot)
-		return 0;
-	return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".jpe") ||
-	       !strcasecmp(dot, ".png");
 }
 
 static void fail_file(struct pipe *p, const char *what, const char *path, const char *why)
@@ -350,11 +339,11 @@ static void process(struct worker *w, const struct job *j)
 		return;
 	}
 	if (nd_image_sniff(fd.data, fd.len) == ND_FMT_UNKNOWN) {
-		if (!j->is_root && !has_image_ext(j->path))
+		if (!j->is_root && nd_image_format_from_name(j->path) == ND_FMT_UNKNOWN)
 			count(p, &p->c->not_image);
 		else
 			fail_file(p, "cannot decode", j->path,
-				  fd.len == 0 ? "empty file" : "not a JPEG or PNG file");
+				  fd.len == 0 ? "empty file" : "not a supported image format");
 		file_data_free(&fd);
 		return;
 	}

@@ -12,9 +12,10 @@
  * thread adds the results to the index in transactions of up to 256 images
  * (at least every 2 seconds), so an interrupted run keeps what it did.
  *
- * Inside directories, files that are not JPEG or PNG by their first bytes are
- * ignored silently (counted) unless their name ends in .jpg, .jpeg, .jpe or
- * .png; files named on the command line must be images. Every other failure
+ * Inside directories, files that are not images by their first bytes are
+ * ignored (counted) unless their name has an image extension
+ * (nd_image_format_from_name); files named on the command line must be
+ * images. Every other failure
  * is named on stderr ("neardup: cannot decode 'PATH': truncated JPEG data")
  * and the run goes on.
  *
@@ -36,7 +37,7 @@ struct ingest_counts {
 	unsigned long unchanged;  /* same path, size and mtime as indexed: skipped */
 	unsigned long embedded;   /* run through the CNN */
 	unsigned long exact;      /* byte-identical to an indexed file: vector copied */
-	unsigned long not_image;  /* ignored: not a JPEG or PNG inside a directory */
+	unsigned long not_image;  /* ignored: not an image inside a directory */
 	unsigned long ignored;    /* ignored by the walk: symlinks, FIFOs, devices, loops */
 	unsigned long failed;     /* named on stderr */
 	unsigned long committed;  /* records written */
