@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Generates the committed test inputs and golden decodings for the formats
-beyond JPEG and PNG (WebP, GIF, TIFF, BMP, PNM) into tests/data/formats/.
+beyond JPEG and PNG (WebP, GIF, TIFF, BMP, PNM, HEIF, AVIF) into
+tests/data/formats/.
 
 Run with Debian's Python (numpy + PIL): /usr/bin/python3 scripts/make_golden_formats.py
-Tiled TIFFs are made with tiffcp (libtiff-tools) when it is installed.
+Tiled TIFFs are made with tiffcp (libtiff-tools), HEIC and AVIF with heif-enc
+and decoded for their goldens by heif-convert (libheif-examples), when installed.
 The reference decoder is PIL (Pillow 9.4 on Debian 12). Its RGBA results are
 composited here with out = (c*a + bg*(255-a) + 127) // 255 on (128,128,128),
 the decoder's documented rule; orientation is applied with
@@ -167,6 +169,19 @@ def main():
             f.write("".join("0" if v else "1" for v in row) + "\n")
     pb = np.where(bits, 255, 0).astype(np.uint8)
     write_ppm(os.path.join(OUT, "p1.pbm.ppm"), np.repeat(pb[..., None], 3, 2))
+    # HEIF/HEIC and AVIF: encoded by heif-enc (x265 / aom through libheif),
+    # goldens by heif-convert (libheif-examples), alpha composited as above
+    if shutil.which("heif-enc") and shutil.which("heif-convert"):
+        tmp = os.path.join(OUT, "tmp.png")
+        for name, im, args in (("rgb.heic", rgb, ["-q", "80"]), ("alpha.heic", rgba, ["-q", "80"]),
+                               ("rgb.avif", rgb, ["-A", "-q", "80"]),
+                               ("alpha.avif", rgba, ["-A", "-q", "80"])):
+            im.save(tmp)
+            dst = os.path.join(OUT, name)
+            subprocess.check_call(["heif-enc"] + args + [tmp, "-o", dst], stdout=subprocess.DEVNULL)
+            subprocess.check_call(["heif-convert", dst, tmp], stdout=subprocess.DEVNULL)
+            write_ppm(dst + ".ppm", composite(Image.open(tmp)))
+        os.remove(tmp)
     total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
     print("wrote %d files, %d bytes, into %s" % (len(os.listdir(OUT)), total, OUT))
 

@@ -34,6 +34,8 @@ static const nd__codec *const codecs[] = {
 	&nd__codec_tiff,
 	&nd__codec_bmp,
 	&nd__codec_pnm,
+	&nd__codec_heif,
+	&nd__codec_avif,
 };
 #define NCODECS (sizeof(codecs) / sizeof(codecs[0]))
 

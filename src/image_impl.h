@@ -101,7 +101,7 @@ typedef struct nd__codec {
 } nd__codec;
 
 extern const nd__codec nd__codec_jpeg, nd__codec_png, nd__codec_webp, nd__codec_gif,
-	nd__codec_tiff, nd__codec_bmp, nd__codec_pnm;
+	nd__codec_tiff, nd__codec_bmp, nd__codec_pnm, nd__codec_heif, nd__codec_avif;
 
 /* The whole encoded input in memory: src's buffer, or the stream read into
  * *owned (freed by the caller; NULL for a memory source). Files over
