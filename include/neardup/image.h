@@ -126,6 +126,29 @@ const char *nd_image_format_name(nd_image_format fmt);
  * "not an image": decoding always goes by content. */
 nd_image_format nd_image_format_from_name(const char *path);
 
+/* What a file is, from its first bytes (up to 4096 are looked at): a
+ * decodable image, or for anything else a coarse kind, so that callers can
+ * say what they skipped. */
+typedef enum nd_file_kind {
+	ND_KIND_IMAGE = 0,       /* nd_image_sniff recognises it */
+	ND_KIND_EMPTY,
+	ND_KIND_TEXT,            /* UTF-8 text without control characters */
+	ND_KIND_VIDEO,
+	ND_KIND_AUDIO,
+	ND_KIND_DOCUMENT,        /* PDF, PostScript, RTF, MS Office (OLE) */
+	ND_KIND_ARCHIVE,         /* zip (and zip-based documents), gzip, xz, ... */
+	ND_KIND_IMAGE_OTHER,     /* an image format not decoded here (PSD, ICO, JPEG XL, ...) */
+	ND_KIND_PROGRAM,
+	ND_KIND_OTHER,
+	ND_KIND_COUNT
+} nd_file_kind;
+
+nd_file_kind nd_file_kind_of(const void *data, size_t len);
+
+/* "image", "empty", "text", "video", "audio", "document", "archive",
+ * "unsupported image", "program" or "other". */
+const char *nd_file_kind_name(nd_file_kind kind);
+
 /* Releases img->rgb and zeroes the struct. Safe on a zeroed struct and on
  * NULL. */
 void nd_image_free(nd_image *img);

@@ -100,6 +100,22 @@ static int64_t mtime_ns(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
+/* ": 2 text, 1 video, 1 link or special file" for the summary line, or "" */
+static void ignored_kinds(const struct ingest_counts *c, char *buf, size_t n)
+{
+	size_t at = 0;
+	buf[0] = 0;
+	for (int k = 0; k <= ND_KIND_COUNT; k++) {
+		unsigned long v = k < ND_KIND_COUNT ? c->not_image_kind[k] : c->ignored;
+		const char *name = k < ND_KIND_COUNT ? nd_file_kind_name((nd_file_kind)k)
+						     : "link or special file";
+		if (v == 0 || at >= n)
+			continue;
+		int w = snprintf(buf + at, n - at, "%s %lu %s", at ? "," : ":", v, name);
+		at += w > 0 ? (size_t)w : 0;
+	}
+}
+
 static void fail_file(struct pipe *p, const char *what, const char *path, const char *why)
 {
 	cli_err_path(what, path, why);
@@ -339,9 +355,13 @@ static void process(struct worker *w, const struct job *j)
 		return;
 	}
 	if (nd_image_sniff(fd.data, fd.len) == ND_FMT_UNKNOWN) {
-		if (!j->is_root && nd_image_format_from_name(j->path) == ND_FMT_UNKNOWN)
+		if (!j->is_root && nd_image_format_from_name(j->path) == ND_FMT_UNKNOWN) {
+			nd_file_kind k = nd_file_kind_of(fd.data, fd.len);
 			count(p, &p->c->not_image);
-		else
+			count(p, &p->c->not_image_kind[k]);
+			if (p->opts->verbose)
+				cli_err_path("ignored", j->path, nd_file_kind_name(k));
+		} else
 			fail_file(p, "cannot decode", j->path,
 				  fd.len == 0 ? "empty file" : "not a supported image format");
 		file_data_free(&fd);
@@ -745,10 +765,12 @@ int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char
 		status = EXIT_SKIPPED;
 	if (!o->quiet) {
 		double rate = c->seconds > 0 ? (c->embedded + c->exact) / c->seconds : 0;
+		char why[256];
+		ignored_kinds(c, why, sizeof(why));
 		cli_msg("%lu files: %lu embedded, %lu exact duplicates, %lu unchanged, %lu failed, "
-			"%lu ignored (not images: %lu) in %.1f s (%.1f images/s)%s",
+			"%lu ignored%s in %.1f s (%.1f images/s)%s",
 			c->walked, c->embedded, c->exact, c->unchanged, c->failed,
-			c->not_image + c->ignored, c->not_image, c->seconds, rate,
+			c->not_image + c->ignored, why, c->seconds, rate,
 			c->signal ? "; interrupted, run again to resume" : "");
 	}
 free_workers:

@@ -25,11 +25,13 @@
 #define NEARDUP_CLI_PIPELINE_H
 
 #include "neardup/cnn.h"
+#include "neardup/image.h"
 #include "neardup/index.h"
 
 struct ingest_opts {
 	int jobs;   /* worker threads, >= 1 */
 	int quiet;  /* no progress, no summary */
+	int verbose; /* name every file ignored as not an image, with its kind */
 };
 
 struct ingest_counts {
@@ -38,6 +40,7 @@ struct ingest_counts {
 	unsigned long embedded;   /* run through the CNN */
 	unsigned long exact;      /* byte-identical to an indexed file: vector copied */
 	unsigned long not_image;  /* ignored: not an image inside a directory */
+	unsigned long not_image_kind[ND_KIND_COUNT]; /* the same by nd_file_kind */
 	unsigned long ignored;    /* ignored by the walk: symlinks, FIFOs, devices, loops */
 	unsigned long failed;     /* named on stderr */
 	unsigned long committed;  /* records written */
