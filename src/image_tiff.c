@@ -105,8 +105,12 @@ static int t_error(TIFF *tif, void *user, const char *module, const char *fmt, v
 	struct tiff_ctx *c = user;
 	(void)tif;
 	(void)module;
-	if (!c->msg[0])
+	if (!c->msg[0]) {
 		vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+		/* libtiff names the file first: ours is always "tiff" */
+		if (!strncmp(c->msg, "tiff: ", 6))
+			memmove(c->msg, c->msg + 6, strlen(c->msg + 6) + 1);
+	}
 	return 1; /* handled: nothing reaches libtiff's global handler */
 }
 
