@@ -178,7 +178,7 @@ done
 # like the reference tool (which decodes at full size and writes PNM/Y4M).
 fmt_rows=""
 for x in $FMTS; do
-	files=$(ls $F/$x/*)
+	files=$(echo $F/$x/*)
 	nf=$(echo $files | wc -w)
 	r_ours=""; r_proc=""; r_ref=""
 	for run in 1 2 3; do

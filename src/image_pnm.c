@@ -19,22 +19,41 @@ struct rd {
 	size_t n, i;
 };
 
+/* 0 at the end of the input */
+static int rd_fill(struct rd *r)
+{
+	if (r->s->fp) {
+		r->n = fread(r->buf, 1, sizeof(r->buf), r->s->fp);
+	} else {
+		size_t k = r->s->len - r->s->pos;
+		r->n = k < sizeof(r->buf) ? k : sizeof(r->buf);
+		memcpy(r->buf, r->s->data + r->s->pos, r->n);
+		r->s->pos += r->n;
+	}
+	r->i = 0;
+	return r->n != 0;
+}
+
 static int rd_getc(struct rd *r)
 {
-	if (r->i == r->n) {
-		if (r->s->fp) {
-			r->n = fread(r->buf, 1, sizeof(r->buf), r->s->fp);
-		} else {
-			size_t k = r->s->len - r->s->pos;
-			r->n = k < sizeof(r->buf) ? k : sizeof(r->buf);
-			memcpy(r->buf, r->s->data + r->s->pos, r->n);
-			r->s->pos += r->n;
-		}
-		r->i = 0;
-		if (r->n == 0)
-			return -1;
-	}
+	if (r->i == r->n && !rd_fill(r))
+		return -1;
 	return r->buf[r->i++];
+}
+
+/* n bytes into out; 0 when the input ends first */
+static int rd_read(struct rd *r, uint8_t *out, size_t n)
+{
+	while (n > 0) {
+		if (r->i == r->n && !rd_fill(r))
+			return 0;
+		size_t k = r->n - r->i < n ? r->n - r->i : n;
+		memcpy(out, r->buf + r->i, k);
+		r->i += k;
+		out += k;
+		n -= k;
+	}
+	return 1;
 }
 
 static int is_space(int c)
@@ -127,15 +146,13 @@ static int decode_pnm(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		goto done;
 	sink_live = 1;
 	for (long y = 0; y < h; y++) {
-		if (kind >= 4) { /* raw: the header's last whitespace was consumed */
-			for (size_t i = 0; i < rowbytes; i++) {
-				int c = rd_getc(r);
-				if (c < 0) {
-					rc = nd_error_set(err, ND_ECORRUPT, "truncated PNM data");
-					goto done;
-				}
-				raw[i] = (uint8_t)c;
-			}
+		if (kind >= 4 && !rd_read(r, raw, rowbytes)) { /* raw: after the header's last whitespace */
+			rc = nd_error_set(err, ND_ECORRUPT, "truncated PNM data");
+			goto done;
+		}
+		if (kind == 6 && maxval == 255) { /* the common PPM: the row is RGB already */
+			nd__sink_put(&sink, raw);
+			continue;
 		}
 		for (long x = 0; x < w; x++) {
 			uint8_t *o = rgb + (size_t)x * 3;
