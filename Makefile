@@ -43,7 +43,7 @@ CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(ARCH) $(WARNINGS) -pthread -Iinclude -Isrc \
 	-DND_DATADIR='"$(PREFIX)/share/neardup"'
 ALL_LDFLAGS := $(LDFLAGS) -pthread
-LIBS := -ljpeg -lpng16 -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lm
+LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lm
 
 ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -136,7 +136,7 @@ FUZZ_CFLAGS := -std=gnu11 -O1 -g -Iinclude -Isrc -fsanitize=fuzzer-no-link,addre
 $(FUZZ_O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+$(FUZZ_O)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_image.h $(FUZZ_LIB_OBJ)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS) -pthread
 fuzz:
 	@scripts/deps.sh fuzz
@@ -146,7 +146,10 @@ fuzz:
 		seeds=tests/fuzz/seeds/$$f; [ -d $$seeds ] || seeds=; \
 		echo "== $$f ($(FUZZ_TIME) s)"; \
 		$(FUZZ_O)/$$f -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -print_final_stats=1 \
-			$(FUZZ_O)/corpus/$$f $$seeds 2>&1 | tail -n 12 || exit 1; \
+			-artifact_prefix=$(FUZZ_O)/$$f- \
+			$(FUZZ_O)/corpus/$$f $$seeds >$(FUZZ_O)/$$f.log 2>&1; st=$$?; \
+		tail -n 12 $(FUZZ_O)/$$f.log; \
+		[ $$st -eq 0 ] || { echo "== $$f failed (status $$st, log $(FUZZ_O)/$$f.log)"; exit 1; }; \
 	done
 
 coverage:

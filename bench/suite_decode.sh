@@ -1,7 +1,9 @@
 #!/bin/sh
 # Decode-stage benchmark: decode+prep images/s on one core and peak RSS on
 # 1-5 megapixel JPEGs and PNGs, beside `djpeg -scale 1/N` on the same JPEGs
-# in the same run (N = the scale our decoder picks for the model size).
+# in the same run (N = the scale our decoder picks for the model size), and
+# the other formats beside their reference decoders (dwebp, giftopnm,
+# tifftopnm, bmptopnm, pamtopnm, heif-convert).
 #   sh bench/suite_decode.sh quick|full      ($O = build dir, default build/rel)
 # Images are generated once into cache/bench_decode/ from the photos in
 # Debian's python3-skimage (upscaled with Lanczos plus mild noise, so file
@@ -18,7 +20,9 @@ full) REPEAT=10 ;;
 *) echo "suite_decode: mode quick|full" >&2; exit 2 ;;
 esac
 [ -x "$B" ] || make --no-print-directory "$B"
-command -v djpeg >/dev/null || { echo "suite_decode: djpeg missing (libjpeg-turbo-progs)" >&2; exit 1; }
+for t in djpeg dwebp giftopnm tifftopnm bmptopnm pamtopnm heif-convert heif-enc; do
+	command -v $t >/dev/null || { echo "suite_decode: $t missing (scripts/deps.sh bench)" >&2; exit 1; }
+done
 
 C=cache/bench_decode
 SK=cache/debs/sk/usr/lib/python3/dist-packages/skimage/data
@@ -66,7 +70,51 @@ EOF
 	touch "$C/.done"
 fi
 
+# The same photos in the other formats (once): WebP q85, GIF (256 colours),
+# TIFF LZW, BMP and PPM by PIL; HEIC and AVIF by heif-enc (quality 60).
+FMTS="webp gif tiff bmp ppm heic avif"
+F=$C/fmt
+if [ ! -f "$F/.done" ]; then
+	mkdir -p $F
+	for x in $FMTS; do mkdir -p $F/$x; done
+	/usr/bin/python3 - "$C" "$F" <<'EOF2'
+import sys
+from PIL import Image
+src, out = sys.argv[1], sys.argv[2]
+for n in ("astronaut", "chelsea", "coffee", "rocket", "hubble"):
+    im = Image.open("%s/jpeg/%s.jpg" % (src, n)).convert("RGB")
+    im.save("%s/webp/%s.webp" % (out, n), quality=85)
+    im.quantize(256).save("%s/gif/%s.gif" % (out, n))
+    im.save("%s/tiff/%s.tif" % (out, n), compression="tiff_lzw")
+    im.save("%s/bmp/%s.bmp" % (out, n))
+    im.save("%s/ppm/%s.ppm" % (out, n))
+EOF2
+	for f in $C/jpeg/astronaut.jpg $C/jpeg/chelsea.jpg $C/jpeg/coffee.jpg $C/jpeg/rocket.jpg $C/jpeg/hubble.jpg; do
+		n=$(basename $f .jpg)
+		heif-enc -q 60 $f -o $F/heic/$n.heic >/dev/null
+		heif-enc -A -q 60 $f -o $F/avif/$n.avif >/dev/null
+	done
+	touch "$F/.done"
+fi
+ref_cmd() { # the reference decoder of a format, as a shell command on $f
+	case $1 in
+	webp) echo 'dwebp -quiet -ppm -o /dev/null $f' ;;
+	gif) echo 'giftopnm $f >/dev/null 2>&1' ;;
+	tiff) echo 'tifftopnm $f >/dev/null 2>&1' ;;
+	bmp) echo 'bmptopnm $f >/dev/null 2>&1' ;;
+	ppm) echo 'pamtopnm $f >/dev/null 2>&1' ;;
+	heic | avif) echo "heif-convert \$f $C/ref.y4m >/dev/null" ;;
+	esac
+}
+ref_name() {
+	case $1 in
+	webp) echo dwebp ;; gif) echo giftopnm ;; tiff) echo tifftopnm ;; bmp) echo bmptopnm ;;
+	ppm) echo pamtopnm ;; heic | avif) echo heif-convert ;;
+	esac
+}
+
 now() { date +%s.%N; }
+ratio() { echo "$1 $2" | awk '{ printf "%.2f", $1 / $2 }'; }
 median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 min3() { printf '%s\n' "$@" | sort -g | head -n 1; }
 max3() { printf '%s\n' "$@" | sort -g | tail -n 1; }
@@ -126,6 +174,23 @@ for run in 1 2 3; do
 	res_wall="$res_wall $(ours_wall $JPEGS)"
 done
 
+# Per format: neardup decode+prep in one process, and one process per image
+# like the reference tool (which decodes at full size and writes PNM/Y4M).
+fmt_rows=""
+for x in $FMTS; do
+	files=$(echo $F/$x/*)
+	nf=$(echo $files | wc -w)
+	r_ours=""; r_proc=""; r_ref=""
+	for run in 1 2 3; do
+		r_ours="$r_ours $($B --size $SIZE --repeat $REPEAT --mem $files | kv cpu_ms_per_image)"
+		r_proc="$r_proc $(ours_proc $files)"
+		r_ref="$r_ref $(cpu_loop $(( nf * REPEAT )) "for r in \$(seq $REPEAT); do for f in $files; do $(ref_cmd $x); done; done")"
+	done
+	mb=$(du -cb $files | tail -n 1 | awk -v n=$nf '{ printf "%.2f", $1 / n / 1e6 }')
+	fmt_rows="$fmt_rows
+| $x | $nf | $mb | $(median3 $r_ours) | $(median3 $r_proc) | $(ref_name $x) | $(median3 $r_ref) | $(ratio $(median3 $r_proc) $(median3 $r_ref)) |"
+done
+
 # Peak RSS, one process per image: scaled decode (what ingest does) and
 # full-size decode for contrast.
 rss_rows=""
@@ -143,7 +208,6 @@ row() { # label, then the three values
 	l=$1; shift
 	echo "| $l | $(median3 "$@") | $(min3 "$@") | $(max3 "$@") |"
 }
-ratio() { echo "$1 $2" | awk '{ printf "%.2f", $1 / $2 }'; }
 m_ours=$(median3 $res_ours); m_dj=$(median3 $res_dj); m_st=$(median3 $res_st)
 m_proc=$(median3 $res_proc)
 m_dec=$(median3 $res_dec)
@@ -194,13 +258,27 @@ mkdir -p bench/results
 	echo "entropy-decoded into a whole-image coefficient buffer before any pixel comes out; PNG is"
 	echo "bound by zlib's inflate (about 60% of its profile), then libpng's unfiltering."
 	echo
+	echo "## Other formats, beside their reference decoders"
+	echo
+	echo "Five of the photos above (1.0-5.0 MP) in each format: WebP q85, GIF (256 colours), TIFF"
+	echo "LZW, BMP and PPM written by PIL, HEIC and AVIF by \`heif-enc -q 60\`. CPU ms per image,"
+	echo "median of 3 runs of $REPEAT passes. neardup decodes for the model size (libwebp's scaled"
+	echo "decode; GIF, TIFF, BMP and PPM streamed through the box reduction; HEIC and AVIF decoded"
+	echo "whole by libheif, then reduced) and preps; the reference tool decodes at full size and"
+	echo "writes PNM (Y4M for heif-convert) to /dev/null or a file, one process per image. The ratio"
+	echo "compares the one-process-per-image columns."
+	echo
+	echo "| format | files | MB/file | neardup decode+prep, in process | neardup, one process per image | reference | reference, per image | ratio |"
+	echo "|---|---|---|---|---|---|---|---|$fmt_rows"
+	echo
 	echo "## Peak RSS per image (KiB, one process each, includes the process's ~libraries)"
 	echo
 	echo "Baseline JPEG and PNG peak memory stays flat from 1 to 5 MP with scaled decoding"
 	echo "(the decoder holds rows, not the image); the full-size column grows with the image."
 	echo "Progressive JPEG needs libjpeg's whole-image coefficient buffer (about 3 bytes per"
-	echo "stored pixel at 4:2:0) whatever the output scale, so it grows with the stored size;"
-	echo "so does interlaced PNG (Adam7 needs the whole image); both are capped by max_pixels."
+	echo "stored pixel at 4:2:0) whatever the output scale, so it grows with the stored size, up"
+	echo "to the per-decode memory bound (max_memory, 64 MiB; see memory.md). Interlaced PNG is"
+	echo "read pass by pass into the reduced image and stays flat."
 	echo
 	echo "| image | stored size | scale | scaled decode+prep | full-size decode+prep |"
 	echo "|---|---|---|---|---|$rss_rows"

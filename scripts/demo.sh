@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 [ -x "$bin" ] || make --no-print-directory
 "$bin" --version
 echo "== decode + prep of data/"
-"$bin" inspect --size 224x224 data/*.jpg data/*.png
+"$bin" inspect --size 224x224 data/*.jpg data/*.png data/*.webp data/*.heic
 
 if [ ! -f models/neardup.ndm ] && [ -z "${NEARDUP_MODEL:-}" ]; then
 	echo "== no trained model yet (models/neardup.ndm: issue 4 is training it);"
@@ -26,7 +26,7 @@ trap 'rm -rf "$db"' EXIT
 # which each near-duplicate is then looked up in.
 mkdir "$db/originals"
 grep -v '^#' data/dups.tsv | cut -f1 >"$db/copies"
-for f in data/*.jpg data/*.png; do
+for f in data/*.jpg data/*.png data/*.webp data/*.heic; do
 	grep -qxF "$(basename "$f")" "$db/copies" || cp -p "$f" "$db/originals/"
 done
 echo "== ingest the originals ($(ls "$db/originals" | wc -l) images)"

@@ -7,15 +7,15 @@
 set -u
 task=${1:-build}
 
-build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev libjansson-dev"
+build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libtiff-dev libheif-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev libjansson-dev"
 case "$task" in
 build) pkgs="$build" ;;
 test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
-bench) pkgs="$build libjpeg-turbo-progs python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
+bench) pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
 html)  pkgs="$build chromium chromium-driver python3-selenium" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
-all)   pkgs="$build libjpeg-turbo-progs jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
+all)   pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
 *) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|html|all)" >&2; exit 2 ;;
 esac
 

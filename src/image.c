@@ -1,11 +1,13 @@
-/* neardup — image decoding: format detection, limits, the orientation/
- * reduction row sink, and the file/memory entry points. The codecs live in
- * image_jpeg.c and image_png.c, EXIF parsing in image_exif.c. */
+/* neardup — image decoding: the codec table and format detection, limits,
+ * the orientation/reduction row sink, and the file/memory entry points.
+ * Each codec lives in image_<format>.c (see image_impl.h for how to add
+ * one), EXIF parsing in image_exif.c. */
 #include "image_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 void nd_image_opts_init(nd_image_opts *o)
@@ -15,6 +17,7 @@ void nd_image_opts_init(nd_image_opts *o)
 	o->max_height = 65535;
 	o->max_pixels = 100000000u;
 	o->max_scans = 100;
+	o->max_memory = (size_t)64 << 20;
 	o->png_chunk_malloc_max = (size_t)8 << 20;
 	o->png_chunk_cache_max = 1000;
 	o->min_width = 0;
@@ -22,24 +25,66 @@ void nd_image_opts_init(nd_image_opts *o)
 	o->background[0] = o->background[1] = o->background[2] = 128;
 }
 
+/* The codec table: one row per format, in sniffing order. */
+static const nd__codec *const codecs[] = {
+	&nd__codec_jpeg,
+	&nd__codec_png,
+	&nd__codec_webp,
+	&nd__codec_gif,
+	&nd__codec_tiff,
+	&nd__codec_bmp,
+	&nd__codec_pnm,
+	&nd__codec_heif,
+	&nd__codec_avif,
+};
+#define NCODECS (sizeof(codecs) / sizeof(codecs[0]))
+
+static const nd__codec *codec_of(nd_image_format fmt)
+{
+	for (size_t i = 0; i < NCODECS; i++)
+		if (codecs[i]->format == fmt)
+			return codecs[i];
+	return NULL;
+}
+
 nd_image_format nd_image_sniff(const void *data, size_t len)
 {
-	static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
-	const uint8_t *p = data;
-	if (len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
-		return ND_FMT_JPEG;
-	if (len >= 8 && !memcmp(p, png_sig, 8))
-		return ND_FMT_PNG;
+	if (!data)
+		return ND_FMT_UNKNOWN;
+	if (len > ND_IMAGE_SNIFF_BYTES)
+		len = ND_IMAGE_SNIFF_BYTES;
+	for (size_t i = 0; i < NCODECS; i++)
+		if (codecs[i]->sniff(data, len) == ND__SNIFF_YES)
+			return codecs[i]->format;
 	return ND_FMT_UNKNOWN;
 }
 
 const char *nd_image_format_name(nd_image_format fmt)
 {
-	switch (fmt) {
-	case ND_FMT_JPEG: return "jpeg";
-	case ND_FMT_PNG: return "png";
-	default: return "unknown";
+	const nd__codec *c = codec_of(fmt);
+	return c ? c->name : "unknown";
+}
+
+nd_image_format nd_image_format_from_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	const char *dot = strrchr(slash ? slash + 1 : path, '.');
+	size_t n;
+	if (!dot || !dot[1])
+		return ND_FMT_UNKNOWN;
+	dot++;
+	n = strlen(dot);
+	for (size_t i = 0; i < NCODECS; i++) {
+		const char *e = codecs[i]->exts;
+		while (*e) {
+			size_t k = strcspn(e, " ");
+			if (k == n && !strncasecmp(e, dot, n))
+				return codecs[i]->format;
+			e += k;
+			e += strspn(e, " ");
+		}
 	}
+	return ND_FMT_UNKNOWN;
 }
 
 void nd_image_free(nd_image *img)
@@ -78,6 +123,27 @@ int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *o,
 		return nd_error_set(err, ND_ELIMIT, "image %llux%llu is too large",
 				    (unsigned long long)w, (unsigned long long)h);
 	return 0;
+}
+
+size_t nd__image_out_bytes(uint64_t w, uint64_t h, int factor)
+{
+	/* w, h are within the checked limits (< 2^31 / 8 each). */
+	return (size_t)((w + (uint64_t)factor - 1) / (uint64_t)factor) *
+	       (size_t)((h + (uint64_t)factor - 1) / (uint64_t)factor) * 3;
+}
+
+static unsigned long long mib_up(uint64_t n)
+{
+	return (unsigned long long)((n + (1u << 20) - 1) >> 20);
+}
+
+int nd__image_check_memory(uint64_t need, const nd_image_opts *o, const char *what,
+			   nd_error *err)
+{
+	if (need <= o->max_memory)
+		return 0;
+	return nd_error_set(err, ND_ELIMIT, "%s needs %llu MiB to decode, over the %llu MiB memory limit",
+			    what, mib_up(need), (unsigned long long)(o->max_memory >> 20));
 }
 
 int nd__image_pick_scale(uint64_t w, uint64_t h, int orientation, const nd_image_opts *o)
@@ -191,6 +257,12 @@ static void sink_place(nd_sink *s, int y, const uint8_t *row)
 	}
 }
 
+void nd__sink_put_reduced(nd_sink *s, const uint8_t *row)
+{
+	ND_ASSERT(s->next_y < s->rh);
+	sink_place(s, s->next_y++, row);
+}
+
 void nd__sink_put(nd_sink *s, const uint8_t *rgb)
 {
 	const int f = s->factor;
@@ -246,11 +318,51 @@ static const char *errtext(int e, char *buf, size_t n)
 	return buf;
 }
 
+int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
+		  size_t *len, uint8_t **owned, nd_error *err)
+{
+	struct stat st;
+	*owned = NULL;
+	if (!src->fp) {
+		*data = src->data;
+		*len = src->len;
+		return 0;
+	}
+	if (fstat(fileno(src->fp), &st) != 0 || st.st_size < 0)
+		return nd_error_set(err, ND_EIO, "cannot stat the %s file", label);
+	if ((uint64_t)st.st_size > max_bytes)
+		return nd_error_set(err, ND_ELIMIT, "%s file of %lld bytes exceeds the %zu MiB limit",
+				    label, (long long)st.st_size, max_bytes >> 20);
+	uint8_t *buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	size_t n = fread(buf, 1, (size_t)st.st_size + 1, src->fp);
+	if (ferror(src->fp)) {
+		free(buf);
+		return nd_error_set(err, ND_EIO, "read error");
+	}
+	*owned = buf;
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+void nd__composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3])
+{
+	for (int x = 0; x < w; x++, in += 4, out += 3) {
+		unsigned a = in[3], na = 255u - a;
+		out[0] = (uint8_t)((in[0] * a + bg[0] * na + 127) / 255);
+		out[1] = (uint8_t)((in[1] * a + bg[1] * na + 127) / 255);
+		out[2] = (uint8_t)((in[2] * a + bg[2] * na + 127) / 255);
+	}
+}
+
 static int decode_src(nd_src *src, nd_image_format fmt, const nd_image_opts *opts,
 		      nd_image *out, nd_image_info *info, nd_error *err)
 {
 	nd_image_opts defaults;
 	nd_image_info dummy;
+	const nd__codec *c = codec_of(fmt);
 	int rc;
 	if (!opts) {
 		nd_image_opts_init(&defaults);
@@ -262,35 +374,27 @@ static int decode_src(nd_src *src, nd_image_format fmt, const nd_image_opts *opt
 	info->format = fmt;
 	info->orientation = 1;
 	info->scale_denom = 1;
-	switch (fmt) {
-	case ND_FMT_JPEG:
-		rc = nd__decode_jpeg(src, opts, out, info, err);
-		break;
-	case ND_FMT_PNG:
-		rc = nd__decode_png(src, opts, out, info, err);
-		break;
-	default:
-		rc = nd_error_set(err, ND_EFORMAT, "not a JPEG or PNG file");
-		break;
-	}
+	if (c)
+		rc = c->decode(src, opts, out, info, err);
+	else
+		rc = nd_error_set(err, ND_EFORMAT, "not a supported image format");
 	if (rc)
 		nd_image_free(out);
 	return rc;
 }
 
-/* A prefix of a JPEG/PNG signature that ends early is a truncated file, not
- * an unknown format. */
+/* A file that ends inside a format's signature is a truncated file of that
+ * format, not an unknown one. */
 static int short_input(const uint8_t *p, size_t len, nd_error *err)
 {
-	static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
-	static const uint8_t jpg_sig[3] = { 0xff, 0xd8, 0xff };
 	if (len == 0)
 		return nd_error_set(err, ND_EFORMAT, "empty file");
-	if (len < 3 && !memcmp(p, jpg_sig, len))
-		return nd_error_set(err, ND_ECORRUPT, "truncated JPEG data");
-	if (len < 8 && !memcmp(p, png_sig, len))
-		return nd_error_set(err, ND_ECORRUPT, "truncated PNG data");
-	return nd_error_set(err, ND_EFORMAT, "not a JPEG or PNG file");
+	if (len > ND_IMAGE_SNIFF_BYTES)
+		len = ND_IMAGE_SNIFF_BYTES;
+	for (size_t i = 0; i < NCODECS; i++)
+		if (codecs[i]->sniff(p, len) == ND__SNIFF_SHORT)
+			return nd_error_set(err, ND_ECORRUPT, "truncated %s data", codecs[i]->label);
+	return nd_error_set(err, ND_EFORMAT, "not a supported image format");
 }
 
 int nd_image_decode_mem(const void *data, size_t len, const nd_image_opts *opts,
@@ -312,7 +416,7 @@ int nd_image_decode_mem(const void *data, size_t len, const nd_image_opts *opts,
 int nd_image_decode_file(const char *path, const nd_image_opts *opts,
 			 nd_image *out, nd_image_info *info, nd_error *err)
 {
-	uint8_t head[8];
+	uint8_t head[ND_IMAGE_SNIFF_BYTES];
 	size_t n;
 	struct stat st;
 	nd_src src = { 0 };

@@ -20,6 +20,15 @@ typedef struct nd_src {
 int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *opts,
 			   const char *fmt, nd_error *err);
 
+/* Bytes of the RGB output for w x h (checked dimensions) reduced by
+ * factor, rounded up as the sink does. */
+size_t nd__image_out_bytes(uint64_t w, uint64_t h, int factor);
+
+/* ND_ELIMIT with "<what> needs N MiB to decode, over the M MiB memory
+ * limit" when need exceeds opts->max_memory. */
+int nd__image_check_memory(uint64_t need, const nd_image_opts *opts, const char *what,
+			   nd_error *err);
+
 /* The reduction 1, 2, 4 or 8 to decode w x h (stored orientation) at, given
  * the caller's minimum output size in the displayed orientation. */
 int nd__image_pick_scale(uint64_t w, uint64_t h, int orientation,
@@ -49,6 +58,10 @@ int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
 uint8_t *nd__sink_direct(nd_sink *s, int y);
 /* Feeds input row y (sw RGB pixels); rows must come in order. */
 void nd__sink_put(nd_sink *s, const uint8_t *rgb);
+/* Feeds reduced row y (rw RGB pixels, stored orientation) made by the
+ * caller, for decoders that reduce themselves; rows must come in order and
+ * this must not be mixed with nd__sink_put. */
+void nd__sink_put_reduced(nd_sink *s, const uint8_t *row);
 /* Notes that row y was written through nd__sink_direct. */
 void nd__sink_skip(nd_sink *s);
 /* Frees the sink's buffers (not the output image). */
@@ -58,10 +71,46 @@ void nd__sink_release(nd_sink *s);
  * payload that starts with "Exif\0\0". Uses libexif. */
 int nd__exif_orientation(const uint8_t *data, size_t len);
 
-int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		    nd_image_info *info, nd_error *err);
-int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		   nd_image_info *info, nd_error *err);
+/* ---- the codec table ----
+ * To add a format: write src/image_<fmt>.c defining one nd__codec (sniff
+ * and decode), add its ND_FMT_ value to image.h and its row to the table
+ * in image.c, its extensions here, a fuzz target tests/fuzz/fuzz_<fmt>.c,
+ * and tests in tests/test_image.c. */
+
+/* Result of a codec's sniff on the first bytes (at most ND_IMAGE_SNIFF_BYTES,
+ * fewer only when the file is that short). */
+enum {
+	ND__SNIFF_NO = 0,
+	ND__SNIFF_YES = 1,
+	ND__SNIFF_SHORT = 2 /* the bytes there could start this format: a
+			      * file that ends here is a truncated one */
+};
+
+typedef struct nd__codec {
+	nd_image_format format;
+	const char *name;  /* "jpeg": nd_image_format_name */
+	const char *label; /* "JPEG": in messages */
+	const char *exts;  /* file name extensions, space-separated, lowercase */
+	int (*sniff)(const uint8_t *p, size_t len);
+	/* Decodes src into out (via the sink), filling info (preset: format,
+	 * orientation 1, scale 1). Checks limits and max_memory before any
+	 * image-sized allocation. On failure leaves out->rgb NULL or for the
+	 * caller to free. */
+	int (*decode)(nd_src *src, const nd_image_opts *opts, nd_image *out, nd_image_info *info,
+		      nd_error *err);
+} nd__codec;
+
+extern const nd__codec nd__codec_jpeg, nd__codec_png, nd__codec_webp, nd__codec_gif,
+	nd__codec_tiff, nd__codec_bmp, nd__codec_pnm, nd__codec_heif, nd__codec_avif;
+
+/* The whole encoded input in memory: src's buffer, or the stream read into
+ * *owned (freed by the caller; NULL for a memory source). Files over
+ * max_bytes are refused with ND_ELIMIT, named by label. */
+int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
+		  size_t *len, uint8_t **owned, nd_error *err);
+
+/* Composites one RGBA row (straight alpha) onto bg into RGB. */
+void nd__composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3]);
 /* The fast path for common 8-bit PNGs in memory (image_png_fast.c): 0 when
  * it decoded the file, 1 when the file must go through libpng (it then
  * leaves out and info as they were). */

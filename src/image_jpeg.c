@@ -46,6 +46,9 @@ static void jpeg_fail(j_common_ptr cinfo, int code)
 	case JERR_INPUT_EMPTY:
 		snprintf(c->msg, sizeof(c->msg), "truncated JPEG data");
 		break;
+	case JERR_NO_BACKING_STORE: /* max_memory_to_use was reached */
+		snprintf(c->msg, sizeof(c->msg), "JPEG needs more than the memory limit to decode");
+		break;
 	default:
 		cinfo->err->format_message(cinfo, buf);
 		/* libjpeg's messages start with a capital ("Corrupt JPEG data:
@@ -170,8 +173,50 @@ static void cmyk_to_rgb(const uint8_t *in, uint8_t *out, int w, int inverted)
 	}
 }
 
-int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		    nd_image_info *info, nd_error *err)
+/* The memory bound of this decode, from the header (after
+ * jpeg_calc_output_dimensions): the output image, our rows, libjpeg's row
+ * buffers (a generous per-output-row estimate) and, for a progressive or
+ * multi-scan file, the whole-image coefficient arrays libjpeg must keep
+ * (one 128-byte block per 8x8 block of every component, at full size
+ * whatever the scale: the reason such files are the memory bombs). A file
+ * over opts->max_memory is refused here, before libjpeg allocates; libjpeg's
+ * own max_memory_to_use backs this up. */
+static int check_memory(j_decompress_ptr cinfo, const nd_image_opts *opts, nd_image_info *info,
+			nd_error *err)
+{
+	uint64_t out = nd__image_out_bytes(cinfo->output_width, cinfo->output_height, 1);
+	uint64_t rows = (uint64_t)cinfo->output_width * (uint64_t)cinfo->num_components *
+				(uint64_t)cinfo->max_v_samp_factor *
+				(uint64_t)cinfo->min_DCT_scaled_size * 4 +
+			(uint64_t)cinfo->output_width * 7 + 65536;
+	uint64_t coef = 0;
+	int multi = cinfo->progressive_mode || cinfo->comps_in_scan < cinfo->num_components;
+	if (multi) {
+		for (int ci = 0; ci < cinfo->num_components; ci++) {
+			const jpeg_component_info *c = &cinfo->comp_info[ci];
+			uint64_t bw = ((uint64_t)c->width_in_blocks + (uint64_t)c->h_samp_factor - 1) /
+				      (uint64_t)c->h_samp_factor * (uint64_t)c->h_samp_factor;
+			uint64_t bh = ((uint64_t)c->height_in_blocks + (uint64_t)c->v_samp_factor - 1) /
+				      (uint64_t)c->v_samp_factor * (uint64_t)c->v_samp_factor;
+			coef += bw * bh * sizeof(JBLOCK);
+		}
+	}
+	info->mem_bytes = (size_t)(out + rows + coef);
+	if (out + rows + coef > opts->max_memory) {
+		char what[96];
+		snprintf(what, sizeof(what), "%s JPEG %ux%u",
+			 cinfo->progressive_mode ? "progressive" : multi ? "multi-scan" : "",
+			 cinfo->image_width, cinfo->image_height);
+		return nd__image_check_memory(out + rows + coef, opts, what[0] == ' ' ? what + 1 : what,
+					      err);
+	}
+	/* libjpeg's share of the budget, checked when it sets up its arrays */
+	cinfo->mem->max_memory_to_use = (long)(opts->max_memory - out);
+	return 0;
+}
+
+static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		       nd_image_info *info, nd_error *err)
 {
 	struct jpeg_decompress_struct cinfo;
 	struct jpeg_ctx ctx;
@@ -219,6 +264,8 @@ int nd__decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		rc = nd_error_set(err, ND_EUNSUPPORTED, "JPEG colour conversion not supported");
 		goto done;
 	}
+	if ((rc = check_memory(&cinfo, opts, info, err)))
+		goto done;
 	if ((rc = nd__sink_init(&ctx.sink, (int)cinfo.output_width, (int)cinfo.output_height, 1,
 				info->orientation, out, err)))
 		goto done;
@@ -265,3 +312,15 @@ done:
 		nd_image_free(out);
 	return rc;
 }
+
+static int sniff_jpeg(const uint8_t *p, size_t len)
+{
+	static const uint8_t sig[3] = { 0xff, 0xd8, 0xff };
+	if (len < sizeof(sig))
+		return !memcmp(p, sig, len) ? ND__SNIFF_SHORT : ND__SNIFF_NO;
+	return !memcmp(p, sig, sizeof(sig)) ? ND__SNIFF_YES : ND__SNIFF_NO;
+}
+
+const nd__codec nd__codec_jpeg = {
+	ND_FMT_JPEG, "jpeg", "JPEG", "jpg jpeg jpe jfif", sniff_jpeg, decode_jpeg,
+};

@@ -8,8 +8,10 @@
  * chunks) is an error, not a silently dropped chunk.
  *
  * Transforms: palette and low bit depths expanded, tRNS turned into alpha,
- * 16-bit reduced to 8 by keeping the high byte (as PIL does), grey to RGB,
- * Adam7 de-interlaced. Alpha is composited onto opts->background with
+ * 16-bit reduced to 8 by keeping the high byte (as PIL does), grey to RGB.
+ * Adam7 images are read pass by pass into the reduced image (read_adam7), so
+ * an interlaced file costs little more memory than a non-interlaced one.
+ * Alpha is composited onto opts->background with
  * out = (c*a + bg*(255-a) + 127) / 255 on the stored values (no gamma). */
 #include "image_impl.h"
 
@@ -24,8 +26,8 @@ struct png_ctx {
 	char msg[256];
 	uint8_t *row;        /* one transformed row (3 or 4 channels) */
 	uint8_t *rgb;        /* one composited RGB row */
-	uint8_t *full;       /* interlaced images: the whole transformed image */
-	png_bytep *rows;     /* interlaced images: row pointers into full */
+	uint8_t *full;       /* interlaced: the stored-size RGB image (factor 1) */
+	uint16_t *acc;       /* interlaced: reduced-image sums (factor > 1) */
 	uint8_t *exif;       /* "Exif\0\0" + eXIf payload */
 	nd_sink sink;
 	int sink_live;
@@ -106,16 +108,6 @@ static void png_warn_cb(png_structp png, png_const_charp m)
 	}
 }
 
-static void composite(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3])
-{
-	for (int x = 0; x < w; x++, in += 4, out += 3) {
-		unsigned a = in[3], na = 255u - a;
-		out[0] = (uint8_t)((in[0] * a + bg[0] * na + 127) / 255);
-		out[1] = (uint8_t)((in[1] * a + bg[1] * na + 127) / 255);
-		out[2] = (uint8_t)((in[2] * a + bg[2] * na + 127) / 255);
-	}
-}
-
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -142,8 +134,93 @@ static int precheck_ihdr(nd_src *src, const nd_image_opts *opts, nd_error *err)
 	return nd__image_check_limits(be32(h + 16), be32(h + 20), opts, "PNG", err);
 }
 
-int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
-		   nd_image_info *info, nd_error *err)
+/* The memory bound of this decode: the output image, libpng's rows (two at
+ * the stored depth, up to 8 bytes a pixel) and ours, the sink's row sums
+ * and, for an interlaced image, the whole-image buffer of read_adam7 (the
+ * reduced sums, or the stored-size image at factor 1). */
+static int check_memory(png_uint_32 w, png_uint_32 h, int interlaced, nd_image_info *info,
+			const nd_image_opts *opts, nd_error *err)
+{
+	int f = info->scale_denom;
+	uint64_t out = nd__image_out_bytes(w, h, f);
+	uint64_t rows = (uint64_t)w * (2 * 8 + 4 + 3) + (uint64_t)(w / (uint32_t)f + 1) * 15 + 65536;
+	uint64_t whole = !interlaced ? 0 : f > 1 ? out * sizeof(uint16_t) : out;
+	info->mem_bytes = (size_t)(out + rows + whole);
+	if (out + rows + whole > opts->max_memory) {
+		char what[64];
+		snprintf(what, sizeof(what), "%sPNG %ux%u", interlaced ? "interlaced " : "", w, h);
+		return nd__image_check_memory(out + rows + whole, opts, what, err);
+	}
+	return 0;
+}
+
+/* An Adam7 image read pass by pass: every pixel of a pass sub-image goes to
+ * its place (x, y) in the stored image, either into the stored-size buffer
+ * (factor 1) or added into its reduced pixel's sums. Sums of at most 8x8
+ * 8-bit values fit in 16 bits. The result is identical to the non-interlaced
+ * path's: the same pixels, summed exactly, divided with the same rounding. */
+static int read_adam7(png_structp png, struct png_ctx *c, png_uint_32 w, png_uint_32 h, int ch,
+		      const uint8_t bg[3], nd_error *err)
+{
+	nd_sink *s = &c->sink;
+	const int f = s->factor;
+	const size_t rw = (size_t)s->rw, rh = (size_t)s->rh;
+	if (f == 1)
+		c->full = malloc(rw * rh * 3);
+	else
+		c->acc = calloc(rw * rh * 3, sizeof(uint16_t));
+	if (!c->full && !c->acc)
+		return nd_error_set(err, ND_ENOMEM, "out of memory for a %ux%u PNG", w, h);
+	for (int pass = 0; pass < 7; pass++) {
+		png_uint_32 cols = PNG_PASS_COLS(w, pass), prow = PNG_PASS_ROWS(h, pass);
+		if (cols == 0 || prow == 0)
+			continue; /* libpng skips empty passes */
+		const int xs = PNG_PASS_COL_SHIFT(pass), x0 = PNG_PASS_START_COL(pass);
+		const int ys = PNG_PASS_ROW_SHIFT(pass), y0 = PNG_PASS_START_ROW(pass);
+		for (png_uint_32 j = 0; j < prow; j++) {
+			const uint8_t *px = c->row;
+			png_read_row(png, c->row, NULL);
+			if (ch == 4) {
+				nd__composite_rgba(c->row, c->rgb, (int)cols, bg);
+				px = c->rgb;
+			}
+			size_t y = ((size_t)j << ys) + (size_t)y0;
+			for (png_uint_32 i = 0; i < cols; i++, px += 3) {
+				size_t x = ((size_t)i << xs) + (size_t)x0;
+				if (f == 1) {
+					memcpy(c->full + (y * rw + x) * 3, px, 3);
+				} else {
+					uint16_t *a = c->acc + ((y / (size_t)f) * rw + x / (size_t)f) * 3;
+					a[0] = (uint16_t)(a[0] + px[0]);
+					a[1] = (uint16_t)(a[1] + px[1]);
+					a[2] = (uint16_t)(a[2] + px[2]);
+				}
+			}
+		}
+	}
+	if (f == 1) {
+		for (size_t y = 0; y < rh; y++)
+			nd__sink_put_reduced(s, c->full + y * rw * 3);
+		return 0;
+	}
+	/* averages with the sink's rounding; edge blocks count the pixels they have */
+	for (size_t ry = 0; ry < rh; ry++) {
+		uint32_t bh = (uint32_t)(h - ry * (size_t)f < (size_t)f ? h - ry * (size_t)f : (size_t)f);
+		uint8_t *o = s->row;
+		const uint16_t *a = c->acc + ry * rw * 3;
+		for (size_t rx = 0; rx < rw; rx++) {
+			uint32_t bw = (uint32_t)(w - rx * (size_t)f < (size_t)f ? w - rx * (size_t)f : (size_t)f);
+			uint32_t cnt = bw * bh;
+			for (int k = 0; k < 3; k++)
+				o[rx * 3 + k] = (uint8_t)((a[rx * 3 + k] + cnt / 2) / cnt);
+		}
+		nd__sink_put_reduced(s, o);
+	}
+	return 0;
+}
+
+static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
+		      nd_image_info *info, nd_error *err)
 {
 	struct png_ctx ctx;
 	png_structp png = NULL;
@@ -208,8 +285,8 @@ int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		png_set_strip_16(png);
 	if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA)
 		png_set_gray_to_rgb(png);
-	if (interlaced)
-		png_set_interlace_handling(png);
+	/* No png_set_interlace_handling: an interlaced image comes as the
+	 * seven passes' sub-images, scattered here into the reduced output. */
 	png_read_update_info(png, pinfo);
 
 	int ch = png_get_channels(png, pinfo);
@@ -218,51 +295,27 @@ int nd__decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		rc = nd_error_set(err, ND_EINTERNAL, "unexpected PNG row layout (%d channels)", ch);
 		goto done;
 	}
+	if ((rc = check_memory(w, h, interlaced, info, opts, err)))
+		goto done;
 	if ((rc = nd__sink_init(&ctx.sink, (int)w, (int)h, info->scale_denom, info->orientation,
 				out, err)))
 		goto done;
 	ctx.sink_live = 1;
-	if (ch == 4 && !(ctx.rgb = malloc((size_t)w * 3))) {
+	if (!(ctx.row = malloc(rowbytes)) || (ch == 4 && !(ctx.rgb = malloc((size_t)w * 3)))) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
-
 	if (interlaced) {
-		/* Adam7 needs the whole image: memory is proportional to it. */
-		size_t total;
-		if (nd_mul_size(rowbytes, h, &total)) {
-			rc = nd_error_set(err, ND_EOVERFLOW, "PNG image too large");
+		if ((rc = read_adam7(png, &ctx, w, h, ch, opts->background, err)))
 			goto done;
-		}
-		ctx.full = malloc(total);
-		ctx.rows = malloc((size_t)h * sizeof(png_bytep));
-		if (!ctx.full || !ctx.rows) {
-			rc = nd_error_set(err, ND_ENOMEM, "out of memory for a %ux%u PNG", w, h);
-			goto done;
-		}
-		for (png_uint_32 y = 0; y < h; y++)
-			ctx.rows[y] = ctx.full + (size_t)y * rowbytes;
-		png_read_image(png, ctx.rows);
-		for (png_uint_32 y = 0; y < h; y++) {
-			if (ch == 4) {
-				composite(ctx.rows[y], ctx.rgb, (int)w, opts->background);
-				nd__sink_put(&ctx.sink, ctx.rgb);
-			} else {
-				nd__sink_put(&ctx.sink, ctx.rows[y]);
-			}
-		}
 	} else {
-		if (!(ctx.row = malloc(rowbytes))) {
-			rc = nd_error_set(err, ND_ENOMEM, "out of memory");
-			goto done;
-		}
 		for (png_uint_32 y = 0; y < h; y++) {
 			uint8_t *direct = ch == 3 ? nd__sink_direct(&ctx.sink, (int)y) : NULL;
 			png_read_row(png, direct ? direct : ctx.row, NULL);
 			if (direct) {
 				nd__sink_skip(&ctx.sink);
 			} else if (ch == 4) {
-				composite(ctx.row, ctx.rgb, (int)w, opts->background);
+				nd__composite_rgba(ctx.row, ctx.rgb, (int)w, opts->background);
 				nd__sink_put(&ctx.sink, ctx.rgb);
 			} else {
 				nd__sink_put(&ctx.sink, ctx.row);
@@ -279,9 +332,21 @@ done:
 	free(ctx.row);
 	free(ctx.rgb);
 	free(ctx.full);
-	free(ctx.rows);
+	free(ctx.acc);
 	free(ctx.exif);
 	if (rc)
 		nd_image_free(out);
 	return rc;
 }
+
+static int sniff_png(const uint8_t *p, size_t len)
+{
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	if (len < sizeof(sig))
+		return !memcmp(p, sig, len) ? ND__SNIFF_SHORT : ND__SNIFF_NO;
+	return !memcmp(p, sig, sizeof(sig)) ? ND__SNIFF_YES : ND__SNIFF_NO;
+}
+
+const nd__codec nd__codec_png = {
+	ND_FMT_PNG, "png", "PNG", "png", sniff_png, decode_png,
+};

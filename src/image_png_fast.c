@@ -18,7 +18,8 @@
  *
  * Memory: the inflated image (h x (1 + w x channels)) plus a copy of the IDAT
  * data when it spans several chunks. Images whose inflated size exceeds
- * FAST_MAX_RAW go to libpng, which streams rows in bounded memory. */
+ * FAST_MAX_RAW, or whose total is over the caller's max_memory, go to
+ * libpng, which streams rows in bounded memory. */
 #include "image_impl.h"
 
 #include <stdlib.h>
@@ -230,6 +231,12 @@ int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	}
 	if (zn < 2)
 		return 1;
+	/* over the caller's memory budget: libpng streams rows instead */
+	uint64_t need = (uint64_t)raw_size + (nidat > 1 ? zn : 0) + (uint64_t)w * 3 +
+			nd__image_out_bytes(w, h, nd__image_pick_scale(w, h, 1, opts)) +
+			(uint64_t)w * 15 + 65536;
+	if (need > opts->max_memory)
+		return 1;
 
 	/* the zlib stream, contiguous */
 	if (nidat == 1) {
@@ -270,6 +277,7 @@ int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	info->height = (int)h;
 	info->orientation = 1;
 	info->scale_denom = nd__image_pick_scale(w, h, 1, opts);
+	info->mem_bytes = (size_t)need;
 	if (nd__sink_init(&sink, (int)w, (int)h, info->scale_denom, 1, out, &err))
 		goto done;
 	sink_live = 1;

@@ -304,7 +304,7 @@ test_bad_inputs() {
 	has "neardup: cannot decode '$bad/trunc.jpg': " err
 	has "neardup: cannot decode '$bad/corrupt.jpg': " err
 	has "neardup: cannot decode '$bad/empty.jpg': empty file" err
-	has "neardup: cannot decode '$DATA/README.md': not a JPEG or PNG file" err
+	has "neardup: cannot decode '$DATA/README.md': not a supported image format" err
 	has "neardup: cannot read '$T/named-fifo': not a regular file or directory" err
 	has "neardup: cannot read '$T/named-dangling': dangling symbolic link" err
 	has "neardup: cannot read '$T/missing.jpg': No such file or directory" err

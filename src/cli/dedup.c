@@ -841,7 +841,7 @@ int cmd_dedup(int argc, char **argv)
 		if ((status = cli_index_open(&com, 1, m, &ix)))
 			goto done;
 		cli_install_signals();
-		struct ingest_opts io = { jobs, com.quiet };
+		struct ingest_opts io = { jobs, com.quiet, 0 };
 		struct ingest_counts c;
 		ingest_status = pipeline_ingest(ix, com.index_dir, m, paths, npaths, &io, &c);
 		if (c.signal) {

@@ -142,23 +142,20 @@ static void hex(FILE *f, const uint8_t *b, size_t n)
 		fprintf(f, "%02x", b[i]);
 }
 
-/* The file's format by its first bytes. */
-static const char *format_name(const char *path)
+/* The file's format by its first bytes, as the decoders tell it, in
+ * capitals ("JPEG", "WEBP"; "UNKNOWN"). */
+static void format_name(const char *path, char *buf, size_t cap)
 {
-	unsigned char m[12] = { 0 };
+	unsigned char m[ND_IMAGE_SNIFF_BYTES];
 	FILE *f = fopen(path, "rb");
 	size_t n = f ? fread(m, 1, sizeof(m), f) : 0;
 	if (f)
 		fclose(f);
-	if (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF)
-		return "JPEG";
-	if (n >= 8 && !memcmp(m, "\x89PNG\r\n\x1a\n", 8))
-		return "PNG";
-	if (n >= 12 && !memcmp(m, "RIFF", 4) && !memcmp(m + 8, "WEBP", 4))
-		return "WebP";
-	if (n >= 6 && !memcmp(m, "GIF8", 4))
-		return "GIF";
-	return "other";
+	const char *name = nd_image_format_name(n ? nd_image_sniff(m, n) : ND_FMT_UNKNOWN);
+	size_t i = 0;
+	for (; name[i] && i + 1 < cap; i++)
+		buf[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 'a' + 'A' : name[i]);
+	buf[i] = 0;
 }
 
 /* "2024-05-01 12:30:00" into buf: the EXIF capture date (DateTimeOriginal,
@@ -279,7 +276,11 @@ static void write_file(FILE *f, const struct dd_result *r, const struct dd_group
 		/* strings: a JavaScript number loses digits above 2^53 */
 		fprintf(f, ",\"dev\":\"%llu\",\"ino\":\"%llu\"", (unsigned long long)nd->dev,
 			(unsigned long long)nd->ino);
-	fprintf(f, ",\"w\":%u,\"h\":%u,\"format\":\"%s\",\"date\":", nd->width, nd->height, format_name(nd->path));
+	char fmt[16];
+	format_name(nd->path, fmt, sizeof(fmt));
+	fprintf(f, ",\"w\":%u,\"h\":%u,\"format\":", nd->width, nd->height);
+	json_str(f, fmt);
+	fputs(",\"date\":", f);
 	json_str(f, date);
 	fprintf(f, ",\"date_src\":\"%s\",\"sim\":%.4f,\"raw\":%.4f,\"exact\":%s,\"protect\":%s", date_src,
 		k ? g->sims[k] : 1.0, k ? g->raws[k] : 1.0, k && dd_exact(r, g, k) ? "true" : "false",

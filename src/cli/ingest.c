@@ -9,14 +9,16 @@
 static const char usage_text[] =
 	"usage: neardup ingest [--index DIR] [-j N] [options] PATH...\n"
 	"\n"
-	"Adds JPEG and PNG files to the index: files named, and directories walked\n"
-	"recursively (symbolic links inside them are not followed). Files whose path,\n"
+	"Adds images (JPEG, PNG, WebP, HEIC, AVIF, GIF, TIFF, BMP, PNM) to the index:\n"
+	"files named, and directories walked recursively (symbolic links inside them\n"
+	"are not followed); other files inside directories are ignored. Files whose path,\n"
 	"size and modification time are already indexed are skipped; byte-identical\n"
 	"copies reuse the first one's embedding. Ctrl-C commits what is done; run the\n"
 	"same command again to resume.\n"
 	"\n"
 	"options:\n"
-	"  -j, --jobs N       worker threads (default: the number of online CPUs)\n";
+	"  -j, --jobs N       worker threads (default: the number of online CPUs)\n"
+	"  -v, --verbose      name every file ignored as not an image, and what it is\n";
 
 int cli_default_jobs(void)
 {
@@ -35,14 +37,15 @@ int cmd_ingest(int argc, char **argv)
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "jobs", required_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
 	cli_common_init(&com);
-	struct ingest_opts o = { cli_default_jobs(), 0 };
+	struct ingest_opts o = { cli_default_jobs(), 0, 0 };
 	int opt;
 	long v;
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "j:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "j:v", longopts, NULL)) != -1) {
 		if (cli_common_opt(&com, opt, optarg))
 			continue;
 		switch (opt) {
@@ -50,6 +53,9 @@ int cmd_ingest(int argc, char **argv)
 			if (cli_parse_int("-j", optarg, 1, 256, &v))
 				return EXIT_FATAL;
 			o.jobs = (int)v;
+			break;
+		case 'v':
+			o.verbose = 1;
 			break;
 		case 'h':
 			usage(stdout);

@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "cli.h"
@@ -167,14 +166,20 @@ static int idset_add(struct idset *s, uint64_t dev, uint64_t ino)
 	return 1;
 }
 
-static int has_image_ext(const char *path)
+/* ": 2 text, 1 video, 1 link or special file" for the summary line, or "" */
+static void ignored_kinds(const struct ingest_counts *c, char *buf, size_t n)
 {
-	const char *slash = strrchr(path, '/');
-	const char *dot = strrchr(slash ? slash : path, '.');
-	if (!dot)
-		return 0;
-	return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".jpe") ||
-	       !strcasecmp(dot, ".png");
+	size_t at = 0;
+	buf[0] = 0;
+	for (int k = 0; k <= ND_KIND_COUNT; k++) {
+		unsigned long v = k < ND_KIND_COUNT ? c->not_image_kind[k] : c->ignored;
+		const char *name = k < ND_KIND_COUNT ? nd_file_kind_name((nd_file_kind)k)
+						     : "link or special file";
+		if (v == 0 || at >= n)
+			continue;
+		int w = snprintf(buf + at, n - at, "%s %lu %s", at ? "," : ":", v, name);
+		at += w > 0 ? (size_t)w : 0;
+	}
 }
 
 static void fail_file(struct pipe *p, const char *what, const char *path, const char *why)
@@ -424,11 +429,15 @@ static void process(struct worker *w, const struct job *j)
 		return;
 	}
 	if (nd_image_sniff(fd.data, fd.len) == ND_FMT_UNKNOWN) {
-		if (!j->is_root && !has_image_ext(j->path))
+		if (!j->is_root && nd_image_format_from_name(j->path) == ND_FMT_UNKNOWN) {
+			nd_file_kind k = nd_file_kind_of(fd.data, fd.len);
 			count(p, &p->c->not_image);
-		else
+			count(p, &p->c->not_image_kind[k]);
+			if (p->opts->verbose)
+				cli_err_path("ignored", j->path, nd_file_kind_name(k));
+		} else
 			fail_file(p, "cannot decode", j->path,
-				  fd.len == 0 ? "empty file" : "not a JPEG or PNG file");
+				  fd.len == 0 ? "empty file" : "not a supported image format");
 		file_data_free(&fd);
 		return;
 	}
@@ -879,16 +888,17 @@ int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char
 		status = EXIT_SKIPPED;
 	if (!o->quiet) {
 		double rate = c->seconds > 0 ? (c->embedded + c->exact) / c->seconds : 0;
-		char same[96] = "", lost[96] = "";
+		char same[96] = "", lost[96] = "", why[256];
 		if (c->same_file)
 			snprintf(same, sizeof(same), ", %lu already indexed under another name", c->same_file);
 		if (c->uncommitted)
 			snprintf(lost, sizeof(lost), "; %lu read but not added: the index could not be written",
 				 c->uncommitted);
+		ignored_kinds(c, why, sizeof(why));
 		cli_msg("%lu files: %lu embedded, %lu exact duplicates, %lu unchanged%s, %lu failed, "
-			"%lu ignored (not images: %lu) in %.1f s (%.1f images/s)%s%s",
+			"%lu ignored%s in %.1f s (%.1f images/s)%s%s",
 			c->walked, c->embedded, c->exact, c->unchanged, same, c->failed,
-			c->not_image + c->ignored, c->not_image, c->seconds, rate, lost,
+			c->not_image + c->ignored, why, c->seconds, rate, lost,
 			c->signal ? "; interrupted, run again to resume" : "");
 	}
 free_workers:

@@ -15,9 +15,10 @@
  * thread adds the results to the index in transactions of up to 256 images
  * (at least every 2 seconds), so an interrupted run keeps what it did.
  *
- * Inside directories, files that are not JPEG or PNG by their first bytes are
- * ignored silently (counted) unless their name ends in .jpg, .jpeg, .jpe or
- * .png; files named on the command line must be images. Every other failure
+ * Inside directories, files that are not images by their first bytes are
+ * ignored (counted) unless their name has an image extension
+ * (nd_image_format_from_name); files named on the command line must be
+ * images. Every other failure
  * is named on stderr ("neardup: cannot decode 'PATH': truncated JPEG data")
  * and the run goes on.
  *
@@ -27,11 +28,13 @@
 #define NEARDUP_CLI_PIPELINE_H
 
 #include "neardup/cnn.h"
+#include "neardup/image.h"
 #include "neardup/index.h"
 
 struct ingest_opts {
 	int jobs;   /* worker threads, >= 1 */
 	int quiet;  /* no progress, no summary */
+	int verbose; /* name every file ignored as not an image, with its kind */
 };
 
 struct ingest_counts {
@@ -41,7 +44,8 @@ struct ingest_counts {
 				   * unchanged: skipped (the first name is kept) */
 	unsigned long embedded;   /* run through the CNN, and committed */
 	unsigned long exact;      /* byte-identical to an indexed file: vector copied, and committed */
-	unsigned long not_image;  /* ignored: not a JPEG or PNG inside a directory */
+	unsigned long not_image;  /* ignored: not an image inside a directory */
+	unsigned long not_image_kind[ND_KIND_COUNT]; /* the same by nd_file_kind */
 	unsigned long ignored;    /* ignored by the walk: symlinks, FIFOs, devices, loops */
 	unsigned long failed;     /* named on stderr */
 	unsigned long committed;  /* records written */

@@ -23,6 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		o.min_height = 16;
 	}
 	if (nd_image_decode_mem(data, len, &o, &img, &info, &err) == 0) {
+		if (info.mem_bytes > o.max_memory) /* the bound checked is the one kept */
+			abort();
 		static const nd_prep_params p = { 24, 16, { 0.5f, 0.5f, 0.5f }, { 0.25f, 0.25f, 0.25f } };
 		static float out[3 * 24 * 16];
 		if (nd_prep_image(&img, &p, out, NULL, &err) != 0)
