@@ -121,11 +121,21 @@ static size_t best_of(const nd_keep_member *m, size_t n, const unsigned char *ok
 	return b;
 }
 
+/* Width:height within 2% (0 sides: unknown, the same as any). */
+static int same_shape(const nd_keep_item *a, const nd_keep_item *b)
+{
+	if (!a->width || !a->height || !b->width || !b->height)
+		return 1;
+	double r = ((double)a->width * b->height) / ((double)a->height * b->width);
+	return fabs(log(r)) < 0.02;
+}
+
 int nd_keep_choose(const nd_keep_member *m, size_t n, const float *sim, nd_keep_rule rule,
 		   float margin, nd_keep_choice *out)
 {
 	unsigned char ok[ND_KEEP_CENTRAL_MAX];
 	double cen[ND_KEEP_CENTRAL_MAX];
+	size_t shared[ND_KEEP_CENTRAL_MAX];
 	size_t p = SIZE_MAX;
 	for (size_t i = 0; i < n; i++)
 		if (m[i].can_keep && (p == SIZE_MAX || nd_keep_cmp(rule, &m[i].item, &m[p].item, NULL) < 0))
@@ -146,8 +156,23 @@ int nd_keep_choose(const nd_keep_member *m, size_t n, const float *sim, nd_keep_
 			if (m[i].can_keep && cen[i] > best)
 				best = cen[i];
 		}
-		for (size_t i = 0; i < n; i++)
+		/* the shape most members share: most edits keep the picture's
+		 * shape, so a stretched copy, as central as its source to a
+		 * model that sees a square, is in the minority */
+		size_t most = 0, any = 0;
+		for (size_t i = 0; i < n; i++) {
+			shared[i] = 0;
+			for (size_t j = 0; j < n; j++)
+				shared[i] += same_shape(&m[i].item, &m[j].item);
+			if (shared[i] > most)
+				most = shared[i];
+		}
+		for (size_t i = 0; i < n; i++) {
 			ok[i] = m[i].can_keep && cen[i] >= best - margin;
+			any += ok[i] && shared[i] == most;
+		}
+		for (size_t i = 0; any && i < n; i++)
+			ok[i] = ok[i] && shared[i] == most;
 		size_t c = best_of(m, n, ok, SIZE_MAX, rule);
 		if (c != p) {
 			out->keeper = c;

@@ -412,7 +412,8 @@ static void test_bad_input(void)
 
 /* A family: member 0 the original, 1 a rescale of it (same picture, fewer
  * pixels), 2.. edited copies, one edit from the original and two from each
- * other. Copy 2 has the most pixels, so the pair rule alone keeps it. */
+ * other. Copy 2 has the most pixels, so the pair rule alone keeps it. All
+ * have one shape. */
 static void family(nd_keep_member *m, float *sim, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -420,8 +421,8 @@ static void family(nd_keep_member *m, float *sim, size_t n)
 		for (size_t j = 0; j < n; j++)
 			sim[i * n + j] = i == j ? 1.0f : (i < 2 && j < 2) ? 0.999f : (i < 2 || j < 2) ? 0.90f : 0.80f;
 	}
-	m[1].item.width = 50;
-	m[2].item.width = 400;
+	m[1].item.width = m[1].item.height = 50;
+	m[2].item.width = m[2].item.height = 200;
 }
 
 static void test_keep_choose(void)
@@ -457,6 +458,16 @@ static void test_keep_choose(void)
 		m[i].can_keep = 0;
 	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), ND_EINVAL);
 	CHECK_EQ_INT(nd_keep_choose(m, 0, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), ND_EINVAL);
+	/* a stretched copy as central as the original (as to a model that sees
+	 * a square), larger, but of a shape no other member has */
+	family(m, sim, N);
+	m[3].item.width = 150;
+	for (size_t j = 0; j < N; j++)
+		if (j != 3)
+			sim[3 * N + j] = sim[j * N + 3] = sim[j] + 0.001f;
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 0);
+	family(m, sim, N);
 	/* ties: all equally central, the pair rule decides */
 	family(m, sim, N);
 	for (size_t i = 0; i < N * N; i++)

@@ -73,14 +73,17 @@ int nd_keep_cmp(nd_keep_rule rule, const nd_keep_item *a, const nd_keep_item *b,
 /* The keeper of a whole group. With "original", the group's centre helps:
  * each copy is one edit away from the original, two copies are two edits
  * apart, so the original tends to have the highest mean similarity to the
- * other members (its centrality). The candidates are the members that may
- * be kept whose centrality is within ND_KEEP_CENTRAL_MARGIN of the best
- * such; nd_keep_cmp picks among them (copies that hardly change the
- * picture, a rescale or a re-encoding, are as central as their source and
- * are told apart by the pair rule). Two members are symmetric, so the pair
+ * other members (its centrality: the mean cosine to them). The candidates
+ * are the members that may be kept whose centrality is within
+ * ND_KEEP_CENTRAL_MARGIN of the best such and, when any of these has it,
+ * whose shape (width:height within 2%) the most members share: most edits
+ * keep the shape, and a stretched copy is as central as its source to a
+ * model that sees a square. nd_keep_cmp picks among the candidates (copies
+ * that hardly change the picture, a rescale or a re-encoding, are as
+ * central as their source and are told apart by the pair rule). Two members are symmetric, so the pair
  * rule decides; above ND_KEEP_CENTRAL_MAX members, or without similarities,
  * or for any other rule, the pair rule alone decides. */
-#define ND_KEEP_CENTRAL_MARGIN 0.010f
+#define ND_KEEP_CENTRAL_MARGIN 0.003f
 #define ND_KEEP_CENTRAL_MAX 200
 
 typedef struct nd_keep_member {
