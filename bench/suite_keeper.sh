@@ -56,7 +56,7 @@ fi
 {
 	echo "# Keeper benchmark"
 	echo
-	echo "\`make bench BENCH_ONLY=keeper\` → \`sh bench/suite_keeper.sh $mode\`; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)'), $(date -u +%Y-%m-%dT%H:%M:%S)."
+	echo "\`make bench$([ "$mode" = full ] && echo -full) BENCH_ONLY=keeper\` → \`sh bench/suite_keeper.sh $mode\`; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)'), $(date -u +%Y-%m-%dT%H:%M:%S)."
 	echo
 	echo "How often a keep rule keeps the original, on the dev set (\`bench/corpus/make_devset.py\`): each"
 	echo "original with its 17 edited copies. Every file is measured as \`neardup ingest\` measures it"
