@@ -84,6 +84,8 @@ test_older_file() {
 	expect 0 "$B" dedup --model "$MODEL" --index tdb --format jsonl
 	[ "$(jq -r '.keep' out)" = two/b.jpg ] || fail "older file not kept: $(cat out)"
 	[ "$(jq -r '.reason' out)" = "older file" ] || fail "reason: $(cat out)"
+	expect 0 "$B" dedup --model "$MODEL" --index tdb --format html -o t.html
+	grep -q "kept: older file" t.html || fail "no reason in the HTML report"
 }
 
 # the group says why its file is kept; the kept file is the first member,
