@@ -158,6 +158,10 @@ int dd_write_html(FILE *f, const struct dd_result *r, float min_sim, const char 
 			out_html_str(f, nd->path);
 			fputs("</span>", f);
 			fprintf(f, "<br/>%u&#215;%u, %s", nd->width, nd->height, sz);
+			if (k == 0 && g->reason[0]) {
+				fputs("<br/>kept: ", f);
+				out_html_str(f, g->reason);
+			}
 			if (k > 0)
 				fprintf(f, "<br/>similarity %.4f (cosine %.4f)", g->sims[k], g->raws[k]);
 			fputs("</figcaption></figure>\n", f);
