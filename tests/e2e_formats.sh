@@ -47,6 +47,22 @@ test_bad_files_named() {
 	has "3 files: 0 embedded, 0 exact duplicates, 0 unchanged, 3 failed, 0 ignored" err
 }
 
+# A large progressive JPEG (24 MP: its coefficients need more than the
+# per-decode bound) is decoded in the one wide decoding lane, not refused;
+# one far beyond it (10000 x 10000) is refused, naming the file.
+test_large_progressive() {
+	mkdir -p big
+	{ printf 'P6\n6000 4000\n255\n'; head -c 72000000 /dev/zero | tr '\0' '\200'; } >big.pgm
+	cjpeg -progressive -quality 90 big.pgm >big/p24.jpg || { fail "cjpeg failed"; return; }
+	{ printf 'P5\n10000 10000\n255\n'; head -c 100000000 /dev/zero; } >huge.pgm
+	cjpeg -progressive huge.pgm >big/huge.jpg || { fail "cjpeg failed"; return; }
+	rm -f big.pgm huge.pgm
+	expect 1 "$B" ingest -j 2 --index db5 big
+	has "2 files: 1 embedded" err
+	has "neardup: cannot decode 'big/huge.jpg': progressive JPEG 10000x10000 needs" err
+	expect 0 "$B" query --index db5 big/p24.jpg
+}
+
 test_cross_format_trained() {
 	if [ ! -f "$ROOT/models/neardup.ndm" ]; then
 		echo "SKIP test_cross_format_trained (no models/neardup.ndm)"
@@ -66,4 +82,5 @@ test_cross_format_trained() {
 
 run test_mixed_folder
 run test_bad_files_named
+run test_large_progressive
 run test_cross_format_trained

@@ -83,6 +83,22 @@ test_older_file() {
 	"$B" ingest -q --model "$MODEL" --index tdb two || { fail "ingest"; return; }
 	expect 0 "$B" dedup --model "$MODEL" --index tdb --format jsonl
 	[ "$(jq -r '.keep' out)" = two/b.jpg ] || fail "older file not kept: $(cat out)"
+	[ "$(jq -r '.reason' out)" = "older file" ] || fail "reason: $(cat out)"
+	expect 0 "$B" dedup --model "$MODEL" --index tdb --format html -o t.html
+	grep -q '"reason":"older file' t.html || fail "no reason in the HTML report"
+}
+
+# the group says why its file is kept; the kept file is the first member,
+# and every member is within the threshold of it
+test_reason() {
+	local r
+	expect 0 "$B" dedup --model "$MODEL" --index db --min-sim 0.6 --format jsonl
+	jq -e -s 'length >= 1 and all(.[]; (.reason | type == "string" and length > 0)
+		and .members[0].path == .keep and .members[0].similarity == 1
+		and all(.members[]; .similarity >= 0.6))' out >/dev/null || fail "$(cat out)"
+	expect 0 "$B" dedup --model "$MODEL" --index db --keep resolution --format jsonl
+	r=$(jq -r 'select(.keep == "fam/framed16.jpg") | .reason' out)
+	[ "$r" = "more pixels" ] || fail "reason for resolution: '$r'"
 }
 
 test_bad_rule() {
@@ -94,4 +110,5 @@ run test_default_keeps_original
 run test_resolution_keeps_copy
 run test_pairs
 run test_older_file
+run test_reason
 run test_bad_rule

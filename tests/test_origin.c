@@ -410,6 +410,95 @@ static void test_bad_input(void)
 	nd_origin_from_bytes(NULL, 0, &o);
 }
 
+/* A family: member 0 the original, 1 a rescale of it (same picture, fewer
+ * pixels), 2.. edited copies, one edit from the original and two from each
+ * other. Copy 2 has the most pixels, so the pair rule alone keeps it. All
+ * have one shape. */
+static void family(nd_keep_member *m, float *sim, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		m[i] = (nd_keep_member){ { (uint32_t)i + 1, 100, 100, 5000, 0, "p", NULL }, 1 };
+		for (size_t j = 0; j < n; j++)
+			sim[i * n + j] = i == j ? 1.0f : (i < 2 && j < 2) ? 0.999f : (i < 2 || j < 2) ? 0.90f : 0.80f;
+	}
+	m[1].item.width = m[1].item.height = 50;
+	m[2].item.width = m[2].item.height = 200;
+}
+
+static void test_keep_choose(void)
+{
+	enum { N = 8 };
+	nd_keep_member m[N];
+	float sim[N * N];
+	nd_keep_choice c;
+	char buf[64];
+	family(m, sim, N);
+	/* the centre is kept; the rescale, as central, loses by the pair rule */
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 0);
+	CHECK(c.central);
+	CHECK(!strcmp(nd_keep_reason(&c, buf, sizeof(buf)), "most central, more pixels"));
+	/* the other rules, and no similarities: the pair rule */
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_RESOLUTION, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 2);
+	CHECK(!c.central);
+	CHECK(!strcmp(nd_keep_reason(&c, buf, sizeof(buf)), "more pixels"));
+	CHECK_EQ_INT(nd_keep_choose(m, N, NULL, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 2);
+	/* a margin wider than the gap makes every member a candidate */
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, 0.5f, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 2);
+	/* a member that may not be kept is not, however central */
+	m[0].can_keep = 0;
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 1);
+	CHECK(c.central);
+	CHECK(!strcmp(nd_keep_reason(&c, buf, sizeof(buf)), "most central"));
+	for (size_t i = 0; i < N; i++)
+		m[i].can_keep = 0;
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), ND_EINVAL);
+	CHECK_EQ_INT(nd_keep_choose(m, 0, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), ND_EINVAL);
+	/* a stretched copy as central as the original (as to a model that sees
+	 * a square), larger, but of a shape no other member has */
+	family(m, sim, N);
+	m[3].item.width = 150;
+	for (size_t j = 0; j < N; j++)
+		if (j != 3)
+			sim[3 * N + j] = sim[j * N + 3] = sim[j] + 0.001f;
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 0);
+	family(m, sim, N);
+	/* ties: all equally central, the pair rule decides */
+	family(m, sim, N);
+	for (size_t i = 0; i < N * N; i++)
+		sim[i] = 0.9f;
+	CHECK_EQ_INT(nd_keep_choose(m, N, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 2);
+	CHECK(!c.central);
+	/* one member; two members (symmetric: the pair rule) */
+	family(m, sim, 2);
+	CHECK_EQ_INT(nd_keep_choose(m, 1, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 0);
+	CHECK(!strcmp(nd_keep_reason(&c, buf, sizeof(buf)), "only one"));
+	m[1].item.width = 400;
+	sim[1] = sim[2] = 0.5f;
+	CHECK_EQ_INT(nd_keep_choose(m, 2, sim, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 1);
+	CHECK(!c.central);
+	/* above the cap the pair rule alone decides */
+	size_t big = ND_KEEP_CENTRAL_MAX + 1;
+	nd_keep_member *bm = malloc(big * sizeof(*bm));
+	float *bs = malloc(big * big * sizeof(*bs));
+	family(bm, bs, big);
+	CHECK_EQ_INT(nd_keep_choose(bm, big, bs, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 2);
+	family(bm, bs, big - 1);
+	CHECK_EQ_INT(nd_keep_choose(bm, big - 1, bs, ND_KEEP_ORIGINAL, ND_KEEP_CENTRAL_MARGIN, &c), 0);
+	CHECK_EQ_INT((int)c.keeper, 0);
+	free(bm);
+	free(bs);
+}
+
 int main(void)
 {
 	RUN(test_grey);
@@ -422,6 +511,7 @@ int main(void)
 	RUN(test_exif);
 	RUN(test_codec);
 	RUN(test_keep_rules);
+	RUN(test_keep_choose);
 	RUN(test_bad_input);
 	return test_summary();
 }

@@ -70,6 +70,45 @@ int nd_keep_rule_parse(const char *name, nd_keep_rule *r);
  * ("colour", "less edited", "older file", ...). */
 int nd_keep_cmp(nd_keep_rule rule, const nd_keep_item *a, const nd_keep_item *b, const char **why);
 
+/* The keeper of a whole group. With "original", the group's centre helps:
+ * each copy is one edit away from the original, two copies are two edits
+ * apart, so the original tends to have the highest mean similarity to the
+ * other members (its centrality: the mean cosine to them). The candidates
+ * are the members that may be kept whose centrality is within
+ * ND_KEEP_CENTRAL_MARGIN of the best such and, when any of these has it,
+ * whose shape (width:height within 2%) the most members share: most edits
+ * keep the shape, and a stretched copy is as central as its source to a
+ * model that sees a square. nd_keep_cmp picks among the candidates (copies
+ * that hardly change the picture, a rescale or a re-encoding, are as
+ * central as their source and are told apart by the pair rule). Two members are symmetric, so the pair
+ * rule decides; above ND_KEEP_CENTRAL_MAX members, or without similarities,
+ * or for any other rule, the pair rule alone decides. */
+#define ND_KEEP_CENTRAL_MARGIN 0.003f
+#define ND_KEEP_CENTRAL_MAX 200
+
+typedef struct nd_keep_member {
+	nd_keep_item item;
+	int can_keep; /* 0: must not be kept (e.g. not similar enough to all others) */
+} nd_keep_member;
+
+typedef struct nd_keep_choice {
+	size_t keeper;   /* index into the members */
+	int central;     /* centrality overruled the pair rule */
+	const char *why; /* static phrase of nd_keep_cmp against the runner-up;
+			  * NULL when nothing else was left to compare */
+} nd_keep_choice;
+
+/* Chooses among m[0..n) by rule. sim (may be NULL) is the n x n row-major
+ * matrix of the members' similarities (cosines; the diagonal is ignored),
+ * margin the centrality margin (ND_KEEP_CENTRAL_MARGIN). Pure: reads only
+ * its arguments. ND_EINVAL when n is 0 or no member may be kept. */
+int nd_keep_choose(const nd_keep_member *m, size_t n, const float *sim, nd_keep_rule rule,
+		   float margin, nd_keep_choice *out);
+
+/* Writes the choice as a short text ("most central, older file", "colour")
+ * into buf (always terminated when cap > 0); returns buf. */
+char *nd_keep_reason(const nd_keep_choice *c, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

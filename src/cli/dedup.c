@@ -357,6 +357,97 @@ done:
 	return rc;
 }
 
+/* The pairs above the threshold, as build_groups holds them. */
+struct graph {
+	const struct run *runs;
+	const size_t *run_of;     /* node -> its run */
+	const size_t *adj_start;  /* CSR over canonical nodes */
+	const struct member *adj;
+	float *nb_sim;            /* scratch, one per node */
+	size_t *nb_mark;          /* scratch, one per node, SIZE_MAX at first */
+	size_t mark;
+};
+
+/* Chooses the keeper of g (nd_keep_choose) and sets g->reason. With the
+ * rule "original" and 3 to ND_KEEP_CENTRAL_MAX members, the keeper may be
+ * any member within the threshold of every other one (a pair above it, or
+ * the same content), so that each member stays within the threshold of
+ * the kept image; the group is then reordered around it, with its
+ * similarities. members[0] is the best by cmp_keep, which puts protected
+ * images first: only members as protected as it may replace it.
+ * tmp has room for g->n. */
+static int choose_keeper(nd_index *ix, struct dd_result *r, struct dd_group *g, enum keep_rule rule,
+			 uint32_t dim, struct graph *gr, struct member *tmp, nd_error *err)
+{
+	size_t n = g->n;
+	const struct dd_node *nodes = r->nodes;
+	int central = rule == KEEP_ORIGINAL && n >= 3 && n <= ND_KEEP_CENTRAL_MAX;
+	nd_keep_member *m = malloc(n * sizeof(*m));
+	float *sim = central ? malloc(n * n * sizeof(*sim)) : NULL;
+	float *vec = central ? malloc(n * (size_t)dim * sizeof(*vec)) : NULL;
+	nd_keep_choice c;
+	int rc = 0;
+	if (!m || (central && (!sim || !vec))) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct dd_node *nd = &nodes[g->members[i]];
+		m[i].item = keep_item(nd);
+		m[i].can_keep = i == 0 || (central && nd->protect == nodes[g->members[0]].protect);
+		if (central && (rc = nd_index_get_vector(ix, nd->id, vec + i * dim, err)))
+			goto done;
+	}
+	for (size_t i = 1; central && i < n; i++) {
+		/* within the threshold of all: its canonical's pairs, or its run */
+		size_t ci = gr->runs[gr->run_of[g->members[i]]].start;
+		gr->mark++;
+		for (size_t k = gr->adj_start[ci]; k < gr->adj_start[ci + 1]; k++)
+			gr->nb_mark[gr->adj[k].node] = gr->mark;
+		for (size_t j = 0; j < n && m[i].can_keep; j++) {
+			size_t cj = gr->runs[gr->run_of[g->members[j]]].start;
+			m[i].can_keep = cj == ci || gr->nb_mark[cj] == gr->mark;
+		}
+	}
+	for (size_t i = 0; central && i < n; i++)
+		for (size_t j = 0; j < i; j++) {
+			double s = 0;
+			for (uint32_t d = 0; d < dim; d++)
+				s += (double)vec[i * dim + d] * vec[j * dim + d];
+			sim[i * n + j] = sim[j * n + i] = (float)s;
+		}
+	rc = nd_keep_choose(m, n, sim, (nd_keep_rule)rule, ND_KEEP_CENTRAL_MARGIN, &c);
+	ND_ASSERT(rc == 0); /* member 0 may always be kept */
+	nd_keep_reason(&c, g->reason, sizeof(g->reason));
+	for (size_t i = 1; i < n; i++)
+		if (nodes[g->members[0]].protect && !nodes[g->members[i]].protect)
+			snprintf(g->reason, sizeof(g->reason), "protected");
+	if (c.keeper == 0)
+		goto done;
+	/* reorder around the new keeper, with its similarities */
+	size_t kn = g->members[c.keeper], ck = gr->runs[gr->run_of[kn]].start, t = 0;
+	for (size_t k = gr->adj_start[ck]; k < gr->adj_start[ck + 1]; k++)
+		gr->nb_sim[gr->adj[k].node] = gr->adj[k].sim;
+	for (size_t i = 0; i < n; i++) {
+		size_t x = g->members[i], cx = gr->runs[gr->run_of[x]].start;
+		if (i != c.keeper)
+			tmp[t++] = (struct member){ x, cx == ck ? 1.0f : gr->nb_sim[cx] };
+	}
+	struct sort_ctx sc = { rule, nodes };
+	qsort_r(tmp, t, sizeof(*tmp), cmp_member, &sc);
+	g->members[0] = kn;
+	g->sims[0] = g->raws[0] = 1.0f;
+	for (size_t i = 0; i < t; i++) {
+		g->members[i + 1] = tmp[i].node;
+		g->sims[i + 1] = g->raws[i + 1] = tmp[i].sim;
+	}
+done:
+	free(m);
+	free(sim);
+	free(vec);
+	return rc;
+}
+
 /* Builds r from the index. Returns 0 or EXIT_FATAL (message printed).
  *
  * Byte-identical files form a run (same hash, same vector). Only the first
@@ -375,6 +466,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	struct run *runs = NULL;
 	struct member *adj = NULL, *tmp = NULL;
 	unsigned char *grouped = NULL;
+	float *nb_sim = NULL;
+	size_t *nb_mark = NULL;
 	int status = EXIT_FATAL;
 	nd_error err;
 	nd_error_clear(&err);
@@ -527,6 +620,13 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	free(pairs->v);
 	pairs->v = NULL;
 
+	nb_sim = malloc(nn * sizeof(*nb_sim));
+	nb_mark = malloc(nn * sizeof(*nb_mark));
+	if (!nb_sim || !nb_mark)
+		goto oom;
+	for (size_t i = 0; i < nn; i++)
+		nb_mark[i] = SIZE_MAX;
+	struct graph gr = { runs, run_of, adj_start, adj, nb_sim, nb_mark, 0 };
 	struct sort_ctx sc = { rule, r->nodes };
 	for (size_t i = 0; i < nn; i++) {
 		order[i] = i;
@@ -587,6 +687,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 			g->sims[k + 1] = g->raws[k + 1] = tmp[k].sim;
 			grouped[tmp[k].node] = 1;
 		}
+		if ((rc = choose_keeper(ix, r, g, rule, meta.dim, &gr, tmp, &err)))
+			goto index_error;
 		if (!jc.pairs.clamp && (rc = raw_sims(ix, r, g, &err)))
 			goto index_error;
 	}
@@ -613,6 +715,8 @@ done:
 	free(stamp);
 	free(grouped);
 	free(tmp);
+	free(nb_sim);
+	free(nb_mark);
 	if (status)
 		free_result(r);
 	return status;
@@ -626,6 +730,8 @@ static void write_jsonl(FILE *f, const struct dd_result *r)
 		const struct dd_group *g = &r->groups[i];
 		fprintf(f, "{\"group\": %zu, \"keep\": ", i + 1);
 		out_json_str(f, r->nodes[g->members[0]].path);
+		fputs(", \"reason\": ", f);
+		out_json_str(f, g->reason);
 		fputs(", \"members\": [", f);
 		for (size_t k = 0; k < g->n; k++) {
 			fputs(k ? ", {\"path\": " : "{\"path\": ", f);

@@ -29,6 +29,7 @@ struct dd_group {
 	float *sims;      /* similarity to the kept image (calibrated unless --score raw) */
 	float *raws;      /* plain cosine to the kept image */
 	size_t n;
+	char reason[48];  /* why members[0] is kept ("most central, older file") */
 };
 
 struct dd_result {

@@ -187,7 +187,8 @@ static const char *file_date(const struct dd_node *nd, char *buf, size_t cap)
 	return "mtime";
 }
 
-/* Why members[0] was kept: what decided, by the keep rule
+/* Why members[0] was kept: dedup's reason when it gave one, else what
+ * decided by the keep rule
  * (nd_keep_cmp's phrase), against each other member, each phrase once
  * ("colour, less edited, older file"); the rule's name when nothing did. */
 static void keep_reason(const struct dd_result *r, const struct dd_group *g, const char *rule, char *buf,
@@ -197,6 +198,10 @@ static void keep_reason(const struct dd_result *r, const struct dd_group *g, con
 	nd_keep_rule kr;
 	size_t len = 0;
 	buf[0] = 0;
+	if (g->reason[0]) { /* dedup's own (nd_keep_reason) */
+		snprintf(buf, cap, "%s", g->reason);
+		return;
+	}
 	if (k->protect) {
 		snprintf(buf, cap, "protected");
 		return;

@@ -1,6 +1,7 @@
 /* neardup CLI — file -> hash -> decode -> prep -> batched forward. */
 #include "embed.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,13 +69,49 @@ static int slot_phash(struct embedder *e, int i, nd_error *err)
 			       e->lum, &e->phash[i], err);
 }
 
+/* Most images decode within the default per-decode memory bound. One that
+ * needs more (a 24-megapixel progressive JPEG, a large HEIC) is decoded
+ * again in the one wide lane, with a larger bound: with N workers the
+ * decoders then hold at most (N - 1) x the default plus the wide bound,
+ * however large the images are, and such photos are still read. */
+#define WIDE_DECODE_BYTES ((size_t)112 << 20)
+static pthread_mutex_t wide_lane = PTHREAD_MUTEX_INITIALIZER;
+
+/* nd_image_decode_mem with the ingest options, or in the wide lane (*o's
+ * bound raised, *wide set: the caller leaves the lane with wide_leave once
+ * it has freed the images). */
+static int decode_bounded(struct embedder *e, const void *data, size_t len, nd_image_opts *o,
+			  nd_image *img, nd_image_info *ii, int *wide, nd_error *err)
+{
+	int rc = nd_image_decode_mem(data, len, o, img, ii, err);
+	if (rc != ND_ELIMIT || *wide || o->max_memory >= WIDE_DECODE_BYTES)
+		return rc;
+	pthread_mutex_lock(&wide_lane);
+	*wide = 1;
+	e->iopts.max_memory = WIDE_DECODE_BYTES;
+	o->max_memory = WIDE_DECODE_BYTES;
+	nd_error_clear(err);
+	return nd_image_decode_mem(data, len, o, img, ii, err);
+}
+
+static void wide_leave(struct embedder *e, int *wide)
+{
+	if (!*wide)
+		return;
+	nd_image_opts d;
+	nd_image_opts_init(&d);
+	e->iopts.max_memory = d.max_memory;
+	*wide = 0;
+	pthread_mutex_unlock(&wide_lane);
+}
+
 /* Decodes data with the ingest options into *img and preps it into the next
  * slot (not yet counted in e->n). img is kept for further views. */
 static int decode_identity(struct embedder *e, const void *data, size_t len, nd_image *img,
-			   nd_image_info *ii, uint32_t *w, uint32_t *h, nd_error *err)
+			   nd_image_info *ii, uint32_t *w, uint32_t *h, int *wide, nd_error *err)
 {
 	ND_ASSERT(e->n < e->cap);
-	int rc = nd_image_decode_mem(data, len, &e->iopts, img, ii, err);
+	int rc = decode_bounded(e, data, len, &e->iopts, img, ii, wide, err);
 	if (rc)
 		return rc;
 	rc = nd_prep_image(img, &e->prep, slot(e, e->n), e->scratch, err);
@@ -95,7 +132,8 @@ int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, 
 {
 	nd_image img = { 0 };
 	nd_image_info ii;
-	int rc = decode_identity(e, data, len, &img, &ii, w, h, err);
+	int wide = 0;
+	int rc = decode_identity(e, data, len, &img, &ii, w, h, &wide, err);
 	if (rc == 0) {
 		nd_origin *o = &e->origin[e->n];
 		nd_origin_init(o);
@@ -105,6 +143,7 @@ int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, 
 	if (rc == 0)
 		e->n++;
 	nd_image_free(&img);
+	wide_leave(e, &wide);
 	return rc;
 }
 
@@ -174,8 +213,8 @@ int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigne
 	ND_ASSERT(e->n + view_count(mask) <= e->cap);
 	nd_image img = { 0 }, big = { 0 }, tmp = { 0 };
 	nd_image_info ii;
-	int n0 = e->n, n = 0;
-	int rc = decode_identity(e, data, len, &img, &ii, w, h, err);
+	int n0 = e->n, n = 0, wide = 0;
+	int rc = decode_identity(e, data, len, &img, &ii, w, h, &wide, err);
 	if (rc)
 		return rc;
 	slot_view[n++] = VIEW_IDENTITY;
@@ -218,7 +257,7 @@ int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigne
 		nd_image_opts o = e->iopts;
 		o.min_width = 2 * iw;
 		o.min_height = 2 * ih;
-		if ((rc = nd_image_decode_mem(data, len, &o, &big, NULL, err)))
+		if ((rc = decode_bounded(e, data, len, &o, &big, NULL, &wide, err)))
 			goto done;
 		src = &big;
 	}
@@ -241,6 +280,7 @@ done:
 		e->n = n0 + n;
 	nd_image_free(&img);
 	nd_image_free(&big);
+	wide_leave(e, &wide);
 	return rc;
 }
 
