@@ -107,9 +107,12 @@ static void run_one(struct query_ctx *q, const char *path)
 	for (int v = 0; v < q->e.n; v++) {
 		nd_hit *hits = q->hits + (size_t)v * q->qp.k;
 		const float *vec = q->e.out + (size_t)v * q->e.info.embed_dim;
-		/* the perceptual hash compares the image as it is: the identity view */
+		/* the fused score compares the hash of the image as it is (the
+		 * identity view); the pair score weighs every view's own hash, so
+		 * that a turned view that matches better is not scored as if it
+		 * had no hash */
 		nd_query_params qp = q->qp;
-		qp.has_phash = slot_view[v] == VIEW_IDENTITY;
+		qp.has_phash = slot_view[v] == VIEW_IDENTITY || q->scored;
 		qp.phash = q->e.phash[v];
 		if ((rc = nd_index_query(q->ix, vec, &qp, hits, &counts[v], NULL, &err))) {
 			cli_err_path("cannot query the index for", path,
