@@ -9,6 +9,7 @@ void nd_group_params_init(nd_group_params *p)
 {
 	p->min_sim = 0.5f;
 	p->bridge_margin = 0.02f;
+	p->cut_ratio = 0.5f;
 }
 
 struct graph {
@@ -23,6 +24,159 @@ struct graph {
 static uint32_t other_end(const struct graph *g, uint32_t e, uint32_t v)
 {
 	return g->ea[e] == v ? g->eb[e] : g->ea[e];
+}
+
+static uint32_t find(uint32_t *parent, uint32_t x)
+{
+	while (parent[x] != x) {
+		parent[x] = parent[parent[x]];
+		x = parent[x];
+	}
+	return x;
+}
+
+/* The global minimum cut of the k x k weight matrix w (Stoer-Wagner,
+ * O(k^3)); side[i] = 1 for the nodes on one side. Returns its weight. w is
+ * destroyed. */
+static double min_cut(double *w, size_t k, unsigned char *side, size_t *grp, size_t *gnext,
+		      unsigned char *merged, unsigned char *added, double *key)
+{
+	double best = INFINITY;
+	for (size_t i = 0; i < k; i++) {
+		grp[i] = i;       /* head of the chain of original nodes merged into i */
+		gnext[i] = SIZE_MAX;
+		merged[i] = 0;
+	}
+	for (size_t phase = k; phase > 1; phase--) {
+		memset(added, 0, k);
+		for (size_t i = 0; i < k; i++)
+			key[i] = 0;
+		size_t prev = SIZE_MAX, last = SIZE_MAX;
+		for (size_t step = 0; step < phase; step++) {
+			size_t sel = SIZE_MAX;
+			for (size_t i = 0; i < k; i++)
+				if (!merged[i] && !added[i] && (sel == SIZE_MAX || key[i] > key[sel]))
+					sel = i;
+			added[sel] = 1;
+			prev = last;
+			last = sel;
+			for (size_t i = 0; i < k; i++)
+				if (!merged[i] && !added[i])
+					key[i] += w[sel * k + i];
+		}
+		if (key[last] < best) {
+			best = key[last];
+			memset(side, 0, k);
+			for (size_t x = grp[last]; x != SIZE_MAX; x = gnext[x])
+				side[x] = 1;
+		}
+		/* merge last into prev */
+		size_t tail = grp[prev];
+		while (gnext[tail] != SIZE_MAX)
+			tail = gnext[tail];
+		gnext[tail] = grp[last];
+		merged[last] = 1;
+		for (size_t i = 0; i < k; i++) {
+			w[prev * k + i] += w[last * k + i];
+			w[i * k + prev] = w[prev * k + i];
+		}
+		w[prev * k + prev] = 0;
+	}
+	return best;
+}
+
+/* One pass over the components of at most ND_GROUP_CUT_MAX nodes: where the
+ * minimum cut is thin next to the smaller side (cut weight < cut_ratio x
+ * its size, both sides of two or more), cut it. Returns the edges cut, or
+ * -1 out of memory. */
+#define ND_GROUP_CUT_MAX 256
+static long cut_thin(struct graph *g, float ratio)
+{
+	size_t n = g->n, K = ND_GROUP_CUT_MAX;
+	long cuts = 0;
+	uint32_t *parent = malloc(n * sizeof(*parent)), *local = malloc(n * sizeof(*local));
+	uint32_t *members = malloc(n * sizeof(*members));
+	size_t *cstart = calloc(n + 1, sizeof(*cstart)), *grp = malloc(K * sizeof(*grp));
+	size_t *gnext = malloc(K * sizeof(*gnext));
+	double *w = malloc(K * K * sizeof(*w)), *key = malloc(K * sizeof(*key));
+	unsigned char *side = malloc(K), *merged = malloc(K), *added = malloc(K);
+	if (!parent || !local || !members || !cstart || !grp || !gnext || !w || !key || !side || !merged || !added) {
+		cuts = -1;
+		goto done;
+	}
+	for (size_t v = 0; v < n; v++)
+		parent[v] = (uint32_t)v;
+	for (size_t e = 0; e < g->m; e++)
+		if (!g->cut[e]) {
+			uint32_t ra = find(parent, g->ea[e]), rb = find(parent, g->eb[e]);
+			if (ra != rb)
+				parent[ra] = rb;
+		}
+	/* members of each root, contiguous (counting sort) */
+	for (size_t v = 0; v < n; v++)
+		cstart[find(parent, (uint32_t)v) + 1]++;
+	for (size_t v = 0; v < n; v++)
+		cstart[v + 1] += cstart[v];
+	{
+		size_t *fill = malloc((n ? n : 1) * sizeof(*fill));
+		if (!fill) {
+			cuts = -1;
+			goto done;
+		}
+		memcpy(fill, cstart, n * sizeof(*fill));
+		for (size_t v = 0; v < n; v++) {
+			uint32_t r = find(parent, (uint32_t)v);
+			local[v] = (uint32_t)(fill[r] - cstart[r]);
+			members[fill[r]++] = (uint32_t)v;
+		}
+		free(fill);
+	}
+	for (size_t r = 0; r < n; r++) {
+		size_t k = cstart[r + 1] - cstart[r];
+		if (k < 4 || k > K)
+			continue;
+		const uint32_t *mem = members + cstart[r];
+		for (size_t i = 0; i < k * k; i++)
+			w[i] = 0;
+		for (size_t i = 0; i < k; i++) {
+			uint32_t v = mem[i];
+			for (size_t a = g->start[v]; a < g->start[v + 1]; a++) {
+				uint32_t e = g->adj[a];
+				if (!g->cut[e])
+					w[i * k + local[other_end(g, e, v)]] += g->ew[e];
+			}
+		}
+		double c = min_cut(w, k, side, grp, gnext, merged, added, key);
+		size_t in = 0;
+		for (size_t i = 0; i < k; i++)
+			in += side[i];
+		size_t small = in < k - in ? in : k - in;
+		if (small < 2 || !(c < ratio * (double)small))
+			continue;
+		for (size_t i = 0; i < k; i++) {
+			uint32_t v = mem[i];
+			for (size_t a = g->start[v]; a < g->start[v + 1]; a++) {
+				uint32_t e = g->adj[a], u = other_end(g, e, v);
+				if (!g->cut[e] && side[i] && !side[local[u]]) {
+					g->cut[e] = 1;
+					cuts++;
+				}
+			}
+		}
+	}
+done:
+	free(parent);
+	free(local);
+	free(members);
+	free(cstart);
+	free(grp);
+	free(gnext);
+	free(w);
+	free(key);
+	free(side);
+	free(merged);
+	free(added);
+	return cuts;
 }
 
 /* One pass over every component: finds the bridges (iterative DFS,
@@ -128,14 +282,6 @@ done:
 	return cuts;
 }
 
-static uint32_t find(uint32_t *parent, uint32_t x)
-{
-	while (parent[x] != x) {
-		parent[x] = parent[parent[x]];
-		x = parent[x];
-	}
-	return x;
-}
 
 int nd_group_components(size_t n, const nd_group_edge *edges, size_t ne, const nd_group_params *p,
 			uint32_t *comp, size_t *ngroups, nd_error *err)
@@ -186,12 +332,14 @@ int nd_group_components(size_t n, const nd_group_edge *edges, size_t ne, const n
 		}
 		free(fill);
 	}
-	if (p->bridge_margin >= 0) {
-		long c;
-		while ((c = cut_bridges(&g, p->bridge_margin)) > 0)
-			;
-		if (c < 0)
+	for (;;) {
+		long c = 0, t = 0;
+		if (p->bridge_margin >= 0 && (c = cut_bridges(&g, p->bridge_margin)) < 0)
 			goto oom;
+		if (p->cut_ratio > 0 && (t = cut_thin(&g, p->cut_ratio)) < 0)
+			goto oom;
+		if (c == 0 && t == 0)
+			break;
 	}
 	for (size_t v = 0; v < n; v++)
 		parent[v] = (uint32_t)v;

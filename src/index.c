@@ -1337,6 +1337,34 @@ int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phas
 	return read_vector(ix, id, NULL, has_phash, phash, err);
 }
 
+int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *sim, float *cosine,
+			nd_error *err)
+{
+	MDB_txn *txn;
+	nd_vec_view va, vb;
+	float *fa = malloc((size_t)ix->meta.dim * sizeof(float));
+	if (!fa)
+		return nd_error_set(err, ND_ENOMEM, "out of memory for a vector");
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc) {
+		free(fa);
+		return rc;
+	}
+	if ((rc = nd_ix_get_vector(ix, txn, a, &va, err)) || (rc = nd_ix_get_vector(ix, txn, b, &vb, err)))
+		goto done;
+	/* as a query of a's stored vector scores b */
+	nd_vector_dequant(&va, fa);
+	float c = nd_vector_dot(&vb, fa);
+	*cosine = c > 1.0f ? 1.0f : c;
+	*sim = *cosine;
+	if (!raw && ix->calibrated)
+		*sim = nd_ix_pair_score(ix, c, va.stat, va.has_phash, va.phash, vb.stat, vb.has_phash, vb.phash);
+done:
+	nd_store_read_end(ix->st, txn);
+	free(fa);
+	return rc;
+}
+
 int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err)
 {
 	MDB_txn *txn;

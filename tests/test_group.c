@@ -35,6 +35,8 @@ static size_t group(const struct g *g, size_t n, float margin, uint32_t *comp)
 	nd_group_params_init(&p);
 	p.min_sim = 0.9f;
 	p.bridge_margin = margin;
+	if (margin < 0) /* no guard at all: plain components */
+		p.cut_ratio = 0;
 	size_t ng = 12345;
 	nd_error err;
 	CHECK_EQ_INT(nd_group_components(n, g->e, g->n, &p, comp, &ng, &err), 0);
@@ -91,6 +93,33 @@ static void test_bridge(void)
 	CHECK_EQ_INT(comp[0], 0);
 	CHECK_EQ_INT(comp[8], 1);
 	CHECK_EQ_INT(comp[4], ND_GROUP_NONE);
+}
+
+/* two families joined by two pairs (no bridge): a thin cut next to the
+ * smaller side (2 < 0.5 x 5) splits them; four pairs between families of
+ * five do not (4 >= 2.5) */
+static void test_thin_cut(void)
+{
+	static struct g g;
+	uint32_t comp[16];
+	g.n = 0;
+	clique(&g, 0, 5, 0.97f);
+	clique(&g, 5, 10, 0.97f);
+	add(&g, 0, 5, 0.95f);
+	add(&g, 1, 6, 0.95f);
+	CHECK_EQ_INT(group(&g, 10, 0.02f, comp), 2);
+	CHECK_EQ_INT(comp[4], 0);
+	CHECK_EQ_INT(comp[9], 1);
+	add(&g, 2, 7, 0.95f);
+	add(&g, 3, 8, 0.95f);
+	CHECK_EQ_INT(group(&g, 10, 0.02f, comp), 1);
+	/* a copy on two pairs of a family stays (its side is one image) */
+	g.n = 0;
+	clique(&g, 0, 6, 0.97f);
+	add(&g, 6, 0, 0.92f);
+	add(&g, 6, 1, 0.92f);
+	CHECK_EQ_INT(group(&g, 7, 0.02f, comp), 1);
+	CHECK_EQ_INT(comp[6], 0);
 }
 
 /* byte-identical files: the caller lists a pair more than once (both
@@ -205,6 +234,7 @@ int main(void)
 {
 	RUN(test_clique_and_chain);
 	RUN(test_bridge);
+	RUN(test_thin_cut);
 	RUN(test_exact_runs);
 	RUN(test_threshold_and_order);
 	RUN(test_bad_input);

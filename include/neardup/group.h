@@ -42,6 +42,7 @@ typedef struct nd_group_edge {
 typedef struct nd_group_params {
 	float min_sim;            /* pairs below are ignored (default 0.5) */
 	float bridge_margin;      /* see above (default 0.02); negative: never cut */
+	float cut_ratio;          /* thin cuts (see above; default 0.5); 0: none */
 } nd_group_params;
 void nd_group_params_init(nd_group_params *p);
 

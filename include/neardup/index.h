@@ -191,6 +191,11 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
 /* The stored perceptual hash of id: *has_phash 0 when its vector has none
  * (stored before issue 4, or on an uncalibrated index). */
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err);
+/* The similarity of stored images a and b as a query of a's stored vector
+ * would score b (the calibrated score unless raw or the handle is not
+ * calibrated), and their cosine (at most 1). ND_ENOTFOUND, ND_ECORRUPT. */
+int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *sim, float *cosine,
+			nd_error *err);
 /* What the pair score reads of id beside its vector (neardup/score.h). */
 int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err);
 /* Id of a path (ND_ENOTFOUND if none). */

@@ -3,16 +3,15 @@
  * Pairs: every pair the self-join finds with similarity >= --min-sim, plus
  * every pair of byte-identical files (same content hash).
  *
- * Grouping, without chaining: the images in some pair are sorted by the keep
- * rule (protected files first, then --keep, then the tie-breakers: more
- * pixels, larger file, older, path, id). Going down that list, each image
- * not yet in a group that still has neighbours not in a group becomes a kept
- * image, and those neighbours (its pairs, so each within --min-sim of it)
- * become its group. Every member is thus within the threshold of the kept
- * image itself, and the kept image ranks first in its group by the keep
- * rule. A chain a~b~c with a and c unrelated gives {a, b} and leaves c
- * alone (or in a group of its own neighbours). Memory: the pairs and the
- * images in them; no N x N structure. */
+ * Grouping: the connected components of the pairs, cut where a weak pair
+ * bridges two parts (neardup/group.h), so that all edits of one photo that
+ * reach each other through copies end in one group while one stray pair
+ * does not merge two families. The kept image is chosen after grouping:
+ * the group's first member by the keep rule (protected files first, then
+ * --keep, then the tie-breakers: more pixels, larger file, older, path,
+ * id). Each member shows its similarity to the kept image, which can be
+ * below --min-sim for a member that reached the group through another copy.
+ * Memory: the pairs and the images in them; no N x N structure. */
 #define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "neardup/group.h"
 #include "dedup.h"
 #include "output.h"
 #include "pipeline.h"
@@ -34,13 +34,14 @@ static const char usage_text[] =
 	"                     [--hardlink-near] [--yes] [PATH...]\n"
 	"\n"
 	"Finds groups of near-duplicate images in the index (ingesting PATHs first when\n"
-	"given) and reports them, one kept image per group. Every member of a group is\n"
-	"within --min-sim of the group's kept image.\n"
+	"given) and reports them, one kept image per group. Groups join images that\n"
+	"reach --min-sim of each other directly or through other copies, split where\n"
+	"one weak pair joins two families.\n"
 	"\n"
 	"options:\n"
-	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_MIN_SIM_STR ", on the calibrated\n"
-	"                     similarity: the cosine of the embeddings minus how close both\n"
-	"                     images are to the model's background set of unrelated images)\n"
+	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_SCORE_MIN_SIM_STR " with the trained model's\n"
+	"                     pair score, the probability that two images are copies of one\n"
+	"                     source; else " CLI_DEFAULT_MIN_SIM_STR " on the calibrated similarity)\n"
 	"      --score M      normalized (default): --min-sim and similarity use the\n"
 	"                     calibrated score; raw: the plain cosine\n"
 	"      --format F     tsv (default): one line per group, kept file first;\n"
@@ -269,7 +270,7 @@ static int cmp_group_path(const void *x, const void *y, void *arg)
 
 struct member {
 	size_t node;
-	float sim;
+	float sim, raw;
 };
 
 static int cmp_member(const void *x, const void *y, void *arg)
@@ -301,52 +302,21 @@ struct run {
 	size_t start, end; /* node indices [start, end): one content hash */
 };
 
-/* g->raws[k]: the plain cosine of member k and the kept image, from the
- * stored vectors (1 for exact copies, as their similarity). */
-static int raw_sims(nd_index *ix, const struct dd_result *r, struct dd_group *g, nd_error *err)
-{
-	nd_meta meta;
-	int rc = nd_index_meta(ix, &meta, err);
-	if (rc)
-		return rc;
-	float *a = malloc(2 * (size_t)meta.dim * sizeof(float)), *b = a + meta.dim;
-	if (!a)
-		return nd_error_set(err, ND_ENOMEM, "out of memory");
-	if ((rc = nd_index_get_vector(ix, r->nodes[g->members[0]].id, a, err)))
-		goto done;
-	for (size_t k = 1; k < g->n; k++) {
-		if (dd_exact(r, g, k)) {
-			g->raws[k] = 1.0f;
-			continue;
-		}
-		if ((rc = nd_index_get_vector(ix, r->nodes[g->members[k]].id, b, err)))
-			goto done;
-		double s = 0;
-		for (uint32_t j = 0; j < meta.dim; j++)
-			s += (double)a[j] * b[j];
-		g->raws[k] = s > 1.0 ? 1.0f : (float)s;
-	}
-done:
-	free(a);
-	return rc;
-}
-
 /* Builds r from the index. Returns 0 or EXIT_FATAL (message printed).
  *
  * Byte-identical files form a run (same hash, same vector). Only the first
- * id of a run (its canonical image) takes part in pairs; when an image
- * becomes a kept one, its group is every ungrouped image of its own run
- * (exact duplicates) and of the runs of its canonical image's neighbours. */
+ * id of a run (its canonical image) takes part in pairs; a group holds
+ * whole runs. */
 static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rule,
 			const struct protect *pr, struct dd_result *r)
 {
 	struct join_ctx jc;
 	struct hashes hs = { 0 };
-	uint32_t *canon = NULL, *node_of = NULL;
-	size_t *adj_start = NULL, *fill = NULL, *order = NULL, *stamp = NULL, *run_of = NULL;
+	uint32_t *canon = NULL, *node_of = NULL, *comp = NULL;
+	size_t *order = NULL, *run_of = NULL, *gid = NULL;
 	struct run *runs = NULL;
-	struct member *adj = NULL, *tmp = NULL;
-	unsigned char *grouped = NULL;
+	struct member *tmp = NULL;
+	nd_group_edge *edges = NULL;
 	int status = EXIT_FATAL;
 	nd_error err;
 	nd_error_clear(&err);
@@ -463,94 +433,105 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	free(hs.v);
 	hs.v = NULL;
 
-	/* adjacency of canonical nodes, both directions (CSR) */
-	adj_start = calloc(nn + 1, sizeof(*adj_start));
-	fill = malloc(nn * sizeof(*fill));
-	adj = malloc((2 * np + 1) * sizeof(*adj));
+	/* groups: the components of the runs' pairs, cut at weak bridges
+	 * (neardup/group.h); a run of byte-identical files is one node, and a
+	 * run of two or more is a group even without pairs */
+	edges = malloc((np ? np : 1) * sizeof(*edges));
+	comp = malloc(nruns * sizeof(*comp));
+	gid = malloc(nruns * sizeof(*gid));
 	order = malloc(nn * sizeof(*order));
-	stamp = malloc(nn * sizeof(*stamp));
-	grouped = calloc(nn, 1);
 	tmp = malloc(nn * sizeof(*tmp));
-	if (!adj_start || !fill || !adj || !order || !stamp || !grouped || !tmp)
+	if (!edges || !comp || !gid || !order || !tmp)
 		goto oom;
-	for (size_t i = 0; i < np; i++) {
-		adj_start[node_of[pairs->v[i].a]]++; /* node index + 1 */
-		adj_start[node_of[pairs->v[i].b]]++;
-	}
-	for (size_t i = 1; i <= nn; i++)
-		adj_start[i] += adj_start[i - 1];
-	memcpy(fill, adj_start, nn * sizeof(*fill));
-	for (size_t i = 0; i < np; i++) {
-		size_t a = node_of[pairs->v[i].a] - 1, b = node_of[pairs->v[i].b] - 1;
-		adj[fill[a]++] = (struct member){ b, pairs->v[i].sim };
-		adj[fill[b]++] = (struct member){ a, pairs->v[i].sim };
-	}
+	for (size_t i = 0; i < np; i++)
+		edges[i] = (nd_group_edge){ (uint32_t)run_of[node_of[pairs->v[i].a] - 1],
+					    (uint32_t)run_of[node_of[pairs->v[i].b] - 1], pairs->v[i].sim };
 	free(pairs->v);
 	pairs->v = NULL;
-
-	struct sort_ctx sc = { rule, r->nodes };
-	for (size_t i = 0; i < nn; i++) {
-		order[i] = i;
-		stamp[i] = SIZE_MAX;
+	nd_group_params gp;
+	nd_group_params_init(&gp);
+	gp.min_sim = min_sim;
+	size_t ng = 0;
+	if ((rc = nd_group_components(nruns, edges, np, &gp, comp, &ng, &err))) {
+		cli_msg("cannot group the pairs: %s", err.msg);
+		goto done;
 	}
-	qsort_r(order, nn, sizeof(*order), cmp_keep, &sc);
+	for (size_t i = 0; i < nruns; i++)
+		gid[i] = comp[i] != ND_GROUP_NONE ? comp[i] : runs[i].end - runs[i].start >= 2 ? ng++ : SIZE_MAX;
 
-	size_t gcap = 0;
-	for (size_t oi = 0; oi < nn; oi++) {
-		size_t u = order[oi];
-		if (grouped[u])
+	/* the kept image of each group: its first member by the keep rule,
+	 * chosen after grouping; groups are built in the order of their kept
+	 * images, members scored against the kept image */
+	struct sort_ctx sc = { rule, r->nodes };
+	for (size_t i = 0; i < nn; i++)
+		order[i] = i;
+	qsort_r(order, nn, sizeof(*order), cmp_keep, &sc);
+	size_t *first_run = malloc((ng ? ng : 1) * sizeof(*first_run)), *next_run = malloc(nruns * sizeof(*next_run));
+	unsigned char *done_g = calloc(ng ? ng : 1, 1);
+	if (!first_run || !next_run || !done_g) {
+		free(first_run);
+		free(next_run);
+		free(done_g);
+		goto oom;
+	}
+	for (size_t g = 0; g < ng; g++)
+		first_run[g] = SIZE_MAX;
+	for (size_t i = nruns; i-- > 0;)
+		if (gid[i] != SIZE_MAX) {
+			next_run[i] = first_run[gid[i]];
+			first_run[gid[i]] = i;
+		}
+	r->groups = calloc(ng ? ng : 1, sizeof(*r->groups));
+	if (!r->groups) {
+		free(first_run);
+		free(next_run);
+		free(done_g);
+		goto oom;
+	}
+	for (size_t oi = 0; oi < nn && rc == 0; oi++) {
+		size_t u = order[oi], g = gid[run_of[u]];
+		if (g == SIZE_MAX || done_g[g])
 			continue;
+		done_g[g] = 1;
 		size_t m = 0;
-		stamp[u] = u;
-		const struct run *own = &runs[run_of[u]];
-		for (size_t x = own->start; x < own->end; x++)
-			if (!grouped[x] && stamp[x] != u) {
-				stamp[x] = u;
-				tmp[m++] = (struct member){ x, 1.0f };
+		for (size_t ru = first_run[g]; ru != SIZE_MAX; ru = next_run[ru])
+			for (size_t x = runs[ru].start; x < runs[ru].end; x++) {
+				if (x == u)
+					continue;
+				float sim = 1.0f, cosine = 1.0f;
+				if (ru != run_of[u] &&
+				    (rc = nd_index_score_pair(ix, r->nodes[u].id, r->nodes[x].id, raw, &sim, &cosine, &err)))
+					break;
+				tmp[m++] = (struct member){ x, sim, cosine };
 			}
-		size_t c = own->start; /* the canonical node: its pairs */
-		for (size_t k = adj_start[c]; k < adj_start[c + 1]; k++) {
-			const struct run *rv = &runs[run_of[adj[k].node]];
-			for (size_t x = rv->start; x < rv->end; x++)
-				if (!grouped[x] && stamp[x] != u) {
-					stamp[x] = u;
-					tmp[m++] = (struct member){ x, adj[k].sim };
-				}
-		}
-		if (m == 0)
-			continue;
+		if (rc)
+			break;
 		qsort_r(tmp, m, sizeof(*tmp), cmp_member, &sc);
-		if (r->n_groups == gcap) {
-			size_t nc = gcap ? gcap * 2 : 64;
-			struct dd_group *ng = realloc(r->groups, nc * sizeof(*ng));
-			if (!ng)
-				goto oom;
-			r->groups = ng;
-			gcap = nc;
-		}
-		struct dd_group *g = &r->groups[r->n_groups];
-		g->members = malloc((m + 1) * sizeof(*g->members));
-		g->sims = malloc((m + 1) * sizeof(*g->sims));
-		g->raws = malloc((m + 1) * sizeof(*g->raws));
-		if (!g->members || !g->sims || !g->raws) {
-			free(g->members);
-			free(g->sims);
-			free(g->raws);
+		struct dd_group *dg = &r->groups[r->n_groups];
+		dg->members = malloc((m + 1) * sizeof(*dg->members));
+		dg->sims = malloc((m + 1) * sizeof(*dg->sims));
+		dg->raws = malloc((m + 1) * sizeof(*dg->raws));
+		r->n_groups++;
+		if (!dg->members || !dg->sims || !dg->raws) {
+			free(first_run);
+			free(next_run);
+			free(done_g);
 			goto oom;
 		}
-		r->n_groups++;
-		g->n = m + 1;
-		g->members[0] = u;
-		g->sims[0] = g->raws[0] = 1.0f;
-		grouped[u] = 1;
+		dg->n = m + 1;
+		dg->members[0] = u;
+		dg->sims[0] = dg->raws[0] = 1.0f;
 		for (size_t k = 0; k < m; k++) {
-			g->members[k + 1] = tmp[k].node;
-			g->sims[k + 1] = g->raws[k + 1] = tmp[k].sim;
-			grouped[tmp[k].node] = 1;
+			dg->members[k + 1] = tmp[k].node;
+			dg->sims[k + 1] = tmp[k].sim;
+			dg->raws[k + 1] = tmp[k].raw;
 		}
-		if (!jc.pairs.clamp && (rc = raw_sims(ix, r, g, &err)))
-			goto index_error;
 	}
+	free(first_run);
+	free(next_run);
+	free(done_g);
+	if (rc)
+		goto index_error;
 	if (r->n_groups)
 		qsort_r(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path, &sc);
 	status = 0;
@@ -567,12 +548,10 @@ done:
 	free(node_of);
 	free(runs);
 	free(run_of);
-	free(adj_start);
-	free(fill);
-	free(adj);
+	free(edges);
+	free(comp);
+	free(gid);
 	free(order);
-	free(stamp);
-	free(grouped);
 	free(tmp);
 	if (status)
 		free_result(r);
@@ -656,6 +635,7 @@ int cmd_dedup(int argc, char **argv)
 	struct cli_common com;
 	cli_common_init(&com);
 	float min_sim = CLI_DEFAULT_MIN_SIM;
+	int min_sim_given = 0;
 	int format = 0; /* 0 tsv, 1 jsonl, 2 html */
 	const char *output = NULL, *to_dir = NULL;
 	enum keep_rule rule = KEEP_RESOLUTION;
@@ -685,6 +665,7 @@ int cmd_dedup(int argc, char **argv)
 			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				goto done;
 			min_sim = (float)d;
+			min_sim_given = 1;
 			break;
 		case O_SCORE:
 			if ((raw = cli_parse_score(optarg)) < 0)
@@ -822,6 +803,8 @@ int cmd_dedup(int argc, char **argv)
 	nd_model_free(m); /* the calibration keeps its own copy */
 	m = NULL;
 	status = EXIT_FATAL;
+	if (!min_sim_given && !raw && nd_index_scored(ix))
+		min_sim = CLI_DEFAULT_SCORE_MIN_SIM;
 
 	if (build_groups(ix, min_sim, raw, rule, &pr, &res))
 		goto done;
