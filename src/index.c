@@ -209,6 +209,9 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		 * older writer added or removed images since): list them again */
 		if (!nd_ix_phash_valid(ix, txn, &ix->meta))
 			rc = nd_ix_phash_rebuild(ix, txn, &ix->meta, err);
+		/* the same for the file identities */
+		if (rc == 0 && !nd_ix_inode_valid(ix, txn, &ix->meta))
+			rc = nd_ix_inode_rebuild(ix, txn, &ix->meta, err);
 		return rc;
 	}
 	if (mrc != MDB_NOTFOUND)
@@ -242,7 +245,9 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 				    m->tables, m->bits, m->vec_format);
 	c->created = 1;
 	int rc = write_meta(ix, txn, m, err);
-	return rc ? rc : nd_ix_phash_mark(ix, txn, m, err);
+	if (rc == 0)
+		rc = nd_ix_phash_mark(ix, txn, m, err);
+	return rc ? rc : nd_ix_inode_mark(ix, txn, m, err);
 }
 
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
@@ -525,6 +530,8 @@ static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, MDB_cursor *
 		return rc;
 	pklen = nd_path_key(r.path, r.path_len, pkey);
 	memcpy(hash, r.hash, 16);
+	if ((rc = nd_ix_inode_del(ix, txn, &r, id, err)))
+		return rc;
 	/* path entry, if it still points at this id */
 	{
 		MDB_val k = { pklen, pkey }, v;
@@ -755,6 +762,16 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			rc = nd_store_err(mrc, err, "reading a path entry");
 			goto done;
 		}
+		/* ... and an image of the same file under another path */
+		if (nd_record_has_identity(&it->rec)) {
+			rc = nd_ix_inode_get(ix, txn, it->rec.dev, it->rec.ino, &old, err);
+			if (rc == 0)
+				rc = remove_one(ix, txn, pcur, hcur, old, &m, batch_first, c->dead, c->fbuf,
+						c->osig, &gone, err);
+			if (rc && rc != ND_ENOTFOUND)
+				goto done;
+			rc = 0;
+		}
 		/* vector (encoded and signed before the transaction) */
 		MDB_val ik = { sizeof(id), &id }, iv = { item_vlen(ix, it), c->venc + i * c->vlen };
 		if ((mrc = mdb_put(txn, ix->st->vectors, &ik, &iv, MDB_APPEND))) {
@@ -781,6 +798,8 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			rc = nd_store_err(mrc, err, "writing a hash entry");
 			goto done;
 		}
+		if (nd_record_has_identity(&it->rec) && (rc = nd_ix_inode_put(ix, txn, &it->rec, id, 0, err)))
+			goto done;
 		m.n_images++;
 		c->idbuf[i] = id;
 	}
@@ -830,9 +849,9 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			hkeys[nk++] = nd_ix_phash_key(q, nd_ix_phash_bucket(it->phash, q), id);
 	}
 	if ((rc = nd_ix_phash_append(ix, hcur, hkeys, nk, c->idbuf, err)) ||
-	    (rc = write_meta(ix, txn, &m, err)))
+	    (rc = write_meta(ix, txn, &m, err)) || (rc = nd_ix_phash_mark(ix, txn, &m, err)))
 		goto done;
-	rc = nd_ix_phash_mark(ix, txn, &m, err);
+	rc = nd_ix_inode_mark(ix, txn, &m, err);
 done:
 	if (pcur)
 		mdb_cursor_close(pcur);
@@ -945,8 +964,8 @@ static int remove_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			goto done;
 		c->removed += (size_t)gone;
 	}
-	if ((rc = write_meta(ix, txn, &m, err)) == 0)
-		rc = nd_ix_phash_mark(ix, txn, &m, err);
+	if ((rc = write_meta(ix, txn, &m, err)) == 0 && (rc = nd_ix_phash_mark(ix, txn, &m, err)) == 0)
+		rc = nd_ix_inode_mark(ix, txn, &m, err);
 done:
 	if (pcur)
 		mdb_cursor_close(pcur);

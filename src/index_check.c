@@ -122,6 +122,19 @@ static void phash_posting(void *ctx, nd_check_report *rep, uint32_t q, uint32_t 
 		c->nph[id]++;
 }
 
+int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err)
+{
+	MDB_txn *txn;
+	nd_store_walk_info wi;
+	int rc = nd_store_read_begin_verified(ix->st, &txn, &wi, err);
+	if (rc)
+		return rc;
+	nd_store_read_end(ix->st, txn);
+	if (pages)
+		*pages = wi.pages;
+	return 0;
+}
+
 int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 {
 	MDB_txn *txn = NULL;
@@ -137,8 +150,12 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	int rc, mrc;
 
 	memset(rep, 0, sizeof(*rep));
-	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+	/* LMDB trusts its pages: walk the file first, then read through LMDB */
+	nd_store_walk_info wi;
+	if ((rc = nd_store_read_begin_verified(ix->st, &txn, &wi, err)))
 		return rc;
+	rep->pages = wi.pages;
+	rep->file_bytes = wi.file_bytes;
 	if (nd_ix_read_meta(ix, txn, &m, &e2)) {
 		problem(rep, "metadata: %s", e2.msg);
 		goto done;
@@ -347,6 +364,11 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	if (npostings != rep->records * L)
 		problem(rep, "%llu postings for %llu images in %u tables", (unsigned long long)npostings,
 			(unsigned long long)rep->records, L);
+
+	/* file identities, when current */
+	rep->inode_valid = nd_ix_inode_valid(ix, txn, &m);
+	if (rep->inode_valid && (rc = nd_ix_inode_check(ix, txn, rep, problem, err)))
+		goto done;
 
 	/* perceptual-hash postings, when current */
 	rep->phash_valid = nd_ix_phash_valid(ix, txn, &m);

@@ -82,6 +82,28 @@ int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t pha
  * valid for m. */
 int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 
+/* ---- file identities (index_inode.c) ---- */
+/* 1 when the inodes database lists every identity of m's snapshot. */
+int nd_ix_inode_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m);
+/* Marks it valid for m (every write transaction's last step). */
+int nd_ix_inode_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+/* The id listed for (dev, ino); ND_ENOTFOUND (no message) when none. */
+int nd_ix_inode_get(nd_index *ix, MDB_txn *txn, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
+/* Lists r's identity (known) for id; flags as mdb_put's (MDB_NOOVERWRITE:
+ * ND_EBUSY, no message, when it is listed already). */
+int nd_ix_inode_put(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, unsigned flags,
+		    nd_error *err);
+/* Unlists r's identity when it names id (nothing when unknown). */
+int nd_ix_inode_del(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, nd_error *err);
+/* Empties the inodes database, lists every record's identity again and
+ * marks it valid for m. */
+int nd_ix_inode_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+/* Part of nd_index_check (when valid): entries and records agree. */
+typedef void (*nd_ix_problem_fn)(nd_check_report *rep, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_problem_fn problem,
+		      nd_error *err);
+
 /* Decodes one entry of the vectors database (key = id, value = vector of
  * dim components); vv points into the map (valid during the transaction). */
 int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,

@@ -9,13 +9,66 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+static int is_damage(int mrc)
+{
+	return mrc == MDB_CORRUPTED || mrc == MDB_PAGE_NOTFOUND || mrc == MDB_INVALID ||
+	       mrc == MDB_VERSION_MISMATCH;
+}
 
 int nd_store_err(int mrc, nd_error *err, const char *what)
 {
 	if (mrc == MDB_MAP_FULL)
 		return ND_STORE_MAPFULL;
+	if (is_damage(mrc))
+		return nd_error_set(err, ND_ECORRUPT, "the index is damaged: %s: %s", what, mdb_strerror(mrc));
+	if (mrc == ENOSPC)
+		return nd_error_set(err, ND_ESTORE, "%s: no space left on device", what);
+	if (mrc == EDQUOT)
+		return nd_error_set(err, ND_ESTORE, "%s: disk quota exceeded", what);
 	return nd_error_set(err, ND_ESTORE, "%s: %s", what, mdb_strerror(mrc));
+}
+
+/* Below this, a failed write is put down to a full disk. */
+#define DISK_LOW_BYTES ((uint64_t)1 << 20)
+
+/* A write that failed on a (nearly) full disk is said to be that: LMDB
+ * reports a short write, which is what a full disk gives, as EIO. */
+static int explain_full_disk(const nd_store *s, int rc, nd_error *err)
+{
+	struct statvfs v;
+	if (rc != ND_ESTORE || !err || statvfs(s->dir, &v) != 0 ||
+	    (uint64_t)v.f_bavail * v.f_frsize >= DISK_LOW_BYTES)
+		return rc;
+	return nd_error_set(err, ND_ESTORE, "no space left on device");
+}
+
+/* The same, naming the index */
+static int store_err(const nd_store *s, int mrc, nd_error *err, const char *what)
+{
+	if (is_damage(mrc))
+		return nd_error_set(err, ND_ECORRUPT, "index '%s' is damaged: %s: %s", s->dir, what,
+				    mdb_strerror(mrc));
+	return nd_store_err(mrc, err, what);
+}
+
+/* The walk before LMDB opens the file. A reader holds no lock: a writer
+ * may commit meanwhile and reuse pages under it, so damage counts only when
+ * the same snapshot shows it twice. */
+static int preflight(const nd_store *s, int full, nd_error *err)
+{
+	nd_store_walk_info w;
+	uint64_t last = 0;
+	int rc = 0;
+	for (int tries = 0; tries < 8; tries++) {
+		rc = nd_store_walk(s->dir, full, 0, &w, err);
+		if (rc != ND_ECORRUPT || w.txnid == last)
+			return rc;
+		last = w.txnid;
+	}
+	return rc;
 }
 
 /* Takes dir/neardup.lock (flock, so a killed writer never leaves it held)
@@ -95,31 +148,60 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 	}
 	if (!readonly && (rc = take_writer_lock(s, err)))
 		goto fail;
-
-	if ((mrc = mdb_env_create(&s->env))) {
-		rc = nd_store_err(mrc, err, "mdb_env_create");
+	/* LMDB maps the file and trusts it: a short file faults (SIGBUS) and a
+	 * damaged page sends it outside the map. Every open checks the size and
+	 * what the open itself reads; a writer checks every tree (under its
+	 * lock nobody else writes), since LMDB writes into the pages it finds. */
+	if (stat(path, &sb) == 0 && sb.st_size > 0 && (rc = preflight(s, !readonly, err)))
+		goto fail;
+	/* an empty data.mdb is what a writer killed while creating the index
+	 * leaves: LMDB sets it up anew, as a writer does here */
+	if (readonly && sb.st_size == 0) {
+		rc = nd_error_set(err, ND_ENOTFOUND, "no index in '%s' (data.mdb is empty)", dir);
 		goto fail;
 	}
-	mdb_env_set_maxdbs(s->env, 8);
-	mdb_env_set_maxreaders(s->env, 254);
 	if (map_size == 0)
 		map_size = (size_t)256 << 20;
-	/* LMDB keeps the larger of this and the size the file already has */
-	if ((mrc = mdb_env_set_mapsize(s->env, map_size))) {
-		rc = nd_store_err(mrc, err, "mdb_env_set_mapsize");
-		goto fail;
-	}
 	unsigned flags = MDB_NOTLS | (readonly ? MDB_RDONLY : 0) | (nosync ? MDB_NOSYNC : 0);
-	if ((mrc = mdb_env_open(s->env, dir, flags, 0644))) {
-		rc = nd_error_set(err, mrc == EACCES || mrc == ENOENT ? ND_EIO : ND_ESTORE,
-				  "cannot open index '%s': %s", dir, mdb_strerror(mrc));
+	for (;;) {
+		if ((mrc = mdb_env_create(&s->env))) {
+			rc = nd_store_err(mrc, err, "mdb_env_create");
+			goto fail;
+		}
+		mdb_env_set_maxdbs(s->env, 12);
+		mdb_env_set_maxreaders(s->env, 254);
+		/* LMDB keeps the larger of this and the size the file already has */
+		if ((mrc = mdb_env_set_mapsize(s->env, map_size))) {
+			rc = nd_store_err(mrc, err, "mdb_env_set_mapsize");
+			goto fail;
+		}
+		mrc = mdb_env_open(s->env, dir, flags, 0644);
+		/* a reader who may not write lock.mdb (a shared index of another
+		 * user) reads without it: its transactions are not registered,
+		 * so a writer working at the same time may reuse pages it reads */
+		if ((mrc == EACCES || mrc == EPERM) && readonly && !(flags & MDB_NOLOCK)) {
+			mdb_env_close(s->env);
+			s->env = NULL;
+			flags |= MDB_NOLOCK;
+			s->nolock = 1;
+			continue;
+		}
+		break;
+	}
+	if (mrc) {
+		if (is_damage(mrc))
+			rc = store_err(s, mrc, err, "data.mdb");
+		else
+			rc = nd_error_set(err, mrc == EACCES || mrc == ENOENT ? ND_EIO : ND_ESTORE,
+					  "cannot open index '%s': %s", dir, mdb_strerror(mrc));
 		goto fail;
 	}
 	/* clear reader slots left by killed processes */
-	mdb_reader_check(s->env, &dead);
+	if (!s->nolock)
+		mdb_reader_check(s->env, &dead);
 
 	if ((mrc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn))) {
-		rc = nd_store_err(mrc, err, "mdb_txn_begin");
+		rc = store_err(s, mrc, err, "mdb_txn_begin");
 		goto fail;
 	}
 	unsigned cf = readonly ? 0 : MDB_CREATE;
@@ -140,6 +222,8 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 			if (mrc == MDB_NOTFOUND)
 				rc = nd_error_set(err, ND_ECORRUPT, "index '%s' has no '%s' database", dir,
 						  dbs[i].name);
+			else if (is_damage(mrc))
+				rc = store_err(s, mrc, err, dbs[i].name);
 			else
 				rc = nd_error_set(err, ND_ESTORE, "cannot open database '%s' in '%s': %s",
 						  dbs[i].name, dir, mdb_strerror(mrc));
@@ -153,6 +237,15 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 		s->has_phash_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
 		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'phash' in '%s': %s", dir,
+				  mdb_strerror(mrc));
+		goto fail;
+	}
+	/* so did the file identities */
+	mrc = mdb_dbi_open(txn, "inodes", cf, &s->inodes);
+	if (mrc == 0) {
+		s->has_inode_db = 1;
+	} else if (mrc != MDB_NOTFOUND) {
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'inodes' in '%s': %s", dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}
@@ -214,7 +307,7 @@ int nd_store_read_begin(nd_store *s, MDB_txn **txn, nd_error *err)
 				return rc;
 			continue;
 		}
-		return nd_store_err(mrc, err, "cannot begin a read transaction");
+		return store_err(s, mrc, err, "cannot begin a read transaction");
 	}
 }
 
@@ -260,7 +353,7 @@ int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err)
 					return rc;
 				continue;
 			}
-			return nd_store_err(mrc, err, "cannot begin a write transaction");
+			return store_err(s, mrc, err, "cannot begin a write transaction");
 		}
 		rc = fn(txn, ctx, err);
 		if (rc == 0) {
@@ -268,17 +361,49 @@ int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err)
 			pthread_rwlock_unlock(&s->resize_lock);
 			if (mrc == 0)
 				return 0;
-			rc = nd_store_err(mrc, err, "cannot commit");
+			rc = store_err(s, mrc, err, "cannot commit");
 			if (rc != ND_STORE_MAPFULL)
-				return rc;
+				return explain_full_disk(s, rc, err);
 		} else {
 			mdb_txn_abort(txn);
 			pthread_rwlock_unlock(&s->resize_lock);
 			if (rc != ND_STORE_MAPFULL)
-				return rc;
+				return explain_full_disk(s, rc, err);
 		}
 		if ((rc = grow_map(s, err)))
 			return rc;
 	}
 	return nd_error_set(err, ND_ELIMIT, "index map still full after many grows");
+}
+
+int nd_store_read_begin_verified(nd_store *s, MDB_txn **txn, nd_store_walk_info *out, nd_error *err)
+{
+	int rc = ND_EBUSY;
+	/* the read transaction keeps writers off the snapshot's pages; when
+	 * they have overwritten its meta page meanwhile, take a newer one */
+	for (int tries = 0; tries < 20 && rc == ND_EBUSY; tries++) {
+		if ((rc = nd_store_read_begin(s, txn, err)))
+			return rc;
+		rc = nd_store_walk(s->dir, 1, (uint64_t)mdb_txn_id(*txn), out, err);
+		if (rc == 0)
+			return 0;
+		nd_store_read_end(s, *txn);
+	}
+	*txn = NULL;
+	if (rc == ND_EBUSY)
+		rc = nd_error_set(err, ND_EBUSY, "index '%s' changes too fast to be verified", s->dir);
+	return rc;
+}
+
+int nd_store_copy(nd_store *s, const char *dest_dir, nd_error *err)
+{
+	pthread_rwlock_rdlock(&s->resize_lock);
+	int mrc = mdb_env_copy2(s->env, dest_dir, MDB_CP_COMPACT);
+	pthread_rwlock_unlock(&s->resize_lock);
+	if (mrc == 0)
+		return 0;
+	if (is_damage(mrc))
+		return store_err(s, mrc, err, "copying");
+	return nd_error_set(err, mrc == EEXIST || mrc == ENOENT || mrc == EACCES ? ND_EIO : ND_ESTORE,
+			    "cannot copy index '%s' to '%s': %s", s->dir, dest_dir, mdb_strerror(mrc));
 }

@@ -52,6 +52,12 @@ struct record_disk_v1 {
 	uint8_t hash[16];
 };
 _Static_assert(sizeof(struct record_disk_v1) == ND_RECORD_HDR_V1, "record header layout");
+struct record_disk_v2 {
+	struct record_disk_v1 v1; /* version 2, hdr_size >= ND_RECORD_HDR_V2 */
+	uint64_t dev;            /* st_dev of the file when indexed (0 with ino 0: unknown) */
+	uint64_t ino;            /* st_ino */
+};
+_Static_assert(sizeof(struct record_disk_v2) == ND_RECORD_HDR_V2, "record header v2 layout");
 
 #define VEC_MAGIC 0xE1
 struct vec_disk_v1 {
@@ -170,7 +176,7 @@ int nd_meta_decode(const void *buf, size_t len, nd_meta *m, nd_error *err)
 
 size_t nd_record_encoded_size(size_t path_len)
 {
-	return ND_RECORD_HDR_V1 + path_len + 1;
+	return ND_RECORD_HDR_V2 + path_len + 1;
 }
 
 int nd_record_encode(const nd_record *r, uint8_t *out, size_t cap, size_t *len, nd_error *err)
@@ -184,18 +190,20 @@ int nd_record_encode(const nd_record *r, uint8_t *out, size_t cap, size_t *len, 
 	size_t need = nd_record_encoded_size(r->path_len);
 	if (cap < need)
 		return nd_error_set(err, ND_ELIMIT, "record buffer too small");
-	memset(out, 0, ND_RECORD_HDR_V1);
+	memset(out, 0, ND_RECORD_HDR_V2);
 	PUT(uint8_t, out, S, magic, RECORD_MAGIC);
-	PUT(uint8_t, out, S, version, 1);
-	PUT(uint16_t, out, S, hdr_size, ND_RECORD_HDR_V1);
+	PUT(uint8_t, out, S, version, 2);
+	PUT(uint16_t, out, S, hdr_size, ND_RECORD_HDR_V2);
 	PUT(uint32_t, out, S, width, r->width);
 	PUT(uint32_t, out, S, height, r->height);
 	PUT(uint32_t, out, S, path_len, (uint32_t)r->path_len);
 	PUT(uint64_t, out, S, size, r->size);
 	PUT(int64_t, out, S, mtime_ns, r->mtime_ns);
 	memcpy(out + offsetof(S, hash), r->hash, 16);
-	memcpy(out + ND_RECORD_HDR_V1, r->path, r->path_len);
-	out[ND_RECORD_HDR_V1 + r->path_len] = 0;
+	PUT(uint64_t, out, struct record_disk_v2, dev, r->dev);
+	PUT(uint64_t, out, struct record_disk_v2, ino, r->ino);
+	memcpy(out + ND_RECORD_HDR_V2, r->path, r->path_len);
+	out[ND_RECORD_HDR_V2 + r->path_len] = 0;
 	*len = need;
 	return 0;
 }
@@ -224,9 +232,26 @@ int nd_record_decode(const void *buf, size_t len, nd_record *r, nd_error *err)
 	r->size = GET(uint64_t, b, S, size);
 	r->mtime_ns = GET(int64_t, b, S, mtime_ns);
 	memcpy(r->hash, b + offsetof(S, hash), 16);
+	r->dev = r->ino = 0;
+	if (b[1] >= 2) {
+		if (hs < ND_RECORD_HDR_V2)
+			return nd_error_set(err, ND_ECORRUPT, "image record version %u with a %u-byte header",
+					    b[1], hs);
+		r->dev = GET(uint64_t, b, struct record_disk_v2, dev);
+		r->ino = GET(uint64_t, b, struct record_disk_v2, ino);
+	}
 	r->path = p;
 	r->path_len = pl;
 	return 0;
+}
+
+void nd_inode_key(uint64_t dev, uint64_t ino, uint8_t key[ND_INODE_KEY_SIZE])
+{
+	/* big-endian: the keys of one device sort together, by inode */
+	for (int i = 0; i < 8; i++) {
+		key[i] = (uint8_t)(dev >> (56 - 8 * i));
+		key[8 + i] = (uint8_t)(ino >> (56 - 8 * i));
+	}
 }
 
 /* ---- paths ---- */

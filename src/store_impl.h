@@ -12,7 +12,10 @@ typedef struct nd_store {
 	MDB_dbi meta, records, paths, hashes, vectors, postings;
 	MDB_dbi phash;                /* perceptual-hash postings (issue 4) */
 	int has_phash_db;             /* 0: an index from before it, opened read-only */
+	MDB_dbi inodes;               /* (device, inode) -> id */
+	int has_inode_db;             /* 0: an index from before it, opened read-only */
 	int readonly;
+	int nolock;                   /* read-only without lock.mdb: readers not coordinated */
 	int lock_fd;                  /* writer lock (flock), -1 for readers */
 	char *dir;
 	pthread_rwlock_t resize_lock; /* read: a transaction is open; write: resizing the map */
@@ -37,8 +40,44 @@ void nd_store_read_end(nd_store *s, MDB_txn *txn);
 typedef int (*nd_store_write_fn)(MDB_txn *txn, void *ctx, nd_error *err);
 int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err);
 
+/* ---- the validating walker (store_verify.c) ---- */
+
+/* What a walk of data.mdb saw. */
+typedef struct nd_store_walk_info {
+	uint64_t file_bytes;  /* data.mdb's size */
+	uint32_t psize;       /* LMDB page size */
+	uint64_t last_pg;     /* the walked meta's last page */
+	uint64_t txnid;       /* ... and its transaction */
+	uint64_t pages;       /* tree pages read (branch, leaf, overflow) */
+	uint64_t free_pages;  /* pages the free list names */
+} nd_store_walk_info;
+
+/* Reads DIR/data.mdb with pread (never LMDB's map): the two meta pages (the
+ * one LMDB would use, or the one of transaction want_txnid when not 0), the
+ * file size against its last page, then the main database and the "meta"
+ * database (full == 0: what every open reads) or every tree and the free
+ * list (full == 1): page numbers inside the file, each page reached once,
+ * page headers, node bounds, key order, sub-databases, overflow pages, the
+ * databases' counters. Damage: ND_ECORRUPT, "index 'DIR' is damaged: ...".
+ * ND_EBUSY when no meta page holds want_txnid (a writer moved on: retry);
+ * ND_ENOTFOUND, ND_EIO, ND_ENOMEM. The walk sees a consistent snapshot only
+ * while no writer can reuse its pages: under the writer lock, or inside a
+ * read transaction of that txnid (nd_store_verify). */
+int nd_store_walk(const char *dir, int full, uint64_t want_txnid, nd_store_walk_info *out, nd_error *err);
+
+/* nd_store_read_begin, then the full walk of that transaction's snapshot;
+ * on success the transaction stays open (end it with nd_store_read_end). */
+int nd_store_read_begin_verified(nd_store *s, MDB_txn **txn, nd_store_walk_info *out, nd_error *err);
+
+/* Copies the environment, compacted, into dest_dir (which must hold no
+ * data.mdb) inside one read transaction: writers go on meanwhile. */
+int nd_store_copy(nd_store *s, const char *dest_dir, nd_error *err);
+
 /* Translates an LMDB return code: MDB_MAP_FULL -> ND_STORE_MAPFULL (not an
- * error: the write is retried), others -> ND_ESTORE with "what: message". */
+ * error: the write is retried); LMDB's damage codes (MDB_CORRUPTED,
+ * MDB_PAGE_NOTFOUND, MDB_INVALID, MDB_VERSION_MISMATCH) -> ND_ECORRUPT with
+ * "the index is damaged: what: message"; others -> ND_ESTORE with
+ * "what: message". */
 int nd_store_err(int mrc, nd_error *err, const char *what);
 
 #endif

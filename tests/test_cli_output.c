@@ -106,9 +106,57 @@ static void test_tsv(void)
 	char *t = capture(out_tsv_str, "a\tb\nc\\d\re");
 	CHECK(!strcmp(t, "a\\tb\\nc\\\\d\\re"));
 	free(t);
-	t = capture(out_tsv_str, "caf\xe9 ok.jpg");
-	CHECK(!strcmp(t, "caf\xe9 ok.jpg")); /* other bytes as they are */
+	/* bytes that are not UTF-8, and control characters, as \xNN; UTF-8 as it is */
+	t = capture(out_tsv_str, "caf\xe9 \xc3\xa9t\xc3\xa9.jpg");
+	CHECK_MSG(!strcmp(t, "caf\\xe9 \xc3\xa9t\xc3\xa9.jpg"), "%s", t);
 	free(t);
+	t = capture(out_tsv_str, "\x1b[31mred\x07\x7f\x01\xc2\x9b" "2J\xc2\xa0x");
+	CHECK_MSG(!strcmp(t, "\\x1b[31mred\\x07\\x7f\\x01\\xc2\\x9b2J\xc2\xa0x"), "%s", t);
+	free(t);
+}
+
+/* No control byte survives TSV escaping, whatever the input, and the
+ * escapes decode back to the exact bytes. */
+static void test_tsv_any_bytes(void)
+{
+	unsigned seed = 12345;
+	for (int round = 0; round < 2000; round++) {
+		char in[40], back[40];
+		size_t n = 1 + (size_t)round % 38, b = 0;
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			in[i] = (char)(1 + (seed >> 16) % 255);
+		}
+		in[n] = 0;
+		char *t = capture(out_tsv_str, in);
+		int ok = 1;
+		for (const unsigned char *c = (const unsigned char *)t; *c; c++) {
+			if (*c < 0x20 || *c == 0x7f || (c[0] == 0xc2 && c[1] >= 0x80 && c[1] < 0xa0))
+				ok = 0;
+			if (*c != '\\') {
+				back[b++] = (char)*c;
+				continue;
+			}
+			c++;
+			if (*c == 'x') {
+				unsigned v;
+				sscanf((const char *)c + 1, "%2x", &v);
+				back[b++] = (char)v;
+				c += 2;
+			} else {
+				back[b++] = *c == 't' ? '\t' : *c == 'n' ? '\n' : *c == 'r' ? '\r' : (char)*c;
+			}
+		}
+		back[b] = 0;
+		CHECK_MSG(ok && !strcmp(back, in), "round %d: %s", round, t);
+		/* the same escaping into a buffer, cut at a character boundary */
+		char buf[24];
+		size_t l = out_escape(in, buf, sizeof(buf));
+		CHECK(l == strlen(buf) && l < sizeof(buf) && !strncmp(buf, t, l));
+		free(t);
+		if (test_case_failed_)
+			break;
+	}
 }
 
 static void test_html(void)
@@ -140,6 +188,7 @@ int main(void)
 	RUN(test_utf8);
 	RUN(test_json);
 	RUN(test_tsv);
+	RUN(test_tsv_any_bytes);
 	RUN(test_html);
 	RUN(test_base64);
 	return test_summary();

@@ -7,6 +7,7 @@
 #include "test.h"
 
 #include "cli/embed.c"
+#include "cli/readfile.c"
 #include "cli/views.c"
 
 #define MODEL "models/neardup.ndm"

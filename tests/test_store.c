@@ -61,9 +61,11 @@ static void test_meta_roundtrip(void)
 static void test_record_roundtrip(void)
 {
 	nd_record r = { 0 }, o;
-	uint8_t buf[ND_RECORD_HDR_V1 + ND_PATH_MAX + 1];
+	uint8_t buf[ND_RECORD_HDR_V2 + ND_PATH_MAX + 1];
 	size_t len;
 	nd_error err;
+	r.dev = 0x0000000800000021ull;
+	r.ino = 0x123456789abcdef0ull;
 	r.width = 4000;
 	r.height = 3000;
 	r.size = 5ull << 30;
@@ -78,6 +80,7 @@ static void test_record_roundtrip(void)
 	CHECK(o.width == 4000 && o.height == 3000 && o.size == (5ull << 30) &&
 	      o.mtime_ns == r.mtime_ns && memcmp(o.hash, r.hash, 16) == 0);
 	CHECK(o.path_len == r.path_len && strcmp(o.path, r.path) == 0);
+	CHECK(o.dev == r.dev && o.ino == r.ino && nd_record_has_identity(&o));
 	for (size_t cut = 0; cut < len; cut++)
 		CHECK_MSG(nd_record_decode(buf, cut, &o, &err) != 0, "cut %zu", cut);
 	buf[0] ^= 1;
@@ -86,7 +89,12 @@ static void test_record_roundtrip(void)
 	buf[len - 1] = 'x'; /* no NUL */
 	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), ND_ECORRUPT);
 	buf[len - 1] = 0;
-	buf[ND_RECORD_HDR_V1 + 3] = 0; /* NUL inside the path */
+	buf[ND_RECORD_HDR_V2 + 3] = 0; /* NUL inside the path */
+	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), ND_ECORRUPT);
+	buf[ND_RECORD_HDR_V2 + 3] = 't';
+	/* version 2 claiming a version-1 header: corrupt */
+	uint16_t hs = ND_RECORD_HDR_V1;
+	memcpy(buf + 2, &hs, 2);
 	CHECK_EQ_INT(nd_record_decode(buf, len, &o, &err), ND_ECORRUPT);
 	/* invalid records are refused by the encoder */
 	r.path_len = 0;
@@ -94,6 +102,49 @@ static void test_record_roundtrip(void)
 	r.path = "a\0b";
 	r.path_len = 3;
 	CHECK_EQ_INT(nd_record_encode(&r, buf, sizeof(buf), &len, &err), ND_EINVAL);
+}
+
+/* A version-1 record (written before the file identity) still decodes,
+ * with the identity unknown; re-encoded it becomes version 2. */
+static void test_record_v1(void)
+{
+	uint8_t v1[ND_RECORD_HDR_V1 + 6] = { 0 }, buf[ND_RECORD_HDR_V2 + 16];
+	uint16_t hs = ND_RECORD_HDR_V1;
+	uint32_t w = 640, pl = 5;
+	uint64_t size = 12345;
+	nd_record o;
+	nd_error err;
+	size_t len;
+	v1[0] = 0xD1;
+	v1[1] = 1;
+	memcpy(v1 + 2, &hs, 2);
+	memcpy(v1 + 4, &w, 4);
+	memcpy(v1 + 12, &pl, 4);
+	memcpy(v1 + 16, &size, 8);
+	memcpy(v1 + ND_RECORD_HDR_V1, "a.jpg", 6);
+	o.dev = o.ino = 7;
+	CHECK_EQ_INT(nd_record_decode(v1, sizeof(v1), &o, &err), 0);
+	CHECK(o.width == 640 && o.size == 12345 && strcmp(o.path, "a.jpg") == 0);
+	CHECK(o.dev == 0 && o.ino == 0 && !nd_record_has_identity(&o));
+	CHECK_EQ_INT(nd_record_encode(&o, buf, sizeof(buf), &len, &err), 0);
+	CHECK_EQ_INT(len, ND_RECORD_HDR_V2 + 6);
+	CHECK(buf[1] == 2);
+	/* a later version with a longer header: the fields it adds are skipped */
+	uint8_t v3[ND_RECORD_HDR_V2 + 8 + 6] = { 0 };
+	memcpy(v3, buf, ND_RECORD_HDR_V2);
+	v3[1] = 3;
+	hs = ND_RECORD_HDR_V2 + 8;
+	memcpy(v3 + 2, &hs, 2);
+	memcpy(v3 + ND_RECORD_HDR_V2 + 8, "a.jpg", 6);
+	CHECK_EQ_INT(nd_record_decode(v3, sizeof(v3), &o, &err), 0);
+	CHECK(strcmp(o.path, "a.jpg") == 0 && o.size == 12345);
+	/* inode keys sort by device, then inode */
+	uint8_t k1[ND_INODE_KEY_SIZE], k2[ND_INODE_KEY_SIZE];
+	nd_inode_key(1, 0xFFFFFFFFFFull, k1);
+	nd_inode_key(2, 1, k2);
+	CHECK(memcmp(k1, k2, ND_INODE_KEY_SIZE) < 0);
+	nd_inode_key(2, 0x100, k1);
+	CHECK(memcmp(k2, k1, ND_INODE_KEY_SIZE) < 0);
 }
 
 static void test_path_keys(void)
@@ -295,6 +346,7 @@ int main(void)
 {
 	RUN(test_meta_roundtrip);
 	RUN(test_record_roundtrip);
+	RUN(test_record_v1);
 	RUN(test_path_keys);
 	RUN(test_vector_formats);
 	RUN(test_vector_stat);

@@ -125,8 +125,11 @@ typedef struct nd_index_item {
 
 /* Adds n images in one transaction; ids[i] (if ids is not NULL) receives the
  * id given to items[i]. An item whose path is already indexed replaces that
- * image (the old id is removed). ND_EINVAL (nothing written) if a vector has
- * the wrong dimension or non-finite values, or a record is invalid. */
+ * image (the old id is removed), and so does an item whose file identity
+ * (rec.dev, rec.ino; both 0 = unknown) is: one file is one image, whatever
+ * the path it is reached by (the caller picks the path kept). ND_EINVAL
+ * (nothing written) if a vector has the wrong dimension or non-finite
+ * values, or a record is invalid. */
 int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err);
 
 /* Removes the given ids (record, path, hash entry, vector, postings) in one
@@ -200,6 +203,10 @@ int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *si
 int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err);
 /* Id of a path (ND_ENOTFOUND if none). */
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
+/* Id of the image of the file with this identity (st_dev, st_ino): ND_ENOTFOUND
+ * if none, or when the identities are not current (only on a read-only
+ * handle of an index last written by a version from before them). */
+int nd_index_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
 /* Ids with this content hash: the first cap go to ids, *n receives the total. */
 int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap,
 			 size_t *n, nd_error *err);
@@ -277,16 +284,41 @@ typedef struct nd_check_report {
 	int phash_valid;          /* the perceptual-hash postings are current (else the next
 				   * writer rebuilds them, and they are not checked) */
 	uint64_t phash_postings;  /* entries in them */
+	uint64_t pages;           /* LMDB pages walked and found sound */
+	uint64_t file_bytes;      /* data.mdb's size */
 	uint64_t n_problems;      /* all problems found; the first ND_CHECK_MAX_PROBLEMS are described */
 	char problems[ND_CHECK_MAX_PROBLEMS][ND_CHECK_PROBLEM_LEN];
+	int inode_valid;          /* the file identities (device, inode -> id) are current (else the
+				   * next writer rebuilds them, and they are not checked) */
+	uint64_t inode_entries;   /* entries in them */
 } nd_check_report;
 
-/* Verifies the whole index: metadata, every record, path and hash entry,
+/* Walks the LMDB file itself (read with pread, not through LMDB's map):
+ * every page of every tree is inside the file, reached once, with sound
+ * headers, node bounds and key order, and the databases' counters agree.
+ * LMDB keeps no checksums and trusts its pages, so a damaged page would
+ * crash it; every open checks only the file size and the pages the open
+ * reads, and an open for writing walks everything (nd_index_open fails
+ * with ND_ECORRUPT). Returns ND_ECORRUPT with "index 'DIR' is damaged:
+ * ..." when the file is damaged; *pages (may be NULL): pages walked. */
+int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err);
+
+/* Writes a copy of the index into dest_dir (created when missing; ND_EINVAL
+ * when it already holds a data.mdb) with LMDB's compacting copy
+ * (mdb_env_copy2, MDB_CP_COMPACT): one read transaction, so the copy is a
+ * consistent snapshot while other processes go on reading and writing.
+ * The index is verified first (nd_index_verify: ND_ECORRUPT when damaged).
+ * Check the copy with nd_index_check on an index opened on dest_dir. */
+int nd_index_backup(nd_index *ix, const char *dest_dir, nd_error *err);
+
+/* Verifies the whole index: first nd_index_verify's walk (damage returns
+ * ND_ECORRUPT, and nothing else is checked), then metadata, every record, path and hash entry,
  * vector and posting block decodes; the maps agree with the records; every
  * posting id has a record and a vector; lists are increasing; every image is
  * in exactly the buckets its stored vector hashes to; the counters agree;
  * when current, every image stored with a perceptual hash is in exactly the
- * four hash buckets of it, and no other.
+ * four hash buckets of it, and no other; when current, every record that
+ * knows its file identity is listed under it, alone.
  * Returns 0 when the check ran (rep->n_problems says whether it passed). */
 int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err);
 

@@ -3,7 +3,8 @@
  *
  * One LMDB environment (a directory) holds these named databases:
  *   meta     "meta"                 -> nd_meta value (format version, model, L, K, seed, dim, counters)
- *   records  id (uint32, native)    -> record value (path, size, mtime, content hash, width, height)
+ *   records  id (uint32, native)    -> record value (path, size, mtime, content hash, width, height,
+ *                                      and from version 2 the file's device and inode)
  *   paths    path bytes (*)         -> path value (magic + id)
  *   hashes   128-bit content hash   -> ids (sorted duplicates, 4 bytes each)
  *   vectors  id (uint32, native)    -> vector value (header + float16 or int8 components)
@@ -13,10 +14,16 @@
  *                                       carries a hash (version 3) is listed in four
  *                                       buckets, "tables" 0..3, bucket = bits 16q..16q+15
  *                                       of its hash: two hashes within 3 bits share one.
+ *   inodes   device|inode (2 x u64,  -> path value (magic + id): every record that knows its
+ *            big-endian)                file's identity, so that one file under two spellings
+ *                                       (relative and absolute, through a symlinked directory,
+ *                                       a hard link) is found as one image
  * The phash database is valid only while meta's "phash" entry (nd_phash_mark)
  * matches the metadata's next id and image count: a writer from before it
  * adds and removes images without touching either, and the next writer
- * that knows it rebuilds the database from the stored vectors.
+ * that knows it rebuilds the database from the stored vectors. The inodes
+ * database is kept the same way (meta key "inodes"), rebuilt from the
+ * records.
  * (*) paths longer than ND_PATH_KEY_MAX bytes are keyed by their first
  *     ND_PATH_KEY_PREFIX bytes, a 0 byte and the XXH3-128 of the whole path;
  *     the record is always compared with the full path.
@@ -91,15 +98,31 @@ typedef struct nd_record {
 	uint8_t hash[16];        /* content hash (XXH3-128 of the file, canonical big-endian bytes) */
 	const char *path;        /* NUL-terminated; lifetime: see the function that filled it */
 	size_t path_len;         /* strlen(path) */
+	uint64_t dev, ino;       /* the file's identity (st_dev, st_ino) when indexed; both 0 =
+				  * unknown (a version-1 record) */
 } nd_record;
 
+/* The record knows its file's identity. */
+static inline int nd_record_has_identity(const nd_record *r)
+{
+	return r->dev != 0 || r->ino != 0;
+}
+
+/* Version 1: a 48-byte header. Version 2: a 64-byte header, the v1 fields
+ * plus the device and inode (uint64 each) at offset 48. Written: version 2. */
 #define ND_RECORD_HDR_V1 48
+#define ND_RECORD_HDR_V2 64
 size_t nd_record_encoded_size(size_t path_len);
-/* Encodes everything but id (the key). ND_EINVAL for an empty path, a path
- * longer than ND_PATH_MAX or holding a NUL byte. */
+/* Encodes everything but id (the key), as version 2. ND_EINVAL for an empty
+ * path, a path longer than ND_PATH_MAX or holding a NUL byte. */
 int nd_record_encode(const nd_record *r, uint8_t *out, size_t cap, size_t *len, nd_error *err);
-/* r->path points into buf (valid as long as buf); r->id is left alone. */
+/* r->path points into buf (valid as long as buf); r->id is left alone.
+ * A version-1 record decodes with dev = ino = 0. */
 int nd_record_decode(const void *buf, size_t len, nd_record *r, nd_error *err);
+
+/* ---- (device, inode) -> id ---- */
+#define ND_INODE_KEY_SIZE 16
+void nd_inode_key(uint64_t dev, uint64_t ino, uint8_t key[ND_INODE_KEY_SIZE]);
 
 /* ---- path -> id ---- */
 #define ND_PATHVAL_SIZE 5
@@ -149,7 +172,8 @@ void nd_vector_dequant(const nd_vec_view *v, float *out);
 /* <stored vector, q> for q[v->dim]. */
 float nd_vector_dot(const nd_vec_view *v, const float *q);
 
-/* ---- the phash database's validity mark (meta key "phash") ---- */
+/* ---- the validity mark of a derived database (meta keys "phash" and
+ * "inodes": the same format, despite the name) ---- */
 #define ND_PHASH_MARK_SIZE 16
 #define ND_PHASH_QUARTERS 4
 void nd_phash_mark_encode(uint32_t next_id, uint64_t n_images, uint8_t out[ND_PHASH_MARK_SIZE]);

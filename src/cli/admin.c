@@ -1,4 +1,4 @@
-/* neardup stats | check | remove — looking after the index. */
+/* neardup stats | check | remove | backup — looking after the index. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,7 +58,10 @@ int cmd_stats(int argc, char **argv)
 	nd_index_stats st;
 	nd_error err;
 	if ((rc = nd_index_stats_get(ix, &st, &err))) {
-		cli_msg("cannot read the index's statistics: %s", err.msg);
+		if (rc == ND_ECORRUPT)
+			cli_index_damaged(com.index_dir, &err);
+		else
+			cli_msg("cannot read the index's statistics: %s", err.msg);
 		nd_index_close(ix);
 		return EXIT_FATAL;
 	}
@@ -88,10 +91,12 @@ int cmd_stats(int argc, char **argv)
 static const char check_usage[] =
 	"usage: neardup check [--index DIR]\n"
 	"\n"
-	"Verifies the whole index (records, paths, hashes, vectors, posting lists,\n"
-	"perceptual-hash postings, counters). Exit status 0 when it is consistent,\n"
-	"1 when problems were found (listed on standard output), 2 when it cannot\n"
-	"be read.\n\noptions:\n";
+	"Verifies the whole index: first every page of the LMDB file (read\n"
+	"directly, so that damage is reported, not crashed on), then records,\n"
+	"paths, hashes, vectors, posting lists, perceptual-hash postings and\n"
+	"counters. Exit status 0 when it is consistent, 1 when problems were found\n"
+	"(listed on standard output), 2 when the file is damaged (\"index 'DIR' is\n"
+	"damaged: ...\") or cannot be read.\n\noptions:\n";
 
 int cmd_check(int argc, char **argv)
 {
@@ -113,7 +118,10 @@ int cmd_check(int argc, char **argv)
 		cli_msg("out of memory");
 		status = EXIT_FATAL;
 	} else if ((rc = nd_index_check(ix, rep, &err))) {
-		cli_msg("cannot check the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		if (rc == ND_ECORRUPT)
+			cli_index_damaged(com.index_dir, &err);
+		else
+			cli_msg("cannot check the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
 		status = EXIT_FATAL;
 	} else {
 		for (uint64_t i = 0; i < rep->n_problems && i < ND_CHECK_MAX_PROBLEMS; i++)
@@ -125,9 +133,15 @@ int cmd_check(int argc, char **argv)
 		       rep->n_problems ? "damaged" : "ok", (unsigned long long)rep->records,
 		       (unsigned long long)rep->vectors, (unsigned long long)rep->postings,
 		       (unsigned long long)rep->blocks, (unsigned long long)rep->n_problems);
+		printf("lmdb: %llu pages sound, data.mdb %llu bytes\n", (unsigned long long)rep->pages,
+		       (unsigned long long)rep->file_bytes);
 		/* stale: an older writer changed the index; the next writer lists them again */
 		printf("perceptual-hash postings: %s\n",
 		       rep->phash_valid ? "current" : "stale (rebuilt by the next command that writes to the index)");
+		if (rep->inode_valid)
+			printf("file identities: current (%llu)\n", (unsigned long long)rep->inode_entries);
+		else
+			printf("file identities: stale (rebuilt by the next command that writes to the index)\n");
 		status = rep->n_problems ? EXIT_SKIPPED : EXIT_ALL_GOOD;
 	}
 	free(rep);
@@ -231,7 +245,11 @@ int cmd_remove(int argc, char **argv)
 	for (int i = 0; i < np; i++) {
 		const char *p = argv[optind + i];
 		uint32_t id;
-		if (nd_index_lookup_path(ix, p, &id, NULL) == 0) {
+		struct stat st;
+		/* the path, or the file under the spelling it was indexed by */
+		if (nd_index_lookup_path(ix, p, &id, NULL) == 0 ||
+		    (stat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+		     nd_index_lookup_file(ix, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &id, NULL) == 0)) {
 			ids_push(&c.ids, id);
 			c.hits[i] = 1;
 			continue;
@@ -244,7 +262,10 @@ int cmd_remove(int argc, char **argv)
 		need_scan = 1;
 	}
 	if (need_scan && (rc = nd_index_foreach(ix, remove_scan, &c, &err))) {
-		cli_msg("cannot read the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		if (rc == ND_ECORRUPT)
+			cli_index_damaged(com.index_dir, &err);
+		else
+			cli_msg("cannot read the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
 		status = EXIT_FATAL;
 		goto done;
 	}
@@ -260,7 +281,10 @@ int cmd_remove(int argc, char **argv)
 		}
 	size_t removed = 0;
 	if (c.ids.n && (rc = nd_index_remove(ix, c.ids.v, c.ids.n, &removed, &err))) {
-		cli_msg("cannot remove from the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		if (rc == ND_ECORRUPT)
+			cli_index_damaged(com.index_dir, &err);
+		else
+			cli_msg("cannot remove from the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
 		status = EXIT_FATAL;
 		goto done;
 	}
@@ -273,6 +297,71 @@ done:
 	free(c.plen);
 	free(c.hits);
 	free(c.ids.v);
+	nd_index_close(ix);
+	return status;
+}
+
+static const char backup_usage[] =
+	"usage: neardup backup [--index DIR] DEST\n"
+	"\n"
+	"Writes a compacted copy of the index into directory DEST (created when\n"
+	"missing; it must not hold an index yet). Other commands may go on reading\n"
+	"and writing meanwhile: the copy is one consistent snapshot. The index is\n"
+	"verified first and the copy is checked after.\n\noptions:\n";
+
+int cmd_backup(int argc, char **argv)
+{
+	struct cli_common com;
+	int rc = parse_simple(argc, argv, &com, backup_usage, NULL);
+	if (rc >= 0)
+		return rc;
+	if (optind + 1 != argc) {
+		cli_msg(optind >= argc ? "backup: no DEST given" : "backup: unexpected argument '%s'",
+			argv[argc - 1]);
+		fputs(backup_usage, stderr);
+		return EXIT_FATAL;
+	}
+	const char *dest = argv[optind];
+	char q[1024];
+	nd_index *ix, *cp = NULL;
+	nd_error err;
+	nd_error_clear(&err);
+	if ((rc = cli_index_open(&com, 0, NULL, &ix)))
+		return rc;
+	int status = EXIT_FATAL;
+	nd_check_report *rep = calloc(1, sizeof(*rep));
+	if (!rep) {
+		cli_msg("out of memory");
+		goto done;
+	}
+	if ((rc = nd_index_backup(ix, dest, &err))) {
+		if (rc == ND_ECORRUPT)
+			cli_index_damaged(com.index_dir, &err);
+		else
+			cli_msg("cannot back up the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		goto done;
+	}
+	/* the copy must stand on its own: open and check it like any index */
+	cli_quote(dest, q, sizeof(q));
+	nd_index_options o;
+	nd_index_options_init(&o);
+	o.readonly = 1;
+	if ((rc = nd_index_open(&cp, dest, &o, &err)) || (rc = nd_index_check(cp, rep, &err))) {
+		cli_msg("the copy in '%s' cannot be checked: %s", q, err.msg[0] ? err.msg : nd_strerror(rc));
+		goto done;
+	}
+	if (rep->n_problems) {
+		cli_msg("the copy in '%s' has %llu problems (first: %s)", q, (unsigned long long)rep->n_problems,
+			rep->problems[0]);
+		goto done;
+	}
+	if (!com.quiet)
+		cli_msg("backed up %llu images to '%s' (%llu bytes); the copy checks ok",
+			(unsigned long long)rep->records, q, (unsigned long long)rep->file_bytes);
+	status = EXIT_ALL_GOOD;
+done:
+	free(rep);
+	nd_index_close(cp);
 	nd_index_close(ix);
 	return status;
 }

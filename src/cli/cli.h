@@ -66,6 +66,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 /* Fills the defaults. */
 void cli_common_init(struct cli_common *c);
@@ -84,8 +85,9 @@ int cli_parse_float(const char *name, const char *arg, double lo, double hi, dou
  * control bytes in PATH escaped. */
 void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_err_path(const char *what, const char *path, const char *why);
-/* Writes path into buf (cap bytes) with control characters, backslash and
- * bytes >= 0x7f that are not valid UTF-8 as C escapes; returns buf. */
+/* Writes path into buf (cap bytes) escaped as TSV fields are (output.h: \\,
+ * \t, \n, \r, other control characters and bytes that are not valid UTF-8
+ * as \xNN); returns buf. */
 const char *cli_quote(const char *path, char *buf, size_t cap);
 
 /* Loads the model (--model, $NEARDUP_MODEL, the source tree's models/,
@@ -98,6 +100,10 @@ int cli_model_load(const struct cli_common *c, nd_model **m);
  * index must have been built with that model. Prints the error and returns
  * EXIT_FATAL on failure. */
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+
+/* Prints "neardup: index 'DIR' is damaged: DETAIL" for an ND_ECORRUPT from
+ * the index (whose message may or may not name the index already). */
+void cli_index_damaged(const char *index_dir, const nd_error *err);
 
 /* The calibrated similarity of model m (neardup/calib.h): 1 and *p (may be
  * NULL) filled when the model has one, 0 when it has none (similarity is

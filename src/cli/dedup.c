@@ -302,11 +302,64 @@ struct run {
 	size_t start, end; /* node indices [start, end): one content hash */
 };
 
+/* A node's file identity, for finding one file under several names. */
+struct ident {
+	uint64_t dev, ino;
+	uint32_t id;
+	size_t node;
+};
+
+static int cmp_ident(const void *x, const void *y)
+{
+	const struct ident *a = x, *b = y;
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	if (a->ino != b->ino)
+		return a->ino < b->ino ? -1 : 1;
+	return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Marks in hidden[] the nodes that must not be shown: files gone since
+ * ingest (lstat: no such file; counted in *missing), and every name of one
+ * file but the first indexed (lowest id), so that a file is never paired
+ * with itself. The file as it is now decides (stat, which follows a
+ * symlink named at ingest as the walk did); the identity stored decides
+ * when stat fails otherwise. Returns -1 when out of memory. */
+static int hide_nodes(const struct dd_result *r, unsigned char *hidden, size_t *missing)
+{
+	struct ident *v = malloc((r->n_nodes ? r->n_nodes : 1) * sizeof(*v));
+	size_t m = 0;
+	if (!v)
+		return -1;
+	*missing = 0;
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		const struct dd_node *nd = &r->nodes[i];
+		struct stat st;
+		if (lstat(nd->path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+			hidden[i] = 1;
+			(*missing)++;
+			continue;
+		}
+		if (stat(nd->path, &st) == 0)
+			v[m++] = (struct ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, nd->id, i };
+		else if (nd->dev || nd->ino)
+			v[m++] = (struct ident){ nd->dev, nd->ino, nd->id, i };
+	}
+	if (m)
+		qsort(v, m, sizeof(*v), cmp_ident);
+	for (size_t i = 1; i < m; i++)
+		if (v[i].dev == v[i - 1].dev && v[i].ino == v[i - 1].ino)
+			hidden[v[i].node] = 1;
+	free(v);
+	return 0;
+}
+
 /* Builds r from the index. Returns 0 or EXIT_FATAL (message printed).
  *
  * Byte-identical files form a run (same hash, same vector). Only the first
  * id of a run (its canonical image) takes part in pairs; a group holds
- * whole runs. */
+ * whole runs. Files gone since ingest, and second names of one file
+ * (device, inode), are in no group (hide_nodes). */
 static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rule,
 			const struct protect *pr, struct dd_result *r)
 {
@@ -317,6 +370,7 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	struct run *runs = NULL;
 	struct member *tmp = NULL;
 	nd_group_edge *edges = NULL;
+	unsigned char *hidden = NULL;
 	int status = EXIT_FATAL;
 	nd_error err;
 	nd_error_clear(&err);
@@ -419,6 +473,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 			nd->height = rec.height;
 			nd->size = rec.size;
 			nd->mtime_ns = rec.mtime_ns;
+			nd->dev = rec.dev;
+			nd->ino = rec.ino;
 			memcpy(nd->hash, rec.hash, 16);
 			if (!(nd->path = strdup(pbuf)))
 				goto oom;
@@ -432,6 +488,14 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	}
 	free(hs.v);
 	hs.v = NULL;
+
+	/* hidden nodes are never kept and never members */
+	size_t missing;
+	if (!(hidden = calloc(nn, 1)) || hide_nodes(r, hidden, &missing))
+		goto oom;
+	if (missing)
+		cli_msg("%zu indexed files no longer exist and were left out; 'neardup remove --missing' "
+			"drops them from the index", missing);
 
 	/* groups: the components of the runs' pairs, cut at weak bridges
 	 * (neardup/group.h); a run of byte-identical files is one node, and a
@@ -490,13 +554,13 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	}
 	for (size_t oi = 0; oi < nn && rc == 0; oi++) {
 		size_t u = order[oi], g = gid[run_of[u]];
-		if (g == SIZE_MAX || done_g[g])
+		if (g == SIZE_MAX || done_g[g] || hidden[u])
 			continue;
 		done_g[g] = 1;
 		size_t m = 0;
 		for (size_t ru = first_run[g]; ru != SIZE_MAX; ru = next_run[ru])
 			for (size_t x = runs[ru].start; x < runs[ru].end; x++) {
-				if (x == u)
+				if (x == u || hidden[x])
 					continue;
 				float sim = 1.0f, cosine = 1.0f;
 				if (ru != run_of[u] &&
@@ -506,6 +570,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 			}
 		if (rc)
 			break;
+		if (m == 0) /* the others are hidden */
+			continue;
 		qsort_r(tmp, m, sizeof(*tmp), cmp_member, &sc);
 		struct dd_group *dg = &r->groups[r->n_groups];
 		dg->members = malloc((m + 1) * sizeof(*dg->members));
@@ -549,6 +615,7 @@ done:
 	free(runs);
 	free(run_of);
 	free(edges);
+	free(hidden);
 	free(comp);
 	free(gid);
 	free(order);

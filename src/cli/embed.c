@@ -1,12 +1,8 @@
 /* neardup CLI — file -> hash -> decode -> prep -> batched forward. */
 #include "embed.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <xxhash.h>
 
 #include "cli.h"
 #include "neardup/phash.h"
@@ -55,75 +51,6 @@ void embedder_free(struct embedder *e)
 	free(e->phash);
 	free(e->lum);
 	memset(e, 0, sizeof(*e));
-}
-
-int file_read(const char *path, int nofollow, struct file_data *fd, nd_error *err)
-{
-	memset(fd, 0, sizeof(*fd));
-	/* O_NONBLOCK: a FIFO swapped in since the walk must not block us */
-	int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
-	if (f < 0) {
-		if (errno == ELOOP && nofollow)
-			return nd_error_set(err, ND_EIO, "is a symbolic link now");
-		return nd_error_set(err, ND_EIO, "%s", strerror(errno));
-	}
-	int rc = 0;
-	if (fstat(f, &fd->st) != 0) {
-		rc = nd_error_set(err, ND_EIO, "%s", strerror(errno));
-		goto done;
-	}
-	if (S_ISDIR(fd->st.st_mode)) {
-		rc = nd_error_set(err, ND_EINVAL, "is a directory");
-		goto done;
-	}
-	if (!S_ISREG(fd->st.st_mode)) {
-		rc = nd_error_set(err, ND_EINVAL, "not a regular file");
-		goto done;
-	}
-	if ((uint64_t)fd->st.st_size > CLI_MAX_FILE_BYTES) {
-		rc = nd_error_set(err, ND_ELIMIT, "file too large (%lld bytes, limit %zu MiB)",
-				  (long long)fd->st.st_size, CLI_MAX_FILE_BYTES >> 20);
-		goto done;
-	}
-	size_t cap = (size_t)fd->st.st_size + 1; /* +1: notice growth while reading */
-	fd->data = malloc(cap);
-	if (!fd->data) {
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory reading %zu bytes", cap);
-		goto done;
-	}
-	size_t got = 0;
-	while (got < cap) {
-		ssize_t r = read(f, fd->data + got, cap - got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = nd_error_set(err, ND_EIO, "%s", strerror(errno));
-			goto done;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	if (got != (size_t)fd->st.st_size) {
-		rc = nd_error_set(err, ND_EIO, "file changed while being read");
-		goto done;
-	}
-	fd->len = got;
-	XXH128_canonical_t canon;
-	XXH128_canonicalFromHash(&canon, XXH3_128bits(fd->data, fd->len));
-	memcpy(fd->hash, canon.digest, 16);
-done:
-	close(f);
-	if (rc)
-		file_data_free(fd);
-	return rc;
-}
-
-void file_data_free(struct file_data *fd)
-{
-	free(fd->data);
-	fd->data = NULL;
-	fd->len = 0;
 }
 
 /* Slot i of the batch input: [3][H][W] floats. */

@@ -12,6 +12,7 @@
 #include "neardup/cnn.h"
 #include "neardup/image.h"
 #include "neardup/prep.h"
+#include "readfile.h"
 
 struct embedder {
 	const nd_model *model;
@@ -31,20 +32,6 @@ struct embedder {
 int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *err);
 void embedder_free(struct embedder *e);
 
-/* A whole file in memory. */
-struct file_data {
-	uint8_t *data;
-	size_t len;
-	struct stat st;   /* fstat of the opened file */
-	uint8_t hash[16]; /* XXH3-128 of the bytes, canonical (big-endian) */
-};
-
-/* Reads path (at most CLI_MAX_FILE_BYTES). nofollow: refuse a symlink (the
- * walk saw a regular file; it must not have been swapped since). Fails with
- * a message in err for anything but a regular file. fd->data is freed with
- * file_data_free. */
-int file_read(const char *path, int nofollow, struct file_data *fd, nd_error *err);
-void file_data_free(struct file_data *fd);
 
 /* Decodes data into the next batch slot (e->n must be < e->cap) and
  * increments e->n. *w, *h: the image's full size as displayed (EXIF

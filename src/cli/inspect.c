@@ -10,6 +10,7 @@
 
 #include "neardup/image.h"
 #include "neardup/prep.h"
+#include "cli/cli.h"
 
 static double now_ms(void)
 {
@@ -87,13 +88,13 @@ int nd_cli_inspect(int argc, char **argv)
 		double t0 = now_ms(), t1, t2;
 		nfiles++;
 		if (nd_image_decode_file(path, &opts, &img, &info, &err) != 0) {
-			fprintf(stderr, "neardup: cannot decode '%s': %s\n", path, err.msg);
+			cli_err_path("cannot decode", path, err.msg);
 			nerr++;
 			continue;
 		}
 		t1 = now_ms();
 		if (nd_prep_image(&img, &p, tensor, scratch, &err) != 0) {
-			fprintf(stderr, "neardup: cannot preprocess '%s': %s\n", path, err.msg);
+			cli_err_path("cannot preprocess", path, err.msg);
 			nd_image_free(&img);
 			nerr++;
 			continue;

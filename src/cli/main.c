@@ -19,6 +19,7 @@ static const struct command commands[] = {
 	{ "stats", cmd_stats, "show what the index holds" },
 	{ "check", cmd_check, "verify the index's consistency" },
 	{ "remove", cmd_remove, "remove images (or everything under a directory) from the index" },
+	{ "backup", cmd_backup, "write a consistent, compacted copy of the index" },
 	{ "inspect", nd_cli_inspect, "developer tool: decode files as ingest would, show what happened" },
 };
 

@@ -78,53 +78,27 @@ void cli_msg(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* whatever a message quotes (paths come through cli_quote), the
+	 * terminal gets no raw control character */
+	char safe[4 * sizeof(buf)];
+	size_t o = 0;
+	for (const unsigned char *c = (const unsigned char *)buf; *c && o + 5 < sizeof(safe); c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
+		else
+			safe[o++] = (char)*c;
+	}
+	safe[o] = 0;
 	pthread_mutex_lock(&cli_stderr_lock);
 	progress_erase_locked();
-	fprintf(stderr, "neardup: %s\n", buf);
+	fprintf(stderr, "neardup: %s\n", safe);
 	fflush(stderr);
 	pthread_mutex_unlock(&cli_stderr_lock);
 }
 
 const char *cli_quote(const char *path, char *buf, size_t cap)
 {
-	size_t o = 0;
-	const unsigned char *p = (const unsigned char *)path;
-	size_t n = strlen(path);
-	ND_ASSERT(cap >= 8);
-	for (size_t i = 0; i < n;) {
-		size_t need;
-		char tmp[8];
-		size_t ulen = out_utf8_len(p + i, n - i);
-		if (ulen > 1) {
-			need = ulen;
-			if (o + need + 4 > cap)
-				break;
-			memcpy(buf + o, p + i, ulen);
-			o += ulen;
-			i += ulen;
-			continue;
-		}
-		unsigned char ch = p[i];
-		if (ch == '\\')
-			memcpy(tmp, "\\\\", 3);
-		else if (ch == '\n')
-			memcpy(tmp, "\\n", 3);
-		else if (ch == '\t')
-			memcpy(tmp, "\\t", 3);
-		else if (ch < 0x20 || ch >= 0x7f)
-			snprintf(tmp, sizeof(tmp), "\\%03o", ch);
-		else {
-			tmp[0] = (char)ch;
-			tmp[1] = 0;
-		}
-		need = strlen(tmp);
-		if (o + need + 4 > cap)
-			break;
-		memcpy(buf + o, tmp, need);
-		o += need;
-		i++;
-	}
-	buf[o] = 0;
+	out_escape(path, buf, cap);
 	return buf;
 }
 
@@ -284,11 +258,27 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 	}
 	if (rc == ND_ENOTFOUND)
 		cli_msg("no index in '%s' (create one with 'neardup ingest PATH...')", q);
+	else if (rc == ND_ECORRUPT)
+		cli_index_damaged(c->index_dir, &err);
 	else if (rc == ND_EMISMATCH)
 		cli_msg("index '%s' was built with another model: %s", q, err.msg);
 	else
 		cli_msg("cannot open index '%s': %s", q, err.msg[0] ? err.msg : nd_strerror(rc));
 	return EXIT_FATAL;
+}
+
+void cli_index_damaged(const char *index_dir, const nd_error *err)
+{
+	static const char lib_prefix[] = "the index is damaged: ";
+	const char *m = err->msg[0] ? err->msg : nd_strerror(ND_ECORRUPT);
+	char q[1024];
+	if (!strncmp(m, "index '", 7)) {
+		cli_msg("%s", m);
+		return;
+	}
+	if (!strncmp(m, lib_prefix, sizeof(lib_prefix) - 1))
+		m += sizeof(lib_prefix) - 1;
+	cli_msg("index '%s' is damaged: %s", cli_quote(index_dir, q, sizeof(q)), m);
 }
 
 int cli_parse_score(const char *arg)

@@ -1,6 +1,7 @@
 /* neardup CLI — JSON, TSV and HTML escaping; base64. */
 #include "output.h"
 
+#include <stdio.h>
 #include <string.h>
 
 size_t out_utf8_len(const unsigned char *p, size_t n)
@@ -72,17 +73,67 @@ void out_json_str(FILE *f, const char *s)
 	putc('"', f);
 }
 
-void out_tsv_str(FILE *f, const char *s)
+/* The escaped form of the character at p (n bytes left) into out (at least
+ * OUT_ESC_MAX bytes, NUL-terminated); returns the bytes of p it stands for. */
+#define OUT_ESC_MAX 17
+static size_t escape_next(const unsigned char *p, size_t n, char *out)
 {
-	for (; *s; s++) {
-		switch (*s) {
-		case '\\': fputs("\\\\", f); break;
-		case '\t': fputs("\\t", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		default: putc(*s, f);
+	size_t len = out_utf8_len(p, n);
+	/* U+0080..U+009F: C1 controls, which some terminals obey in UTF-8 too */
+	int c1 = len == 2 && p[0] == 0xC2 && p[1] < 0xA0;
+	if (len > 1 && !c1) {
+		memcpy(out, p, len);
+		out[len] = 0;
+		return len;
+	}
+	if (c1) {
+		snprintf(out, OUT_ESC_MAX, "\\x%02x\\x%02x", p[0], p[1]);
+		return 2;
+	}
+	switch (p[0]) {
+	case '\\': memcpy(out, "\\\\", 3); break;
+	case '\t': memcpy(out, "\\t", 3); break;
+	case '\n': memcpy(out, "\\n", 3); break;
+	case '\r': memcpy(out, "\\r", 3); break;
+	default:
+		if (len == 0 || p[0] < 0x20 || p[0] == 0x7f) {
+			snprintf(out, OUT_ESC_MAX, "\\x%02x", p[0]);
+		} else {
+			out[0] = (char)p[0];
+			out[1] = 0;
 		}
 	}
+	return 1;
+}
+
+void out_tsv_str(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	char tmp[OUT_ESC_MAX];
+	for (size_t i = 0; i < n;) {
+		i += escape_next(p + i, n - i, tmp);
+		fputs(tmp, f);
+	}
+}
+
+size_t out_escape(const char *s, char *buf, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), o = 0;
+	char tmp[OUT_ESC_MAX];
+	if (cap == 0)
+		return 0;
+	for (size_t i = 0; i < n;) {
+		size_t used = escape_next(p + i, n - i, tmp), l = strlen(tmp);
+		if (o + l + 1 > cap)
+			break;
+		memcpy(buf + o, tmp, l);
+		o += l;
+		i += used;
+	}
+	buf[o] = 0;
+	return o;
 }
 
 void out_html_str(FILE *f, const char *s)

@@ -7,8 +7,13 @@
  * byte (PEP 383's "surrogateescape": in Python,
  * os.fsencode(json.loads(line)["path"]) gives back the exact bytes).
  *
- * TSV: backslash, tab, newline and carriage return in a field are written as
- * \\, \t, \n and \r; every other byte is written as it is.
+ * TSV (and the paths in messages on stderr): backslash, tab, newline and
+ * carriage return are written as \\, \t, \n and \r; the other control
+ * characters (U+0000..U+001F, U+007F, and U+0080..U+009F, whose UTF-8 bytes
+ * some terminals obey) and every byte that is not part of valid UTF-8 as
+ * \xNN, one per byte; valid UTF-8 text passes through. So a terminal never
+ * receives a raw control character, and the exact bytes can be restored
+ * (a C-style unescape).
  *
  * HTML: &, <, >, " and ' become entities; control characters and bytes that
  * are not valid UTF-8 become U+FFFD (the HTML report is for reading; the
@@ -27,6 +32,9 @@ size_t out_utf8_len(const unsigned char *p, size_t n);
 
 void out_json_str(FILE *f, const char *s);
 void out_tsv_str(FILE *f, const char *s);
+/* The TSV escaping of s into buf (cap >= 1 bytes, NUL-terminated), cut at a
+ * character boundary when it does not fit; returns its length. */
+size_t out_escape(const char *s, char *buf, size_t cap);
 void out_html_str(FILE *f, const char *s);
 void out_base64(FILE *f, const uint8_t *data, size_t n);
 

@@ -20,13 +20,20 @@
 #define COMMIT_BATCH 256  /* images per index transaction */
 #define COMMIT_SECONDS 2.0
 
+/* What a record says of its file besides the content: from the fstat of
+ * the read that was kept. */
+struct finfo {
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t dev, ino;
+};
+
 /* ---- byte-identical files being embedded now (hash -> state) ---- */
 
 struct follower {
 	struct follower *next;
 	char *path;
-	uint64_t size;
-	int64_t mtime_ns;
+	struct finfo fi;
 };
 
 enum { ENT_PENDING, ENT_DONE };
@@ -48,9 +55,12 @@ struct entry {
 };
 
 #define TABLE_BUCKETS 1024
+#define RESULT_SAME_FILE 2
+#define HASH_IDS 16 /* indexed files with one content hash looked at for a second name */
 
 struct job {
-	char *path;
+	char *path;      /* the file as walked */
+	char *name;      /* the path to store it under (its first-indexed name), NULL: path */
 	int is_root;
 };
 
@@ -60,6 +70,16 @@ struct result {
 	float *vec;      /* owned */
 	struct phash ph;
 	struct entry *owner; /* the table entry to drop once committed, or NULL */
+	int exact;       /* how it is counted once committed: 0 embedded, 1 exact (a byte-identical
+			  * file's vector), RESULT_SAME_FILE (an indexed file found under a new name) */
+};
+
+/* The (device, inode) pairs the walk has seen in this run: a file reached
+ * twice (two spellings, a hard link, a directory named twice) is queued once.
+ * Open addressing; used by the walk's thread only. */
+struct idset {
+	uint64_t (*slot)[2]; /* {dev, ino + 1}: ino + 1 == 0 marks an empty slot */
+	size_t cap, n;       /* cap: a power of two */
 };
 
 struct pipe {
@@ -83,6 +103,9 @@ struct pipe {
 
 	pthread_mutex_t tmu; /* the table */
 	struct entry *table[TABLE_BUCKETS];
+
+	struct idset seen;   /* the walk's */
+	unsigned long emitted; /* results handed to the writer (progress) */
 };
 
 static void count(struct pipe *p, unsigned long *field)
@@ -99,6 +122,46 @@ static unsigned long load(const unsigned long *field)
 static int64_t mtime_ns(const struct stat *st)
 {
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static struct finfo finfo_of(const struct stat *st)
+{
+	return (struct finfo){ (uint64_t)st->st_size, mtime_ns(st), (uint64_t)st->st_dev,
+			       (uint64_t)st->st_ino };
+}
+
+/* Adds (dev, ino) to the set: 1 when it was new, 0 when it was there, -1
+ * when out of memory. */
+static int idset_add(struct idset *s, uint64_t dev, uint64_t ino)
+{
+	if (2 * (s->n + 1) > s->cap) {
+		size_t nc = s->cap ? 2 * s->cap : 1024;
+		uint64_t(*ns)[2] = calloc(nc, sizeof(*ns));
+		if (!ns)
+			return -1;
+		for (size_t i = 0; i < s->cap; i++) {
+			if (!s->slot[i][1])
+				continue;
+			size_t h = (size_t)((s->slot[i][0] * 0x9E3779B97F4A7C15ull) ^ s->slot[i][1]) & (nc - 1);
+			while (ns[h][1])
+				h = (h + 1) & (nc - 1);
+			memcpy(ns[h], s->slot[i], sizeof(ns[h]));
+		}
+		free(s->slot);
+		s->slot = ns;
+		s->cap = nc;
+	}
+	uint64_t key1 = ino + 1;
+	size_t h = (size_t)((dev * 0x9E3779B97F4A7C15ull) ^ key1) & (s->cap - 1);
+	while (s->slot[h][1]) {
+		if (s->slot[h][0] == dev && s->slot[h][1] == key1)
+			return 0;
+		h = (h + 1) & (s->cap - 1);
+	}
+	s->slot[h][0] = dev;
+	s->slot[h][1] = key1;
+	s->n++;
+	return 1;
 }
 
 static int has_image_ext(const char *path)
@@ -119,11 +182,13 @@ static void fail_file(struct pipe *p, const char *what, const char *path, const 
 
 /* ---- queues ---- */
 
-/* Called by the walk. Returns -1 when the run stops. */
-static int push_job(struct pipe *p, const char *path, int is_root)
+/* Called by the walk; name: see struct job. Returns -1 when the run stops. */
+static int push_job(struct pipe *p, const char *path, const char *name, int is_root)
 {
-	char *copy = strdup(path);
-	if (!copy) {
+	char *copy = strdup(path), *ncopy = name ? strdup(name) : NULL;
+	if (!copy || (name && !ncopy)) {
+		free(copy);
+		free(ncopy);
 		fail_file(p, "cannot queue", path, "out of memory");
 		return 0;
 	}
@@ -141,10 +206,12 @@ static int push_job(struct pipe *p, const char *path, int is_root)
 	if (p->stop || cli_signal) {
 		pthread_mutex_unlock(&p->mu);
 		free(copy);
+		free(ncopy);
 		return -1;
 	}
 	struct job *j = &p->jobs[(p->jhead + p->jn) % JOB_QUEUE];
 	j->path = copy;
+	j->name = ncopy;
 	j->is_root = is_root;
 	p->jn++;
 	pthread_cond_signal(&p->job_avail);
@@ -173,7 +240,7 @@ static void free_result(struct result *r)
 }
 
 /* A result for path with a copy of vec. */
-static struct result *make_result(struct pipe *p, const char *path, uint64_t size, int64_t mt,
+static struct result *make_result(struct pipe *p, const char *path, struct finfo fi,
 				  const uint8_t hash[16], uint32_t w, uint32_t h, const float *vec,
 				  struct phash ph)
 {
@@ -190,24 +257,29 @@ static struct result *make_result(struct pipe *p, const char *path, uint64_t siz
 	r->ph = ph;
 	r->rec.path = r->path;
 	r->rec.path_len = strlen(r->path);
-	r->rec.size = size;
-	r->rec.mtime_ns = mt;
+	r->rec.size = fi.size;
+	r->rec.mtime_ns = fi.mtime_ns;
+	r->rec.dev = fi.dev;
+	r->rec.ino = fi.ino;
 	r->rec.width = w;
 	r->rec.height = h;
 	memcpy(r->rec.hash, hash, 16);
 	return r;
 }
 
-static int emit(struct pipe *p, const char *path, uint64_t size, int64_t mt, const uint8_t hash[16],
-		uint32_t w, uint32_t h, const float *vec, struct phash ph, struct entry *owner, int exact)
+/* Hands a result to the writer; it is counted (embedded or exact) once
+ * committed. */
+static int emit(struct pipe *p, const char *path, struct finfo fi, const uint8_t hash[16], uint32_t w,
+		uint32_t h, const float *vec, struct phash ph, struct entry *owner, int exact)
 {
-	struct result *r = make_result(p, path, size, mt, hash, w, h, vec, ph);
+	struct result *r = make_result(p, path, fi, hash, w, h, vec, ph);
 	if (!r) {
 		fail_file(p, "cannot add", path, "out of memory");
 		return -1;
 	}
 	r->owner = owner;
-	count(p, exact ? &p->c->exact : &p->c->embedded);
+	r->exact = exact;
+	count(p, &p->emitted);
 	push_result(p, r);
 	return 0;
 }
@@ -291,7 +363,7 @@ static int table_done(struct pipe *p, struct entry *ent, const float *vec, struc
 	if (!copy)
 		free(ent);
 	for (struct follower *x = f; x; x = x->next)
-		emit(p, x->path, x->size, x->mtime_ns, hash, w, h, vec, ph, NULL, 1);
+		emit(p, x->path, x->fi, hash, w, h, vec, ph, NULL, 1);
 	free_followers(f);
 	return copy != NULL;
 }
@@ -299,9 +371,8 @@ static int table_done(struct pipe *p, struct entry *ent, const float *vec, struc
 /* ---- workers ---- */
 
 struct pending {
-	char *path;
-	uint64_t size;
-	int64_t mtime_ns;
+	char *path;      /* the name stored */
+	struct finfo fi;
 	uint8_t hash[16];
 	uint32_t w, h;
 	struct entry *ent;
@@ -331,7 +402,7 @@ static void flush(struct worker *w)
 			const float *v = w->e.out + (size_t)i * (size_t)p->dim;
 			struct phash ph = { 1, w->e.phash[i] };
 			int kept = table_done(p, pd->ent, v, ph, pd->w, pd->h);
-			emit(p, pd->path, pd->size, pd->mtime_ns, pd->hash, pd->w, pd->h, v, ph,
+			emit(p, pd->path, pd->fi, pd->hash, pd->w, pd->h, v, ph,
 			     kept ? pd->ent : NULL, 0);
 		}
 		free(pd->path);
@@ -358,19 +429,18 @@ static void process(struct worker *w, const struct job *j)
 		file_data_free(&fd);
 		return;
 	}
-	uint64_t size = (uint64_t)fd.st.st_size;
-	int64_t mt = mtime_ns(&fd.st);
+	const struct finfo fi = finfo_of(&fd.st);
+	const char *name = j->name ? j->name : j->path;
 
 	/* byte-identical to something embedded now or already indexed? */
 	pthread_mutex_lock(&p->tmu);
 	struct entry *ent = table_find(p, fd.hash);
 	if (ent && ent->state == ENT_PENDING) {
 		struct follower *f = calloc(1, sizeof(*f));
-		char *copy = strdup(j->path);
+		char *copy = strdup(name);
 		if (f && copy) {
 			f->path = copy;
-			f->size = size;
-			f->mtime_ns = mt;
+			f->fi = fi;
 			f->next = ent->followers;
 			ent->followers = f;
 			pthread_mutex_unlock(&p->tmu);
@@ -385,23 +455,41 @@ static void process(struct worker *w, const struct job *j)
 		struct phash ph = ent->ph;
 		memcpy(w->vec, ent->vec, sizeof(float) * (size_t)p->dim);
 		pthread_mutex_unlock(&p->tmu);
-		emit(p, j->path, size, mt, fd.hash, ew, eh, w->vec, ph, NULL, 1);
+		emit(p, name, fi, fd.hash, ew, eh, w->vec, ph, NULL, 1);
 		file_data_free(&fd);
 		return;
 	} else {
-		uint32_t id;
+		uint32_t ids[HASH_IDS], id = 0;
 		size_t n = 0;
 		nd_record rec;
 		char pathbuf[ND_PATH_MAX + 1];
+		int kind = 1;
 		/* under tmu: a commit + unlink by the writer cannot slip between
 		 * the table lookup and this one */
 		struct phash ph;
-		if (nd_index_lookup_hash(p->ix, fd.hash, &id, 1, &n, NULL) == 0 && n > 0 &&
-		    nd_index_get_vector(p->ix, id, w->vec, NULL) == 0 &&
+		if (nd_index_lookup_hash(p->ix, fd.hash, ids, HASH_IDS, &n, NULL) == 0 && n > 0) {
+			id = ids[0];
+			/* an image stored before file identities, of this very file
+			 * under another name: stored again under that name, now with
+			 * its identity */
+			for (size_t k = 0; k < n && k < HASH_IDS; k++) {
+				struct stat st;
+				if (nd_index_get_record(p->ix, ids[k], &rec, pathbuf, sizeof(pathbuf), NULL) == 0 &&
+				    !nd_record_has_identity(&rec) && strcmp(pathbuf, name) != 0 &&
+				    stat(pathbuf, &st) == 0 && st.st_dev == fd.st.st_dev &&
+				    st.st_ino == fd.st.st_ino) {
+					id = ids[k];
+					name = pathbuf;
+					kind = RESULT_SAME_FILE;
+					break;
+				}
+			}
+		}
+		if (id && nd_index_get_vector(p->ix, id, w->vec, NULL) == 0 &&
 		    nd_index_get_phash(p->ix, id, &ph.has, &ph.v, NULL) == 0 &&
 		    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0) {
 			pthread_mutex_unlock(&p->tmu);
-			emit(p, j->path, size, mt, fd.hash, rec.width, rec.height, w->vec, ph, NULL, 1);
+			emit(p, name, fi, fd.hash, rec.width, rec.height, w->vec, ph, NULL, kind);
 			file_data_free(&fd);
 			return;
 		}
@@ -429,9 +517,8 @@ static void process(struct worker *w, const struct job *j)
 		return;
 	}
 	file_data_free(&fd);
-	pd->path = strdup(j->path);
-	pd->size = size;
-	pd->mtime_ns = mt;
+	pd->path = strdup(name);
+	pd->fi = fi;
 	memcpy(pd->hash, fd.hash, 16);
 	pd->ent = ent;
 	if (!pd->path) { /* drop the slot again */
@@ -470,6 +557,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		process(w, &j);
 		free(j.path);
+		free(j.name);
 	}
 	flush(w);
 	pthread_mutex_lock(&p->mu);
@@ -484,7 +572,7 @@ static void *worker_main(void *arg)
 static void writer_progress(struct pipe *p, int final_total)
 {
 	struct ingest_counts *c = p->c;
-	unsigned long done = load(&c->unchanged) + load(&c->embedded) + load(&c->exact) +
+	unsigned long done = load(&c->unchanged) + load(&c->same_file) + load(&p->emitted) +
 			     load(&c->not_image) + load(&c->failed);
 	progress_update(done, load(&c->walked), final_total);
 }
@@ -517,8 +605,12 @@ static int commit(struct pipe *p, struct result **batch, size_t n)
 		pthread_cond_broadcast(&p->job_avail);
 		pthread_cond_broadcast(&p->job_space);
 		pthread_mutex_unlock(&p->mu);
+		p->c->uncommitted += n;
 	} else {
 		p->c->committed += n;
+		for (size_t i = 0; i < n; i++)
+			count(p, batch[i]->exact == RESULT_SAME_FILE ? &p->c->same_file
+				 : batch[i]->exact ? &p->c->exact : &p->c->embedded);
 	}
 	/* committed (or lost): the index answers for these hashes from now on */
 	pthread_mutex_lock(&p->tmu);
@@ -607,6 +699,7 @@ static void *writer_main(void *arg)
 				pthread_mutex_unlock(&p->tmu);
 				for (size_t i = 0; i < n; i++)
 					free_result(batch[i]);
+				p->c->uncommitted += n;
 			} else {
 				commit(p, batch, n);
 			}
@@ -629,17 +722,40 @@ static int on_file(const char *path, const struct stat *st, int is_root, void *c
 	uint32_t id;
 	nd_record rec;
 	char pathbuf[ND_PATH_MAX + 1];
+	const struct finfo fi = finfo_of(st);
+	int fresh = idset_add(&p->seen, fi.dev, fi.ino);
+	/* indexed under this path and unchanged (the inode is compared when
+	 * known: a file replaced by a copy with the old size and mtime, as
+	 * rsync -a leaves it, is another file) */
 	if (nd_index_lookup_path(p->ix, path, &id, NULL) == 0 &&
 	    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0 &&
-	    rec.size == (uint64_t)st->st_size && rec.mtime_ns == mtime_ns(st)) {
+	    rec.size == fi.size && rec.mtime_ns == fi.mtime_ns &&
+	    (!nd_record_has_identity(&rec) || rec.ino == fi.ino)) {
 		count(p, &p->c->unchanged);
 		return 0;
+	}
+	/* the same file again in this run: under another name, or named twice */
+	if (fresh == 0) {
+		count(p, &p->c->same_file);
+		return 0;
+	}
+	/* indexed under another path: one file, one image, under the name it
+	 * was first indexed by */
+	const char *name = NULL;
+	if (nd_index_lookup_file(p->ix, fi.dev, fi.ino, &id, NULL) == 0 &&
+	    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0 &&
+	    strcmp(pathbuf, path) != 0) {
+		if (rec.size == fi.size && rec.mtime_ns == fi.mtime_ns) {
+			count(p, &p->c->same_file);
+			return 0;
+		}
+		name = pathbuf; /* changed: read it here, store it there */
 	}
 	if (strlen(path) > ND_PATH_MAX) {
 		fail_file(p, "cannot add", path, "path too long");
 		return 0;
 	}
-	return push_job(p, path, is_root) ? 1 : 0;
+	return push_job(p, path, name, is_root) ? 1 : 0;
 }
 
 static void on_skip(const char *path, const char *reason, void *ctx)
@@ -732,6 +848,7 @@ int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char
 		p->stop = 1;
 		for (; p->jn > 0; p->jn--) {
 			free(p->jobs[p->jhead].path);
+			free(p->jobs[p->jhead].name);
 			p->jhead = (p->jhead + 1) % JOB_QUEUE;
 		}
 	}
@@ -745,6 +862,7 @@ int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char
 	/* jobs left behind after a fatal stop */
 	for (; p->jn > 0; p->jn--) {
 		free(p->jobs[p->jhead].path);
+		free(p->jobs[p->jhead].name);
 		p->jhead = (p->jhead + 1) % JOB_QUEUE;
 	}
 	progress_end();
@@ -756,10 +874,16 @@ int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char
 		status = EXIT_SKIPPED;
 	if (!o->quiet) {
 		double rate = c->seconds > 0 ? (c->embedded + c->exact) / c->seconds : 0;
-		cli_msg("%lu files: %lu embedded, %lu exact duplicates, %lu unchanged, %lu failed, "
-			"%lu ignored (not images: %lu) in %.1f s (%.1f images/s)%s",
-			c->walked, c->embedded, c->exact, c->unchanged, c->failed,
-			c->not_image + c->ignored, c->not_image, c->seconds, rate,
+		char same[96] = "", lost[96] = "";
+		if (c->same_file)
+			snprintf(same, sizeof(same), ", %lu already indexed under another name", c->same_file);
+		if (c->uncommitted)
+			snprintf(lost, sizeof(lost), "; %lu read but not added: the index could not be written",
+				 c->uncommitted);
+		cli_msg("%lu files: %lu embedded, %lu exact duplicates, %lu unchanged%s, %lu failed, "
+			"%lu ignored (not images: %lu) in %.1f s (%.1f images/s)%s%s",
+			c->walked, c->embedded, c->exact, c->unchanged, same, c->failed,
+			c->not_image + c->ignored, c->not_image, c->seconds, rate, lost,
 			c->signal ? "; interrupted, run again to resume" : "");
 	}
 free_workers:
@@ -777,6 +901,7 @@ done:
 	pthread_cond_destroy(&p->job_space);
 	pthread_cond_destroy(&p->res_avail);
 	pthread_cond_destroy(&p->res_space);
+	free(p->seen.slot);
 	free(p);
 	return status;
 }

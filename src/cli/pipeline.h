@@ -3,7 +3,10 @@
  *   walk (calling thread) -> job queue -> N workers -> result queue -> writer
  *
  * The walk (walk.c: physical, sorted) skips files whose path, size and mtime
- * are already indexed. Each worker reads a file once into memory (at most
+ * are already indexed, and files (device, inode) seen before in this run or
+ * indexed unchanged under another name: one file is one image, under the
+ * name it was first indexed by (a changed one is read here and stored
+ * there). Each worker reads a file once into memory (at most
  * CLI_MAX_FILE_BYTES), hashes it (XXH3-128), and either copies the vector of
  * a byte-identical file (already indexed, or being embedded right now by
  * some worker: then it waits for that one's result, without blocking) or
@@ -33,13 +36,16 @@ struct ingest_opts {
 
 struct ingest_counts {
 	unsigned long walked;     /* regular files found */
-	unsigned long unchanged;  /* same path, size and mtime as indexed: skipped */
-	unsigned long embedded;   /* run through the CNN */
-	unsigned long exact;      /* byte-identical to an indexed file: vector copied */
+	unsigned long unchanged;  /* same path, size and mtime (and inode) as indexed: skipped */
+	unsigned long same_file;  /* a file (device, inode) indexed or queued under another name,
+				   * unchanged: skipped (the first name is kept) */
+	unsigned long embedded;   /* run through the CNN, and committed */
+	unsigned long exact;      /* byte-identical to an indexed file: vector copied, and committed */
 	unsigned long not_image;  /* ignored: not a JPEG or PNG inside a directory */
 	unsigned long ignored;    /* ignored by the walk: symlinks, FIFOs, devices, loops */
 	unsigned long failed;     /* named on stderr */
 	unsigned long committed;  /* records written */
+	unsigned long uncommitted; /* read, embedded or copied, but lost with the index's write */
 	int signal;               /* the signal that stopped the run, or 0 */
 	double seconds;
 };
