@@ -66,7 +66,8 @@ int main(int argc, char **argv)
 	uint64_t s = 1;
 	for (int i = 0; i < n; i++) {
 		float *v = x + (size_t)i * d;
-		nd_vec_view vv = { (uint32_t)d, ND_VEC_F16, 1.0f, (const uint8_t *)(bg + (i % cnt) * (size_t)d), 0, 0, 0, 0 };
+		nd_vec_view vv = { .dim = (uint32_t)d, .format = ND_VEC_F16, .scale = 1.0f,
+				   .data = (const uint8_t *)(bg + (i % cnt) * (size_t)d) };
 		nd_vector_dequant(&vv, v);
 		double nn = 0;
 		for (int j = 0; j < d; j++) {

@@ -65,7 +65,8 @@ static void dots(const nd_calib *c, const float *x, int m, float *s)
 {
 	const size_t N = c->count, D = (size_t)c->dim;
 	for (size_t j = 0; j < N; j++) {
-		nd_vec_view v = { (uint32_t)D, ND_VEC_F16, 1.0f, (const uint8_t *)(c->bg + j * D), 0, 0, 0, 0 };
+		nd_vec_view v = { .dim = (uint32_t)D, .format = ND_VEC_F16, .scale = 1.0f,
+				  .data = (const uint8_t *)(c->bg + j * D) };
 		for (int i = 0; i < m; i++)
 			s[(size_t)i * N + j] = nd_vector_dot(&v, x + (size_t)i * D);
 	}

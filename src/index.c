@@ -622,13 +622,22 @@ static int item_stores_phash(const nd_index *ix, const nd_index_item *it)
 	return ix->calibrated && it->has_phash;
 }
 
+/* ... and its originality record when it brings one too (version 4). */
+static int item_stores_origin(const nd_index *ix, const nd_index_item *it)
+{
+	return item_stores_phash(ix, it) && it->origin;
+}
+
 /* The stored size of an item's vector: version 1 on an uncalibrated index,
- * else version 3 when the item brings a perceptual hash, version 2 when not. */
+ * else version 4 when the item brings a perceptual hash and an originality
+ * record, version 3 with a hash alone, version 2 with neither. */
 static size_t item_vlen(const nd_index *ix, const nd_index_item *it)
 {
 	uint32_t dim = ix->meta.dim, fmt = ix->meta.vec_format;
-	if (item_stores_phash(ix, it))
+	if (item_stores_origin(ix, it))
 		return nd_vector_encoded_size_max(dim, fmt);
+	if (item_stores_phash(ix, it))
+		return nd_vector_encoded_size_max(dim, fmt) - ND_ORIGIN_SIZE;
 	return nd_vector_encoded_size_stat(dim, fmt, ix->calibrated);
 }
 
@@ -654,7 +663,10 @@ static void *prep_worker(void *arg)
 		if (cal) {
 			float st;
 			if ((w->rc = w->ix->calib.stat(w->ix->calib.ctx, w->fbuf, 1, &st, &w->err)) ||
-			    (w->rc = item_stores_phash(w->ix, it)
+			    (w->rc = item_stores_origin(w->ix, it)
+					     ? nd_vector_encode_v4(it->vec, dim, fmt, st, it->phash, it->origin,
+								   out, w->vlen, &len, &w->err)
+				     : item_stores_phash(w->ix, it)
 					     ? nd_vector_encode_stat_phash(it->vec, dim, fmt, st, it->phash, out,
 									   w->vlen, &len, &w->err)
 					     : nd_vector_encode_stat(it->vec, dim, fmt, st, out, w->vlen, &len,
@@ -1393,6 +1405,23 @@ int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *
 		return rc;
 	if ((rc = nd_ix_get_vector(ix, txn, id, &vv, err)) == 0)
 		*side = (nd_score_side){ vv.has_stat, vv.stat, vv.has_phash, vv.phash };
+	nd_store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err)
+{
+	MDB_txn *txn;
+	nd_vec_view vv;
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc)
+		return rc;
+	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	*has_origin = rc == 0 && vv.has_origin;
+	if (*has_origin)
+		*origin = vv.origin;
+	else
+		nd_origin_init(origin);
 	nd_store_read_end(ix->st, txn);
 	return rc;
 }

@@ -80,6 +80,11 @@ struct vec_disk_v3 {
 	uint64_t phash;          /* 64-bit DCT perceptual hash (neardup/phash.h) */
 };
 _Static_assert(sizeof(struct vec_disk_v3) == ND_VEC_HDR_V3, "vector header v3 layout");
+struct vec_disk_v4 {
+	struct vec_disk_v3 v3;   /* version 4, hdr_size >= ND_VEC_HDR_V4 */
+	uint8_t origin[ND_ORIGIN_SIZE]; /* nd_origin_encode */
+};
+_Static_assert(sizeof(struct vec_disk_v4) == ND_VEC_HDR_V4, "vector header v4 layout");
 
 #define PATHVAL_MAGIC 0xA1
 
@@ -341,9 +346,16 @@ static float f16_to_f32(uint16_t h)
 	return f;
 }
 
-static size_t header_size(const float *stat, const uint64_t *phash)
+/* Each version needs the fields of the ones before it. */
+static int version_of(const float *stat, const uint64_t *phash, const nd_origin *origin)
 {
-	return phash ? ND_VEC_HDR_V3 : stat ? ND_VEC_HDR_V2 : ND_VEC_HDR_V1;
+	return origin ? 4 : phash ? 3 : stat ? 2 : 1;
+}
+
+static size_t header_size(int version)
+{
+	static const size_t hs[] = { 0, ND_VEC_HDR_V1, ND_VEC_HDR_V2, ND_VEC_HDR_V3, ND_VEC_HDR_V4 };
+	return hs[version];
 }
 
 size_t nd_vector_encoded_size_stat(uint32_t dim, uint32_t format, int has_stat)
@@ -353,7 +365,7 @@ size_t nd_vector_encoded_size_stat(uint32_t dim, uint32_t format, int has_stat)
 
 size_t nd_vector_encoded_size_max(uint32_t dim, uint32_t format)
 {
-	return ND_VEC_HDR_V3 + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
+	return ND_VEC_HDR_V4 + (size_t)dim * (format == ND_VEC_F16 ? 2 : 1);
 }
 
 size_t nd_vector_encoded_size(uint32_t dim, uint32_t format)
@@ -362,12 +374,13 @@ size_t nd_vector_encoded_size(uint32_t dim, uint32_t format)
 }
 
 static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const float *stat,
-			 const uint64_t *phash, uint8_t *out, size_t cap, size_t *len, nd_error *err);
+			 const uint64_t *phash, const nd_origin *origin, uint8_t *out, size_t cap,
+			 size_t *len, nd_error *err);
 
 int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *out, size_t cap,
 		     size_t *len, nd_error *err)
 {
-	return vector_encode(vec, dim, format, NULL, NULL, out, cap, len, err);
+	return vector_encode(vec, dim, format, NULL, NULL, NULL, out, cap, len, err);
 }
 
 int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float stat, uint8_t *out,
@@ -375,7 +388,7 @@ int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float
 {
 	if (!isfinite(stat))
 		return nd_error_set(err, ND_EINVAL, "vector statistic is not finite");
-	return vector_encode(vec, dim, format, &stat, NULL, out, cap, len, err);
+	return vector_encode(vec, dim, format, &stat, NULL, NULL, out, cap, len, err);
 }
 
 int nd_vector_encode_stat_phash(const float *vec, uint32_t dim, uint32_t format, float stat,
@@ -383,14 +396,29 @@ int nd_vector_encode_stat_phash(const float *vec, uint32_t dim, uint32_t format,
 {
 	if (!isfinite(stat))
 		return nd_error_set(err, ND_EINVAL, "vector statistic is not finite");
-	return vector_encode(vec, dim, format, &stat, &phash, out, cap, len, err);
+	return vector_encode(vec, dim, format, &stat, &phash, NULL, out, cap, len, err);
+}
+
+int nd_vector_encode_v4(const float *vec, uint32_t dim, uint32_t format, float stat, uint64_t phash,
+			const nd_origin *origin, uint8_t *out, size_t cap, size_t *len, nd_error *err)
+{
+	if (!isfinite(stat))
+		return nd_error_set(err, ND_EINVAL, "vector statistic is not finite");
+	uint8_t probe[ND_ORIGIN_SIZE];
+	nd_origin back;
+	nd_origin_encode(origin, probe);
+	if (nd_origin_decode(probe, &back, err))
+		return ND_EINVAL;
+	return vector_encode(vec, dim, format, &stat, &phash, origin, out, cap, len, err);
 }
 
 static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const float *stat,
-			 const uint64_t *phash, uint8_t *out, size_t cap, size_t *len, nd_error *err)
+			 const uint64_t *phash, const nd_origin *origin, uint8_t *out, size_t cap,
+			 size_t *len, nd_error *err)
 {
 	typedef struct vec_disk_v1 S;
-	const size_t hs = header_size(stat, phash);
+	const int version = version_of(stat, phash, origin);
+	const size_t hs = header_size(version);
 	if (dim == 0 || dim > UINT16_MAX)
 		return nd_error_set(err, ND_EINVAL, "vector dimension %u out of range", dim);
 	if (format != ND_VEC_F16 && format != ND_VEC_I8)
@@ -410,7 +438,7 @@ static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const 
 		return nd_error_set(err, ND_EINVAL, "vector component too large for float16");
 	memset(out, 0, hs);
 	PUT(uint8_t, out, S, magic, VEC_MAGIC);
-	PUT(uint8_t, out, S, version, phash ? 3 : stat ? 2 : 1);
+	PUT(uint8_t, out, S, version, (uint8_t)version);
 	PUT(uint8_t, out, S, format, (uint8_t)format);
 	PUT(uint8_t, out, S, hdr_size, (uint8_t)hs);
 	PUT(uint16_t, out, S, dim, (uint16_t)dim);
@@ -418,6 +446,8 @@ static int vector_encode(const float *vec, uint32_t dim, uint32_t format, const 
 		PUT(float, out, struct vec_disk_v2, stat, *stat);
 	if (phash)
 		PUT(uint64_t, out, struct vec_disk_v3, phash, *phash);
+	if (origin)
+		nd_origin_encode(origin, out + offsetof(struct vec_disk_v4, origin));
 	uint8_t *d = out + hs;
 	if (format == ND_VEC_F16) {
 		PUT(float, out, S, scale, 1.0f);
@@ -483,6 +513,17 @@ int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, 
 					    hs);
 		v->has_phash = 1;
 		v->phash = GET(uint64_t, b, struct vec_disk_v3, phash);
+	}
+	v->has_origin = 0;
+	nd_origin_init(&v->origin);
+	if (b[1] >= 4) {
+		if (hs < ND_VEC_HDR_V4)
+			return nd_error_set(err, ND_ECORRUPT, "vector version %u with a %u-byte header", b[1],
+					    hs);
+		int rc = nd_origin_decode(b + offsetof(struct vec_disk_v4, origin), &v->origin, err);
+		if (rc)
+			return rc;
+		v->has_origin = 1;
 	}
 	v->dim = d;
 	v->format = fmt;

@@ -74,7 +74,8 @@ static double naive_stat(const nd_model *m, const float *x, const nd_model_calib
 	double *s = malloc(n * sizeof(double));
 	float *row = malloc((size_t)d * sizeof(float));
 	for (size_t i = 0; i < n; i++) {
-		nd_vec_view v = { (uint32_t)d, ND_VEC_F16, 1.0f, (const uint8_t *)(h + i * (size_t)d), 0, 0, 0, 0 };
+		nd_vec_view v = { .dim = (uint32_t)d, .format = ND_VEC_F16, .scale = 1.0f,
+				  .data = (const uint8_t *)(h + i * (size_t)d) };
 		nd_vector_dequant(&v, row);
 		double acc = 0;
 		for (int j = 0; j < d; j++)
@@ -618,6 +619,66 @@ done:
 }
 
 /* 1 when id is among the query's hits. */
+/* The originality record (vector version 4) is stored beside a hash on a
+ * calibrated index and read back as given; without a hash, without a
+ * record or on an uncalibrated index, there is none. */
+static void test_index_origin(void)
+{
+	struct fixture f;
+	nd_error err;
+	char dir[256];
+	CHECK_EQ_INT(fixture_init(&f), 0);
+	if (!f.X)
+		return;
+	static nd_origin recs[NV];
+	for (int i = 0; i < NV; i++) {
+		nd_origin_init(&recs[i]);
+		recs[i].chroma = (float)(i % 200);
+		recs[i].margin = (float)(i % 10) / 20.0f;
+		recs[i].quality = (uint8_t)(i % 101);
+		recs[i].taken = 1000000 + i;
+		f.it[i].has_phash = i % 3 != 0;
+		f.it[i].phash = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+		f.it[i].origin = i % 4 != 0 ? &recs[i] : NULL;
+	}
+	for (int cal = 1; cal >= 0; cal--) {
+		snprintf(dir, sizeof(dir), "%s/origin%d", tmproot, cal);
+		rmdir_index(dir);
+		nd_index *ix = NULL;
+		nd_index_options o = opts(&f, cal, 0);
+		CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+		if (!ix)
+			break;
+		uint32_t *ids = malloc(NV * sizeof(*ids));
+		CHECK_EQ_INT(nd_index_add(ix, f.it, NV, ids, &err), 0);
+		nd_check_report rep;
+		CHECK_EQ_INT(nd_index_check(ix, &rep, &err), 0);
+		CHECK_MSG(rep.n_problems == 0, "%s", rep.problems[0]);
+		int bad = 0, stored = 0;
+		for (int i = 0; i < NV; i++) {
+			int has;
+			nd_origin got;
+			CHECK_EQ_INT(nd_index_get_origin(ix, ids[i], &has, &got, &err), 0);
+			int want = cal && f.it[i].has_phash && f.it[i].origin;
+			bad += has != want;
+			if (has && want)
+				bad += got.chroma != recs[i].chroma || got.margin != recs[i].margin ||
+				       got.quality != recs[i].quality || got.taken != recs[i].taken;
+			if (!has)
+				bad += got.quality != 0 || got.taken != 0;
+			stored += has;
+		}
+		CHECK_MSG(bad == 0, "%d of %d records wrong (calibrated %d)", bad, NV, cal);
+		CHECK(cal ? stored > NV / 3 : stored == 0);
+		free(ids);
+		nd_index_close(ix);
+		rmdir_index(dir);
+	}
+	for (int i = 0; i < NV; i++)
+		f.it[i].origin = NULL;
+	fixture_free(&f);
+}
+
 static int query_finds(nd_index *ix, const float *x, const nd_query_params *qp, uint32_t id,
 		       nd_hit *hit)
 {
@@ -1028,6 +1089,7 @@ int main(void)
 	RUN(test_model_section);
 	RUN(test_index_calibrated);
 	RUN(test_index_phash_fusion);
+	RUN(test_index_origin);
 	RUN(test_index_phash_postings);
 	RUN(test_upgrade);
 	rmdir(tmproot);

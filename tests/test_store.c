@@ -300,7 +300,7 @@ static void test_vector_phash(void)
 		CHECK_EQ_INT(nd_vector_encode_stat(x, d, fmts[f], 0.25f, b2, sizeof(b2), &l2, &err), 0);
 		CHECK_EQ_INT(nd_vector_encode_stat_phash(x, d, fmts[f], 0.25f, h, b3, sizeof(b3), &l3, &err), 0);
 		CHECK_EQ_INT(l3, l2 + 8);
-		CHECK_EQ_INT(l3, nd_vector_encoded_size_max(d, fmts[f]));
+		CHECK_EQ_INT(l3 + ND_ORIGIN_SIZE, nd_vector_encoded_size_max(d, fmts[f]));
 		nd_vec_view v2, v3;
 		CHECK_EQ_INT(nd_vector_decode(b2, l2, d, &v2, &err), 0);
 		CHECK_EQ_INT(nd_vector_decode(b3, l3, d, &v3, &err), 0);
@@ -319,6 +319,53 @@ static void test_vector_phash(void)
 			     ND_EINVAL);
 		CHECK_EQ_INT(nd_vector_encode_stat_phash(x, d, fmts[f], 0.5f, h, b3, l2, &l3, &err), ND_ELIMIT);
 	}
+}
+
+/* Version 4: version 3 plus the originality record; versions 1..3 decode
+ * without one, and a bad record or header is refused. */
+static void test_vector_origin(void)
+{
+	synth_rng r = { 11, 0, 0 };
+	const uint32_t d = 32;
+	float x[32];
+	uint8_t b3[ND_VEC_HDR_V4 + 2 * 32], b4[ND_VEC_HDR_V4 + 2 * 32];
+	size_t l3, l4;
+	nd_error err;
+	nd_origin o;
+	nd_origin_init(&o);
+	o.chroma = 12.5f;
+	o.margin = 0.25f;
+	o.quality = 75;
+	o.camera = 1;
+	o.taken = 1577934245;
+	synth_unit_gauss(&r, x, d);
+	CHECK_EQ_INT(nd_vector_encode_stat_phash(x, d, ND_VEC_I8, 0.5f, 42, b3, sizeof(b3), &l3, &err), 0);
+	CHECK_EQ_INT(nd_vector_encode_v4(x, d, ND_VEC_I8, 0.5f, 42, &o, b4, sizeof(b4), &l4, &err), 0);
+	CHECK_EQ_INT(l4, l3 + ND_ORIGIN_SIZE);
+	CHECK_EQ_INT(l4, nd_vector_encoded_size_max(d, ND_VEC_I8));
+	nd_vec_view v3, v4;
+	CHECK_EQ_INT(nd_vector_decode(b3, l3, d, &v3, &err), 0);
+	CHECK_EQ_INT(nd_vector_decode(b4, l4, d, &v4, &err), 0);
+	CHECK(!v3.has_origin && v3.origin.quality == 0 && v3.origin.blockiness == 1.0f);
+	CHECK(v4.has_origin && v4.has_phash && v4.phash == 42 && v4.stat == 0.5f);
+	CHECK(v4.origin.chroma == 12.5f && v4.origin.margin == 0.25f && v4.origin.quality == 75 &&
+	      v4.origin.camera == 1 && v4.origin.taken == 1577934245);
+	CHECK(nd_vector_dot(&v3, x) == nd_vector_dot(&v4, x));
+	for (size_t cut = 0; cut < l4; cut++)
+		CHECK(nd_vector_decode(b4, cut, d, &(nd_vec_view){ 0 }, &err) != 0);
+	/* version 4 with a version-3 header size */
+	uint8_t bad[sizeof(b4)];
+	memcpy(bad, b3, l3);
+	bad[1] = 4;
+	CHECK_EQ_INT(nd_vector_decode(bad, l3, d, &(nd_vec_view){ 0 }, &err), ND_ECORRUPT);
+	/* a damaged record: margin 2 */
+	memcpy(bad, b4, l4);
+	float two = 2.0f;
+	memcpy(bad + ND_VEC_HDR_V3 + 4, &two, 4);
+	CHECK_EQ_INT(nd_vector_decode(bad, l4, d, &(nd_vec_view){ 0 }, &err), ND_ECORRUPT);
+	/* an invalid record is not written */
+	o.margin = NAN;
+	CHECK_EQ_INT(nd_vector_encode_v4(x, d, ND_VEC_I8, 0.5f, 42, &o, b4, sizeof(b4), &l4, &err), ND_EINVAL);
 }
 
 /* The phash database's validity mark: round trip, every truncation and a
@@ -351,6 +398,7 @@ int main(void)
 	RUN(test_vector_formats);
 	RUN(test_vector_stat);
 	RUN(test_vector_phash);
+	RUN(test_vector_origin);
 	RUN(test_phash_mark);
 	return test_summary();
 }

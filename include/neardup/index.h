@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "neardup/common.h"
+#include "neardup/origin.h"
 #include "neardup/store.h"
 #include "neardup/score.h"
 
@@ -121,6 +122,8 @@ typedef struct nd_index_item {
 	int has_phash;            /* phash is the image's perceptual hash (neardup/phash.h); stored
 				   * with the vector on a calibrated index (vector version 3) */
 	uint64_t phash;
+	const nd_origin *origin;  /* the image's originality record (neardup/origin.h), or NULL;
+				   * stored with a hash on a calibrated index (vector version 4) */
 } nd_index_item;
 
 /* Adds n images in one transaction; ids[i] (if ids is not NULL) receives the
@@ -201,6 +204,9 @@ int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *si
 			nd_error *err);
 /* What the pair score reads of id beside its vector (neardup/score.h). */
 int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err);
+/* The stored originality record of id: *has_origin = 0 (and *origin from
+ * nd_origin_init) for an image stored without one. */
+int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err);
 /* Id of a path (ND_ENOTFOUND if none). */
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
 /* Id of the image of the file with this identity (st_dev, st_ino): ND_ENOTFOUND

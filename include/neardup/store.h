@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #include "neardup/common.h"
+#include "neardup/origin.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -136,10 +137,14 @@ int nd_pathval_decode(const void *buf, size_t len, uint32_t *id, nd_error *err);
  * v1 fields plus a float32 "stat" at offset 12, the image's background
  * statistic for the calibrated similarity (neardup/calib.h). Version 3
  * (issue 4): a 24-byte header, the v2 fields plus the image's 64-bit
- * perceptual hash (neardup/phash.h) at offset 16, for the score fusion. */
+ * perceptual hash (neardup/phash.h) at offset 16, for the score fusion.
+ * Version 4: a 64-byte header, the v3 fields plus the image's originality
+ * record (neardup/origin.h, ND_ORIGIN_SIZE bytes) at offset 24, for the
+ * keep rule "original". */
 #define ND_VEC_HDR_V1 12
 #define ND_VEC_HDR_V2 16
 #define ND_VEC_HDR_V3 24
+#define ND_VEC_HDR_V4 (ND_VEC_HDR_V3 + ND_ORIGIN_SIZE)
 typedef struct nd_vec_view {
 	uint32_t dim;
 	uint32_t format;         /* enum nd_vec_format */
@@ -149,12 +154,14 @@ typedef struct nd_vec_view {
 	float stat;              /* background statistic (finite), 0 when !has_stat */
 	int has_phash;           /* a version-3 value: phash is valid */
 	uint64_t phash;          /* perceptual hash, 0 when !has_phash */
+	int has_origin;          /* a version-4 value: origin is valid */
+	nd_origin origin;        /* originality record (nd_origin_init when !has_origin) */
 } nd_vec_view;
 
 /* Encoded size: version 1 (no statistic), or version 2 when has_stat. */
 size_t nd_vector_encoded_size(uint32_t dim, uint32_t format);
 size_t nd_vector_encoded_size_stat(uint32_t dim, uint32_t format, int has_stat);
-/* The largest encoding of any version (version 3). */
+/* The largest encoding of any version (version 4). */
 size_t nd_vector_encoded_size_max(uint32_t dim, uint32_t format);
 /* Quantises vec[dim] (finite values) into out (version 1). */
 int nd_vector_encode(const float *vec, uint32_t dim, uint32_t format, uint8_t *out, size_t cap,
@@ -165,6 +172,9 @@ int nd_vector_encode_stat(const float *vec, uint32_t dim, uint32_t format, float
 /* The same as version 3 with the statistic and the perceptual hash phash. */
 int nd_vector_encode_stat_phash(const float *vec, uint32_t dim, uint32_t format, float stat,
 				uint64_t phash, uint8_t *out, size_t cap, size_t *len, nd_error *err);
+/* The same as version 4 with the originality record origin too. */
+int nd_vector_encode_v4(const float *vec, uint32_t dim, uint32_t format, float stat, uint64_t phash,
+			const nd_origin *origin, uint8_t *out, size_t cap, size_t *len, nd_error *err);
 /* Validates a stored vector of dim components (dim 0: any). */
 int nd_vector_decode(const void *buf, size_t len, uint32_t dim, nd_vec_view *v, nd_error *err);
 /* out: out[v->dim] floats. */

@@ -8,10 +8,11 @@
  * reach each other through copies end in one group while one stray pair
  * does not merge two families. The kept image is chosen after grouping:
  * the group's first member by the keep rule (protected files first, then
- * --keep, then the tie-breakers: more pixels, larger file, older, path,
- * id). Each member shows its similarity to the kept image, which can be
- * below --min-sim for a member that reached the group through another copy.
- * Memory: the pairs and the images in them; no N x N structure. */
+ * --keep: neardup/keep.h, whose default "original" reads each image's
+ * stored originality record). Each member shows its similarity to the kept
+ * image, which can be below --min-sim for a member that reached the group
+ * through another copy. Memory: the pairs and the images in them; no N x N
+ * structure. */
 #define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include "cli.h"
 #include "neardup/group.h"
 #include "dedup.h"
+#include "neardup/keep.h"
 #include "output.h"
 #include "pipeline.h"
 
@@ -49,8 +51,11 @@ static const char usage_text[] =
 	"                     \"raw_similarity\", \"exact\"}]} per group (raw_similarity: the\n"
 	"                     cosine); html: a self-contained report\n"
 	"  -o, --output FILE  write the report to FILE instead of standard output\n"
-	"      --keep RULE    which copy to keep: resolution (default: most pixels),\n"
-	"                     largest, smallest (file size), oldest, newest (mtime), first-path\n"
+	"      --keep RULE    which copy to keep: original (default: the least edited:\n"
+	"                     colour, camera EXIF, least compressed, most content and\n"
+	"                     detail without added margins or noise, earliest capture,\n"
+	"                     oldest file), resolution (most pixels), largest, smallest\n"
+	"                     (file size), oldest, newest (mtime), first-path\n"
 	"      --protect DIR  files under DIR are always kept and never touched (repeatable)\n"
 	"      --action A     report (default), or for every member that is not kept:\n"
 	"                     trash (into the desktop trash: recommended, undoable),\n"
@@ -72,9 +77,8 @@ static void usage(FILE *f)
 	fputs(cli_common_help, f);
 }
 
-enum keep_rule { KEEP_RESOLUTION, KEEP_LARGEST, KEEP_SMALLEST, KEEP_OLDEST, KEEP_NEWEST, KEEP_FIRST_PATH };
-static const char *const keep_names[] = { "resolution", "largest", "smallest", "oldest", "newest",
-					  "first-path" };
+/* the rules of neardup/keep.h */
+enum keep_rule { KEEP_ORIGINAL = ND_KEEP_ORIGINAL, KEEP_COUNT = ND_KEEP_RULE_COUNT };
 
 struct pair {
 	uint32_t a, b;
@@ -166,50 +170,21 @@ struct sort_ctx {
 	const struct dd_node *nodes;
 };
 
+static nd_keep_item keep_item(const struct dd_node *n)
+{
+	return (nd_keep_item){ n->id, n->width, n->height, n->size, n->mtime_ns, n->path,
+			       n->has_origin ? &n->origin : NULL };
+}
+
 /* Node indices, best to keep first. */
 static int cmp_keep(const void *x, const void *y, void *arg)
 {
 	const struct sort_ctx *sc = arg;
 	const struct dd_node *a = &sc->nodes[*(const size_t *)x], *b = &sc->nodes[*(const size_t *)y];
-	uint64_t pa = (uint64_t)a->width * a->height, pb = (uint64_t)b->width * b->height;
 	if (a->protect != b->protect)
 		return a->protect ? -1 : 1;
-	switch (sc->rule) {
-	case KEEP_RESOLUTION:
-		break;
-	case KEEP_LARGEST:
-		if (a->size != b->size)
-			return a->size > b->size ? -1 : 1;
-		break;
-	case KEEP_SMALLEST:
-		if (a->size != b->size)
-			return a->size < b->size ? -1 : 1;
-		break;
-	case KEEP_OLDEST:
-		if (a->mtime_ns != b->mtime_ns)
-			return a->mtime_ns < b->mtime_ns ? -1 : 1;
-		break;
-	case KEEP_NEWEST:
-		if (a->mtime_ns != b->mtime_ns)
-			return a->mtime_ns > b->mtime_ns ? -1 : 1;
-		break;
-	case KEEP_FIRST_PATH: {
-		int c = strcmp(a->path, b->path);
-		if (c)
-			return c;
-		break;
-	}
-	}
-	if (pa != pb)
-		return pa > pb ? -1 : 1;
-	if (a->size != b->size)
-		return a->size > b->size ? -1 : 1;
-	if (a->mtime_ns != b->mtime_ns)
-		return a->mtime_ns < b->mtime_ns ? -1 : 1;
-	int c = strcmp(a->path, b->path);
-	if (c)
-		return c;
-	return (a->id > b->id) - (a->id < b->id);
+	nd_keep_item ka = keep_item(a), kb = keep_item(b);
+	return nd_keep_cmp((nd_keep_rule)sc->rule, &ka, &kb, NULL);
 }
 
 /* ---- protection ---- */
@@ -476,6 +451,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 			nd->dev = rec.dev;
 			nd->ino = rec.ino;
 			memcpy(nd->hash, rec.hash, 16);
+			if ((rc = nd_index_get_origin(ix, id, &nd->has_origin, &nd->origin, &err)))
+				goto index_error;
 			if (!(nd->path = strdup(pbuf)))
 				goto oom;
 			nd->protect = is_protected(pr, pbuf);
@@ -705,7 +682,7 @@ int cmd_dedup(int argc, char **argv)
 	int min_sim_given = 0;
 	int format = 0; /* 0 tsv, 1 jsonl, 2 html */
 	const char *output = NULL, *to_dir = NULL;
-	enum keep_rule rule = KEEP_RESOLUTION;
+	enum keep_rule rule = KEEP_ORIGINAL;
 	enum dd_action action = DD_REPORT;
 	int yes = 0, jobs = cli_default_jobs(), raw = 0, near = 0;
 	struct protect pr = { 0 };
@@ -754,13 +731,10 @@ int cmd_dedup(int argc, char **argv)
 			output = optarg;
 			break;
 		case O_KEEP: {
-			size_t k;
-			for (k = 0; k < sizeof(keep_names) / sizeof(keep_names[0]); k++)
-				if (!strcmp(optarg, keep_names[k]))
-					break;
-			if (k == sizeof(keep_names) / sizeof(keep_names[0])) {
-				cli_msg("invalid value '%s' for --keep (resolution, largest, smallest, "
-					"oldest, newest or first-path)", optarg);
+			nd_keep_rule k;
+			if (nd_keep_rule_parse(optarg, &k)) {
+				cli_msg("invalid value '%s' for --keep (original, resolution, largest, "
+					"smallest, oldest, newest or first-path)", optarg);
 				goto done;
 			}
 			rule = (enum keep_rule)k;
@@ -892,7 +866,8 @@ int cmd_dedup(int argc, char **argv)
 		if (format == 1)
 			write_jsonl(rep, &res);
 		else if (format == 2)
-			write_failed = dd_write_html(rep, &res, min_sim, keep_names[rule]) != 0;
+			write_failed = dd_write_html(rep, &res, min_sim,
+						     nd_keep_rule_name((nd_keep_rule)rule)) != 0;
 		else
 			write_tsv(rep, &res);
 		if (fflush(rep) != 0 || ferror(rep))

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "neardup/origin.h"
+
 /* An image that is in some pair above the threshold. */
 struct dd_node {
 	uint32_t id;
@@ -16,6 +18,8 @@ struct dd_node {
 	char *path;
 	int protect;      /* under a --protect directory */
 	uint64_t dev, ino; /* as indexed; 0 = unknown */
+	int has_origin;   /* origin was stored at ingest (neardup/origin.h) */
+	nd_origin origin;
 };
 
 /* members[0] is the kept image (sims[0] = 1); the others follow by

@@ -32,7 +32,8 @@ int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *er
 	e->out = malloc(nout);
 	e->phash = malloc(sizeof(uint64_t) * (size_t)batch);
 	e->lum = malloc(sizeof(float) * (size_t)e->info.input_w * (size_t)e->info.input_h);
-	if (!e->scratch || !e->in || !e->out || !e->phash || !e->lum) {
+	e->origin = malloc(sizeof(nd_origin) * (size_t)batch);
+	if (!e->scratch || !e->in || !e->out || !e->phash || !e->lum || !e->origin) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for a batch of %d images", batch);
 		goto fail;
 	}
@@ -50,6 +51,7 @@ void embedder_free(struct embedder *e)
 	free(e->out);
 	free(e->phash);
 	free(e->lum);
+	free(e->origin);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -94,6 +96,12 @@ int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, 
 	nd_image img = { 0 };
 	nd_image_info ii;
 	int rc = decode_identity(e, data, len, &img, &ii, w, h, err);
+	if (rc == 0) {
+		nd_origin *o = &e->origin[e->n];
+		nd_origin_init(o);
+		nd_origin_from_bytes(data, len, o);
+		rc = nd_origin_from_pixels(&img, ii.scale_denom, o, err);
+	}
 	if (rc == 0)
 		e->n++;
 	nd_image_free(&img);

@@ -11,6 +11,7 @@
 
 #include "neardup/cnn.h"
 #include "neardup/image.h"
+#include "neardup/origin.h"
 #include "neardup/prep.h"
 #include "readfile.h"
 
@@ -26,6 +27,7 @@ struct embedder {
 	uint64_t *phash;  /* [cap] perceptual hash of each slot's image, from its prepared input
 			   * (neardup/phash.h; for a view slot, of the view) */
 	float *lum;       /* [H][W] scratch for the hash */
+	nd_origin *origin; /* [cap] originality record of each slot's image (embedder_add) */
 	int cap, n;       /* batch capacity, images in the batch now */
 };
 
@@ -33,9 +35,9 @@ int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *er
 void embedder_free(struct embedder *e);
 
 
-/* Decodes data into the next batch slot (e->n must be < e->cap) and
- * increments e->n. *w, *h: the image's full size as displayed (EXIF
- * orientation applied). */
+/* Decodes data into the next batch slot (e->n must be < e->cap), measures
+ * its originality record into e->origin[slot] and increments e->n. *w, *h:
+ * the image's full size as displayed (EXIF orientation applied). */
 int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, uint32_t *h,
 		 nd_error *err);
 /* Query-side views of one image (see embedder_add_views). */

@@ -38,10 +38,13 @@ struct follower {
 
 enum { ENT_PENDING, ENT_DONE };
 
-/* An image's perceptual hash, when known (neardup/phash.h). */
+/* An image's perceptual hash (neardup/phash.h) and originality record
+ * (neardup/origin.h), when known: what is stored beside its vector. */
 struct phash {
 	int has;
 	uint64_t v;
+	int has_origin;
+	nd_origin origin;
 };
 
 struct entry {
@@ -400,7 +403,7 @@ static void flush(struct worker *w)
 			table_fail(p, pd->ent, "cannot embed", err.msg);
 		} else {
 			const float *v = w->e.out + (size_t)i * (size_t)p->dim;
-			struct phash ph = { 1, w->e.phash[i] };
+			struct phash ph = { 1, w->e.phash[i], 1, w->e.origin[i] };
 			int kept = table_done(p, pd->ent, v, ph, pd->w, pd->h);
 			emit(p, pd->path, pd->fi, pd->hash, pd->w, pd->h, v, ph,
 			     kept ? pd->ent : NULL, 0);
@@ -487,6 +490,7 @@ static void process(struct worker *w, const struct job *j)
 		}
 		if (id && nd_index_get_vector(p->ix, id, w->vec, NULL) == 0 &&
 		    nd_index_get_phash(p->ix, id, &ph.has, &ph.v, NULL) == 0 &&
+		    nd_index_get_origin(p->ix, id, &ph.has_origin, &ph.origin, NULL) == 0 &&
 		    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0) {
 			pthread_mutex_unlock(&p->tmu);
 			emit(p, name, fi, fd.hash, rec.width, rec.height, w->vec, ph, NULL, kind);
@@ -591,6 +595,7 @@ static int commit(struct pipe *p, struct result **batch, size_t n)
 			items[i].rec = batch[i]->rec;
 			items[i].has_phash = batch[i]->ph.has;
 			items[i].phash = batch[i]->ph.v;
+			items[i].origin = batch[i]->ph.has_origin ? &batch[i]->ph.origin : NULL;
 		}
 		rc = nd_index_add(p->ix, items, n, NULL, &err);
 	}
