@@ -411,19 +411,8 @@ int cmd_apply(int argc, char **argv)
 		}
 		switch (opt) {
 		case O_ACTION:
-			if (!strcmp(optarg, "trash"))
-				action = DD_TRASH;
-			else if (!strcmp(optarg, "move"))
-				action = DD_MOVE;
-			else if (!strcmp(optarg, "hardlink"))
-				action = DD_HARDLINK;
-			else if (!strcmp(optarg, "delete"))
-				action = DD_DELETE;
-			else {
-				cli_msg("invalid value '%s' for --action (trash, move, hardlink or delete)",
-					optarg);
+			if (dd_parse_action(optarg, 0, &action))
 				return EXIT_FATAL;
-			}
 			break;
 		case O_TO:
 			to_dir = optarg;

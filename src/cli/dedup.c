@@ -881,21 +881,8 @@ int cmd_dedup(int argc, char **argv)
 			break;
 		}
 		case O_ACTION:
-			if (!strcmp(optarg, "report"))
-				action = DD_REPORT;
-			else if (!strcmp(optarg, "hardlink"))
-				action = DD_HARDLINK;
-			else if (!strcmp(optarg, "move"))
-				action = DD_MOVE;
-			else if (!strcmp(optarg, "delete"))
-				action = DD_DELETE;
-			else if (!strcmp(optarg, "trash"))
-				action = DD_TRASH;
-			else {
-				cli_msg("invalid value '%s' for --action (report, trash, move, hardlink "
-					"or delete)", optarg);
+			if (dd_parse_action(optarg, 1, &action))
 				goto done;
-			}
 			break;
 		case O_TO:
 			to_dir = optarg;

@@ -46,6 +46,10 @@ static inline int dd_exact(const struct dd_result *r, const struct dd_group *g, 
 
 enum dd_action { DD_REPORT, DD_HARDLINK, DD_MOVE, DD_DELETE, DD_TRASH };
 
+/* Parses an --action value into *out; report is accepted only when
+ * allow_report. Returns 0, or -1 after naming the valid values on stderr. */
+int dd_parse_action(const char *s, int allow_report, enum dd_action *out);
+
 /* What the review page states about the run that made it. */
 struct dd_html_opts {
 	float min_sim;

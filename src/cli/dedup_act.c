@@ -535,3 +535,19 @@ void dd_print_totals(enum dd_action action, int yes, const struct dd_totals *t)
 	cli_msg("%s%s %zu file%s, %s%s", yes ? "" : "would ", yes ? done_verb[action] : verb[action],
 		t->files, t->files == 1 ? "" : "s", size, skipped);
 }
+
+int dd_parse_action(const char *s, int allow_report, enum dd_action *out)
+{
+	static const struct { const char *name; enum dd_action a; } names[] = {
+		{ "report", DD_REPORT }, { "trash", DD_TRASH },   { "move", DD_MOVE },
+		{ "hardlink", DD_HARDLINK }, { "delete", DD_DELETE },
+	};
+	for (size_t i = allow_report ? 0 : 1; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i].name)) {
+			*out = names[i].a;
+			return 0;
+		}
+	cli_msg("invalid value '%s' for --action (%strash, move, hardlink or delete)", s,
+		allow_report ? "report, " : "");
+	return -1;
+}
