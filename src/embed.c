@@ -1,11 +1,11 @@
-/* neardup CLI — file -> hash -> decode -> prep -> batched forward. */
+/* neardup — file -> hash -> decode -> prep -> batched forward. */
 #include "embed.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "neardup/neardup.h"
 #include "neardup/phash.h"
 
 int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *err)
