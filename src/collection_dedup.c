@@ -433,7 +433,7 @@ done:
  * Files gone since ingest, and second names of one file (device, inode),
  * are in no group (hide_nodes). */
 static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rule,
-			const struct protect *pr, struct dd_result *r, nd_error *err)
+			const struct protect *pr, int file_check, struct dd_result *r, nd_error *err)
 {
 	struct join_ctx jc;
 	struct hashes hs = { 0 };
@@ -562,8 +562,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	hs.v = NULL;
 
 	/* hidden nodes count as grouped already: never kept, never members */
-	size_t missing;
-	if (!(grouped = calloc(nn, 1)) || hide_nodes(r, grouped, &missing))
+	size_t missing = 0;
+	if (!(grouped = calloc(nn, 1)) || (file_check && hide_nodes(r, grouped, &missing)))
 		goto oom;
 	r->missing = missing;
 
@@ -757,7 +757,8 @@ int nd_collection_dedup(nd_collection *c, const nd_dedup_options *o, nd_dedup_re
 		pr.real[i] = realpath(d, NULL);
 		pr.n++;
 	}
-	if ((rc = build_groups(c->ix, o->min_sim, o->raw, (enum keep_rule)o->keep, &pr, &r, err)))
+	if ((rc = build_groups(c->ix, o->min_sim, o->raw, (enum keep_rule)o->keep, &pr, !o->no_file_check, &r,
+				err)))
 		goto done;
 	if (!(res = calloc(1, sizeof(*res)))) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");

@@ -284,6 +284,11 @@ typedef struct nd_dedup_options {
 	nd_keep_rule keep;         /* which copy to keep (default ND_KEEP_ORIGINAL; neardup/keep.h) */
 	const char *const *protect; /* directories whose files are always kept, first */
 	size_t nprotect;
+	/* 1: do not look at the files: for images added from memory, whose
+	 * names are not files, or an index of files on another machine. No image
+	 * is then left out as missing, and second names of one file are not
+	 * found. (default 0) */
+	int no_file_check;
 } nd_dedup_options;
 
 void nd_dedup_options_init(nd_dedup_options *o);

@@ -65,7 +65,8 @@ class _Matches(C.Structure):
 
 class _DedupOptions(C.Structure):
     _fields_ = [("min_sim", C.c_float), ("raw", C.c_int), ("keep", C.c_int),
-                ("protect", C.POINTER(C.c_char_p)), ("nprotect", C.c_size_t)]
+                ("protect", C.POINTER(C.c_char_p)), ("nprotect", C.c_size_t),
+                ("no_file_check", C.c_int)]
 
 
 class _Origin(C.Structure):
@@ -297,10 +298,12 @@ class Collection:
         finally:
             _lib.nd_matches_free(C.byref(ms))
 
-    def dedup(self, min_sim=None, keep="original", protect=(), raw=False):
+    def dedup(self, min_sim=None, keep="original", protect=(), raw=False, check_files=True):
         """The near-duplicate groups: a list of dicts {"keep": path, "reason",
         "members": [{"path", "similarity", "raw_similarity", "exact"}, ...]}
-        where members[0] is the kept file. min_sim None: the library's default."""
+        where members[0] is the kept file. min_sim None: the library's default.
+        check_files=False for images added with add_bytes (their names are not
+        files: otherwise they count as deleted files and are left out)."""
         opts = _DedupOptions()
         _lib.nd_dedup_options_init(C.byref(opts))
         if min_sim is not None:
@@ -313,6 +316,7 @@ class Collection:
         prot = (C.c_char_p * max(1, len(protect)))(*[_enc(p) for p in protect])
         opts.protect = prot
         opts.nprotect = len(protect)
+        opts.no_file_check = int(not check_files)
         res = C.POINTER(_DedupResult)()
         err = _Error()
         _check(_lib.nd_collection_dedup(self._handle(), C.byref(opts), C.byref(res), C.byref(err)), err)
