@@ -3,7 +3,10 @@
  *   bench_vectors dump INDEX OUT_PREFIX
  *       Writes every stored vector of INDEX as OUT_PREFIX.f32 (float32
  *       [n][dim], little-endian, the float16 values the index re-ranks with)
- *       and OUT_PREFIX.tsv (id<TAB>path per line, same order).
+ *       and OUT_PREFIX.tsv (id<TAB>path per line, same order), and
+ *       OUT_PREFIX.side.tsv (id, background statistic or "-", perceptual hash
+ *       as 16 hex digits or "-", per line, same order: what the pair score
+ *       reads beside the vector).
  *
  *   bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]
  *       QUERIES.f32 holds query vectors (float32 [q][dim], e.g. a dump of
@@ -96,7 +99,7 @@ static int do_dump(const char *dir, const char *prefix)
 	float *v = NULL;
 	uint32_t dim = 0;
 	int ret = 2;
-	FILE *fv = NULL, *fp = NULL;
+	FILE *fv = NULL, *fp = NULL, *fs = NULL;
 	char path[4096];
 	if (load_all(dir, &ix, &l, &v, &dim, &err)) {
 		fprintf(stderr, "bench_vectors: '%s': %s\n", dir, err.msg);
@@ -114,12 +117,35 @@ static int do_dump(const char *dir, const char *prefix)
 	}
 	for (size_t i = 0; i < l.n; i++)
 		fprintf(fp, "%" PRIu32 "\t%s\n", l.ids[i], l.paths[i]);
+	snprintf(path, sizeof(path), "%s.side.tsv", prefix);
+	if (!(fs = fopen(path, "w"))) {
+		fprintf(stderr, "bench_vectors: cannot write '%s': %s\n", path, strerror(errno));
+		goto done;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		nd_score_side sd;
+		if (nd_index_get_side(ix, l.ids[i], &sd, &err)) {
+			fprintf(stderr, "bench_vectors: '%s': %s\n", dir, err.msg);
+			goto done;
+		}
+		fprintf(fs, "%" PRIu32 "\t", l.ids[i]);
+		if (sd.has_stat)
+			fprintf(fs, "%.9g\t", (double)sd.stat);
+		else
+			fputs("-\t", fs);
+		if (sd.has_phash)
+			fprintf(fs, "%016" PRIx64 "\n", sd.phash);
+		else
+			fputs("-\n", fs);
+	}
 	fprintf(stderr, "bench_vectors: %zu vectors of dim %" PRIu32 " from '%s'\n", l.n, dim, dir);
 	ret = 0;
 done:
 	if (fv && fclose(fv))
 		ret = 2;
 	if (fp && fclose(fp))
+		ret = 2;
+	if (fs && fclose(fs))
 		ret = 2;
 	free(v);
 	idlist_free(&l);
