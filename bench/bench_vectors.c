@@ -18,6 +18,11 @@
  *       the index lookup and re-rank only, no embedding). Prints one JSON
  *       object per probe count on stdout.
  *
+ *   bench_vectors join INDEX FLOOR
+ *       The candidate pairs of dedup's self-join (nd_index_selfjoin at the
+ *       default settings) whose plain cosine is >= FLOOR: one "id<TAB>id<TAB>
+ *       cosine" line per pair on stdout, and the join's counters on stderr.
+ *
  * Exit status 0, or 2 on any error (message on stderr). */
 #include "neardup/index.h"
 #include "timing.h"
@@ -320,13 +325,45 @@ done:
 	return ret;
 }
 
+static int print_pair(void *ctx, uint32_t a, uint32_t b, float sim)
+{
+	fprintf(ctx, "%" PRIu32 "\t%" PRIu32 "\t%.6f\n", a, b, (double)sim);
+	return 0;
+}
+
+static int do_join(const char *dir, const char *floor_s)
+{
+	nd_error err = { 0 };
+	nd_index *ix = NULL;
+	nd_index_options o;
+	nd_index_options_init(&o);
+	o.readonly = 1;
+	nd_selfjoin_params p;
+	nd_selfjoin_params_init(&p);
+	p.min_sim = strtof(floor_s, NULL);
+	p.raw = 1;
+	nd_selfjoin_stats st;
+	if (nd_index_open(&ix, dir, &o, &err) || nd_index_selfjoin(ix, &p, print_pair, stdout, &st, &err)) {
+		fprintf(stderr, "bench_vectors: '%s': %s\n", dir, err.msg);
+		nd_index_close(ix);
+		return 2;
+	}
+	fprintf(stderr, "compared %" PRIu64 " emitted %" PRIu64 " candidates %" PRIu64 "\n", st.pairs_compared,
+		st.pairs_emitted, st.pairs_candidates);
+	nd_index_close(ix);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "join"))
+		return do_join(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "dump"))
 		return do_dump(argv[2], argv[3]);
 	if (argc >= 4 && !strcmp(argv[1], "lsh"))
 		return do_lsh(argc, argv);
 	fprintf(stderr, "usage: bench_vectors dump INDEX OUT_PREFIX\n"
-			"       bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]\n");
+			"       bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]\n"
+			"       bench_vectors join INDEX FLOOR\n");
 	return 2;
 }
