@@ -23,7 +23,13 @@
  *       default settings) whose plain cosine is >= FLOOR: one "id<TAB>id<TAB>
  *       cosine" line per pair on stdout, and the join's counters on stderr.
  *
+ *   bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO]
+ *       Groups nodes 0..N-1 by the scored pairs "a b score" read from stdin
+ *       (nd_group_components) and prints each node's group, or -1, one per
+ *       line: the grouping of dedup applied to pairs scored elsewhere.
+ *
  * Exit status 0, or 2 on any error (message on stderr). */
+#include "neardup/group.h"
 #include "neardup/index.h"
 #include "timing.h"
 
@@ -354,8 +360,50 @@ static int do_join(const char *dir, const char *floor_s)
 	return 0;
 }
 
+static int do_group(int argc, char **argv)
+{
+	size_t n = strtoull(argv[2], NULL, 10), ne = 0, cap = 1 << 16;
+	nd_group_params p;
+	nd_group_params_init(&p);
+	p.min_sim = strtof(argv[3], NULL);
+	if (argc >= 6) {
+		p.bridge_margin = strtof(argv[4], NULL);
+		p.cut_ratio = strtof(argv[5], NULL);
+	}
+	nd_group_edge *e = malloc(cap * sizeof(*e));
+	uint32_t *comp = malloc((n ? n : 1) * sizeof(*comp));
+	unsigned a, b;
+	float s;
+	nd_error err = { 0 };
+	size_t ng = 0;
+	int ret = 2;
+	while (e && comp && scanf("%u %u %f", &a, &b, &s) == 3) {
+		if (ne == cap) {
+			nd_group_edge *x = realloc(e, 2 * cap * sizeof(*e));
+			if (!x)
+				goto done;
+			e = x;
+			cap *= 2;
+		}
+		e[ne++] = (nd_group_edge){ a, b, s };
+	}
+	if (!e || !comp || nd_group_components(n, e, ne, &p, comp, &ng, &err)) {
+		fprintf(stderr, "bench_vectors: group: %s\n", err.msg[0] ? err.msg : "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%d\n", comp[i] == ND_GROUP_NONE ? -1 : (int)comp[i]);
+	ret = 0;
+done:
+	free(e);
+	free(comp);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 4 && !strcmp(argv[1], "group"))
+		return do_group(argc, argv);
 	if (argc == 4 && !strcmp(argv[1], "join"))
 		return do_join(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "dump"))
@@ -364,6 +412,7 @@ int main(int argc, char **argv)
 		return do_lsh(argc, argv);
 	fprintf(stderr, "usage: bench_vectors dump INDEX OUT_PREFIX\n"
 			"       bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]\n"
-			"       bench_vectors join INDEX FLOOR\n");
+			"       bench_vectors join INDEX FLOOR\n"
+			"       bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO] <PAIRS\n");
 	return 2;
 }

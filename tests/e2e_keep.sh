@@ -98,7 +98,7 @@ test_reason() {
 	jq -e -s 'length >= 1 and all(.[]; (.reason | type == "string" and length > 0)
 		and .members[0].path == .keep and .members[0].similarity == 1
 		and all(.members[]; .similarity >= 0.6))' out >/dev/null || fail "$(cat out)"
-	expect 0 "$B" dedup --model "$MODEL" --index db --keep resolution --format jsonl
+	expect 0 "$B" dedup --model "$MODEL" --index db --min-sim 0.7 --keep resolution --format jsonl
 	r=$(jq -r 'select(.keep == "fam/framed16.jpg") | .reason' out)
 	[ "$r" = "more pixels" ] || fail "reason for resolution: '$r'"
 }
