@@ -115,7 +115,8 @@ static int open_index(nd_collection *c, const nd_collection_options *co, nd_erro
 		nd_model_calib cp;
 		nd_calib_params(c->calib, &cp);
 		o.calib = (nd_index_calib){ nd_calib_stat_fn, c->calib, (uint32_t)nd_calib_dim(c->calib),
-					    cp.beta, cp.offset, cp.phash_weight, cp.phash_bits };
+					    cp.beta, cp.offset, cp.phash_weight, cp.phash_bits,
+					    nd_score_model_find(mi.checksum) };
 	}
 	o.create = co->create && !co->readonly;
 	o.readonly = co->readonly;
@@ -247,6 +248,11 @@ size_t nd_collection_dim(const nd_collection *c)
 int nd_collection_calibrated(const nd_collection *c)
 {
 	return nd_index_calibrated(c->ix);
+}
+
+float nd_collection_default_min_sim(const nd_collection *c, int raw)
+{
+	return !raw && nd_index_scored(c->ix) ? ND_DEFAULT_SCORE_MIN_SIM : ND_DEFAULT_MIN_SIM;
 }
 
 int nd__coll_writable(nd_collection *c, nd_error *err)

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "collection_impl.h"
 #include "readfile.h"
 #include "views.h"
@@ -53,11 +55,31 @@ static int fail(nd_matches *out, nd_stage stage, int rc)
 	return rc;
 }
 
-/* Runs n vectors (vecs[v * dim], from views[v]; phash of the identity view
- * when has_phash) through the index and merges their results into out. */
+/* With the pair score, a stored file with the query's bytes is a copy for
+ * certain: its score is 1 whatever the embeddings say, and it comes first. */
+static void exact_first(nd_collection *c, struct view_hit *merged, const uint8_t hash[16], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		nd_record rec;
+		char pbuf[ND_PATH_MAX + 1];
+		if (!nd_index_get_record(c->ix, merged[i].hit.id, &rec, pbuf, sizeof(pbuf), NULL) &&
+		    !memcmp(rec.hash, hash, 16))
+			merged[i].hit.sim = 1.0f;
+	}
+	for (size_t i = 1; i < n; i++) /* stable: ties keep the index's order */
+		for (size_t j = i; j > 0 && merged[j - 1].hit.sim < merged[j].hit.sim; j--) {
+			struct view_hit t = merged[j];
+			merged[j] = merged[j - 1];
+			merged[j - 1] = t;
+		}
+}
+
+/* Runs n vectors (vecs[v * dim], from views[v]; phash[v] their perceptual
+ * hashes when not NULL; hash: the query's content hash, or NULL) through the
+ * index and merges their results into out. */
 static int search(nd_collection *c, const float *vecs, const enum view *views, int n,
-		  int has_phash, const uint64_t *phash, const nd_query_options *o, nd_matches *out,
-		  nd_error *err)
+		  const uint64_t *phash, const uint8_t *hash, const nd_query_options *o,
+		  nd_matches *out, nd_error *err)
 {
 	nd_query_params qp;
 	nd_query_params_init(&qp);
@@ -66,6 +88,7 @@ static int search(nd_collection *c, const float *vecs, const enum view *views, i
 	qp.probes = o->probes;
 	qp.raw = o->raw;
 	int calibrated = nd_index_calibrated(c->ix) && !o->raw;
+	int scored = calibrated && nd_index_scored(c->ix); /* the pair score */
 	int rc = 0;
 	nd_hit *hits = calloc((size_t)o->k * (size_t)n, sizeof(*hits));
 	struct view_hit *merged = calloc((size_t)o->k * (size_t)n, sizeof(*merged));
@@ -79,8 +102,11 @@ static int search(nd_collection *c, const float *vecs, const enum view *views, i
 	size_t counts[VIEW_COUNT];
 	for (int v = 0; v < n; v++) {
 		nd_hit *h = hits + (size_t)v * o->k;
-		/* the perceptual hash compares the image as it is: the identity view */
-		qp.has_phash = has_phash && views[v] == VIEW_IDENTITY;
+		/* the fused score compares the hash of the image as it is (the
+		 * identity view); the pair score weighs every view's own hash, so
+		 * that a turned view that matches better is not scored as if it
+		 * had no hash */
+		qp.has_phash = phash && (views[v] == VIEW_IDENTITY || scored);
 		qp.phash = phash ? phash[v] : 0;
 		if ((rc = nd_index_query(c->ix, vecs + (size_t)v * c->dim, &qp, h, &counts[v], NULL, err))) {
 			if (!err || !err->msg[0])
@@ -97,6 +123,8 @@ static int search(nd_collection *c, const float *vecs, const enum view *views, i
 	} else {
 		m = views_merge(lists, counts, views, n, o->k, merged);
 	}
+	if (scored && hash)
+		exact_first(c, merged, hash, m);
 	out->items = calloc(m ? m : 1, sizeof(*out->items));
 	out->n = 0;
 	out->failed = ND_STAGE_NONE;
@@ -160,8 +188,11 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 		rc = fail(out, ND_STAGE_DECODE, rc);
 	else if ((rc = embedder_run(&ce->e, err)))
 		rc = fail(out, ND_STAGE_EMBED, rc);
-	else
-		rc = search(c, ce->e.out, slot_view, ce->e.n, 1, ce->e.phash, o, out, err);
+	else {
+		XXH128_canonical_t canon;
+		XXH128_canonicalFromHash(&canon, XXH3_128bits(data, len));
+		rc = search(c, ce->e.out, slot_view, ce->e.n, ce->e.phash, canon.digest, o, out, err);
+	}
 	nd__coll_embedder_put(c, ce);
 	return rc;
 }
@@ -196,5 +227,5 @@ int nd_collection_query_vector(nd_collection *c, const float *vec, size_t dim,
 			    nd_error_set(err, ND_EINVAL, "vector of dimension %zu, the collection's is %zu",
 					 dim, c->dim));
 	enum view v = VIEW_IDENTITY;
-	return search(c, vec, &v, 1, 0, NULL, o, out, err);
+	return search(c, vec, &v, 1, NULL, NULL, o, out, err);
 }

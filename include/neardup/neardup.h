@@ -58,6 +58,9 @@ const char *nd_version(void);
  * cosine with raw scores or a model without calibration). Chosen on the
  * development set: see models/README.md, "Calibration". */
 #define ND_DEFAULT_MIN_SIM 0.85f
+/* The same on the pair score (neardup/score.h), a probability: chosen on
+ * the training half of the dev set (models/fit_score.py's split). */
+#define ND_DEFAULT_SCORE_MIN_SIM 0.9f
 /* The default multi-probe depth of queries (the index's own default,
  * ND_INDEX_DEFAULT_PROBES, is tuned for near-exact copies). */
 #define ND_DEFAULT_PROBES 5120
@@ -109,6 +112,10 @@ const nd_model *nd_collection_model(const nd_collection *c);
 size_t nd_collection_dim(const nd_collection *c);
 /* 1 when similarities are calibrated (the model has a calibration). */
 int nd_collection_calibrated(const nd_collection *c);
+/* The default dedup threshold of this collection: ND_DEFAULT_SCORE_MIN_SIM
+ * when its similarity is the pair score (and not raw), else
+ * ND_DEFAULT_MIN_SIM. */
+float nd_collection_default_min_sim(const nd_collection *c, int raw);
 
 /* ---- adding ---- */
 
@@ -279,7 +286,7 @@ void nd_matches_free(nd_matches *m);
 /* ---- near-duplicate groups ---- */
 
 typedef struct nd_dedup_options {
-	float min_sim;             /* pair threshold (default ND_DEFAULT_MIN_SIM) */
+	float min_sim;             /* pair threshold (default NAN: nd_collection_default_min_sim) */
 	int raw;                   /* 1: min_sim and similarities are plain cosines (default 0) */
 	nd_keep_rule keep;         /* which copy to keep (default ND_KEEP_ORIGINAL; neardup/keep.h) */
 	const char *const *protect; /* directories whose files are always kept, first */
@@ -315,7 +322,7 @@ typedef struct nd_dup_member {
 } nd_dup_member;
 
 /* members[0] is the kept image; the others follow by decreasing similarity
- * to it, each within min_sim of it. */
+ * to it (below min_sim for a member that joined through another copy). */
 typedef struct nd_dup_group {
 	nd_dup_member *members;
 	size_t n;
@@ -334,9 +341,9 @@ typedef struct nd_dedup_result {
 } nd_dedup_result;
 
 /* Groups the collection's near-duplicates: every pair the self-join finds
- * at or above min_sim and every pair of byte-identical files, grouped
- * without chaining around a kept image chosen by the keep rule (protected
- * files first). Files gone since they were added, and second names of one
+ * at or above min_sim and every pair of byte-identical files, as connected
+ * components cut where one weak pair bridges two families (neardup/group.h),
+ * each around a kept image chosen by the keep rule (protected files first). Files gone since they were added, and second names of one
  * file, are in no group. *out is freed with nd_dedup_result_free. */
 int nd_collection_dedup(nd_collection *c, const nd_dedup_options *o, nd_dedup_result **out,
 			nd_error *err);

@@ -22,13 +22,14 @@ static const char usage_text[] =
 	"                     [--hardlink-near] [--yes] [PATH...]\n"
 	"\n"
 	"Finds groups of near-duplicate images in the index (ingesting PATHs first when\n"
-	"given) and reports them, one kept image per group. Every member of a group is\n"
-	"within --min-sim of the group's kept image.\n"
+	"given) and reports them, one kept image per group. Groups join images that\n"
+	"reach --min-sim of each other directly or through other copies, split where\n"
+	"one weak pair joins two families.\n"
 	"\n"
 	"options:\n"
-	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_MIN_SIM_STR ", on the calibrated\n"
-	"                     similarity: the cosine of the embeddings minus how close both\n"
-	"                     images are to the model's background set of unrelated images)\n"
+	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_SCORE_MIN_SIM_STR " with the trained model's\n"
+	"                     pair score, the probability that two images are copies of one\n"
+	"                     source; else " CLI_DEFAULT_MIN_SIM_STR " on the calibrated similarity)\n"
 	"      --score M      normalized (default): --min-sim and similarity use the\n"
 	"                     calibrated score; raw: the plain cosine\n"
 	"      --format F     tsv (default): one line per group, kept file first;\n"
@@ -246,6 +247,7 @@ int cmd_dedup(int argc, char **argv)
 	struct cli_common com;
 	cli_common_init(&com);
 	float min_sim = CLI_DEFAULT_MIN_SIM;
+	int min_sim_given = 0;
 	int format = 0; /* 0 tsv, 1 jsonl, 2 html */
 	const char *output = NULL, *to_dir = NULL;
 	nd_keep_rule rule = ND_KEEP_ORIGINAL;
@@ -276,6 +278,7 @@ int cmd_dedup(int argc, char **argv)
 			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				goto done;
 			min_sim = (float)d;
+			min_sim_given = 1;
 			break;
 		case O_SCORE:
 			if ((raw = cli_parse_score(optarg)) < 0)
@@ -394,6 +397,8 @@ int cmd_dedup(int argc, char **argv)
 		goto done;
 	}
 	status = EXIT_FATAL;
+	if (!min_sim_given)
+		min_sim = nd_collection_default_min_sim(coll, raw);
 
 	if (build_groups(coll, min_sim, raw, rule, &pr, &lres, &res))
 		goto done;
