@@ -180,7 +180,7 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 	if (rc)
 		return rc;
 	struct coll_embedder *ce;
-	if ((rc = nd__coll_embedder_get(c, &ce, err)))
+	if ((rc = nd__collection_embedder_get(c, &ce, err)))
 		return fail(out, ND_STAGE_EMBED, rc);
 	enum view slot_view[VIEW_COUNT];
 	uint32_t w, h;
@@ -193,7 +193,7 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 		XXH128_canonicalFromHash(&canon, XXH3_128bits(data, len));
 		rc = search(c, ce->e.out, slot_view, ce->e.n, ce->e.phash, canon.digest, o, out, err);
 	}
-	nd__coll_embedder_put(c, ce);
+	nd__collection_embedder_put(c, ce);
 	return rc;
 }
 
