@@ -33,17 +33,8 @@ static inline float nd_ix_phash_bonus(const nd_index *ix, int has_a, uint64_t a,
 /* Runs fn(items + i * size) for i < n (n <= ND_JOIN_MAX_THREADS), on n
  * threads of which the calling thread is the first; a share whose thread
  * cannot start runs on the calling thread. Used by batched adds and the
- * self-join. */
+ * self-join (index_add.c). */
 void nd_ix_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *));
-
-/* Posting lists (index.c), of the postings or the phash database by the
- * cursor's: append ids[0..n) (increasing, above all in the bucket) to
- * (table, bucket); remove id from it (ND_ECORRUPT when it is not there).
- * m's posting counters follow the change. */
-int nd_ix_postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
-			  const uint32_t *ids, size_t n, nd_meta *m, nd_error *err);
-int nd_ix_postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id,
-			  nd_meta *m, nd_error *err);
 
 /* ---- the perceptual-hash postings (index_phash.c) ---- */
 /* Quarter q (0..3) of a hash: its bucket in "table" q of the phash database. */
@@ -96,7 +87,9 @@ int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_pr
 int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
 		       nd_error *err);
 
+/* The metadata record as of txn (index_open.c). */
 int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
+int nd_ix_write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 /* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
 int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);
 int nd_ix_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err);

@@ -59,8 +59,8 @@ int nd_ix_phash_append(nd_index *ix, MDB_cursor *hcur, uint64_t *keys, size_t n,
 			idbuf[e - s] = (uint32_t)keys[e];
 			e++;
 		}
-		int rc = nd_ix_postings_append(ix, hcur, (uint32_t)(keys[s] >> 48),
-					       (uint32_t)(keys[s] >> 32) & 0xFFFF, idbuf, e - s, &tally, err);
+		int rc = nd_store_postings_append(hcur, (uint32_t)(keys[s] >> 48),
+						  (uint32_t)(keys[s] >> 32) & 0xFFFF, idbuf, e - s, &tally, err);
 		if (rc)
 			return rc;
 		s = e;
@@ -72,7 +72,7 @@ int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t pha
 {
 	nd_meta tally = { 0 };
 	for (uint32_t q = 0; q < ND_PHASH_QUARTERS; q++) {
-		int rc = nd_ix_postings_remove(ix, hcur, q, nd_ix_phash_bucket(phash, q), id, &tally, err);
+		int rc = nd_store_postings_remove(hcur, q, nd_ix_phash_bucket(phash, q), id, &tally, err);
 		if (rc)
 			return rc;
 	}

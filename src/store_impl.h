@@ -40,6 +40,17 @@ void nd_store_read_end(nd_store *s, MDB_txn *txn);
 typedef int (*nd_store_write_fn)(MDB_txn *txn, void *ctx, nd_error *err);
 int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err);
 
+/* ---- posting blocks (store_postings.c) ---- */
+
+/* Posting lists, of the postings or the phash database by the cursor's:
+ * append ids[0..n) (increasing, above all in the bucket) to (table,
+ * bucket); remove id from it (ND_ECORRUPT when it is not there). m's
+ * posting counters follow the change. */
+int nd_store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, const uint32_t *ids, size_t n,
+			     nd_meta *m, nd_error *err);
+int nd_store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id, nd_meta *m,
+			     nd_error *err);
+
 /* ---- the validating walker (store_verify.c) ---- */
 
 /* What a walk of data.mdb saw. */
