@@ -15,6 +15,8 @@ typedef struct nd_src {
 	FILE *fp;            /* stream source, or NULL */
 } nd_src;
 
+/* ---- limits, row sink, whole input, compositing (image_sink.c) ---- */
+
 /* Checks the stored dimensions against opts before anything image-sized is
  * allocated. fmt names the format in messages ("JPEG", "PNG"). */
 int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *opts,
@@ -67,6 +69,8 @@ void nd__sink_skip(nd_sink *s);
 /* Frees the sink's buffers (not the output image). */
 void nd__sink_release(nd_sink *s);
 
+/* ---- EXIF (image_exif.c) ---- */
+
 /* EXIF orientation (1..8; 1 when absent or invalid) from an APP1/eXIf
  * payload that starts with "Exif\0\0". Uses libexif. */
 int nd__exif_orientation(const uint8_t *data, size_t len);
@@ -103,6 +107,8 @@ typedef struct nd__codec {
 extern const nd__codec nd__codec_jpeg, nd__codec_png, nd__codec_webp, nd__codec_gif,
 	nd__codec_tiff, nd__codec_bmp, nd__codec_pnm, nd__codec_heif, nd__codec_avif;
 
+/* ---- shared by the codecs (image_sink.c) ---- */
+
 /* The whole encoded input in memory: src's buffer, or the stream read into
  * *owned (freed by the caller; NULL for a memory source). Files over
  * max_bytes are refused with ND_ELIMIT, named by label. */
@@ -111,6 +117,7 @@ int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_
 
 /* Composites one RGBA row (straight alpha) onto bg into RGB. */
 void nd__composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3]);
+/* ---- PNG ---- */
 /* The fast path for common 8-bit PNGs in memory (image_png_fast.c): 0 when
  * it decoded the file, 1 when the file must go through libpng (it then
  * leaves out and info as they were). */
