@@ -106,7 +106,8 @@ $(O)/bench/%: bench/%.c $(LIB)
 
 test: test-deps
 	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
-	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh)
+	@NEARDUP_BIN=$(CURDIR)/$(BIN) ND_BUILD_DIR=$(CURDIR)/$(O) tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh) \
+		$(CURDIR)/scripts/check_cycles.py
 
 # The review page driven in headless Chromium (chromium-driver, selenium),
 # its export applied by neardup apply (not part of `make test`).

@@ -82,16 +82,17 @@ typedef void (*nd_ix_problem_fn)(nd_check_report *rep, const char *fmt, ...)
 int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_problem_fn problem,
 		      nd_error *err);
 
-/* Decodes one entry of the vectors database (key = id, value = vector of
- * dim components); vv points into the map (valid during the transaction). */
-int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
-		       nd_error *err);
+/* ---- inside a transaction (index_txn.c) ---- */
 
-/* The metadata record as of txn (index_open.c). */
+/* The metadata record as of txn. */
 int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
 int nd_ix_write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 /* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
 int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);
 int nd_ix_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err);
+/* Decodes one entry of the vectors database (key = id, value = vector of
+ * dim components); vv points into the map (valid during the transaction). */
+int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
+		       nd_error *err);
 
 #endif

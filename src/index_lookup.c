@@ -6,50 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
-		       nd_error *err)
-{
-	if (k->mv_size != sizeof(*id))
-		return nd_error_set(err, ND_ECORRUPT, "vector key of %zu bytes", k->mv_size);
-	memcpy(id, k->mv_data, sizeof(*id));
-	return nd_vector_decode(v->mv_data, v->mv_size, dim, vv, err);
-}
-
-int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *vv, nd_error *err)
-{
-	MDB_val k = { sizeof(id), &id }, v;
-	int mrc = mdb_get(txn, ix->st->vectors, &k, &v);
-	if (mrc == MDB_NOTFOUND)
-		return nd_error_set(err, ND_ENOTFOUND, "no vector for id %u", id);
-	if (mrc)
-		return nd_store_err(mrc, err, "reading a vector");
-	int rc = nd_vector_decode(v.mv_data, v.mv_size, ix->meta.dim, vv, err);
-	if (rc && err) {
-		char tmp[ND_ERRMSG_MAX];
-		snprintf(tmp, sizeof(tmp), "%s", err->msg);
-		nd_error_set(err, rc, "vector of id %u: %s", id, tmp);
-	}
-	return rc;
-}
-
-int nd_ix_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err)
-{
-	MDB_val k = { sizeof(id), &id }, v;
-	int mrc = mdb_get(txn, ix->st->records, &k, &v);
-	if (mrc == MDB_NOTFOUND)
-		return nd_error_set(err, ND_ENOTFOUND, "no image with id %u", id);
-	if (mrc)
-		return nd_store_err(mrc, err, "reading a record");
-	int rc = nd_record_decode(v.mv_data, v.mv_size, r, err);
-	if (rc && err) {
-		char tmp[ND_ERRMSG_MAX];
-		snprintf(tmp, sizeof(tmp), "%s", err->msg);
-		nd_error_set(err, rc, "record of id %u: %s", id, tmp);
-	}
-	r->id = id;
-	return rc;
-}
-
 /* ---- lookups ---- */
 
 int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,

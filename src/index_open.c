@@ -12,29 +12,6 @@ void nd_index_options_init(nd_index_options *o)
 }
 
 
-int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err)
-{
-	MDB_val k = { 4, "meta" }, v;
-	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
-	if (mrc == MDB_NOTFOUND)
-		return nd_error_set(err, ND_ECORRUPT, "index '%s' has no metadata", ix->st->dir);
-	if (mrc)
-		return nd_store_err(mrc, err, "reading metadata");
-	return nd_meta_decode(v.mv_data, v.mv_size, m, err);
-}
-
-int nd_ix_write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
-{
-	uint8_t buf[ND_META_HDR_V1 + ND_MODEL_NAME_MAX + 1];
-	size_t len;
-	int rc = nd_meta_encode(m, buf, sizeof(buf), &len, err);
-	if (rc)
-		return rc;
-	MDB_val k = { 4, "meta" }, v = { len, buf };
-	int mrc = mdb_put(txn, ix->st->meta, &k, &v, 0);
-	return mrc ? nd_store_err(mrc, err, "writing metadata") : 0;
-}
-
 /* ---- open / close ---- */
 
 struct init_ctx {

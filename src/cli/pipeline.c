@@ -10,7 +10,7 @@
 
 #include "cli.h"
 #include "embed.h"
-#include "progress.h"
+#include "term.h"
 #include "walk.h"
 
 #define JOB_QUEUE 256     /* files queued for the workers */
