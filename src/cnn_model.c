@@ -208,8 +208,8 @@ static int build_layer(struct parse *ps, nd_error *err, nd_model *m, int i,
 		int depthwise = c / g == 1 && g > 1;
 		if (!direct && !depthwise)
 			L->col_per_image = (size_t)c * kh * kw * (size_t)oh * ow; /* bounded below */
-		if (depthwise && nd_k_depthwise_scratch(h, w, ph, pw) > m->dw_scratch)
-			m->dw_scratch = nd_k_depthwise_scratch(h, w, ph, pw);
+		if (depthwise && nd__cnn_depthwise_scratch(h, w, ph, pw) > m->dw_scratch)
+			m->dw_scratch = nd__cnn_depthwise_scratch(h, w, ph, pw);
 		break;
 	}
 	case NDM_OP_LINEAR: {

@@ -26,20 +26,20 @@ void nd_image_opts_init(nd_image_opts *o)
 }
 
 /* The codec table: one row per format, in sniffing order. */
-static const nd__codec *const codecs[] = {
-	&nd__codec_jpeg,
-	&nd__codec_png,
-	&nd__codec_webp,
-	&nd__codec_gif,
-	&nd__codec_tiff,
-	&nd__codec_bmp,
-	&nd__codec_pnm,
-	&nd__codec_heif,
-	&nd__codec_avif,
+static const nd__image_codec *const codecs[] = {
+	&nd__image_codec_jpeg,
+	&nd__image_codec_png,
+	&nd__image_codec_webp,
+	&nd__image_codec_gif,
+	&nd__image_codec_tiff,
+	&nd__image_codec_bmp,
+	&nd__image_codec_pnm,
+	&nd__image_codec_heif,
+	&nd__image_codec_avif,
 };
 #define NCODECS (sizeof(codecs) / sizeof(codecs[0]))
 
-static const nd__codec *codec_of(nd_image_format fmt)
+static const nd__image_codec *codec_of(nd_image_format fmt)
 {
 	for (size_t i = 0; i < NCODECS; i++)
 		if (codecs[i]->format == fmt)
@@ -61,7 +61,7 @@ nd_image_format nd_image_sniff(const void *data, size_t len)
 
 const char *nd_image_format_name(nd_image_format fmt)
 {
-	const nd__codec *c = codec_of(fmt);
+	const nd__image_codec *c = codec_of(fmt);
 	return c ? c->name : "unknown";
 }
 
@@ -103,7 +103,7 @@ static int decode_src(nd_src *src, nd_image_format fmt, const nd_image_opts *opt
 {
 	nd_image_opts defaults;
 	nd_image_info dummy;
-	const nd__codec *c = codec_of(fmt);
+	const nd__image_codec *c = codec_of(fmt);
 	int rc;
 	if (!opts) {
 		nd_image_opts_init(&defaults);

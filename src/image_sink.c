@@ -86,8 +86,8 @@ int nd__image_pick_scale(uint64_t w, uint64_t h, int orientation, const nd_image
 
 /* ---- row sink ---- */
 
-int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
-		  nd_image *out, nd_error *err)
+int nd__image_sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
+			nd_image *out, nd_error *err)
 {
 	size_t n, bytes;
 	memset(s, 0, sizeof(*s));
@@ -115,7 +115,7 @@ int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
 		s->acc = calloc((size_t)s->rw * 3, sizeof(uint32_t));
 		s->row = malloc((size_t)s->rw * 3);
 		if (!s->acc || !s->row) {
-			nd__sink_release(s);
+			nd__image_sink_release(s);
 			nd_image_free(out);
 			return nd_error_set(err, ND_ENOMEM, "out of memory");
 		}
@@ -123,7 +123,7 @@ int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
 	return 0;
 }
 
-void nd__sink_release(nd_sink *s)
+void nd__image_sink_release(nd_sink *s)
 {
 	free(s->acc);
 	free(s->row);
@@ -131,14 +131,14 @@ void nd__sink_release(nd_sink *s)
 	s->row = NULL;
 }
 
-uint8_t *nd__sink_direct(nd_sink *s, int y)
+uint8_t *nd__image_sink_direct(nd_sink *s, int y)
 {
 	if (s->factor != 1 || s->orientation != 1)
 		return NULL;
 	return s->img->rgb + (size_t)y * (size_t)s->rw * 3;
 }
 
-void nd__sink_skip(nd_sink *s)
+void nd__image_sink_skip(nd_sink *s)
 {
 	s->next_y++;
 }
@@ -178,13 +178,13 @@ static void sink_place(nd_sink *s, int y, const uint8_t *row)
 	}
 }
 
-void nd__sink_put_reduced(nd_sink *s, const uint8_t *row)
+void nd__image_sink_put_reduced(nd_sink *s, const uint8_t *row)
 {
 	ND_ASSERT(s->next_y < s->rh);
 	sink_place(s, s->next_y++, row);
 }
 
-void nd__sink_put(nd_sink *s, const uint8_t *rgb)
+void nd__image_sink_put(nd_sink *s, const uint8_t *rgb)
 {
 	const int f = s->factor;
 	int y = s->next_y++;
@@ -230,8 +230,8 @@ void nd__sink_put(nd_sink *s, const uint8_t *rgb)
 }
 
 
-int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
-		  size_t *len, uint8_t **owned, nd_error *err)
+int nd__image_src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
+			size_t *len, uint8_t **owned, nd_error *err)
 {
 	struct stat st;
 	*owned = NULL;
@@ -259,7 +259,7 @@ int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_
 	return 0;
 }
 
-void nd__composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3])
+void nd__image_composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3])
 {
 	for (int x = 0; x < w; x++, in += 4, out += 3) {
 		unsigned a = in[3], na = 255u - a;

@@ -21,14 +21,14 @@ static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, MDB_cursor *
 	size_t pklen;
 	int rc, mrc;
 	*gone = 0;
-	rc = nd_ix_get_record(ix, txn, id, &r, err);
+	rc = nd__index_get_record(ix, txn, id, &r, err);
 	if (rc == ND_ENOTFOUND)
 		return 0;
 	if (rc)
 		return rc;
 	pklen = nd_path_key(r.path, r.path_len, pkey);
 	memcpy(hash, r.hash, 16);
-	if ((rc = nd_ix_inode_del(ix, txn, &r, id, err)))
+	if ((rc = nd__index_inode_del(ix, txn, &r, id, err)))
 		return rc;
 	/* path entry, if it still points at this id */
 	{
@@ -37,18 +37,18 @@ static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, MDB_cursor *
 		mrc = mdb_get(txn, ix->st->paths, &k, &v);
 		if (mrc == 0 && nd_pathval_decode(v.mv_data, v.mv_size, &pid, NULL) == 0 && pid == id) {
 			if ((mrc = mdb_del(txn, ix->st->paths, &k, NULL)))
-				return nd_store_err(mrc, err, "deleting a path entry");
+				return nd__store_err(mrc, err, "deleting a path entry");
 		} else if (mrc && mrc != MDB_NOTFOUND) {
-			return nd_store_err(mrc, err, "reading a path entry");
+			return nd__store_err(mrc, err, "reading a path entry");
 		}
 	}
 	{
 		MDB_val k = { 16, hash }, v = { sizeof(id), &id };
 		mrc = mdb_del(txn, ix->st->hashes, &k, &v);
 		if (mrc && mrc != MDB_NOTFOUND)
-			return nd_store_err(mrc, err, "deleting a hash entry");
+			return nd__store_err(mrc, err, "deleting a hash entry");
 	}
-	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	rc = nd__index_get_vector(ix, txn, id, &vv, err);
 	if (rc && rc != ND_ENOTFOUND)
 		return rc;
 	if (rc == 0) {
@@ -58,18 +58,18 @@ static int remove_one(nd_index *ix, MDB_txn *txn, MDB_cursor *pcur, MDB_cursor *
 			nd_vector_dequant(&vv, fbuf);
 			nd_lsh_sign(ix->lsh, fbuf, 1, sig);
 			for (uint32_t t = 0; t < m->tables; t++)
-				if ((rc = nd_store_postings_remove(pcur, t, sig[t], id, m, err)))
+				if ((rc = nd__store_postings_remove(pcur, t, sig[t], id, m, err)))
 					return rc;
-			if (vv.has_phash && (rc = nd_ix_phash_remove(ix, hcur, id, vv.phash, err)))
+			if (vv.has_phash && (rc = nd__index_phash_remove(ix, hcur, id, vv.phash, err)))
 				return rc;
 		}
 		MDB_val k = { sizeof(id), &id };
 		if ((mrc = mdb_del(txn, ix->st->vectors, &k, NULL)))
-			return nd_store_err(mrc, err, "deleting a vector");
+			return nd__store_err(mrc, err, "deleting a vector");
 	}
 	MDB_val k = { sizeof(id), &id };
 	if ((mrc = mdb_del(txn, ix->st->records, &k, NULL)))
-		return nd_store_err(mrc, err, "deleting a record");
+		return nd__store_err(mrc, err, "deleting a record");
 	m->n_images--;
 	*gone = 1;
 	return 0;
@@ -178,7 +178,7 @@ static void *prep_worker(void *arg)
 
 #define ND_ADD_MAX_THREADS 8
 
-void nd_ix_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *))
+void nd__index_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *))
 {
 	pthread_t th[ND_JOIN_MAX_THREADS];
 	unsigned started = 0;
@@ -215,7 +215,7 @@ static int prep_batch(struct add_ctx *c, nd_error *err)
 			goto done;
 		}
 	}
-	nd_ix_run_parallel(w, sizeof(w[0]), (unsigned)nth, prep_worker);
+	nd__index_run_parallel(w, sizeof(w[0]), (unsigned)nth, prep_worker);
 	for (size_t i = 0; i < nth && !rc; i++)
 		if (w[i].rc) {
 			*err = w[i].err;
@@ -236,11 +236,11 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	nd_meta m;
 	int rc, mrc;
 
-	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+	if ((rc = nd__index_read_meta(ix, txn, &m, err)))
 		return rc;
 	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)) ||
 	    (mrc = mdb_cursor_open(txn, ix->st->phash, &hcur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	uint32_t batch_first = m.next_id;
@@ -269,12 +269,12 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			if (rc)
 				goto done;
 		} else if (mrc != MDB_NOTFOUND) {
-			rc = nd_store_err(mrc, err, "reading a path entry");
+			rc = nd__store_err(mrc, err, "reading a path entry");
 			goto done;
 		}
 		/* ... and an image of the same file under another path */
 		if (nd_record_has_identity(&it->rec)) {
-			rc = nd_ix_inode_get(ix, txn, it->rec.dev, it->rec.ino, &old, err);
+			rc = nd__index_inode_get(ix, txn, it->rec.dev, it->rec.ino, &old, err);
 			if (rc == 0)
 				rc = remove_one(ix, txn, pcur, hcur, old, &m, batch_first, c->dead, c->fbuf,
 						c->osig, &gone, err);
@@ -285,7 +285,7 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		/* vector (encoded and signed before the transaction) */
 		MDB_val ik = { sizeof(id), &id }, iv = { item_vlen(ix, it), c->venc + i * c->vlen };
 		if ((mrc = mdb_put(txn, ix->st->vectors, &ik, &iv, MDB_APPEND))) {
-			rc = nd_store_err(mrc, err, "writing a vector");
+			rc = nd__store_err(mrc, err, "writing a vector");
 			goto done;
 		}
 		if ((rc = nd_record_encode(&it->rec, c->vbuf, c->vbuf_cap, &len, err)))
@@ -293,22 +293,22 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		iv.mv_size = len;
 		iv.mv_data = c->vbuf;
 		if ((mrc = mdb_put(txn, ix->st->records, &ik, &iv, MDB_APPEND))) {
-			rc = nd_store_err(mrc, err, "writing a record");
+			rc = nd__store_err(mrc, err, "writing a record");
 			goto done;
 		}
 		nd_pathval_encode(id, pval);
 		v.mv_size = ND_PATHVAL_SIZE;
 		v.mv_data = pval;
 		if ((mrc = mdb_put(txn, ix->st->paths, &k, &v, 0))) {
-			rc = nd_store_err(mrc, err, "writing a path entry");
+			rc = nd__store_err(mrc, err, "writing a path entry");
 			goto done;
 		}
 		MDB_val hk = { 16, (void *)it->rec.hash }, hv = { sizeof(id), &id };
 		if ((mrc = mdb_put(txn, ix->st->hashes, &hk, &hv, 0))) {
-			rc = nd_store_err(mrc, err, "writing a hash entry");
+			rc = nd__store_err(mrc, err, "writing a hash entry");
 			goto done;
 		}
-		if (nd_record_has_identity(&it->rec) && (rc = nd_ix_inode_put(ix, txn, &it->rec, id, 0, err)))
+		if (nd_record_has_identity(&it->rec) && (rc = nd__index_inode_put(ix, txn, &it->rec, id, 0, err)))
 			goto done;
 		m.n_images++;
 		c->idbuf[i] = id;
@@ -340,8 +340,8 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			c->idbuf[e - s] = c->tri[e].id; /* idbuf reused: group ids (<= n) */
 			e++;
 		}
-		rc = nd_store_postings_append(pcur, (uint32_t)(c->tri[s].tb >> 32), (uint32_t)c->tri[s].tb,
-					      c->idbuf, e - s, &m, err);
+		rc = nd__store_postings_append(pcur, (uint32_t)(c->tri[s].tb >> 32), (uint32_t)c->tri[s].tb,
+					       c->idbuf, e - s, &m, err);
 		if (rc)
 			goto done;
 		s = e;
@@ -356,12 +356,12 @@ static int add_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		if (!item_stores_phash(ix, it) || c->dead[i])
 			continue;
 		for (uint32_t q = 0; q < ND_PHASH_QUARTERS; q++)
-			hkeys[nk++] = nd_ix_phash_key(q, nd_ix_phash_bucket(it->phash, q), id);
+			hkeys[nk++] = nd__index_phash_key(q, nd__index_phash_bucket(it->phash, q), id);
 	}
-	if ((rc = nd_ix_phash_append(ix, hcur, hkeys, nk, c->idbuf, err)) ||
-	    (rc = nd_ix_write_meta(ix, txn, &m, err)) || (rc = nd_ix_phash_mark(ix, txn, &m, err)))
+	if ((rc = nd__index_phash_append(ix, hcur, hkeys, nk, c->idbuf, err)) ||
+	    (rc = nd__index_write_meta(ix, txn, &m, err)) || (rc = nd__index_phash_mark(ix, txn, &m, err)))
 		goto done;
-	rc = nd_ix_inode_mark(ix, txn, &m, err);
+	rc = nd__index_inode_mark(ix, txn, &m, err);
 done:
 	if (pcur)
 		mdb_cursor_close(pcur);
@@ -424,7 +424,7 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	}
 	if ((rc = prep_batch(&c, err)))
 		goto done;
-	rc = nd_store_write(ix->st, add_txn, &c, err);
+	rc = nd__store_write(ix->st, add_txn, &c, err);
 	if (rc == 0 && ids) {
 		/* ids are consecutive from the batch's first id */
 		for (size_t i = 0; i < n; i++)
@@ -460,11 +460,11 @@ static int remove_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	nd_meta m;
 	int rc, mrc, gone;
 	c->removed = 0;
-	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+	if ((rc = nd__index_read_meta(ix, txn, &m, err)))
 		return rc;
 	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &pcur)) ||
 	    (mrc = mdb_cursor_open(txn, ix->st->phash, &hcur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (size_t i = 0; i < c->n; i++) {
@@ -474,8 +474,8 @@ static int remove_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			goto done;
 		c->removed += (size_t)gone;
 	}
-	if ((rc = nd_ix_write_meta(ix, txn, &m, err)) == 0 && (rc = nd_ix_phash_mark(ix, txn, &m, err)) == 0)
-		rc = nd_ix_inode_mark(ix, txn, &m, err);
+	if ((rc = nd__index_write_meta(ix, txn, &m, err)) == 0 && (rc = nd__index_phash_mark(ix, txn, &m, err)) == 0)
+		rc = nd__index_inode_mark(ix, txn, &m, err);
 done:
 	if (pcur)
 		mdb_cursor_close(pcur);
@@ -498,7 +498,7 @@ int nd_index_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
-	rc = nd_store_write(ix->st, remove_txn, &c, err);
+	rc = nd__store_write(ix->st, remove_txn, &c, err);
 	if (rc == 0 && removed)
 		*removed = c.removed;
 done:

@@ -12,10 +12,10 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 			nd_error *err)
 {
 	MDB_txn *txn;
-	int rc = nd_store_read_begin(ix->st, &txn, err);
+	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
 		return rc;
-	rc = nd_ix_get_record(ix, txn, id, rec, err);
+	rc = nd__index_get_record(ix, txn, id, rec, err);
 	if (rc == 0) {
 		if (rec->path_len + 1 > pathcap) {
 			rc = nd_error_set(err, ND_ELIMIT, "path of %zu bytes does not fit %zu", rec->path_len,
@@ -25,7 +25,7 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 			rec->path = pathbuf;
 		}
 	}
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }
 
@@ -36,17 +36,17 @@ static int read_vector(nd_index *ix, uint32_t id, float *out, int *has_phash, ui
 {
 	MDB_txn *txn;
 	nd_vec_view vv;
-	int rc = nd_store_read_begin(ix->st, &txn, err);
+	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
 		return rc;
-	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	rc = nd__index_get_vector(ix, txn, id, &vv, err);
 	if (rc == 0 && out)
 		nd_vector_dequant(&vv, out);
 	if (has_phash) {
 		*has_phash = rc == 0 && vv.has_phash;
 		*phash = rc == 0 ? vv.phash : 0;
 	}
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }
 
@@ -64,16 +64,16 @@ int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *o
 {
 	MDB_txn *txn;
 	nd_vec_view vv;
-	int rc = nd_store_read_begin(ix->st, &txn, err);
+	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
 		return rc;
-	rc = nd_ix_get_vector(ix, txn, id, &vv, err);
+	rc = nd__index_get_vector(ix, txn, id, &vv, err);
 	*has_origin = rc == 0 && vv.has_origin;
 	if (*has_origin)
 		*origin = vv.origin;
 	else
 		nd_origin_init(origin);
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }
 
@@ -86,19 +86,19 @@ int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error 
 	if (len == 0 || len > ND_PATH_MAX)
 		return nd_error_set(err, ND_ENOTFOUND, "path not indexed");
 	MDB_val k = { nd_path_key(path, len, key), key }, v;
-	int rc = nd_store_read_begin(ix->st, &txn, err), mrc;
+	int rc = nd__store_read_begin(ix->st, &txn, err), mrc;
 	if (rc)
 		return rc;
 	mrc = mdb_get(txn, ix->st->paths, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		rc = nd_error_set(err, ND_ENOTFOUND, "path not indexed");
 	else if (mrc)
-		rc = nd_store_err(mrc, err, "reading a path entry");
+		rc = nd__store_err(mrc, err, "reading a path entry");
 	else if ((rc = nd_pathval_decode(v.mv_data, v.mv_size, id, err)) == 0 &&
-		 (rc = nd_ix_get_record(ix, txn, *id, &r, err)) == 0 &&
+		 (rc = nd__index_get_record(ix, txn, *id, &r, err)) == 0 &&
 		 (r.path_len != len || memcmp(r.path, path, len) != 0))
 		rc = nd_error_set(err, ND_ENOTFOUND, "path not indexed (key collision with id %u)", *id);
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }
 
@@ -109,11 +109,11 @@ int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, si
 	MDB_cursor *cur = NULL;
 	MDB_val k = { 16, (void *)hash }, v;
 	size_t cnt = 0;
-	int rc = nd_store_read_begin(ix->st, &txn, err), mrc;
+	int rc = nd__store_read_begin(ix->st, &txn, err), mrc;
 	if (rc)
 		return rc;
 	if ((mrc = mdb_cursor_open(txn, ix->st->hashes, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); mrc == 0;
@@ -127,12 +127,12 @@ int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, si
 		cnt++;
 	}
 	if (mrc != MDB_NOTFOUND)
-		rc = nd_store_err(mrc, err, "reading hash entries");
+		rc = nd__store_err(mrc, err, "reading hash entries");
 	*n = cnt;
 done:
 	if (cur)
 		mdb_cursor_close(cur);
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }
 
@@ -141,11 +141,11 @@ int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	int rc = nd_store_read_begin(ix->st, &txn, err), mrc;
+	int rc = nd__store_read_begin(ix->st, &txn, err), mrc;
 	if (rc)
 		return rc;
 	if ((mrc = mdb_cursor_open(txn, ix->st->records, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
@@ -162,11 +162,11 @@ int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
 			goto done;
 	}
 	if (mrc != MDB_NOTFOUND)
-		rc = nd_store_err(mrc, err, "reading records");
+		rc = nd__store_err(mrc, err, "reading records");
 done:
 	if (cur)
 		mdb_cursor_close(cur);
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }
 
@@ -179,9 +179,9 @@ int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 	struct stat sb;
 	int rc;
 	memset(s, 0, sizeof(*s));
-	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+	if ((rc = nd__store_read_begin(ix->st, &txn, err)))
 		return rc;
-	if ((rc = nd_ix_read_meta(ix, txn, &s->meta, err)))
+	if ((rc = nd__index_read_meta(ix, txn, &s->meta, err)))
 		goto done;
 	struct {
 		MDB_dbi dbi;
@@ -206,6 +206,6 @@ int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 	if (stat(path, &sb) == 0)
 		s->file_bytes = (uint64_t)sb.st_size;
 done:
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }

@@ -52,7 +52,7 @@ static int upgrade_vectors(nd_index *ix, MDB_txn *txn, uint64_t *count, nd_error
 	while (more) {
 		size_t n = 0;
 		if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
-			rc = nd_store_err(mrc, err, "opening a cursor");
+			rc = nd__store_err(mrc, err, "opening a cursor");
 			goto done;
 		}
 		MDB_val k = { sizeof(next), &next }, v;
@@ -60,7 +60,7 @@ static int upgrade_vectors(nd_index *ix, MDB_txn *txn, uint64_t *count, nd_error
 		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			uint32_t id = 0;
 			nd_vec_view vv;
-			if ((rc = nd_ix_vector_entry(&k, &v, dim, &id, &vv, err)))
+			if ((rc = nd__index_vector_entry(&k, &v, dim, &id, &vv, err)))
 				goto done;
 			next = id + 1;
 			if (vv.has_stat)
@@ -70,7 +70,7 @@ static int upgrade_vectors(nd_index *ix, MDB_txn *txn, uint64_t *count, nd_error
 			ids[n++] = id;
 		}
 		if (mrc && mrc != MDB_NOTFOUND) {
-			rc = nd_store_err(mrc, err, "reading the vectors");
+			rc = nd__store_err(mrc, err, "reading the vectors");
 			goto done;
 		}
 		more = mrc == 0 && next != 0;
@@ -85,7 +85,7 @@ static int upgrade_vectors(nd_index *ix, MDB_txn *txn, uint64_t *count, nd_error
 				goto done;
 			MDB_val kk = { sizeof(ids[i]), &ids[i] }, vv2 = { len, buf };
 			if ((mrc = mdb_put(txn, ix->st->vectors, &kk, &vv2, 0))) {
-				rc = nd_store_err(mrc, err, "writing a vector");
+				rc = nd__store_err(mrc, err, "writing a vector");
 				goto done;
 			}
 		}
@@ -120,20 +120,20 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 			if ((rc = upgrade_vectors(ix, txn, &c->upgraded, err)))
 				return rc;
 			ix->meta.flags |= ND_META_VEC_STAT;
-			if ((rc = nd_ix_write_meta(ix, txn, &ix->meta, err)))
+			if ((rc = nd__index_write_meta(ix, txn, &ix->meta, err)))
 				return rc;
 		}
 		/* hash postings missing (an index from before them) or stale (an
 		 * older writer added or removed images since): list them again */
-		if (!nd_ix_phash_valid(ix, txn, &ix->meta))
-			rc = nd_ix_phash_rebuild(ix, txn, &ix->meta, err);
+		if (!nd__index_phash_valid(ix, txn, &ix->meta))
+			rc = nd__index_phash_rebuild(ix, txn, &ix->meta, err);
 		/* the same for the file identities */
-		if (rc == 0 && !nd_ix_inode_valid(ix, txn, &ix->meta))
-			rc = nd_ix_inode_rebuild(ix, txn, &ix->meta, err);
+		if (rc == 0 && !nd__index_inode_valid(ix, txn, &ix->meta))
+			rc = nd__index_inode_rebuild(ix, txn, &ix->meta, err);
 		return rc;
 	}
 	if (mrc != MDB_NOTFOUND)
-		return nd_store_err(mrc, err, "reading metadata");
+		return nd__store_err(mrc, err, "reading metadata");
 	const nd_index_options *o = c->o;
 	if (!o->create)
 		return nd_error_set(err, ND_ENOTFOUND, "no index in '%s'", ix->st->dir);
@@ -162,10 +162,10 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		return nd_error_set(err, ND_EINVAL, "bad index parameters (tables %u, bits %u, format %u)",
 				    m->tables, m->bits, m->vec_format);
 	c->created = 1;
-	int rc = nd_ix_write_meta(ix, txn, m, err);
+	int rc = nd__index_write_meta(ix, txn, m, err);
 	if (rc == 0)
-		rc = nd_ix_phash_mark(ix, txn, m, err);
-	return rc ? rc : nd_ix_inode_mark(ix, txn, m, err);
+		rc = nd__index_phash_mark(ix, txn, m, err);
+	return rc ? rc : nd__index_inode_mark(ix, txn, m, err);
 }
 
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
@@ -177,30 +177,30 @@ int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	ix = calloc(1, sizeof(*ix));
 	if (!ix)
 		return nd_error_set(err, ND_ENOMEM, "out of memory");
-	rc = nd_store_open(&ix->st, dir, o->create, o->readonly, o->map_size, o->nosync, err);
+	rc = nd__store_open(&ix->st, dir, o->create, o->readonly, o->map_size, o->nosync, err);
 	if (rc)
 		goto fail;
 	if (o->upgraded)
 		*o->upgraded = 0;
 	if (o->readonly) {
-		if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+		if ((rc = nd__store_read_begin(ix->st, &txn, err)))
 			goto fail;
-		rc = nd_ix_read_meta(ix, txn, &ix->meta, err);
-		nd_store_read_end(ix->st, txn);
+		rc = nd__index_read_meta(ix, txn, &ix->meta, err);
+		nd__store_read_end(ix->st, txn);
 		if (rc)
 			goto fail;
 	} else {
 		/* the model is checked before anything is upgraded */
 		if (o->model_name && o->calib.stat) {
 			MDB_val k = { 4, "meta" }, v;
-			if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+			if ((rc = nd__store_read_begin(ix->st, &txn, err)))
 				goto fail;
 			int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 			if (mrc == 0)
 				rc = nd_meta_decode(v.mv_data, v.mv_size, &ix->meta, err);
 			else if (mrc != MDB_NOTFOUND)
-				rc = nd_store_err(mrc, err, "reading metadata");
-			nd_store_read_end(ix->st, txn);
+				rc = nd__store_err(mrc, err, "reading metadata");
+			nd__store_read_end(ix->st, txn);
 			txn = NULL;
 			if (rc == 0 && mrc == 0)
 				rc = nd_index_check_model(ix, o->model_name, o->model_checksum, err);
@@ -208,7 +208,7 @@ int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 				goto fail;
 		}
 		struct init_ctx c = { ix, o, 0, 0 };
-		if ((rc = nd_store_write(ix->st, init_txn, &c, err)))
+		if ((rc = nd__store_write(ix->st, init_txn, &c, err)))
 			goto fail;
 		if (o->upgraded)
 			*o->upgraded = c.upgraded;
@@ -247,7 +247,7 @@ void nd_index_close(nd_index *ix)
 	if (!ix)
 		return;
 	nd_lsh_free(ix->lsh);
-	nd_store_close(ix->st);
+	nd__store_close(ix->st);
 	free(ix);
 }
 
@@ -271,10 +271,10 @@ int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum
 int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 {
 	MDB_txn *txn;
-	int rc = nd_store_read_begin(ix->st, &txn, err);
+	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
 		return rc;
-	rc = nd_ix_read_meta(ix, txn, meta, err);
-	nd_store_read_end(ix->st, txn);
+	rc = nd__index_read_meta(ix, txn, meta, err);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }

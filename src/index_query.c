@@ -147,7 +147,7 @@ static int read_bucket(MDB_cursor *cur, uint32_t t, uint32_t b, uint8_t w, size_
 			return 0;
 	}
 	if (mrc && mrc != MDB_NOTFOUND)
-		return nd_store_err(mrc, err, "reading posting blocks");
+		return nd__store_err(mrc, err, "reading posting blocks");
 	return 0;
 }
 
@@ -192,10 +192,10 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		pkeys[i] = (uint64_t)ptab[i] << 32 | pbkt[i] | (i < L ? (uint64_t)1 << 40 : 0);
 	qsort(pkeys, np, sizeof(uint64_t), cmp_u64);
 
-	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+	if ((rc = nd__store_read_begin(ix->st, &txn, err)))
 		goto done;
 	if ((mrc = mdb_cursor_open(txn, ix->st->postings, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	const uint32_t mh = p->min_hits ? p->min_hits : 1;
@@ -212,16 +212,16 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 	 * ids are re-ranked like those of a home bucket */
 	if (cal && p->has_phash && ix->calib.phash_weight > 0 && !st.truncated) {
 		nd_meta now;
-		if ((rc = nd_ix_read_meta(ix, txn, &now, err)))
+		if ((rc = nd__index_read_meta(ix, txn, &now, err)))
 			goto done;
-		if (nd_ix_phash_valid(ix, txn, &now)) {
+		if (nd__index_phash_valid(ix, txn, &now)) {
 			if ((mrc = mdb_cursor_open(txn, ix->st->phash, &cur))) {
-				rc = nd_store_err(mrc, err, "opening a cursor");
+				rc = nd__store_err(mrc, err, "opening a cursor");
 				goto done;
 			}
 			for (uint32_t q = 0; q < ND_PHASH_QUARTERS && !st.truncated; q++) {
 				uint64_t before = st.postings;
-				if ((rc = read_bucket(cur, q, nd_ix_phash_bucket(p->phash, q), home_w,
+				if ((rc = read_bucket(cur, q, nd__index_phash_bucket(p->phash, q), home_w,
 						      ND_INDEX_PHASH_BUCKET_CAP, p, &set, &st, err)))
 					goto done;
 				st.phash_postings += st.postings - before;
@@ -245,7 +245,7 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 	st.candidates = (uint32_t)set.n;
 	st.reranked = (uint32_t)nc;
 	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (size_t i = 0; i < nc; i++) {
@@ -256,7 +256,7 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		if (mrc) {
 			rc = mrc == MDB_NOTFOUND
 				     ? nd_error_set(err, ND_ECORRUPT, "posting id %u has no vector", id)
-				     : nd_store_err(mrc, err, "reading a vector");
+				     : nd__store_err(mrc, err, "reading a vector");
 			goto done;
 		}
 		if ((rc = nd_vector_decode(v.mv_data, v.mv_size, ix->meta.dim, &vv, err)))
@@ -268,8 +268,8 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 						  "vector of id %u has no background statistic", id);
 				goto done;
 			}
-			sim = nd_ix_score(ix, raw, qstat, vv.stat) +
-			      nd_ix_phash_bonus(ix, p->has_phash, p->phash, vv.has_phash, vv.phash);
+			sim = nd__index_score(ix, raw, qstat, vv.stat) +
+			      nd__index_phash_bonus(ix, p->has_phash, p->phash, vv.has_phash, vv.phash);
 		}
 		if (sim >= p->min_sim)
 			topk_insert(hits, &nh, p->k, id, sim, raw);
@@ -279,7 +279,7 @@ done:
 	if (cur)
 		mdb_cursor_close(cur);
 	if (txn)
-		nd_store_read_end(ix->st, txn);
+		nd__store_read_end(ix->st, txn);
 	if (stats)
 		*stats = st;
 	free(proj);
@@ -298,13 +298,13 @@ int nd_index_prefault(nd_index *ix, nd_error *err)
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	volatile uint8_t sink = 0;
-	int rc = nd_store_read_begin(ix->st, &txn, err), mrc = 0;
+	int rc = nd__store_read_begin(ix->st, &txn, err), mrc = 0;
 	if (rc)
 		return rc;
 	MDB_dbi dbs[2] = { ix->st->vectors, ix->st->postings };
 	for (int i = 0; i < 2 && rc == 0; i++) {
 		if ((mrc = mdb_cursor_open(txn, dbs[i], &cur))) {
-			rc = nd_store_err(mrc, err, "opening a cursor");
+			rc = nd__store_err(mrc, err, "opening a cursor");
 			break;
 		}
 		/* one read per value touches every leaf page (LMDB has no
@@ -313,10 +313,10 @@ int nd_index_prefault(nd_index *ix, nd_error *err)
 		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
 			sink ^= *(const uint8_t *)v.mv_data;
 		if (mrc != MDB_NOTFOUND)
-			rc = nd_store_err(mrc, err, "reading the index");
+			rc = nd__store_err(mrc, err, "reading the index");
 		mdb_cursor_close(cur);
 	}
 	(void)sink;
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }

@@ -9,8 +9,8 @@
 
 /* Appends ids[0..n) (increasing, all above anything in the bucket) to the
  * bucket (table, bucket): fills its last block, then adds new blocks. */
-int nd_store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, const uint32_t *ids, size_t n,
-			     nd_meta *m, nd_error *err)
+int nd__store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, const uint32_t *ids, size_t n,
+			      nd_meta *m, nd_error *err)
 {
 	uint8_t key[ND_POSTING_KEY_SIZE], val[1 + ND_VARINT_MAX * ND_BLOCK_MAX_IDS];
 	uint32_t blk[ND_BLOCK_MAX_IDS];
@@ -25,7 +25,7 @@ int nd_store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, c
 	else if (mrc == MDB_NOTFOUND)
 		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
 	if (mrc && mrc != MDB_NOTFOUND)
-		return nd_store_err(mrc, err, "seeking a posting block");
+		return nd__store_err(mrc, err, "seeking a posting block");
 	if (mrc == 0) {
 		uint32_t t, b, first;
 		if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, err)))
@@ -51,7 +51,7 @@ int nd_store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, c
 				nd_posting_key(table, bucket, first, key);
 				MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
 				if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
-					return nd_store_err(mrc, err, "writing a posting block");
+					return nd__store_err(mrc, err, "writing a posting block");
 				m->posting_bytes += len - oldlen;
 			}
 		}
@@ -63,7 +63,7 @@ int nd_store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, c
 		nd_posting_key(table, bucket, ids[done], key);
 		MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
 		if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
-			return nd_store_err(mrc, err, "writing a posting block");
+			return nd__store_err(mrc, err, "writing a posting block");
 		m->n_blocks++;
 		m->posting_bytes += ND_POSTING_KEY_SIZE + len;
 		done += take;
@@ -73,8 +73,8 @@ int nd_store_postings_append(MDB_cursor *cur, uint32_t table, uint32_t bucket, c
 }
 
 /* Removes id from bucket (table, bucket). */
-int nd_store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id, nd_meta *m,
-			     nd_error *err)
+int nd__store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id, nd_meta *m,
+			      nd_error *err)
 {
 	uint8_t key[ND_POSTING_KEY_SIZE], val[1 + ND_VARINT_MAX * ND_BLOCK_MAX_IDS];
 	uint32_t blk[ND_BLOCK_MAX_IDS], t, b, first;
@@ -94,7 +94,7 @@ int nd_store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, u
 		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
 	}
 	if (mrc && mrc != MDB_NOTFOUND)
-		return nd_store_err(mrc, err, "seeking a posting block");
+		return nd__store_err(mrc, err, "seeking a posting block");
 	if (!found && mrc == 0) {
 		if ((rc = nd_posting_key_decode(k.mv_data, k.mv_size, &t, &b, &first, err)))
 			return rc;
@@ -121,7 +121,7 @@ int nd_store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, u
 	nb--;
 	if (lo == 0) {
 		if ((mrc = mdb_cursor_del(cur, 0)))
-			return nd_store_err(mrc, err, "deleting a posting block");
+			return nd__store_err(mrc, err, "deleting a posting block");
 		m->posting_bytes -= ND_POSTING_KEY_SIZE + oldlen;
 		m->n_blocks--;
 		if (nb > 0) {
@@ -130,7 +130,7 @@ int nd_store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, u
 			nd_posting_key(table, bucket, blk[0], key);
 			MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
 			if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
-				return nd_store_err(mrc, err, "writing a posting block");
+				return nd__store_err(mrc, err, "writing a posting block");
 			m->posting_bytes += ND_POSTING_KEY_SIZE + len;
 			m->n_blocks++;
 		}
@@ -140,7 +140,7 @@ int nd_store_postings_remove(MDB_cursor *cur, uint32_t table, uint32_t bucket, u
 		nd_posting_key(table, bucket, first, key);
 		MDB_val k2 = { ND_POSTING_KEY_SIZE, key }, v2 = { len, val };
 		if ((mrc = mdb_cursor_put(cur, &k2, &v2, 0)))
-			return nd_store_err(mrc, err, "writing a posting block");
+			return nd__store_err(mrc, err, "writing a posting block");
 		m->posting_bytes += len;
 		m->posting_bytes -= oldlen;
 	}

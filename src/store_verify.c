@@ -74,7 +74,7 @@ struct walker {
 	uint8_t *buf[MAX_LEVELS];   /* one page per recursion level */
 	int level;
 	int full;                   /* walk every tree, not only main and "meta" */
-	nd_store_walk_info *out;
+	nd__store_walk_info *out;
 };
 
 /* one tree being walked */
@@ -523,7 +523,7 @@ static int read_metas(struct walker *w, uint64_t want, struct disk_meta *out, in
 	return 0;
 }
 
-int nd_store_walk(const char *dir, int full, uint64_t want_txnid, nd_store_walk_info *out, nd_error *err)
+int nd__store_walk(const char *dir, int full, uint64_t want_txnid, nd__store_walk_info *out, nd_error *err)
 {
 	struct walker w;
 	struct disk_meta m;

@@ -701,7 +701,7 @@ static int fast_vs_libpng(const uint8_t *data, size_t len, const nd_image_opts *
 	}
 	memset(&ia, 0, sizeof(ia));
 	memset(&ib, 0, sizeof(ib));
-	int fast = nd__decode_png_fast(&src, o, &a, &ia) == 0;
+	int fast = nd__image_decode_png_fast(&src, o, &a, &ia) == 0;
 	if (!fast)
 		CHECK_MSG(a.rgb == NULL, "%s: declined but left an image", what);
 	char path[] = "/tmp/nd_test_fastXXXXXX";
