@@ -1,8 +1,8 @@
 /* neardup — OpenBLAS, loaded at run time (see the top of neardup/cnn.h for
  * why: the SkylakeX kernels must be chosen before the library loads).
- * It is set up before main by a constructor in src/blas.c whenever this
- * file is linked in; other modules needing BLAS call nd_blas_init (cheap,
- * idempotent) and then nd_blas_sgemm, or cblas_* directly. */
+ * Nothing runs at load time: modules needing BLAS call nd_blas_init (cheap,
+ * idempotent; the first call sets the library up) and then nd_blas_sgemm,
+ * or cblas_* directly. */
 #ifndef NEARDUP_BLAS_H
 #define NEARDUP_BLAS_H
 

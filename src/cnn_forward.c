@@ -25,6 +25,11 @@
 #endif
 #define MICRO_BYTES ((size_t)ND_CNN_MICRO_BYTES)
 
+int nd_cnn_init(nd_error *err)
+{
+	return nd_blas_init(err);
+}
+
 const char *nd_cnn_blas_core(void)
 {
 	return nd_blas_core();

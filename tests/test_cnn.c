@@ -694,6 +694,27 @@ static void test_info_and_background(void)
 
 /* ---------- OpenBLAS ---------- */
 
+/* Loading the library changes nothing: BLAS is set up at nd_cnn_init (or
+ * the first workspace), not by a constructor. Runs first. */
+static void test_blas_not_at_load(void)
+{
+	nd_error err;
+	const char *threads = getenv("OPENBLAS_NUM_THREADS");
+	char saved[64];
+	if (threads) {
+		snprintf(saved, sizeof(saved), "%s", threads);
+		threads = saved;
+	}
+	CHECK(nd_cnn_blas_core() == NULL);
+	CHECK(nd_blas_config() == NULL);
+	CHECK_EQ_INT(nd_cnn_init(&err), 0);
+	CHECK(nd_cnn_blas_core() != NULL);
+	CHECK_EQ_INT(nd_cnn_init(&err), 0); /* idempotent */
+	/* the environment is as the user left it */
+	const char *now = getenv("OPENBLAS_NUM_THREADS");
+	CHECK((!now && !threads) || (now && threads && !strcmp(now, threads)));
+}
+
 static void test_blas_core(void)
 {
 	nd_error err;
@@ -942,6 +963,7 @@ static void test_sections(void)
 
 int main(void)
 {
+	RUN(test_blas_not_at_load);
 	RUN(test_blas_core);
 	RUN(test_parity_testnet_a);
 	RUN(test_parity_testnet_b);
