@@ -42,6 +42,8 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(ARCH) $(WARNINGS) -pthread -Iinclude -Isrc \
 	-DND_DATADIR='"$(PREFIX)/share/neardup"'
+# strcpy, strcat, sprintf and vsprintf do not compile (see src/banned.h)
+ALL_CFLAGS += -include src/banned.h
 ALL_LDFLAGS := $(LDFLAGS) -pthread
 LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lm
 
@@ -107,7 +109,7 @@ $(O)/bench/%: bench/%.c $(LIB)
 test: test-deps
 	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
 	@NEARDUP_BIN=$(CURDIR)/$(BIN) ND_BUILD_DIR=$(CURDIR)/$(O) tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh) \
-		$(CURDIR)/scripts/check_cycles.py
+		$(CURDIR)/scripts/check_cycles.py $(CURDIR)/scripts/check_hygiene.sh
 
 # The review page driven in headless Chromium (chromium-driver, selenium),
 # its export applied by neardup apply (not part of `make test`).
@@ -132,7 +134,7 @@ bench-full:
 # libFuzzer: the library rebuilt with clang, ASan and UBSan, one binary per target.
 FUZZ_O := build/fuzz
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_O)/%.o)
-FUZZ_CFLAGS := -std=gnu11 -O1 -g -Iinclude -Isrc -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -Iinclude -Isrc -include src/banned.h -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=all -DND_FUZZING
 $(FUZZ_O)/%.o: %.c
 	@mkdir -p $(dir $@)

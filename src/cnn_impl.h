@@ -117,7 +117,7 @@ struct ndm_calib {
 	uint32_t k;             /* 1..background count */
 	float beta;             /* weight of the statistic, 0..8 */
 	float offset;           /* added to every score, |offset| <= 8 */
-	float phash_weight;     /* score fusion (issue 4): weight per bit, 0..1 (0: none) */
+	float phash_weight;     /* score fusion: weight per bit, 0..1 (0: none) */
 	float phash_bits;       /* ... of max(0, phash_bits - Hamming distance), 0..64 */
 	uint32_t reserved[2];   /* 0 */
 };

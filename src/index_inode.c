@@ -16,11 +16,10 @@
 
 #include <string.h>
 
-#define MARK_KEY "inodes"
 
 static int read_mark(nd_index *ix, MDB_txn *txn, uint32_t *next_id, uint64_t *n_images, nd_error *err)
 {
-	MDB_val k = { sizeof(MARK_KEY) - 1, MARK_KEY }, v;
+	MDB_val k = ND__STORE_KEY(ND_META_KEY_INODES), v;
 	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return ND_ENOTFOUND;
@@ -42,7 +41,7 @@ int nd__index_inode_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error 
 {
 	uint8_t buf[ND_PHASH_MARK_SIZE];
 	nd_phash_mark_encode(m->next_id, m->n_images, buf);
-	MDB_val k = { sizeof(MARK_KEY) - 1, MARK_KEY }, v = { sizeof(buf), buf };
+	MDB_val k = ND__STORE_KEY(ND_META_KEY_INODES), v = { sizeof(buf), buf };
 	int mrc = mdb_put(txn, ix->st->meta, &k, &v, 0);
 	return mrc ? nd__store_err(mrc, err, "writing the inodes mark") : 0;
 }

@@ -103,7 +103,7 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 {
 	struct init_ctx *c = vctx;
 	nd_index *ix = c->ix;
-	MDB_val k = { 4, "meta" }, v;
+	MDB_val k = ND__STORE_KEY(ND_META_KEY), v;
 	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 	c->created = 0;
 	c->upgraded = 0;
@@ -153,7 +153,7 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 		if (strlen(o->model_name) > ND_MODEL_NAME_MAX)
 			return nd_error_set(err, ND_EINVAL, "model name longer than %d bytes",
 					    ND_MODEL_NAME_MAX);
-		strcpy(m->model_name, o->model_name);
+		snprintf(m->model_name, sizeof(m->model_name), "%s", o->model_name);
 	}
 	m->next_id = 1;
 	m->flags = o->calib.stat ? ND_META_VEC_STAT : 0;
@@ -192,7 +192,7 @@ int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	} else {
 		/* the model is checked before anything is upgraded */
 		if (o->model_name && o->calib.stat) {
-			MDB_val k = { 4, "meta" }, v;
+			MDB_val k = ND__STORE_KEY(ND_META_KEY), v;
 			if ((rc = nd__store_read_begin(ix->st, &txn, err)))
 				goto fail;
 			int mrc = mdb_get(txn, ix->st->meta, &k, &v);

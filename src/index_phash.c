@@ -1,4 +1,4 @@
-/* neardup — the perceptual-hash postings (issue 4): candidates that the CNN
+/* neardup — the perceptual-hash postings: candidates that the CNN
  * vector's LSH buckets miss.
  *
  * Why: the fused score (neardup/index.h, nd_index_calib) lifts a greyscale,
@@ -15,7 +15,7 @@
 
 static int read_mark(nd_index *ix, MDB_txn *txn, uint32_t *next_id, uint64_t *n_images, nd_error *err)
 {
-	MDB_val k = { 5, "phash" }, v;
+	MDB_val k = ND__STORE_KEY(ND_META_KEY_PHASH), v;
 	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return ND_ENOTFOUND;
@@ -37,7 +37,7 @@ int nd__index_phash_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error 
 {
 	uint8_t buf[ND_PHASH_MARK_SIZE];
 	nd_phash_mark_encode(m->next_id, m->n_images, buf);
-	MDB_val k = { 5, "phash" }, v = { sizeof(buf), buf };
+	MDB_val k = ND__STORE_KEY(ND_META_KEY_PHASH), v = { sizeof(buf), buf };
 	int mrc = mdb_put(txn, ix->st->meta, &k, &v, 0);
 	return mrc ? nd__store_err(mrc, err, "writing the phash mark") : 0;
 }

@@ -7,7 +7,7 @@
 
 int nd__index_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err)
 {
-	MDB_val k = { 4, "meta" }, v;
+	MDB_val k = ND__STORE_KEY(ND_META_KEY), v;
 	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return nd_error_set(err, ND_ECORRUPT, "index '%s' has no metadata", ix->st->dir);
@@ -23,7 +23,7 @@ int nd__index_write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error 
 	int rc = nd_meta_encode(m, buf, sizeof(buf), &len, err);
 	if (rc)
 		return rc;
-	MDB_val k = { 4, "meta" }, v = { len, buf };
+	MDB_val k = ND__STORE_KEY(ND_META_KEY), v = { len, buf };
 	int mrc = mdb_put(txn, ix->st->meta, &k, &v, 0);
 	return mrc ? nd__store_err(mrc, err, "writing metadata") : 0;
 }

@@ -210,12 +210,12 @@ int nd__store_open(nd_store **out, const char *dir, int create, int readonly, si
 		unsigned flags;
 		MDB_dbi *dbi;
 	} dbs[] = {
-		{ "meta", 0, &s->meta },
-		{ "records", MDB_INTEGERKEY, &s->records },
-		{ "paths", 0, &s->paths },
-		{ "hashes", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP, &s->hashes },
-		{ "vectors", MDB_INTEGERKEY, &s->vectors },
-		{ "postings", 0, &s->postings },
+		{ ND_DB_META, 0, &s->meta },
+		{ ND_DB_RECORDS, MDB_INTEGERKEY, &s->records },
+		{ ND_DB_PATHS, 0, &s->paths },
+		{ ND_DB_HASHES, MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP, &s->hashes },
+		{ ND_DB_VECTORS, MDB_INTEGERKEY, &s->vectors },
+		{ ND_DB_POSTINGS, 0, &s->postings },
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		if ((mrc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | cf, dbs[i].dbi))) {
@@ -230,22 +230,22 @@ int nd__store_open(nd_store **out, const char *dir, int create, int readonly, si
 			goto fail;
 		}
 	}
-	/* the perceptual-hash postings came later (issue 4): a read-only open
+	/* the perceptual-hash postings came later: a read-only open
 	 * of an older index goes on without them */
-	mrc = mdb_dbi_open(txn, "phash", cf, &s->phash);
+	mrc = mdb_dbi_open(txn, ND_DB_PHASH, cf, &s->phash);
 	if (mrc == 0) {
 		s->has_phash_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
-		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'phash' in '%s': %s", dir,
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database '%s' in '%s': %s", ND_DB_PHASH, dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}
 	/* so did the file identities */
-	mrc = mdb_dbi_open(txn, "inodes", cf, &s->inodes);
+	mrc = mdb_dbi_open(txn, ND_DB_INODES, cf, &s->inodes);
 	if (mrc == 0) {
 		s->has_inode_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
-		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'inodes' in '%s': %s", dir,
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database '%s' in '%s': %s", ND_DB_INODES, dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}

@@ -7,10 +7,14 @@
 
 #include "neardup/store.h"
 
+/* An MDB_val naming a string constant's bytes without its terminating 0
+ * (the meta database's keys: ND_META_KEY...). */
+#define ND__STORE_KEY(s) { sizeof(s) - 1, (void *)(s) }
+
 typedef struct nd_store {
 	MDB_env *env;
 	MDB_dbi meta, records, paths, hashes, vectors, postings;
-	MDB_dbi phash;                /* perceptual-hash postings (issue 4) */
+	MDB_dbi phash;                /* perceptual-hash postings */
 	int has_phash_db;             /* 0: an index from before it, opened read-only */
 	MDB_dbi inodes;               /* (device, inode) -> id */
 	int has_inode_db;             /* 0: an index from before it, opened read-only */

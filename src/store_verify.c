@@ -215,7 +215,7 @@ static int sub_db(struct walker *w, struct tree *parent, const uint8_t *data, si
 		if (db.flags & DB_DUPSORT)
 			sub.dup_flags = db.flags | DB_DUPSORT;
 		/* a light walk reads only what every open reads */
-		if (!w->full && !(ksize == 4 && !memcmp(key, "meta", 4))) {
+		if (!w->full && !(ksize == sizeof(ND_DB_META) - 1 && !memcmp(key, ND_DB_META, ksize))) {
 			if (db.root != P_INVALID_ && (db.root < NUM_METAS || db.root > w->last_pg))
 				return damaged(w, "database '%s' has its root at page %llu, outside pages 2..%llu",
 					       name, (unsigned long long)db.root,

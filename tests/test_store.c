@@ -17,7 +17,7 @@ static void test_meta_roundtrip(void)
 	m.vec_format = ND_VEC_I8;
 	m.seed = 0x1234567890ABCDEFull;
 	m.model_checksum = 0xFEDCBA0987654321ull;
-	strcpy(m.model_name, "resnet-gem-v1");
+	snprintf(m.model_name, sizeof(m.model_name), "%s", "resnet-gem-v1");
 	m.next_id = 77;
 	m.n_images = 70;
 	m.n_postings = 1120;

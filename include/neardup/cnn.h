@@ -110,7 +110,7 @@ typedef struct nd_model_calib {
 	int stat;               /* enum nd_calib_stat */
 	int k;                  /* 1..background count */
 	float beta, offset;
-	/* score fusion with the perceptual hash (issue 4; neardup/calib.h):
+	/* score fusion with the perceptual hash (neardup/calib.h):
 	 * + phash_weight * max(0, phash_bits - Hamming distance); 0: none */
 	float phash_weight, phash_bits;
 } nd_model_calib;

@@ -27,9 +27,9 @@ enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
 #define CLI_DEFAULT_MIN_SIM_STR "0.85"
 /* query's multi-probe depth. The index's own default (1280) is tuned for
  * near-exact copies; on the dev set's real embeddings it returned the exact
- * nearest neighbour for 0.911 of queries, 5120 for 0.966 at 1.75 ms p50
- * (bench/results/quality.md, LSH recall), small beside one image's decode
- * and embed (~7 ms). */
+ * nearest neighbour for 0.911 of queries, 5120 for 0.966, at a cost small
+ * beside one image's decode and embed (bench/results/quality.md, LSH
+ * recall). */
 #define CLI_DEFAULT_PROBES 5120
 #define CLI_DEFAULT_PROBES_STR "5120"
 /* --min-sim accepts [-CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM]: a calibrated

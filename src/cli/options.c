@@ -116,10 +116,9 @@ int cli_model_load(const struct cli_common *c, nd_model **m)
 				path = cand[i];
 		if (!path) {
 			char tried[4 * (PATH_MAX + 64) + 16] = "";
-			for (int i = 0; i < nc; i++) {
-				strcat(tried, i ? ", " : "");
-				strcat(tried, cand[i]);
-			}
+			size_t tl = 0;
+			for (int i = 0; i < nc && tl < sizeof(tried); i++)
+				tl += (size_t)snprintf(tried + tl, sizeof(tried) - tl, "%s%s", i ? ", " : "", cand[i]);
 			cli_msg("no model found (looked for %s); give one with --model FILE or "
 				"$NEARDUP_MODEL", tried);
 			return EXIT_FATAL;
