@@ -62,8 +62,9 @@ static void test_switch_core_when_linked(void)
 	CHECK_NEAR(maxerr, 0, 1e-3);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_switch_core_when_linked);
 	return test_summary();
 }

@@ -4,6 +4,7 @@
  * A sound file walks clean; a damaged page header, a truncated file and a
  * flipped byte anywhere give ND_ECORRUPT or a clean walk, never a crash. */
 #include "store_impl.h"
+#include "lib_fs.h"
 #include "test.h"
 
 #include <fcntl.h>
@@ -185,13 +186,11 @@ static void test_lmdb_codes(void)
 	CHECK_EQ_INT(nd__store_err(MDB_READERS_FULL, &err, "x"), ND_ESTORE);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	snprintf(dir, sizeof(dir), "%s/nd-walk.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	test_select(argc, argv);
+	if (tl_scratch_dir(dir, sizeof(dir), "walk"))
 		return 1;
-	}
 	snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
 	make_env();
 	RUN(test_lmdb_codes);
