@@ -221,7 +221,7 @@ int main(int argc, char **argv)
 		if (*s == ',')
 			s++;
 	}
-	if (nd_blas_init(NULL)) /* the CPU's kernels for the exact search (see src/blas.h) */
+	if (nd__blas_init(NULL)) /* the CPU's kernels for the exact search (see src/blas.h) */
 		fprintf(stderr, "bench_index: OpenBLAS not set up, exact search runs on the default kernels\n");
 	mkdir("cache", 0755);
 	if (mkdir(cache, 0755) && errno != EEXIST)

@@ -4,7 +4,10 @@
 #    errors (the Makefile force-includes it into every C file);
 #  - comments and code under src/ include/ tests/ bench/ name no issue
 #    numbers and no "this machine": those belong in commit messages and
-#    bench/results/.
+#    bench/results/;
+#  - every global symbol of the library's objects ($ND_BUILD_DIR, default
+#    build/rel) is public (nd_*, declared in include/neardup/) or private
+#    with the one prefix nd__<module>_.
 cd "$(dirname "$0")/.." || exit 2
 cc=${CC:-cc}
 tmp=$(mktemp -d)
@@ -39,5 +42,25 @@ if [ -n "$hits" ]; then
 	status=1
 else
 	echo "PASS no issue numbers or machine remarks in src/ include/ tests/ bench/"
+fi
+build=${ND_BUILD_DIR:-build/rel}
+objs=$(find "$build/src" -maxdepth 1 -name '*.o' 2>/dev/null)
+if [ -z "$objs" ]; then
+	echo "FAIL no library objects under $build/src: build first"
+	status=1
+else
+	grep -ohE '\bnd_[a-z0-9_]+\b' include/neardup/*.h | sort -u >"$tmp/public"
+	for o in $objs; do
+		# a removed source's stale object does not count
+		[ -f "src/$(basename "$o" .o).c" ] && nm -g --defined-only -P "$o"
+	done | awk '{print $1}' | sort -u >"$tmp/defined"
+	stray=$(grep -v '^nd__[a-z0-9]*_' "$tmp/defined" | comm -23 - "$tmp/public")
+	if [ -n "$stray" ]; then
+		echo "$stray" | sed 's/^/  /'
+		echo "FAIL library symbols neither public (include/neardup/) nor nd__<module>_ (above)"
+		status=1
+	else
+		echo "PASS every library symbol is public or nd__<module>_"
+	fi
 fi
 exit $status

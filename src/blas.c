@@ -16,7 +16,7 @@
  *    calls). That must happen while no BLAS call is running.
  * Either way OpenBLAS is then set to one thread (callers parallelise).
  * Nothing happens at load time: the set-up runs once (pthread_once) at the
- * first nd_blas_init, which nd_cnn_init and nd_workspace_create call, so a
+ * first nd__blas_init, which nd_cnn_init and nd_workspace_create call, so a
  * program that never embeds never loads or reconfigures BLAS. setenv is not
  * thread-safe, so that first call belongs before a program starts threads
  * (neardup's commands create their workspaces before their workers). */
@@ -135,7 +135,7 @@ static void blas_load(void)
 	/* the handle stays open for the life of the process */
 }
 
-int nd_blas_init(nd_error *err)
+int nd__blas_init(nd_error *err)
 {
 	pthread_once(&blas_once, blas_load);
 	if (blas_rc)
@@ -143,17 +143,17 @@ int nd_blas_init(nd_error *err)
 	return 0;
 }
 
-void nd_blas_sgemm(int m, int n, int k, float alpha, const float *a, int lda,
-		   const float *b, int ldb, float beta, float *c, int ldc)
+void nd__blas_sgemm(int m, int n, int k, float alpha, const float *a, int lda,
+		    const float *b, int ldb, float beta, float *c, int ldc)
 {
 	ND_ASSERT(blas_sgemm);
 	blas_sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, m, n, k, alpha,
 		   a, lda, b, ldb, beta, c, ldc);
 }
 
-void nd_blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
-		     const float *a, int lda, const float *b, int ldb,
-		     float beta, float *c, int ldc)
+void nd__blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
+		      const float *a, int lda, const float *b, int ldb,
+		      float beta, float *c, int ldc)
 {
 	ND_ASSERT(blas_sgemm);
 	blas_sgemm(CBLAS_ROW_MAJOR, ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -161,12 +161,12 @@ void nd_blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
 		   ldb, beta, c, ldc);
 }
 
-const char *nd_blas_core(void)
+const char *nd__blas_core(void)
 {
 	return blas_sgemm ? blas_core : NULL;
 }
 
-const char *nd_blas_config(void)
+const char *nd__blas_config(void)
 {
 	return blas_sgemm ? blas_cfg : NULL;
 }

@@ -27,12 +27,12 @@
 
 int nd_cnn_init(nd_error *err)
 {
-	return nd_blas_init(err);
+	return nd__blas_init(err);
 }
 
 const char *nd_cnn_blas_core(void)
 {
-	return nd_blas_core();
+	return nd__blas_core();
 }
 
 int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd_error *err)
@@ -44,7 +44,7 @@ int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd
 	if (!m || max_batch < 1 || max_batch > ND_MODEL_MAX_BATCH)
 		return nd_error_set(err, ND_EINVAL, "workspace: batch size %d not in 1..%d", max_batch,
 				    ND_MODEL_MAX_BATCH);
-	rc = nd_blas_init(err);
+	rc = nd__blas_init(err);
 	if (rc)
 		return rc;
 	/* batches run as micro-batches of as many images as keep the largest
@@ -133,8 +133,8 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 			int cols = ld - c0 < tile ? ld - c0 : tile;
 			for (int gi = 0; gi < g; gi++) {
 				float *o = out + (size_t)gi * kg * ld + c0;
-				nd_blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
-					      in + (size_t)gi * cg * ld + c0, ld, 0.0f, o, ld);
+				nd__blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
+					       in + (size_t)gi * cg * ld + c0, ld, 0.0f, o, ld);
 				nd__cnn_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ld,
 						 L->b ? L->b + (size_t)gi * kg : NULL, L->act);
 			}
@@ -158,10 +158,10 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 				for (int gi = 0; gi < g; gi++) {
 					float *o = out + (size_t)gi * kg * ldc + (size_t)j0 * ohw +
 						   (size_t)oy0 * ow;
-					nd_blas_sgemm(kg, cols, cg * kk, 1.0f,
-						      L->w + (size_t)gi * kg * cg * kk, cg * kk,
-						      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f, o,
-						      ldc);
+					nd__blas_sgemm(kg, cols, cg * kk, 1.0f,
+						       L->w + (size_t)gi * kg * cg * kk, cg * kk,
+						       ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f, o,
+						       ldc);
 					nd__cnn_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ldc,
 							 L->b ? L->b + (size_t)gi * kg : NULL, L->act);
 				}
@@ -202,7 +202,7 @@ static void forward_batch(const nd_model *m, nd_workspace *ws, const float *in, 
 			break;
 		case NDM_OP_LINEAR:
 			/* y [out][n] = W [out][in] * a [in][n] */
-			nd_blas_sgemm(L->c, n, L->ic, 1.0f, L->w, L->ic, a, n, 0.0f, y, n);
+			nd__blas_sgemm(L->c, n, L->ic, 1.0f, L->w, L->ic, a, n, 0.0f, y, n);
 			nd__cnn_bias_act(y, (size_t)L->c, (size_t)n, (size_t)n, L->b, L->act);
 			break;
 		case NDM_OP_AFFINE:

@@ -204,6 +204,6 @@ void nd__cnn_l2norm(const float *in, int d, int n, float eps, float *out);
 
 /* Layer output size for a strided window: floor((in + 2p - d(k-1) - 1)/s) + 1,
  * or -1 when the window does not fit. */
-int nd_cnn_out_dim(int in, int k, int s, int p, int d);
+int nd__cnn_out_dim(int in, int k, int s, int p, int d);
 
 #endif

@@ -688,7 +688,7 @@ static void test_blas_not_at_load(void)
 		threads = saved;
 	}
 	CHECK(nd_cnn_blas_core() == NULL);
-	CHECK(nd_blas_config() == NULL);
+	CHECK(nd__blas_config() == NULL);
 	CHECK_EQ_INT(nd_cnn_init(&err), 0);
 	CHECK(nd_cnn_blas_core() != NULL);
 	CHECK_EQ_INT(nd_cnn_init(&err), 0); /* idempotent */
@@ -702,12 +702,12 @@ static void test_blas_core(void)
 	nd_error err;
 	const char *user = getenv("OPENBLAS_CORETYPE");
 	int had_user = user != NULL;
-	CHECK_EQ_INT(nd_blas_init(&err), 0);
+	CHECK_EQ_INT(nd__blas_init(&err), 0);
 	const char *core = nd_cnn_blas_core();
 	CHECK(core != NULL);
 	if (!core)
 		return;
-	printf("openblas core: %s (%s)\n", core, nd_blas_config());
+	printf("openblas core: %s (%s)\n", core, nd__blas_config());
 	__builtin_cpu_init();
 	int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
 		     __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
@@ -722,7 +722,7 @@ static void test_blas_core(void)
 	CHECK_EQ_INT(getenv("OPENBLAS_CORETYPE") != NULL, had_user);
 	/* a quick sgemm sanity check through the loaded library */
 	float a[6] = { 1, 2, 3, 4, 5, 6 }, b[6] = { 1, 0, 0, 1, 1, 1 }, c[4];
-	nd_blas_sgemm(2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
+	nd__blas_sgemm(2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
 	CHECK(c[0] == 4 && c[1] == 5 && c[2] == 10 && c[3] == 11);
 }
 

@@ -1,8 +1,9 @@
 /* neardup — command-line entry point: dispatches to one file per command.
  *
- * Start here. The library (libneardup, src/*.c, one public header per module
- * in include/neardup/) does the work; src/cli/ parses arguments, prints and
- * acts on files. README.md's "Layout" lists every module.
+ * Start here. The library (libneardup: the .c files in src/, one public
+ * header per module in include/neardup/) does the work; src/cli/ parses
+ * arguments, prints and acts on files. README.md's "Layout" lists every
+ * module.
  *
  * To add a command:
  *  1. write src/cli/<name>.c with `int cmd_<name>(int argc, char **argv)`:
