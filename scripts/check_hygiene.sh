@@ -53,7 +53,7 @@ else
 	for o in $objs; do
 		# a removed source's stale object does not count
 		[ -f "src/$(basename "$o" .o).c" ] && nm -g --defined-only -P "$o"
-	done | awk '{print $1}' | sort -u >"$tmp/defined"
+	done | awk '$1 !~ /^__/ {print $1}' | sort -u >"$tmp/defined"  # __: the compiler's (ASan's __odr_asan.*)
 	stray=$(grep -v '^nd__[a-z0-9]*_' "$tmp/defined" | comm -23 - "$tmp/public")
 	if [ -n "$stray" ]; then
 		echo "$stray" | sed 's/^/  /'
