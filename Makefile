@@ -43,6 +43,8 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(ARCH) $(WARNINGS) -pthread -Iinclude -Isrc \
 	-DND_DATADIR='"$(PREFIX)/share/neardup"'
+# strcpy, strcat, sprintf and vsprintf do not compile (see src/banned.h)
+ALL_CFLAGS += -include src/banned.h
 ALL_LDFLAGS := $(LDFLAGS) -pthread
 LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lm
 
@@ -58,12 +60,17 @@ endif
 LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*.c src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
+TEST_LIB_SRC := $(wildcard tests/lib_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(O)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+# tests link the shared fixtures (tests/lib_*.c) and, for the CLI's modules,
+# the CLI's objects but main (never #include a .c file)
+TEST_LIB := $(O)/tests/libtest.a
+CLI_LIB := $(O)/libneardup-cli.a
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 LIB := $(O)/libneardup.a
 BIN := $(O)/neardup
@@ -128,22 +135,38 @@ $(O)/libneardup.so: $(SHLIB)
 	ln -sf $(notdir $(SHLIB)) $(O)/$(SONAME)
 	ln -sf $(SONAME) $@
 
+$(CLI_LIB): $(filter-out $(O)/src/cli/main.o,$(CLI_OBJ))
+	rm -f $@
+	ar rcs $@ $^
+
+$(TEST_LIB): $(TEST_LIB_SRC:%.c=$(O)/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
 $(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LIBS)
 
-$(O)/tests/%: tests/%.c tests/test.h $(LIB)
+$(O)/tests/%: tests/%.c tests/test.h $(TEST_LIB) $(CLI_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DTEST_DATA_DIR='"tests/data"' -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -DTEST_DATA_DIR='"tests/data"' -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(TEST_LIB) $(CLI_LIB) \
+		$(LIB) $(LIBS)
 
 $(O)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
+# make test T=test_index runs one program (or T=e2e_cli.sh one script), and
+# C=recall one case of it (tests/test.h)
+TEST_ALL := $(TEST_BIN) $(wildcard tests/e2e_*.sh) $(CURDIR)/scripts/check_cycles.py \
+	$(CURDIR)/scripts/check_hygiene.sh
+TEST_RUN := $(if $(T),$(filter %/$(T) %/$(T).sh $(T),$(TEST_ALL)),$(TEST_ALL))
 test: test-deps
-	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN) shared
+	$(if $(TEST_RUN),,$(error no test named '$(T)'))
+	@$(MAKE) --no-print-directory $(BIN) $(filter $(O)/%,$(TEST_RUN)) shared
 	@NEARDUP_BIN=$(CURDIR)/$(BIN) NEARDUP_LIBDIR=$(CURDIR)/$(O) PYTHON=$(PYTHON) \
-		SANITIZE='$(SANITIZE)' VARIANT=$(VARIANT) \
-		tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh)
+		SANITIZE='$(SANITIZE)' VARIANT=$(VARIANT) ND_BUILD_DIR=$(CURDIR)/$(O) ND_TEST_CASE=$(C) \
+		tests/run.sh $(TEST_RUN)
 
 # The review page driven in headless Chromium (chromium-driver, selenium),
 # its export applied by neardup apply (not part of `make test`).
@@ -168,7 +191,7 @@ bench-full:
 # libFuzzer: the library rebuilt with clang, ASan and UBSan, one binary per target.
 FUZZ_O := build/fuzz
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_O)/%.o)
-FUZZ_CFLAGS := -std=gnu11 -O1 -g -Iinclude -Isrc -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -Iinclude -Isrc -include src/banned.h -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=all -DND_FUZZING
 $(FUZZ_O)/%.o: %.c
 	@mkdir -p $(dir $@)

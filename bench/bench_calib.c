@@ -1,4 +1,4 @@
-/* neardup — cost of the calibrated similarity (issue 8).
+/* neardup — cost of the calibrated similarity.
  *
  *   bench_calib [MODEL.ndm] [-n N] [-r RUNS]     (default models/neardup.ndm, 2000, 5)
  *

@@ -51,12 +51,12 @@ static double bench_sgemm(int n, double seconds)
 	float *c = malloc(sizeof(float) * (size_t)n * n);
 	for (size_t i = 0; i < (size_t)n * n; i++)
 		a[i] = (float)(i % 13) * 0.1f, b[i] = (float)(i % 7) * 0.1f;
-	nd_blas_sgemm(n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+	nd__blas_sgemm(n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
 	/* the fastest of >= 5 products over >= `seconds` (a shared machine) */
 	double best = 1e30, start = bench_now();
 	for (int r = 0; r < 5 || bench_now() - start < seconds; r++) {
 		double t0 = bench_now();
-		nd_blas_sgemm(n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+		nd__blas_sgemm(n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
 		double t = bench_now() - t0;
 		if (t < best)
 			best = t;
@@ -194,7 +194,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_cnn: %s\n", err.msg);
 		return 2;
 	}
-	if (nd_blas_init(&err)) {
+	if (nd__blas_init(&err)) {
 		fprintf(stderr, "bench_cnn: %s\n", err.msg);
 		return 2;
 	}
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 	printf("model `%s`: input 3x%dx%d, D=%d, %d layers, %.3f GFLOP/image, %.2f MB weights\n\n",
 	       info.name, info.input_h, info.input_w, info.embed_dim, info.layer_count, info.flops / 1e9,
 	       (double)info.weight_bytes / 1e6);
-	printf("OpenBLAS core: **%s** (%s)\n\n", nd_cnn_blas_core(), nd_blas_config());
+	printf("OpenBLAS core: **%s** (%s)\n\n", nd_cnn_blas_core(), nd__blas_config());
 
 	/* a large square product, and a 1024 one: ~20 ms a run, so its best run
 	 * is rarely preempted on a shared machine; the larger is the reference */

@@ -4,7 +4,7 @@
  *               [-b BATCH] [-j L:K] [-J R/B/T,...] [-f f16|i8] [--cache DIR] [--faiss SCRIPT]
  *               [--phash 1]
  *
- * Generates N vectors with bench/synth.h (planted near-duplicate clusters),
+ * Generates N vectors with tests/lib_synth.h (planted near-duplicate clusters),
  * exact top-10 of every query by brute force (OpenBLAS sgemm), then for each
  * (L, K): ingests into a fresh index under the cache directory (rate), index
  * size and bytes per posting, and for each probe count the query latency
@@ -25,7 +25,7 @@
 #include "neardup/lsh.h"
 #include "timing.h"
 
-#include "synth.h"
+#include "../tests/lib_synth.h"
 #include "blas.h"
 
 #include <cblas.h>
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
 		if (*s == ',')
 			s++;
 	}
-	if (nd_blas_init(NULL)) /* the CPU's kernels for the exact search (see src/blas.h) */
+	if (nd__blas_init(NULL)) /* the CPU's kernels for the exact search (see src/blas.h) */
 		fprintf(stderr, "bench_index: OpenBLAS not set up, exact search runs on the default kernels\n");
 	mkdir("cache", 0755);
 	if (mkdir(cache, 0755) && errno != EEXIST)
@@ -287,7 +287,7 @@ int main(int argc, char **argv)
 	printf("# Index benchmark: %zu vectors, dimension %u, stored vectors %s%s\n\n", N, D,
 	       vfmt == ND_VEC_F16 ? "float16" : "int8",
 	       with_phash ? ", with perceptual hashes (random) and their postings" : "");
-	printf("Data: bench/synth.h, %zu near-duplicate clusters (about a third of the vectors), %u topics; "
+	printf("Data: tests/lib_synth.h, %zu near-duplicate clusters (about a third of the vectors), %u topics; "
 	       "random pairs: %.1f%% cos<0.2, %.1f%% 0.2-0.4, %.1f%% 0.4-0.6, %.2f%% >=0.6. "
 	       "Queries: %zu (%zu new near-duplicates of cluster bases, %zu unrelated). "
 	       "Exact neighbours in the queries' top-10: %zu with cos >= 0.8, %zu >= 0.7, %zu >= 0.9. "

@@ -1,4 +1,4 @@
-/* neardup — cost of the perceptual hash of the score fusion (issue 4).
+/* neardup — cost of the perceptual hash of the score fusion.
  *
  *   bench_phash [-n N] [-r RUNS]     (default 5000, 5)
  *

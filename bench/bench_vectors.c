@@ -1,4 +1,4 @@
-/* neardup — the quality benchmark's window on stored embeddings (issue 7).
+/* neardup — the quality benchmark's window on stored embeddings.
  *
  *   bench_vectors dump INDEX OUT_PREFIX
  *       Writes every stored vector of INDEX as OUT_PREFIX.f32 (float32

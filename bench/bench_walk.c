@@ -16,7 +16,7 @@
 #include "store_impl.h"
 #include "timing.h"
 
-static int walk(const char *dir, int full, int cold, nd_store_walk_info *wi, double *secs)
+static int walk(const char *dir, int full, int cold, nd__store_walk_info *wi, double *secs)
 {
 	nd_error err;
 	if (cold) {
@@ -29,7 +29,7 @@ static int walk(const char *dir, int full, int cold, nd_store_walk_info *wi, dou
 		}
 	}
 	double t0 = bench_now();
-	int rc = nd_store_walk(dir, full, 0, wi, &err);
+	int rc = nd__store_walk(dir, full, 0, wi, &err);
 	*secs = bench_now() - t0;
 	if (rc)
 		fprintf(stderr, "bench_walk: %s\n", err.msg);
@@ -46,7 +46,7 @@ int main(int argc, char **argv)
 	if (runs < 1 || runs > 1000)
 		runs = 5;
 	double *t = calloc((size_t)runs, sizeof(double));
-	nd_store_walk_info wi;
+	nd__store_walk_info wi;
 	if (!t)
 		return 2;
 	printf("| walk | pages | free pages | file MiB | median s | best s | pages/s (median) |\n|---|---|---|---|---|---|---|\n");

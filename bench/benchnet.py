@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The benchmark architecture for the CNN engine: a plain ResNet-style
-embedding net of the kind issue 4 trains (3x3/1x1 convs with folded BN and
+embedding net of the kind models/ trains (3x3/1x1 convs with folded BN and
 ReLU, residual adds, GeM, 256-d projection, L2Norm), random weights.
 
     /usr/bin/python3 bench/benchnet.py OUT.ndm [--hw 128] [--state OUT.pt]

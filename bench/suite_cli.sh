@@ -17,9 +17,8 @@
 #          must not grow with the corpus
 # Quick runs everything once; full takes medians of 3 runs and adds jpegbig.
 # findimagedupes also runs with OMP_NUM_THREADS=1: GraphicsMagick's OpenMP
-# threads spin while waiting, so under load its CPU time grows with the load
-# (measured 19 ms per JPEG at load 1.8, 47 ms at load 4+); on one thread it
-# does not.
+# threads spin while waiting, so under load its CPU time grows with the load;
+# on one thread it does not.
 # Model: models/neardup.ndm when it exists, else the same architecture with
 # random weights (same cost). Writes bench/results/cli.md (quick) or
 # bench/results/cli_full.md (full).
@@ -268,7 +267,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 >= t + 0) ? "**met**" 
 		fi
 	done
 	echo
-	echo "## Targets (issue 6)"
+	echo "## Targets"
 	echo
 	n=$(nfiles jpeg)
 	r2=$(rate "$n" "$(col jpeg.ingest2 1)")

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The quality benchmark (issue 7): how much neardup finds, how little it
+# The quality benchmark: how much neardup finds, how little it
 # confuses and how fast it is, end to end through the real binary, beside
 # exact search over its own embeddings, a 64-bit DCT pHash and Debian's
 # findimagedupes, all on the same files in the same run.
@@ -99,7 +99,7 @@ for s in 0.3 0.4 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95; do
 done
 dedup_raw=0
 "$NEARDUP" dedup --help 2>&1 | grep -q -- '--score' && dedup_raw=1
-if [ "$dedup_raw" = 1 ]; then  # the plain cosine beside the calibrated score (issue 8)
+if [ "$dedup_raw" = 1 ]; then  # the plain cosine beside the calibrated score
 	"$NEARDUP" dedup -q --index "$W/idx_all" --format jsonl --score raw >"$W/dedup_raw_default.jsonl"
 	for s in 0.3 0.4 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95; do
 		"$NEARDUP" dedup -q --index "$W/idx_all" --format jsonl --score raw --min-sim "$s" >"$W/dedup_raw_$s.jsonl"

@@ -15,7 +15,7 @@ echo "== decode + prep of data/"
 "$bin" inspect --size 224x224 data/*.jpg data/*.png data/*.webp data/*.heic
 
 if [ ! -f models/neardup.ndm ] && [ -z "${NEARDUP_MODEL:-}" ]; then
-	echo "== no trained model yet (models/neardup.ndm: issue 4 is training it);"
+	echo "== no trained model yet (models/neardup.ndm is missing);"
 	echo "   ingest, query and dedup run once it ships, or with NEARDUP_MODEL=FILE"
 	exit 0
 fi

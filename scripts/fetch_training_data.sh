@@ -1,6 +1,6 @@
 #!/bin/sh
 # Fetches the Debian packages whose images neardup's embedding model is
-# trained on (issue 4) and unpacks them into the git-ignored cache:
+# trained on and unpacks them into the git-ignored cache:
 #   cache/train/debs/*.deb     the downloaded packages
 #   cache/train/pkgs/<pkg>/    their unpacked contents (dpkg-deb -x, nothing installed)
 # Usage: scripts/fetch_training_data.sh [PKG...]   (default: the training list)

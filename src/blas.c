@@ -2,22 +2,24 @@
  *
  * Debian's OpenBLAS is built with DYNAMIC_ARCH: it picks its kernel table in
  * a constructor when it is loaded, from the CPU or from OPENBLAS_CORETYPE.
- * 0.3.21 does not know this AVX-512 Xeon's model and falls back to Haswell;
- * its SkylakeX sgemm is ~1.6x faster here. Two cases:
+ * 0.3.21 does not recognise some AVX-512 CPUs and falls back to Haswell
+ * kernels, although its SkylakeX sgemm is faster on them
+ * (bench/results/cnn.md). Two cases:
  *  - OpenBLAS is not in the process yet (a program that does not link it):
  *    dlopen it with OPENBLAS_CORETYPE=SkylakeX (and OPENBLAS_NUM_THREADS=1)
  *    set just for the call, when the CPU and OS support AVX-512 and the user
  *    set nothing; the environment is restored right after.
- *  - It is already loaded (the Makefile links -lopenblas, as other modules
- *    call cblas_* directly): if it chose a pre-AVX-512 core in that case,
- *    re-run its core selection with the same variable set, through the
- *    exported gotoblas_dynamic_quit/gotoblas_dynamic_init pair of DYNAMIC_ARCH
- *    builds (what its constructor calls). That must happen while no BLAS call
- *    is running: nd_blas_init runs once, under pthread_once, when the first
- *    workspace is created, before a program starts its worker threads.
+ *  - It is already loaded (the Makefile links -lopenblas): if it chose a
+ *    pre-AVX-512 core in that case, re-run its core selection with the same
+ *    variable set, through the exported gotoblas_dynamic_quit /
+ *    gotoblas_dynamic_init pair of DYNAMIC_ARCH builds (what its constructor
+ *    calls). That must happen while no BLAS call is running.
  * Either way OpenBLAS is then set to one thread (callers parallelise).
- * This runs from a constructor at program start (single-threaded), and
- * nd_blas_init makes sure of it (pthread_once). */
+ * Nothing happens at load time: the set-up runs once (pthread_once) at the
+ * first nd__blas_init, which nd_cnn_init and nd_workspace_create call, so a
+ * program that never embeds never loads or reconfigures BLAS. setenv is not
+ * thread-safe, so that first call belongs before a program starts threads
+ * (neardup's commands create their workspaces before their workers). */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -133,16 +135,7 @@ static void blas_load(void)
 	/* the handle stays open for the life of the process */
 }
 
-/* Also at program start, while the process is still single-threaded (so
- * the setenv is safe, and modules that call cblas_* directly get the right
- * kernels too); programs that never use BLAS do not link this file. Errors
- * are kept and reported by the first nd_blas_init call. */
-__attribute__((constructor)) static void blas_ctor(void)
-{
-	pthread_once(&blas_once, blas_load);
-}
-
-int nd_blas_init(nd_error *err)
+int nd__blas_init(nd_error *err)
 {
 	pthread_once(&blas_once, blas_load);
 	if (blas_rc)
@@ -150,17 +143,17 @@ int nd_blas_init(nd_error *err)
 	return 0;
 }
 
-void nd_blas_sgemm(int m, int n, int k, float alpha, const float *a, int lda,
-		   const float *b, int ldb, float beta, float *c, int ldc)
+void nd__blas_sgemm(int m, int n, int k, float alpha, const float *a, int lda,
+		    const float *b, int ldb, float beta, float *c, int ldc)
 {
 	ND_ASSERT(blas_sgemm);
 	blas_sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, m, n, k, alpha,
 		   a, lda, b, ldb, beta, c, ldc);
 }
 
-void nd_blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
-		     const float *a, int lda, const float *b, int ldb,
-		     float beta, float *c, int ldc)
+void nd__blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
+		      const float *a, int lda, const float *b, int ldb,
+		      float beta, float *c, int ldc)
 {
 	ND_ASSERT(blas_sgemm);
 	blas_sgemm(CBLAS_ROW_MAJOR, ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -168,12 +161,12 @@ void nd_blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
 		   ldb, beta, c, ldc);
 }
 
-const char *nd_blas_core(void)
+const char *nd__blas_core(void)
 {
 	return blas_sgemm ? blas_core : NULL;
 }
 
-const char *nd_blas_config(void)
+const char *nd__blas_config(void)
 {
 	return blas_sgemm ? blas_cfg : NULL;
 }

@@ -1,8 +1,8 @@
 /* neardup — OpenBLAS, loaded at run time (see the top of neardup/cnn.h for
  * why: the SkylakeX kernels must be chosen before the library loads).
- * It is set up before main by a constructor in src/blas.c whenever this
- * file is linked in; other modules needing BLAS call nd_blas_init (cheap,
- * idempotent) and then nd_blas_sgemm, or cblas_* directly. */
+ * Nothing runs at load time: modules needing BLAS call nd__blas_init (cheap,
+ * idempotent; the first call sets the library up) and then nd__blas_sgemm,
+ * or cblas_* directly. */
 #ifndef NEARDUP_BLAS_H
 #define NEARDUP_BLAS_H
 
@@ -10,23 +10,23 @@
 
 /* Loads the BLAS library once per process (thread-safe, idempotent).
  * Returns 0, or ND_EUNSUPPORTED with a message when none can be loaded. */
-int nd_blas_init(nd_error *err);
+int nd__blas_init(nd_error *err);
 
 /* Row-major C[M][N] = alpha * A[M][K] * B[K][N] + beta * C (no transposes),
- * with leading dimensions lda, ldb, ldc. Only after nd_blas_init succeeded. */
-void nd_blas_sgemm(int m, int n, int k, float alpha, const float *a, int lda,
-		   const float *b, int ldb, float beta, float *c, int ldc);
+ * with leading dimensions lda, ldb, ldc. Only after nd__blas_init succeeded. */
+void nd__blas_sgemm(int m, int n, int k, float alpha, const float *a, int lda,
+		    const float *b, int ldb, float beta, float *c, int ldc);
 
 /* The same with A transposed or B transposed (ta/tb = 1). */
-void nd_blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
-		     const float *a, int lda, const float *b, int ldb,
-		     float beta, float *c, int ldc);
+void nd__blas_sgemm_t(int ta, int tb, int m, int n, int k, float alpha,
+		      const float *a, int lda, const float *b, int ldb,
+		      float beta, float *c, int ldc);
 
 /* The core OpenBLAS reports (NULL before init, "unknown" if not OpenBLAS). */
-const char *nd_blas_core(void);
+const char *nd__blas_core(void);
 
 /* The library's configuration string ("OpenBLAS 0.3.21 DYNAMIC_ARCH ..."),
  * or "unknown"; NULL before init. */
-const char *nd_blas_config(void);
+const char *nd__blas_config(void);
 
 #endif

@@ -25,9 +25,14 @@
 #endif
 #define MICRO_BYTES ((size_t)ND_CNN_MICRO_BYTES)
 
+int nd_cnn_init(nd_error *err)
+{
+	return nd__blas_init(err);
+}
+
 const char *nd_cnn_blas_core(void)
 {
-	return nd_blas_core();
+	return nd__blas_core();
 }
 
 int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd_error *err)
@@ -39,7 +44,7 @@ int nd_workspace_create(const nd_model *m, int max_batch, nd_workspace **out, nd
 	if (!m || max_batch < 1 || max_batch > ND_MODEL_MAX_BATCH)
 		return nd_error_set(err, ND_EINVAL, "workspace: batch size %d not in 1..%d", max_batch,
 				    ND_MODEL_MAX_BATCH);
-	rc = nd_blas_init(err);
+	rc = nd__blas_init(err);
 	if (rc)
 		return rc;
 	/* batches run as micro-batches of as many images as keep the largest
@@ -113,8 +118,8 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 	size_t ohw = (size_t)oh * ow, hw = (size_t)h * w;
 
 	if (cg == 1 && g > 1) {
-		nd_k_depthwise(in, ic, n, h, w, L->w, L->b, oc, kh, kw, sh, sw, ph, pw, dh, dw, oh,
-			       ow, L->act, ws->dw_pad, out);
+		nd__cnn_depthwise(in, ic, n, h, w, L->w, L->b, oc, kh, kw, sh, sw, ph, pw, dh, dw, oh,
+				  ow, L->act, ws->dw_pad, out);
 		return;
 	}
 	if (!L->col_per_image) {
@@ -128,10 +133,10 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 			int cols = ld - c0 < tile ? ld - c0 : tile;
 			for (int gi = 0; gi < g; gi++) {
 				float *o = out + (size_t)gi * kg * ld + c0;
-				nd_blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
-					      in + (size_t)gi * cg * ld + c0, ld, 0.0f, o, ld);
-				nd_k_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ld,
-					      L->b ? L->b + (size_t)gi * kg : NULL, L->act);
+				nd__blas_sgemm(kg, cols, cg, 1.0f, L->w + (size_t)gi * kg * cg, cg,
+					       in + (size_t)gi * cg * ld + c0, ld, 0.0f, o, ld);
+				nd__cnn_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ld,
+						 L->b ? L->b + (size_t)gi * kg : NULL, L->act);
 			}
 		}
 	} else {
@@ -148,17 +153,17 @@ static void conv_forward(const nd_layer *L, nd_workspace *ws, const float *in, i
 			for (int oy0 = 0; oy0 < oh; oy0 += rows) {
 				int noy = oh - oy0 < rows ? oh - oy0 : rows;
 				int cols = nb * noy * ow;
-				nd_k_im2col(in + (size_t)j0 * hw, ic, (size_t)n * hw, nb, h, w, kh, kw,
-					    sh, sw, ph, pw, dh, dw, oy0, noy, ow, ws->col);
+				nd__cnn_im2col(in + (size_t)j0 * hw, ic, (size_t)n * hw, nb, h, w, kh, kw,
+					       sh, sw, ph, pw, dh, dw, oy0, noy, ow, ws->col);
 				for (int gi = 0; gi < g; gi++) {
 					float *o = out + (size_t)gi * kg * ldc + (size_t)j0 * ohw +
 						   (size_t)oy0 * ow;
-					nd_blas_sgemm(kg, cols, cg * kk, 1.0f,
-						      L->w + (size_t)gi * kg * cg * kk, cg * kk,
-						      ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f, o,
-						      ldc);
-					nd_k_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ldc,
-						      L->b ? L->b + (size_t)gi * kg : NULL, L->act);
+					nd__blas_sgemm(kg, cols, cg * kk, 1.0f,
+						       L->w + (size_t)gi * kg * cg * kk, cg * kk,
+						       ws->col + (size_t)gi * cg * kk * cols, cols, 0.0f, o,
+						       ldc);
+					nd__cnn_bias_act(o, (size_t)kg, (size_t)cols, (size_t)ldc,
+							 L->b ? L->b + (size_t)gi * kg : NULL, L->act);
 				}
 			}
 		}
@@ -197,43 +202,43 @@ static void forward_batch(const nd_model *m, nd_workspace *ws, const float *in, 
 			break;
 		case NDM_OP_LINEAR:
 			/* y [out][n] = W [out][in] * a [in][n] */
-			nd_blas_sgemm(L->c, n, L->ic, 1.0f, L->w, L->ic, a, n, 0.0f, y, n);
-			nd_k_bias_act(y, (size_t)L->c, (size_t)n, (size_t)n, L->b, L->act);
+			nd__blas_sgemm(L->c, n, L->ic, 1.0f, L->w, L->ic, a, n, 0.0f, y, n);
+			nd__cnn_bias_act(y, (size_t)L->c, (size_t)n, (size_t)n, L->b, L->act);
 			break;
 		case NDM_OP_AFFINE:
-			nd_k_affine(a, L->c, n, (int)ihw, L->w, L->b, L->act, y);
+			nd__cnn_affine(a, L->c, n, (int)ihw, L->w, L->b, L->act, y);
 			break;
 		case NDM_OP_ACT:
 			memcpy(y, a, len * sizeof(float));
-			nd_k_act(y, len, L->act);
+			nd__cnn_act(y, len, L->act);
 			break;
 		case NDM_OP_MAXPOOL:
 		case NDM_OP_AVGPOOL:
-			nd_k_pool(a, L->c, n, L->ih, L->iw, L->p[0], L->p[1], L->p[2], L->p[3], L->p[4],
-				  L->p[5], L->op == NDM_OP_MAXPOOL, L->p[6], L->h, L->w_, y);
-			nd_k_act(y, len, L->act);
+			nd__cnn_pool(a, L->c, n, L->ih, L->iw, L->p[0], L->p[1], L->p[2], L->p[3], L->p[4],
+				     L->p[5], L->op == NDM_OP_MAXPOOL, L->p[6], L->h, L->w_, y);
+			nd__cnn_act(y, len, L->act);
 			break;
 		case NDM_OP_GAP:
-			nd_k_gap(a, L->c, n, (int)ihw, y);
-			nd_k_act(y, len, L->act);
+			nd__cnn_gap(a, L->c, n, (int)ihw, y);
+			nd__cnn_act(y, len, L->act);
 			break;
 		case NDM_OP_GEM:
-			nd_k_gem(a, L->c, n, (int)ihw, L->f[0], L->f[1], y);
-			nd_k_act(y, len, L->act);
+			nd__cnn_gem(a, L->c, n, (int)ihw, L->f[0], L->f[1], y);
+			nd__cnn_act(y, len, L->act);
 			break;
 		case NDM_OP_ADD: {
 			const float *b = arena +
 					 (L->in1 < 0 ? m->input_off : m->layers[L->in1].out_off) * (size_t)n;
-			nd_k_add(a, b, len, L->act, y);
+			nd__cnn_add(a, b, len, L->act, y);
 			break;
 		}
 		case NDM_OP_FLATTEN:
-			nd_k_flatten(a, L->ic, n, (int)ihw, y);
-			nd_k_act(y, len, L->act);
+			nd__cnn_flatten(a, L->ic, n, (int)ihw, y);
+			nd__cnn_act(y, len, L->act);
 			break;
 		case NDM_OP_L2NORM:
-			nd_k_l2norm(a, L->c, n, L->f[0], y);
-			nd_k_act(y, len, L->act);
+			nd__cnn_l2norm(a, L->c, n, L->f[0], y);
+			nd__cnn_act(y, len, L->act);
 			break;
 		default:
 			ND_ASSERT(!"unknown op after validation");

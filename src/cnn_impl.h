@@ -117,7 +117,7 @@ struct ndm_calib {
 	uint32_t k;             /* 1..background count */
 	float beta;             /* weight of the statistic, 0..8 */
 	float offset;           /* added to every score, |offset| <= 8 */
-	float phash_weight;     /* score fusion (issue 4): weight per bit, 0..1 (0: none) */
+	float phash_weight;     /* score fusion: weight per bit, 0..1 (0: none) */
 	float phash_bits;       /* ... of max(0, phash_bits - Hamming distance), 0..64 */
 	uint32_t reserved[2];   /* 0 */
 };
@@ -181,29 +181,29 @@ struct nd_workspace {
 
 /* ---- kernels (src/cnn_kernels.c); all take CNHW tensors of n images ---- */
 /* Each writes out; none allocates. See the definitions for shapes. */
-void nd_k_act(float *x, size_t len, int act);
-void nd_k_bias_act(float *x, size_t rows, size_t cols, size_t ld, const float *bias, int act);
-void nd_k_im2col(const float *in, int c, size_t cstride, int nb, int h, int w,
-		 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-		 int oy0, int noy, int ow, float *col);
-void nd_k_depthwise(const float *in, int ic, int n, int h, int w,
-		    const float *wt, const float *bias, int oc, int kh, int kw,
-		    int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
-		    int act, float *pad, float *out);
-size_t nd_k_depthwise_scratch(int h, int w, int ph, int pw);
-void nd_k_pool(const float *in, int c, int n, int h, int w, int kh, int kw,
-	       int sh, int sw, int ph, int pw, int is_max, int count_pad,
-	       int oh, int ow, float *out);
-void nd_k_gap(const float *in, int c, int n, int hw, float *out);
-void nd_k_gem(const float *in, int c, int n, int hw, float p, float eps, float *out);
-void nd_k_affine(const float *in, int c, int n, int hw, const float *scale,
-		 const float *shift, int act, float *out);
-void nd_k_add(const float *a, const float *b, size_t len, int act, float *out);
-void nd_k_flatten(const float *in, int c, int n, int hw, float *out);
-void nd_k_l2norm(const float *in, int d, int n, float eps, float *out);
+void nd__cnn_act(float *x, size_t len, int act);
+void nd__cnn_bias_act(float *x, size_t rows, size_t cols, size_t ld, const float *bias, int act);
+void nd__cnn_im2col(const float *in, int c, size_t cstride, int nb, int h, int w,
+		    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+		    int oy0, int noy, int ow, float *col);
+void nd__cnn_depthwise(const float *in, int ic, int n, int h, int w,
+		       const float *wt, const float *bias, int oc, int kh, int kw,
+		       int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
+		       int act, float *pad, float *out);
+size_t nd__cnn_depthwise_scratch(int h, int w, int ph, int pw);
+void nd__cnn_pool(const float *in, int c, int n, int h, int w, int kh, int kw,
+		  int sh, int sw, int ph, int pw, int is_max, int count_pad,
+		  int oh, int ow, float *out);
+void nd__cnn_gap(const float *in, int c, int n, int hw, float *out);
+void nd__cnn_gem(const float *in, int c, int n, int hw, float p, float eps, float *out);
+void nd__cnn_affine(const float *in, int c, int n, int hw, const float *scale,
+		    const float *shift, int act, float *out);
+void nd__cnn_add(const float *a, const float *b, size_t len, int act, float *out);
+void nd__cnn_flatten(const float *in, int c, int n, int hw, float *out);
+void nd__cnn_l2norm(const float *in, int d, int n, float eps, float *out);
 
 /* Layer output size for a strided window: floor((in + 2p - d(k-1) - 1)/s) + 1,
  * or -1 when the window does not fit. */
-int nd_cnn_out_dim(int in, int k, int s, int p, int d);
+int nd__cnn_out_dim(int in, int k, int s, int p, int d);
 
 #endif

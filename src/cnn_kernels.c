@@ -33,7 +33,7 @@ static inline float act1(float x, int act)
 }
 
 /* x: [len], in place */
-void nd_k_act(float *restrict x, size_t len, int act)
+void nd__cnn_act(float *restrict x, size_t len, int act)
 {
 	switch (act) {
 	case NDM_ACT_NONE:
@@ -64,8 +64,8 @@ void nd_k_act(float *restrict x, size_t len, int act)
 
 /* x: [rows][cols] with row stride ld, x[r][:] += bias[r] (bias may be
  * NULL), then act */
-void nd_k_bias_act(float *restrict x, size_t rows, size_t cols, size_t ld,
-		   const float *restrict bias, int act)
+void nd__cnn_bias_act(float *restrict x, size_t rows, size_t cols, size_t ld,
+		      const float *restrict bias, int act)
 {
 	for (size_t r = 0; r < rows; r++) {
 		float *row = x + r * ld;
@@ -74,16 +74,16 @@ void nd_k_bias_act(float *restrict x, size_t rows, size_t cols, size_t ld,
 			for (size_t i = 0; i < cols; i++)
 				row[i] += b;
 		}
-		nd_k_act(row, cols, act);
+		nd__cnn_act(row, cols, act);
 	}
 }
 
 /* in: channel c of image j at in + c*cstride + j*h*w, [h][w];
  * col: [c][kh][kw] rows of nb*noy*ow floats: for each image j < nb, output
  * rows oy0 .. oy0+noy-1 (a band of the output, or all of it). */
-void nd_k_im2col(const float *restrict in, int c, size_t cstride, int nb, int h, int w,
-		 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-		 int oy0, int noy, int ow, float *restrict col)
+void nd__cnn_im2col(const float *restrict in, int c, size_t cstride, int nb, int h, int w,
+		    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+		    int oy0, int noy, int ow, float *restrict col)
 {
 	size_t hw = (size_t)h * w, rowlen = (size_t)nb * noy * ow;
 	if (sh == 1 && sw == 1 && dh == 1 && ow == w) {
@@ -230,9 +230,9 @@ dw_plane(const float *restrict src, int wp, const float *restrict wk, float b, i
 	}
 }
 
-/* Floats of scratch nd_k_depthwise needs: one zero-padded input plane plus
+/* Floats of scratch nd__cnn_depthwise needs: one zero-padded input plane plus
  * slack for the last vector load. */
-size_t nd_k_depthwise_scratch(int h, int w, int ph, int pw)
+size_t nd__cnn_depthwise_scratch(int h, int w, int ph, int pw)
 {
 	return (size_t)(h + 2 * ph) * (size_t)(w + 2 * pw) + 16;
 }
@@ -240,17 +240,17 @@ size_t nd_k_depthwise_scratch(int h, int w, int ph, int pw)
 /* Depthwise (groups == ic, oc = ic * mult) convolution, direct.
  * in: [ic][n][h][w], wt: [oc][1][kh][kw], bias: [oc] or NULL,
  * out: [oc][n][oh][ow]. Output channel k reads input channel k / mult.
- * pad: nd_k_depthwise_scratch() floats for a zero-padded copy of an input
+ * pad: nd__cnn_depthwise_scratch() floats for a zero-padded copy of an input
  * plane (not touched when ph = pw = 0). */
-void nd_k_depthwise(const float *restrict in, int ic, int n, int h, int w,
-		    const float *restrict wt, const float *restrict bias, int oc, int kh, int kw,
-		    int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
-		    int act, float *restrict pad, float *restrict out)
+void nd__cnn_depthwise(const float *restrict in, int ic, int n, int h, int w,
+		       const float *restrict wt, const float *restrict bias, int oc, int kh, int kw,
+		       int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
+		       int act, float *restrict pad, float *restrict out)
 {
 	int mult = oc / ic, wp = w + 2 * pw, hp = h + 2 * ph;
 	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
 	if (ph || pw)
-		memset(pad, 0, nd_k_depthwise_scratch(h, w, ph, pw) * sizeof(float));
+		memset(pad, 0, nd__cnn_depthwise_scratch(h, w, ph, pw) * sizeof(float));
 	for (int ci = 0; ci < ic; ci++)
 		for (int j = 0; j < n; j++) {
 			const float *src = in + ((size_t)ci * n + j) * hw;
@@ -272,7 +272,7 @@ void nd_k_depthwise(const float *restrict in, int ic, int n, int h, int w,
 					dw_plane(src, wp, wk, b, kh, kw, sh, 2, dh, dw, oh, ow, dst);
 				else
 					dw_plane(src, wp, wk, b, kh, kw, sh, sw, dh, dw, oh, ow, dst);
-				nd_k_act(dst, ohw, act);
+				nd__cnn_act(dst, ohw, act);
 			}
 		}
 }
@@ -280,9 +280,9 @@ void nd_k_depthwise(const float *restrict in, int ic, int n, int h, int w,
 /* Max or average pooling. in: [c][n][h][w], out: [c][n][oh][ow].
  * Padding counts as -inf for max; for average it counts in the divisor when
  * count_pad (PyTorch's count_include_pad), else only inside pixels do. */
-void nd_k_pool(const float *restrict in, int c, int n, int h, int w, int kh, int kw,
-	       int sh, int sw, int ph, int pw, int is_max, int count_pad,
-	       int oh, int ow, float *restrict out)
+void nd__cnn_pool(const float *restrict in, int c, int n, int h, int w, int kh, int kw,
+		  int sh, int sw, int ph, int pw, int is_max, int count_pad,
+		  int oh, int ow, float *restrict out)
 {
 	size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
 	for (size_t p = 0; p < (size_t)c * n; p++) {
@@ -314,7 +314,7 @@ void nd_k_pool(const float *restrict in, int c, int n, int h, int w, int kh, int
 }
 
 /* Global average pool. in: [c][n][hw], out: [c][n] */
-void nd_k_gap(const float *restrict in, int c, int n, int hw, float *restrict out)
+void nd__cnn_gap(const float *restrict in, int c, int n, int hw, float *restrict out)
 {
 	for (size_t p = 0; p < (size_t)c * n; p++) {
 		const float *s = in + p * (size_t)hw;
@@ -326,8 +326,8 @@ void nd_k_gap(const float *restrict in, int c, int n, int hw, float *restrict ou
 }
 
 /* Generalised mean: (mean(max(x, eps)^p))^(1/p). in: [c][n][hw], out: [c][n] */
-void nd_k_gem(const float *restrict in, int c, int n, int hw, float p, float eps,
-	      float *restrict out)
+void nd__cnn_gem(const float *restrict in, int c, int n, int hw, float p, float eps,
+		 float *restrict out)
 {
 	for (size_t q = 0; q < (size_t)c * n; q++) {
 		const float *s = in + q * (size_t)hw;
@@ -349,8 +349,8 @@ void nd_k_gem(const float *restrict in, int c, int n, int hw, float p, float eps
 }
 
 /* Per-channel affine + act. in, out: [c][n][hw]; scale, shift: [c] */
-void nd_k_affine(const float *restrict in, int c, int n, int hw, const float *restrict scale,
-		 const float *restrict shift, int act, float *restrict out)
+void nd__cnn_affine(const float *restrict in, int c, int n, int hw, const float *restrict scale,
+		    const float *restrict shift, int act, float *restrict out)
 {
 	size_t plane = (size_t)n * hw;
 	for (int k = 0; k < c; k++) {
@@ -359,21 +359,21 @@ void nd_k_affine(const float *restrict in, int c, int n, int hw, const float *re
 		float a = scale[k], b = shift[k];
 		for (size_t i = 0; i < plane; i++)
 			d[i] = s[i] * a + b;
-		nd_k_act(d, plane, act);
+		nd__cnn_act(d, plane, act);
 	}
 }
 
 /* out = act(a + b), all [len] */
-void nd_k_add(const float *restrict a, const float *restrict b, size_t len, int act,
-	      float *restrict out)
+void nd__cnn_add(const float *restrict a, const float *restrict b, size_t len, int act,
+		 float *restrict out)
 {
 	for (size_t i = 0; i < len; i++)
 		out[i] = a[i] + b[i];
-	nd_k_act(out, len, act);
+	nd__cnn_act(out, len, act);
 }
 
 /* in: [c][n][hw] -> out: [c*hw][n] (feature c*hw + i of image j) */
-void nd_k_flatten(const float *restrict in, int c, int n, int hw, float *restrict out)
+void nd__cnn_flatten(const float *restrict in, int c, int n, int hw, float *restrict out)
 {
 	for (int k = 0; k < c; k++)
 		for (int j = 0; j < n; j++) {
@@ -384,7 +384,7 @@ void nd_k_flatten(const float *restrict in, int c, int n, int hw, float *restric
 }
 
 /* x / max(||x||, eps) per image. in, out: [d][n] */
-void nd_k_l2norm(const float *restrict in, int d, int n, float eps, float *restrict out)
+void nd__cnn_l2norm(const float *restrict in, int d, int n, float eps, float *restrict out)
 {
 	for (int j = 0; j < n; j++) {
 		double ss = 0.0;

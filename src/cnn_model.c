@@ -40,7 +40,7 @@ static int fail(nd_error *err, const char *label, int code, const char *fmt, ...
 	return nd_error_set(err, code, "model '%s': %s", label ? label : "(memory)", detail);
 }
 
-int nd_cnn_out_dim(int in, int k, int s, int p, int d)
+int nd__cnn_out_dim(int in, int k, int s, int p, int d)
 {
 	long long span = (long long)d * (k - 1) + 1;
 	long long num = (long long)in + 2LL * p - span;
@@ -193,7 +193,7 @@ static int build_layer(struct parse *ps, nd_error *err, nd_model *m, int i,
 		int win[6] = { kh, kw, sh, sw, ph, pw };
 		if ((rc = check_window(ps, err, lname, win)))
 			return rc;
-		int oh = nd_cnn_out_dim(h, kh, sh, ph, dh), ow = nd_cnn_out_dim(w, kw, sw, pw, dw);
+		int oh = nd__cnn_out_dim(h, kh, sh, ph, dh), ow = nd__cnn_out_dim(w, kw, sw, pw, dw);
 		if (oh < 1 || ow < 1)
 			return fail(err, ps->label, ND_ECORRUPT, "layer '%s': kernel larger than its %dx%d input",
 				    lname, h, w);
@@ -208,8 +208,8 @@ static int build_layer(struct parse *ps, nd_error *err, nd_model *m, int i,
 		int depthwise = c / g == 1 && g > 1;
 		if (!direct && !depthwise)
 			L->col_per_image = (size_t)c * kh * kw * (size_t)oh * ow; /* bounded below */
-		if (depthwise && nd_k_depthwise_scratch(h, w, ph, pw) > m->dw_scratch)
-			m->dw_scratch = nd_k_depthwise_scratch(h, w, ph, pw);
+		if (depthwise && nd__cnn_depthwise_scratch(h, w, ph, pw) > m->dw_scratch)
+			m->dw_scratch = nd__cnn_depthwise_scratch(h, w, ph, pw);
 		break;
 	}
 	case NDM_OP_LINEAR: {
@@ -246,7 +246,7 @@ static int build_layer(struct parse *ps, nd_error *err, nd_model *m, int i,
 		if (p[4] * 2 > p[0] || p[5] * 2 > p[1] || (L->op == NDM_OP_AVGPOOL && (p[6] & ~1)))
 			return fail(err, ps->label, ND_ECORRUPT, "layer '%s': padding over half the window",
 				    lname);
-		int oh = nd_cnn_out_dim(h, p[0], p[2], p[4], 1), ow = nd_cnn_out_dim(w, p[1], p[3], p[5], 1);
+		int oh = nd__cnn_out_dim(h, p[0], p[2], p[4], 1), ow = nd__cnn_out_dim(w, p[1], p[3], p[5], 1);
 		if (oh < 1 || ow < 1)
 			return fail(err, ps->label, ND_ECORRUPT, "layer '%s': window larger than its %dx%d input",
 				    lname, h, w);

@@ -200,7 +200,7 @@ static int decode_bmp(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((rc = nd__sink_init(&sink, (int)w, (int)ht, f, 1, out, err)))
+	if ((rc = nd__image_sink_init(&sink, (int)w, (int)ht, f, 1, out, err)))
 		goto done;
 	sink_live = 1;
 	for (uint32_t y = 0; y < ht; y++) {
@@ -225,11 +225,11 @@ static int decode_bmp(nd_src *src, const nd_image_opts *opts, nd_image *out,
 				o[2] = field_get(&fb, px);
 			}
 		}
-		nd__sink_put(&sink, rgb);
+		nd__image_sink_put(&sink, rgb);
 	}
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	free(raw);
 	free(rgb);
 	return rc;
@@ -254,6 +254,6 @@ static int sniff_bmp(const uint8_t *p, size_t len)
 		       : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_bmp = {
+const nd__image_codec nd__image_codec_bmp = {
 	ND_FMT_BMP, "bmp", "BMP", "bmp dib", sniff_bmp, decode_bmp,
 };

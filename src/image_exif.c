@@ -5,7 +5,7 @@
 
 #include <libexif/exif-data.h>
 
-int nd__exif_orientation(const uint8_t *data, size_t len)
+int nd__image_exif_orientation(const uint8_t *data, size_t len)
 {
 	ExifData *ed;
 	ExifEntry *e;

@@ -120,7 +120,7 @@ static int decode_gif(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		rc = nd__image_check_memory(need, opts, what, err);
 		goto done;
 	}
-	if ((rc = nd__sink_init(&sink, (int)sw, (int)sh, f, 1, out, err)))
+	if ((rc = nd__image_sink_init(&sink, (int)sw, (int)sh, f, 1, out, err)))
 		goto done;
 	sink_live = 1;
 	row = malloc((size_t)sw * 3);
@@ -171,7 +171,7 @@ static int decode_gif(nd_src *src, const nd_image_opts *opts, nd_image *out,
 				}
 			}
 		}
-		nd__sink_put(&sink, row);
+		nd__image_sink_put(&sink, row);
 	}
 	/* image rows below the screen are still read: a file cut inside the
 	 * image is truncated wherever the cut is */
@@ -183,7 +183,7 @@ static int decode_gif(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			}
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	free(plane);
 	free(line);
 	free(row);
@@ -203,6 +203,6 @@ static int sniff_gif(const uint8_t *p, size_t len)
 	return !memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6) ? ND__SNIFF_YES : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_gif = {
+const nd__image_codec nd__image_codec_gif = {
 	ND_FMT_GIF, "gif", "GIF", "gif", sniff_gif, decode_gif,
 };

@@ -50,7 +50,7 @@ static int decode_heif_common(nd_src *src, const nd_image_opts *opts, nd_image *
 	nd_sink sink;
 	struct heif_error e;
 
-	if ((rc = nd__src_whole(src, opts->max_memory, label, &data, &len, &owned, err)))
+	if ((rc = nd__image_src_whole(src, opts->max_memory, label, &data, &len, &owned, err)))
 		return rc;
 	e = heif_init(NULL);
 	if (e.code != heif_error_Ok) {
@@ -125,20 +125,20 @@ static int decode_heif_common(nd_src *src, const nd_image_opts *opts, nd_image *
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((rc = nd__sink_init(&sink, w, ht, f, 1, out, err)))
+	if ((rc = nd__image_sink_init(&sink, w, ht, f, 1, out, err)))
 		goto done;
 	sink_live = 1;
 	for (int y = 0; y < ht; y++) {
 		const uint8_t *row = pix + (size_t)y * (size_t)stride;
 		if (alpha) {
-			nd__composite_rgba(row, rgb, w, opts->background);
+			nd__image_composite_rgba(row, rgb, w, opts->background);
 			row = rgb;
 		}
-		nd__sink_put(&sink, row);
+		nd__image_sink_put(&sink, row);
 	}
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	if (img)
 		heif_image_release(img);
 	if (h)
@@ -204,10 +204,10 @@ static int decode_avif(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	return decode_heif_common(src, opts, out, info, err, "AVIF", heif_compression_AV1);
 }
 
-const nd__codec nd__codec_heif = {
+const nd__image_codec nd__image_codec_heif = {
 	ND_FMT_HEIF, "heif", "HEIF", "heic heif hif", sniff_heif, decode_heic,
 };
 
-const nd__codec nd__codec_avif = {
+const nd__image_codec nd__image_codec_avif = {
 	ND_FMT_AVIF, "avif", "AVIF", "avif", sniff_avif, decode_avif,
 };

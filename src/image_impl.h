@@ -15,6 +15,8 @@ typedef struct nd_src {
 	FILE *fp;            /* stream source, or NULL */
 } nd_src;
 
+/* ---- limits, row sink, whole input, compositing (image_sink.c) ---- */
+
 /* Checks the stored dimensions against opts before anything image-sized is
  * allocated. fmt names the format in messages ("JPEG", "PNG"). */
 int nd__image_check_limits(uint64_t w, uint64_t h, const nd_image_opts *opts,
@@ -51,28 +53,30 @@ typedef struct nd_sink {
 } nd_sink;
 
 /* Allocates the output image (out->rgb) and the sink's buffers. */
-int nd__sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
-		  nd_image *out, nd_error *err);
+int nd__image_sink_init(nd_sink *s, int sw, int sh, int factor, int orientation,
+			nd_image *out, nd_error *err);
 /* Where input row y can be written directly (no reduction, orientation 1),
- * or NULL when rows must go through nd__sink_put. */
-uint8_t *nd__sink_direct(nd_sink *s, int y);
+ * or NULL when rows must go through nd__image_sink_put. */
+uint8_t *nd__image_sink_direct(nd_sink *s, int y);
 /* Feeds input row y (sw RGB pixels); rows must come in order. */
-void nd__sink_put(nd_sink *s, const uint8_t *rgb);
+void nd__image_sink_put(nd_sink *s, const uint8_t *rgb);
 /* Feeds reduced row y (rw RGB pixels, stored orientation) made by the
  * caller, for decoders that reduce themselves; rows must come in order and
- * this must not be mixed with nd__sink_put. */
-void nd__sink_put_reduced(nd_sink *s, const uint8_t *row);
-/* Notes that row y was written through nd__sink_direct. */
-void nd__sink_skip(nd_sink *s);
+ * this must not be mixed with nd__image_sink_put. */
+void nd__image_sink_put_reduced(nd_sink *s, const uint8_t *row);
+/* Notes that row y was written through nd__image_sink_direct. */
+void nd__image_sink_skip(nd_sink *s);
 /* Frees the sink's buffers (not the output image). */
-void nd__sink_release(nd_sink *s);
+void nd__image_sink_release(nd_sink *s);
+
+/* ---- EXIF (image_exif.c) ---- */
 
 /* EXIF orientation (1..8; 1 when absent or invalid) from an APP1/eXIf
  * payload that starts with "Exif\0\0". Uses libexif. */
-int nd__exif_orientation(const uint8_t *data, size_t len);
+int nd__image_exif_orientation(const uint8_t *data, size_t len);
 
 /* ---- the codec table ----
- * To add a format: write src/image_<fmt>.c defining one nd__codec (sniff
+ * To add a format: write src/image_<fmt>.c defining one nd__image_codec (sniff
  * and decode), add its ND_FMT_ value to image.h and its row to the table
  * in image.c, its extensions here, a fuzz target tests/fuzz/fuzz_<fmt>.c,
  * and tests in tests/test_image.c. */
@@ -86,7 +90,7 @@ enum {
 			      * file that ends here is a truncated one */
 };
 
-typedef struct nd__codec {
+typedef struct nd__image_codec {
 	nd_image_format format;
 	const char *name;  /* "jpeg": nd_image_format_name */
 	const char *label; /* "JPEG": in messages */
@@ -98,23 +102,26 @@ typedef struct nd__codec {
 	 * caller to free. */
 	int (*decode)(nd_src *src, const nd_image_opts *opts, nd_image *out, nd_image_info *info,
 		      nd_error *err);
-} nd__codec;
+} nd__image_codec;
 
-extern const nd__codec nd__codec_jpeg, nd__codec_png, nd__codec_webp, nd__codec_gif,
-	nd__codec_tiff, nd__codec_bmp, nd__codec_pnm, nd__codec_heif, nd__codec_avif;
+extern const nd__image_codec nd__image_codec_jpeg, nd__image_codec_png, nd__image_codec_webp, nd__image_codec_gif,
+	nd__image_codec_tiff, nd__image_codec_bmp, nd__image_codec_pnm, nd__image_codec_heif, nd__image_codec_avif;
+
+/* ---- shared by the codecs (image_sink.c) ---- */
 
 /* The whole encoded input in memory: src's buffer, or the stream read into
  * *owned (freed by the caller; NULL for a memory source). Files over
  * max_bytes are refused with ND_ELIMIT, named by label. */
-int nd__src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
-		  size_t *len, uint8_t **owned, nd_error *err);
+int nd__image_src_whole(nd_src *src, size_t max_bytes, const char *label, const uint8_t **data,
+			size_t *len, uint8_t **owned, nd_error *err);
 
 /* Composites one RGBA row (straight alpha) onto bg into RGB. */
-void nd__composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3]);
+void nd__image_composite_rgba(const uint8_t *in, uint8_t *out, int w, const uint8_t bg[3]);
+/* ---- PNG ---- */
 /* The fast path for common 8-bit PNGs in memory (image_png_fast.c): 0 when
  * it decoded the file, 1 when the file must go through libpng (it then
  * leaves out and info as they were). */
-int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
-			nd_image_info *info);
+int nd__image_decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
+			      nd_image_info *info);
 
 #endif

@@ -250,7 +250,7 @@ static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		goto done;
 
 	if (ctx.exif)
-		info->orientation = nd__exif_orientation(ctx.exif, ctx.exif_len);
+		info->orientation = nd__image_exif_orientation(ctx.exif, ctx.exif_len);
 
 	cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
 	cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
@@ -266,8 +266,8 @@ static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	}
 	if ((rc = check_memory(&cinfo, opts, info, err)))
 		goto done;
-	if ((rc = nd__sink_init(&ctx.sink, (int)cinfo.output_width, (int)cinfo.output_height, 1,
-				info->orientation, out, err)))
+	if ((rc = nd__image_sink_init(&ctx.sink, (int)cinfo.output_width, (int)cinfo.output_height, 1,
+				      info->orientation, out, err)))
 		goto done;
 	ctx.sink_live = 1;
 	rowbytes = (size_t)cinfo.output_width * (size_t)cinfo.output_components;
@@ -281,7 +281,7 @@ static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 
 	jpeg_start_decompress(&cinfo);
 	while (cinfo.output_scanline < cinfo.output_height) {
-		uint8_t *direct = cmyk ? NULL : nd__sink_direct(&ctx.sink, (int)cinfo.output_scanline);
+		uint8_t *direct = cmyk ? NULL : nd__image_sink_direct(&ctx.sink, (int)cinfo.output_scanline);
 		JSAMPROW row = direct ? direct : ctx.tmp;
 		if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
 			/* Suspension cannot happen with our sources; treat as truncation. */
@@ -289,13 +289,13 @@ static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			goto done;
 		}
 		if (direct) {
-			nd__sink_skip(&ctx.sink);
+			nd__image_sink_skip(&ctx.sink);
 		} else if (cmyk) {
 			cmyk_to_rgb(ctx.tmp, ctx.rgb_row, (int)cinfo.output_width,
 				    cinfo.saw_Adobe_marker);
-			nd__sink_put(&ctx.sink, ctx.rgb_row);
+			nd__image_sink_put(&ctx.sink, ctx.rgb_row);
 		} else {
-			nd__sink_put(&ctx.sink, ctx.tmp);
+			nd__image_sink_put(&ctx.sink, ctx.tmp);
 		}
 	}
 	/* Reads up to EOI, so a file cut after the last scan is still an error. */
@@ -304,7 +304,7 @@ static int decode_jpeg(nd_src *src, const nd_image_opts *opts, nd_image *out,
 done:
 	jpeg_destroy_decompress(&cinfo);
 	if (ctx.sink_live)
-		nd__sink_release(&ctx.sink);
+		nd__image_sink_release(&ctx.sink);
 	free(ctx.tmp);
 	free(ctx.rgb_row);
 	free(ctx.exif);
@@ -321,6 +321,6 @@ static int sniff_jpeg(const uint8_t *p, size_t len)
 	return !memcmp(p, sig, sizeof(sig)) ? ND__SNIFF_YES : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_jpeg = {
+const nd__image_codec nd__image_codec_jpeg = {
 	ND_FMT_JPEG, "jpeg", "JPEG", "jpg jpeg jpe jfif", sniff_jpeg, decode_jpeg,
 };

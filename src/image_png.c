@@ -181,7 +181,7 @@ static int read_adam7(png_structp png, struct png_ctx *c, png_uint_32 w, png_uin
 			const uint8_t *px = c->row;
 			png_read_row(png, c->row, NULL);
 			if (ch == 4) {
-				nd__composite_rgba(c->row, c->rgb, (int)cols, bg);
+				nd__image_composite_rgba(c->row, c->rgb, (int)cols, bg);
 				px = c->rgb;
 			}
 			size_t y = ((size_t)j << ys) + (size_t)y0;
@@ -200,7 +200,7 @@ static int read_adam7(png_structp png, struct png_ctx *c, png_uint_32 w, png_uin
 	}
 	if (f == 1) {
 		for (size_t y = 0; y < rh; y++)
-			nd__sink_put_reduced(s, c->full + y * rw * 3);
+			nd__image_sink_put_reduced(s, c->full + y * rw * 3);
 		return 0;
 	}
 	/* averages with the sink's rounding; edge blocks count the pixels they have */
@@ -214,7 +214,7 @@ static int read_adam7(png_structp png, struct png_ctx *c, png_uint_32 w, png_uin
 			for (int k = 0; k < 3; k++)
 				o[rx * 3 + k] = (uint8_t)((a[rx * 3 + k] + cnt / 2) / cnt);
 		}
-		nd__sink_put_reduced(s, o);
+		nd__image_sink_put_reduced(s, o);
 	}
 	return 0;
 }
@@ -227,7 +227,7 @@ static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	png_infop pinfo = NULL;
 	int rc = 0;
 
-	if (nd__decode_png_fast(src, opts, out, info) == 0)
+	if (nd__image_decode_png_fast(src, opts, out, info) == 0)
 		return 0;
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.src = src;
@@ -274,7 +274,7 @@ static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			if (ctx.exif) {
 				memcpy(ctx.exif, "Exif\0\0", 6);
 				memcpy(ctx.exif + 6, ex, n);
-				info->orientation = nd__exif_orientation(ctx.exif, (size_t)n + 6);
+				info->orientation = nd__image_exif_orientation(ctx.exif, (size_t)n + 6);
 			}
 		}
 	}
@@ -297,8 +297,8 @@ static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	}
 	if ((rc = check_memory(w, h, interlaced, info, opts, err)))
 		goto done;
-	if ((rc = nd__sink_init(&ctx.sink, (int)w, (int)h, info->scale_denom, info->orientation,
-				out, err)))
+	if ((rc = nd__image_sink_init(&ctx.sink, (int)w, (int)h, info->scale_denom, info->orientation,
+				      out, err)))
 		goto done;
 	ctx.sink_live = 1;
 	if (!(ctx.row = malloc(rowbytes)) || (ch == 4 && !(ctx.rgb = malloc((size_t)w * 3)))) {
@@ -310,15 +310,15 @@ static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			goto done;
 	} else {
 		for (png_uint_32 y = 0; y < h; y++) {
-			uint8_t *direct = ch == 3 ? nd__sink_direct(&ctx.sink, (int)y) : NULL;
+			uint8_t *direct = ch == 3 ? nd__image_sink_direct(&ctx.sink, (int)y) : NULL;
 			png_read_row(png, direct ? direct : ctx.row, NULL);
 			if (direct) {
-				nd__sink_skip(&ctx.sink);
+				nd__image_sink_skip(&ctx.sink);
 			} else if (ch == 4) {
-				nd__composite_rgba(ctx.row, ctx.rgb, (int)w, opts->background);
-				nd__sink_put(&ctx.sink, ctx.rgb);
+				nd__image_composite_rgba(ctx.row, ctx.rgb, (int)w, opts->background);
+				nd__image_sink_put(&ctx.sink, ctx.rgb);
 			} else {
-				nd__sink_put(&ctx.sink, ctx.row);
+				nd__image_sink_put(&ctx.sink, ctx.row);
 			}
 		}
 	}
@@ -328,7 +328,7 @@ static int decode_png(nd_src *src, const nd_image_opts *opts, nd_image *out,
 done:
 	png_destroy_read_struct(&png, pinfo ? &pinfo : NULL, NULL);
 	if (ctx.sink_live)
-		nd__sink_release(&ctx.sink);
+		nd__image_sink_release(&ctx.sink);
 	free(ctx.row);
 	free(ctx.rgb);
 	free(ctx.full);
@@ -347,6 +347,6 @@ static int sniff_png(const uint8_t *p, size_t len)
 	return !memcmp(p, sig, sizeof(sig)) ? ND__SNIFF_YES : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_png = {
+const nd__image_codec nd__image_codec_png = {
 	ND_FMT_PNG, "png", "PNG", "png", sniff_png, decode_png,
 };

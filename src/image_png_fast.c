@@ -163,8 +163,8 @@ static void to_rgb(const uint8_t *in, int ch, int w, const uint8_t bg[3], uint8_
 	}
 }
 
-int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
-			nd_image_info *info)
+int nd__image_decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
+			      nd_image_info *info)
 {
 	const uint8_t *d = src->data;
 	size_t len = src->len, pos = 8, zn = 0, nidat = 0, first_idat = 0, raw_size, stride;
@@ -278,7 +278,7 @@ int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	info->orientation = 1;
 	info->scale_denom = nd__image_pick_scale(w, h, 1, opts);
 	info->mem_bytes = (size_t)need;
-	if (nd__sink_init(&sink, (int)w, (int)h, info->scale_denom, 1, out, &err))
+	if (nd__image_sink_init(&sink, (int)w, (int)h, info->scale_denom, 1, out, &err))
 		goto done;
 	sink_live = 1;
 	if (ch != 3 && !(rgb = malloc((size_t)w * 3)))
@@ -286,16 +286,16 @@ int nd__decode_png_fast(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	for (uint32_t y = 0; y < h; y++) {
 		const uint8_t *row = raw + (size_t)y * stride + 1;
 		if (ch == 3) {
-			nd__sink_put(&sink, row);
+			nd__image_sink_put(&sink, row);
 		} else {
 			to_rgb(row, ch, (int)w, opts->background, rgb);
-			nd__sink_put(&sink, rgb);
+			nd__image_sink_put(&sink, rgb);
 		}
 	}
 	rc = 0;
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	if (rc && sink_live)
 		nd_image_free(out);
 	if (nidat != 1)

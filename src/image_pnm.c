@@ -142,7 +142,7 @@ static int decode_pnm(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((rc = nd__sink_init(&sink, (int)w, (int)h, f, 1, out, err)))
+	if ((rc = nd__image_sink_init(&sink, (int)w, (int)h, f, 1, out, err)))
 		goto done;
 	sink_live = 1;
 	for (long y = 0; y < h; y++) {
@@ -151,7 +151,7 @@ static int decode_pnm(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			goto done;
 		}
 		if (kind == 6 && maxval == 255) { /* the common PPM: the row is RGB already */
-			nd__sink_put(&sink, raw);
+			nd__image_sink_put(&sink, raw);
 			continue;
 		}
 		for (long x = 0; x < w; x++) {
@@ -199,11 +199,11 @@ static int decode_pnm(nd_src *src, const nd_image_opts *opts, nd_image *out,
 			if (chans == 1)
 				o[1] = o[2] = o[0];
 		}
-		nd__sink_put(&sink, rgb);
+		nd__image_sink_put(&sink, rgb);
 	}
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	free(rgb);
 	free(raw);
 	free(r);
@@ -225,6 +225,6 @@ static int sniff_pnm(const uint8_t *p, size_t len)
 									  : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_pnm = {
+const nd__image_codec nd__image_codec_pnm = {
 	ND_FMT_PNM, "pnm", "PNM", "pnm pbm pgm ppm", sniff_pnm, decode_pnm,
 };

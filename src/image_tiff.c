@@ -232,7 +232,7 @@ static int decode_tiff(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((rc = nd__sink_init(&sink, (int)w, (int)h, f, info->orientation, out, err)))
+	if ((rc = nd__image_sink_init(&sink, (int)w, (int)h, f, info->orientation, out, err)))
 		goto done;
 	sink_live = 1;
 	for (uint32_t y = 0; y < h; y += rows) {
@@ -246,12 +246,12 @@ static int decode_tiff(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		}
 		for (uint32_t k = 0; k < n; k++) {
 			rgba_row(band + (size_t)k * w, rgb, w, opts->background);
-			nd__sink_put(&sink, rgb);
+			nd__image_sink_put(&sink, rgb);
 		}
 	}
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	if (img_live)
 		TIFFRGBAImageEnd(&img);
 	if (tif)
@@ -275,6 +275,6 @@ static int sniff_tiff(const uint8_t *p, size_t len)
 		       : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_tiff = {
+const nd__image_codec nd__image_codec_tiff = {
 	ND_FMT_TIFF, "tiff", "TIFF", "tif tiff", sniff_tiff, decode_tiff,
 };

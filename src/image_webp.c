@@ -46,13 +46,13 @@ static int webp_orientation(WebPDemuxer *dmx)
 	const uint8_t *p = ci.chunk.bytes;
 	size_t n = ci.chunk.size;
 	if (n >= 6 && !memcmp(p, "Exif\0\0", 6)) {
-		o = nd__exif_orientation(p, n);
+		o = nd__image_exif_orientation(p, n);
 	} else if (n >= 8 && n < ((size_t)1 << 24)) {
 		uint8_t *e = malloc(n + 6);
 		if (e) {
 			memcpy(e, "Exif\0\0", 6);
 			memcpy(e + 6, p, n);
-			o = nd__exif_orientation(e, n + 6);
+			o = nd__image_exif_orientation(e, n + 6);
 			free(e);
 		}
 	}
@@ -71,7 +71,7 @@ static int decode_webp(nd_src *src, const nd_image_opts *opts, nd_image *out,
 	int have_it = 0, sink_live = 0, rc;
 	nd_sink sink;
 
-	if ((rc = nd__src_whole(src, opts->max_memory, "WebP", &data, &len, &owned, err)))
+	if ((rc = nd__image_src_whole(src, opts->max_memory, "WebP", &data, &len, &owned, err)))
 		return rc;
 	WebPData wd = { data, len };
 	WebPDemuxState state;
@@ -161,21 +161,21 @@ static int decode_webp(nd_src *src, const nd_image_opts *opts, nd_image *out,
 		goto done;
 	}
 
-	if ((rc = nd__sink_init(&sink, rw, rh, 1, info->orientation, out, err)))
+	if ((rc = nd__image_sink_init(&sink, rw, rh, 1, info->orientation, out, err)))
 		goto done;
 	sink_live = 1;
 	for (int y = 0; y < rh; y++) {
 		for (int x = 0; x < rw; x++)
 			memcpy(row + (size_t)x * 3, opts->background, 3);
 		if (y >= fy && y < fy + fh) {
-			nd__composite_rgba(rgba + (size_t)(y - fy) * fw * 4, rgb, fw, opts->background);
+			nd__image_composite_rgba(rgba + (size_t)(y - fy) * fw * 4, rgb, fw, opts->background);
 			memcpy(row + (size_t)fx * 3, rgb, (size_t)fw * 3);
 		}
-		nd__sink_put(&sink, row);
+		nd__image_sink_put(&sink, row);
 	}
 done:
 	if (sink_live)
-		nd__sink_release(&sink);
+		nd__image_sink_release(&sink);
 	if (have_it)
 		WebPDemuxReleaseIterator(&it);
 	WebPDemuxDelete(dmx);
@@ -199,6 +199,6 @@ static int sniff_webp(const uint8_t *p, size_t len)
 	return !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4) ? ND__SNIFF_YES : ND__SNIFF_NO;
 }
 
-const nd__codec nd__codec_webp = {
+const nd__image_codec nd__image_codec_webp = {
 	ND_FMT_WEBP, "webp", "WebP", "webp", sniff_webp, decode_webp,
 };

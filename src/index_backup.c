@@ -22,5 +22,5 @@ int nd_index_backup(nd_index *ix, const char *dest_dir, nd_error *err)
 	 * crash it, so the file is walked first */
 	if ((rc = nd_index_verify(ix, NULL, err)))
 		return rc;
-	return nd_store_copy(ix->st, dest_dir, err);
+	return nd__store_copy(ix->st, dest_dir, err);
 }

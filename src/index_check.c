@@ -41,7 +41,7 @@ static int walk_postings(MDB_txn *txn, MDB_dbi dbi, struct walk *w, nd_check_rep
 	uint32_t pt = UINT32_MAX, pb = 0, plast = 0;
 	int mrc;
 	if ((mrc = mdb_cursor_open(txn, dbi, &cur)))
-		return nd_store_err(mrc, err, "opening a cursor");
+		return nd__store_err(mrc, err, "opening a cursor");
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t t, b, first, ids[ND_BLOCK_MAX_IDS];
@@ -73,7 +73,7 @@ static int walk_postings(MDB_txn *txn, MDB_dbi dbi, struct walk *w, nd_check_rep
 			fn(ctx, rep, t, b, ids[j]);
 	}
 	mdb_cursor_close(cur);
-	return mrc == MDB_NOTFOUND ? 0 : nd_store_err(mrc, err, "reading posting blocks");
+	return mrc == MDB_NOTFOUND ? 0 : nd__store_err(mrc, err, "reading posting blocks");
 }
 
 /* LSH postings: every id has a record and a vector, whose signature puts
@@ -115,9 +115,9 @@ static void phash_posting(void *ctx, nd_check_report *rep, uint32_t q, uint32_t 
 		problem(rep, "hash quarter %u bucket %u lists id %u, which has no stored hash", q, b, id);
 		return;
 	}
-	if (nd_ix_phash_bucket(c->phs[id], q) != b)
+	if (nd__index_phash_bucket(c->phs[id], q) != b)
 		problem(rep, "hash quarter %u: id %u is in bucket %u but its hash gives %u", q, id, b,
-			nd_ix_phash_bucket(c->phs[id], q));
+			nd__index_phash_bucket(c->phs[id], q));
 	if (c->nph[id] < UINT8_MAX)
 		c->nph[id]++;
 }
@@ -125,11 +125,11 @@ static void phash_posting(void *ctx, nd_check_report *rep, uint32_t q, uint32_t 
 int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err)
 {
 	MDB_txn *txn;
-	nd_store_walk_info wi;
-	int rc = nd_store_read_begin_verified(ix->st, &txn, &wi, err);
+	nd__store_walk_info wi;
+	int rc = nd__store_read_begin_verified(ix->st, &txn, &wi, err);
 	if (rc)
 		return rc;
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	if (pages)
 		*pages = wi.pages;
 	return 0;
@@ -151,12 +151,12 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 
 	memset(rep, 0, sizeof(*rep));
 	/* LMDB trusts its pages: walk the file first, then read through LMDB */
-	nd_store_walk_info wi;
-	if ((rc = nd_store_read_begin_verified(ix->st, &txn, &wi, err)))
+	nd__store_walk_info wi;
+	if ((rc = nd__store_read_begin_verified(ix->st, &txn, &wi, err)))
 		return rc;
 	rep->pages = wi.pages;
 	rep->file_bytes = wi.file_bytes;
-	if (nd_ix_read_meta(ix, txn, &m, &e2)) {
+	if (nd__index_read_meta(ix, txn, &m, &e2)) {
 		problem(rep, "metadata: %s", e2.msg);
 		goto done;
 	}
@@ -184,7 +184,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 
 	/* records, and their path and hash entries */
 	if ((mrc = mdb_cursor_open(txn, ix->st->records, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
@@ -229,7 +229,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 
 	/* path entries */
 	if ((mrc = mdb_cursor_open(txn, ix->st->paths, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
@@ -247,7 +247,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 				(int)(k.mv_size > 80 ? 80 : k.mv_size), (const char *)k.mv_data, id);
 			continue;
 		}
-		if (nd_ix_get_record(ix, txn, id, &r, &e2) == 0) {
+		if (nd__index_get_record(ix, txn, id, &r, &e2) == 0) {
 			uint8_t pkey[ND_PATH_KEY_MAX];
 			size_t kl = nd_path_key(r.path, r.path_len, pkey);
 			if (kl != k.mv_size || memcmp(pkey, k.mv_data, kl) != 0)
@@ -260,7 +260,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 
 	/* content-hash entries */
 	if ((mrc = mdb_cursor_open(txn, ix->st->hashes, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
@@ -277,7 +277,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 			problem(rep, "hash entry points at id %u, which has no record", id);
 			continue;
 		}
-		if (nd_ix_get_record(ix, txn, id, &r, &e2) == 0 && memcmp(r.hash, k.mv_data, 16) != 0)
+		if (nd__index_get_record(ix, txn, id, &r, &e2) == 0 && memcmp(r.hash, k.mv_data, 16) != 0)
 			problem(rep, "hash entry of id %u differs from its record's hash", id);
 	}
 	mdb_cursor_close(cur);
@@ -285,7 +285,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 
 	/* vectors; signatures for the posting check */
 	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
@@ -366,12 +366,12 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 			(unsigned long long)rep->records, L);
 
 	/* file identities, when current */
-	rep->inode_valid = nd_ix_inode_valid(ix, txn, &m);
-	if (rep->inode_valid && (rc = nd_ix_inode_check(ix, txn, rep, problem, err)))
+	rep->inode_valid = nd__index_inode_valid(ix, txn, &m);
+	if (rep->inode_valid && (rc = nd__index_inode_check(ix, txn, rep, problem, err)))
 		goto done;
 
 	/* perceptual-hash postings, when current */
-	rep->phash_valid = nd_ix_phash_valid(ix, txn, &m);
+	rep->phash_valid = nd__index_phash_valid(ix, txn, &m);
 	if (!rep->phash_valid)
 		goto done;
 	struct phash_ctx hc = { N, has_ph, phs, nph };
@@ -386,7 +386,7 @@ int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 done:
 	if (cur)
 		mdb_cursor_close(cur);
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	free(has_rec);
 	free(has_vec);
 	free(npost);

@@ -16,14 +16,14 @@ struct nd_index {
 };
 
 /* The calibrated similarity (the formula of nd_calib_score in neardup/calib.h). */
-static inline float nd_ix_score(const nd_index *ix, float cos, float sa, float sb)
+static inline float nd__index_score(const nd_index *ix, float cos, float sa, float sb)
 {
 	return cos - ix->calib.beta * 0.5f * (sa + sb) + ix->calib.offset;
 }
 
 /* The perceptual-hash term of the fused score (nd_calib_phash_bonus in
  * neardup/calib.h): 0 unless both images carry a hash. */
-static inline float nd_ix_phash_bonus(const nd_index *ix, int has_a, uint64_t a, int has_b, uint64_t b)
+static inline float nd__index_phash_bonus(const nd_index *ix, int has_a, uint64_t a, int has_b, uint64_t b)
 {
 	if (!has_a || !has_b)
 		return 0.0f;
@@ -33,85 +33,79 @@ static inline float nd_ix_phash_bonus(const nd_index *ix, int has_a, uint64_t a,
 /* The similarity of a calibrated pair: the pair score (neardup/score.h)
  * when the handle has one, else the calibrated cosine plus the hash term.
  * The one formula queries and the self-join share. */
-static inline float nd_ix_pair_score(const nd_index *ix, float cos, float sa, int has_a, uint64_t a, float sb,
+static inline float nd__index_pair_score(const nd_index *ix, float cos, float sa, int has_a, uint64_t a, float sb,
 				     int has_b, uint64_t b)
 {
 	if (ix->calib.score) {
 		nd_score_side x = { 1, sa, has_a, a }, y = { 1, sb, has_b, b };
 		return nd_score_pair(ix->calib.score, cos, &x, &y);
 	}
-	return nd_ix_score(ix, cos, sa, sb) + nd_ix_phash_bonus(ix, has_a, a, has_b, b);
+	return nd__index_score(ix, cos, sa, sb) + nd__index_phash_bonus(ix, has_a, a, has_b, b);
 }
 
 /* Runs fn(items + i * size) for i < n (n <= ND_JOIN_MAX_THREADS), on n
  * threads of which the calling thread is the first; a share whose thread
  * cannot start runs on the calling thread. Used by batched adds and the
- * self-join. */
-void nd_ix_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *));
-
-/* Posting lists (index.c), of the postings or the phash database by the
- * cursor's: append ids[0..n) (increasing, above all in the bucket) to
- * (table, bucket); remove id from it (ND_ECORRUPT when it is not there).
- * m's posting counters follow the change. */
-int nd_ix_postings_append(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket,
-			  const uint32_t *ids, size_t n, nd_meta *m, nd_error *err);
-int nd_ix_postings_remove(nd_index *ix, MDB_cursor *cur, uint32_t table, uint32_t bucket, uint32_t id,
-			  nd_meta *m, nd_error *err);
+ * self-join (index_add.c). */
+void nd__index_run_parallel(void *items, size_t size, unsigned n, void *(*fn)(void *));
 
 /* ---- the perceptual-hash postings (index_phash.c) ---- */
 /* Quarter q (0..3) of a hash: its bucket in "table" q of the phash database. */
-static inline uint32_t nd_ix_phash_bucket(uint64_t phash, uint32_t q)
+static inline uint32_t nd__index_phash_bucket(uint64_t phash, uint32_t q)
 {
 	return (uint32_t)(phash >> (16 * q)) & 0xFFFFu;
 }
 /* A posting as one sortable key: quarter, bucket, id. */
-static inline uint64_t nd_ix_phash_key(uint32_t q, uint32_t bucket, uint32_t id)
+static inline uint64_t nd__index_phash_key(uint32_t q, uint32_t bucket, uint32_t id)
 {
 	return (uint64_t)q << 48 | (uint64_t)bucket << 32 | id;
 }
 /* 1 when the phash database lists every hashed image of m's snapshot. */
-int nd_ix_phash_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m);
+int nd__index_phash_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m);
 /* Marks the phash database valid for m (every write transaction's last step). */
-int nd_ix_phash_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
-/* Appends the postings keys[0..n) (nd_ix_phash_key; sorted here); idbuf has room for n. */
-int nd_ix_phash_append(nd_index *ix, MDB_cursor *hcur, uint64_t *keys, size_t n, uint32_t *idbuf,
-		       nd_error *err);
+int nd__index_phash_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+/* Appends the postings keys[0..n) (nd__index_phash_key; sorted here); idbuf has room for n. */
+int nd__index_phash_append(nd_index *ix, MDB_cursor *hcur, uint64_t *keys, size_t n, uint32_t *idbuf,
+			   nd_error *err);
 /* Removes id's four postings. */
-int nd_ix_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t phash, nd_error *err);
+int nd__index_phash_remove(nd_index *ix, MDB_cursor *hcur, uint32_t id, uint64_t phash, nd_error *err);
 /* Empties the phash database, lists every stored hash again and marks it
  * valid for m. */
-int nd_ix_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+int nd__index_phash_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 
 /* ---- file identities (index_inode.c) ---- */
 /* 1 when the inodes database lists every identity of m's snapshot. */
-int nd_ix_inode_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m);
+int nd__index_inode_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m);
 /* Marks it valid for m (every write transaction's last step). */
-int nd_ix_inode_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+int nd__index_inode_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 /* The id listed for (dev, ino); ND_ENOTFOUND (no message) when none. */
-int nd_ix_inode_get(nd_index *ix, MDB_txn *txn, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
+int nd__index_inode_get(nd_index *ix, MDB_txn *txn, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
 /* Lists r's identity (known) for id; flags as mdb_put's (MDB_NOOVERWRITE:
  * ND_EBUSY, no message, when it is listed already). */
-int nd_ix_inode_put(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, unsigned flags,
-		    nd_error *err);
+int nd__index_inode_put(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, unsigned flags,
+			nd_error *err);
 /* Unlists r's identity when it names id (nothing when unknown). */
-int nd_ix_inode_del(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, nd_error *err);
+int nd__index_inode_del(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, nd_error *err);
 /* Empties the inodes database, lists every record's identity again and
  * marks it valid for m. */
-int nd_ix_inode_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+int nd__index_inode_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
 /* Part of nd_index_check (when valid): entries and records agree. */
-typedef void (*nd_ix_problem_fn)(nd_check_report *rep, const char *fmt, ...)
+typedef void (*nd__index_problem_fn)(nd_check_report *rep, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_problem_fn problem,
-		      nd_error *err);
+int nd__index_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd__index_problem_fn problem,
+			  nd_error *err);
 
+/* ---- inside a transaction (index_txn.c) ---- */
+
+/* The metadata record as of txn. */
+int nd__index_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
+int nd__index_write_meta(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err);
+/* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
+int nd__index_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);
+int nd__index_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err);
 /* Decodes one entry of the vectors database (key = id, value = vector of
  * dim components); vv points into the map (valid during the transaction). */
-int nd_ix_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
-		       nd_error *err);
-
-int nd_ix_read_meta(nd_index *ix, MDB_txn *txn, nd_meta *m, nd_error *err);
-/* ND_ENOTFOUND when absent; v points into the map (valid during txn). */
-int nd_ix_get_vector(nd_index *ix, MDB_txn *txn, uint32_t id, nd_vec_view *v, nd_error *err);
-int nd_ix_get_record(nd_index *ix, MDB_txn *txn, uint32_t id, nd_record *r, nd_error *err);
+int nd__index_vector_entry(const MDB_val *k, const MDB_val *v, uint32_t dim, uint32_t *id, nd_vec_view *vv,
+			   nd_error *err);
 
 #endif

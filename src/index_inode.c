@@ -16,20 +16,19 @@
 
 #include <string.h>
 
-#define MARK_KEY "inodes"
 
 static int read_mark(nd_index *ix, MDB_txn *txn, uint32_t *next_id, uint64_t *n_images, nd_error *err)
 {
-	MDB_val k = { sizeof(MARK_KEY) - 1, MARK_KEY }, v;
+	MDB_val k = ND__STORE_KEY(ND_META_KEY_INODES), v;
 	int mrc = mdb_get(txn, ix->st->meta, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return ND_ENOTFOUND;
 	if (mrc)
-		return nd_store_err(mrc, err, "reading the inodes mark");
+		return nd__store_err(mrc, err, "reading the inodes mark");
 	return nd_phash_mark_decode(v.mv_data, v.mv_size, next_id, n_images, err);
 }
 
-int nd_ix_inode_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m)
+int nd__index_inode_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m)
 {
 	uint32_t next_id;
 	uint64_t n_images;
@@ -38,16 +37,16 @@ int nd_ix_inode_valid(nd_index *ix, MDB_txn *txn, const nd_meta *m)
 	return next_id == m->next_id && n_images == m->n_images;
 }
 
-int nd_ix_inode_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
+int nd__index_inode_mark(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
 {
 	uint8_t buf[ND_PHASH_MARK_SIZE];
 	nd_phash_mark_encode(m->next_id, m->n_images, buf);
-	MDB_val k = { sizeof(MARK_KEY) - 1, MARK_KEY }, v = { sizeof(buf), buf };
+	MDB_val k = ND__STORE_KEY(ND_META_KEY_INODES), v = { sizeof(buf), buf };
 	int mrc = mdb_put(txn, ix->st->meta, &k, &v, 0);
-	return mrc ? nd_store_err(mrc, err, "writing the inodes mark") : 0;
+	return mrc ? nd__store_err(mrc, err, "writing the inodes mark") : 0;
 }
 
-int nd_ix_inode_get(nd_index *ix, MDB_txn *txn, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err)
+int nd__index_inode_get(nd_index *ix, MDB_txn *txn, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err)
 {
 	uint8_t key[ND_INODE_KEY_SIZE];
 	nd_inode_key(dev, ino, key);
@@ -56,12 +55,12 @@ int nd_ix_inode_get(nd_index *ix, MDB_txn *txn, uint64_t dev, uint64_t ino, uint
 	if (mrc == MDB_NOTFOUND)
 		return ND_ENOTFOUND;
 	if (mrc)
-		return nd_store_err(mrc, err, "reading an inode entry");
+		return nd__store_err(mrc, err, "reading an inode entry");
 	return nd_pathval_decode(v.mv_data, v.mv_size, id, err);
 }
 
-int nd_ix_inode_put(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, unsigned flags,
-		    nd_error *err)
+int nd__index_inode_put(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, unsigned flags,
+			nd_error *err)
 {
 	uint8_t key[ND_INODE_KEY_SIZE], val[ND_PATHVAL_SIZE];
 	nd_inode_key(r->dev, r->ino, key);
@@ -70,34 +69,34 @@ int nd_ix_inode_put(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id,
 	int mrc = mdb_put(txn, ix->st->inodes, &k, &v, flags);
 	if (mrc == MDB_KEYEXIST)
 		return ND_EBUSY;
-	return mrc ? nd_store_err(mrc, err, "writing an inode entry") : 0;
+	return mrc ? nd__store_err(mrc, err, "writing an inode entry") : 0;
 }
 
-int nd_ix_inode_del(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, nd_error *err)
+int nd__index_inode_del(nd_index *ix, MDB_txn *txn, const nd_record *r, uint32_t id, nd_error *err)
 {
 	uint32_t cur;
 	if (!nd_record_has_identity(r))
 		return 0;
 	/* only when it names this image: a stale entry may name another */
-	int rc = nd_ix_inode_get(ix, txn, r->dev, r->ino, &cur, NULL);
+	int rc = nd__index_inode_get(ix, txn, r->dev, r->ino, &cur, NULL);
 	if (rc == ND_ENOTFOUND || (rc == 0 && cur != id))
 		return 0;
 	uint8_t key[ND_INODE_KEY_SIZE];
 	nd_inode_key(r->dev, r->ino, key);
 	MDB_val k = { sizeof(key), key };
 	int mrc = mdb_del(txn, ix->st->inodes, &k, NULL);
-	return mrc && mrc != MDB_NOTFOUND ? nd_store_err(mrc, err, "deleting an inode entry") : 0;
+	return mrc && mrc != MDB_NOTFOUND ? nd__store_err(mrc, err, "deleting an inode entry") : 0;
 }
 
-int nd_ix_inode_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
+int nd__index_inode_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *err)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	int rc = 0, mrc;
 	if ((mrc = mdb_drop(txn, ix->st->inodes, 0)))
-		return nd_store_err(mrc, err, "emptying the inodes database");
+		return nd__store_err(mrc, err, "emptying the inodes database");
 	if ((mrc = mdb_cursor_open(txn, ix->st->records, &cur)))
-		return nd_store_err(mrc, err, "opening a cursor");
+		return nd__store_err(mrc, err, "opening a cursor");
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		nd_record r;
@@ -112,24 +111,24 @@ int nd_ix_inode_rebuild(nd_index *ix, MDB_txn *txn, const nd_meta *m, nd_error *
 		if (!nd_record_has_identity(&r))
 			continue;
 		/* records come in id order: the first-indexed image of a file keeps it */
-		rc = nd_ix_inode_put(ix, txn, &r, id, MDB_NOOVERWRITE, err);
+		rc = nd__index_inode_put(ix, txn, &r, id, MDB_NOOVERWRITE, err);
 		if (rc == ND_EBUSY)
 			rc = 0;
 		if (rc)
 			goto done;
 	}
 	if (mrc != MDB_NOTFOUND) {
-		rc = nd_store_err(mrc, err, "reading the records");
+		rc = nd__store_err(mrc, err, "reading the records");
 		goto done;
 	}
-	rc = nd_ix_inode_mark(ix, txn, m, err);
+	rc = nd__index_inode_mark(ix, txn, m, err);
 done:
 	mdb_cursor_close(cur);
 	return rc;
 }
 
-int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_problem_fn problem,
-		      nd_error *err)
+int nd__index_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd__index_problem_fn problem,
+			  nd_error *err)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -138,7 +137,7 @@ int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_pr
 	int rc = 0, mrc;
 	/* every entry names a record of that identity */
 	if ((mrc = mdb_cursor_open(txn, ix->st->inodes, &cur)))
-		return nd_store_err(mrc, err, "opening a cursor");
+		return nd__store_err(mrc, err, "opening a cursor");
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t id;
@@ -153,7 +152,7 @@ int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_pr
 			problem(rep, "inode entry: %s", e2.msg);
 			continue;
 		}
-		if (nd_ix_get_record(ix, txn, id, &r, &e2)) {
+		if (nd__index_get_record(ix, txn, id, &r, &e2)) {
 			problem(rep, "inode entry points at id %u, which has no readable record", id);
 			continue;
 		}
@@ -162,14 +161,14 @@ int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_pr
 			problem(rep, "inode entry of id %u differs from its record's device and inode", id);
 	}
 	if (mrc != MDB_NOTFOUND) {
-		rc = nd_store_err(mrc, err, "reading the inodes database");
+		rc = nd__store_err(mrc, err, "reading the inodes database");
 		goto done;
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
 	/* every record that knows its identity is the one listed for it */
 	if ((mrc = mdb_cursor_open(txn, ix->st->records, &cur)))
-		return nd_store_err(mrc, err, "opening a cursor");
+		return nd__store_err(mrc, err, "opening a cursor");
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t id, other;
@@ -180,7 +179,7 @@ int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_pr
 		if (!nd_record_has_identity(&r))
 			continue;
 		known++;
-		int g = nd_ix_inode_get(ix, txn, r.dev, r.ino, &other, &e2);
+		int g = nd__index_inode_get(ix, txn, r.dev, r.ino, &other, &e2);
 		if (g == ND_ENOTFOUND)
 			problem(rep, "record %u ('%.80s'): no inode entry", id, r.path);
 		else if (g == 0 && other != id)
@@ -188,7 +187,7 @@ int nd_ix_inode_check(nd_index *ix, MDB_txn *txn, nd_check_report *rep, nd_ix_pr
 				(unsigned long long)r.dev, (unsigned long long)r.ino);
 	}
 	if (mrc != MDB_NOTFOUND) {
-		rc = nd_store_err(mrc, err, "reading the records");
+		rc = nd__store_err(mrc, err, "reading the records");
 		goto done;
 	}
 	if (known != rep->inode_entries)
@@ -207,22 +206,22 @@ int nd_index_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id,
 	nd_record r;
 	if (dev == 0 && ino == 0)
 		return nd_error_set(err, ND_ENOTFOUND, "file identity unknown");
-	int rc = nd_store_read_begin(ix->st, &txn, err);
+	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
 		return rc;
-	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+	if ((rc = nd__index_read_meta(ix, txn, &m, err)))
 		goto done;
-	if (!nd_ix_inode_valid(ix, txn, &m)) {
+	if (!nd__index_inode_valid(ix, txn, &m)) {
 		rc = nd_error_set(err, ND_ENOTFOUND, "file identities not current");
 		goto done;
 	}
-	rc = nd_ix_inode_get(ix, txn, dev, ino, id, err);
+	rc = nd__index_inode_get(ix, txn, dev, ino, id, err);
 	if (rc == ND_ENOTFOUND)
 		rc = nd_error_set(err, ND_ENOTFOUND, "file not indexed");
-	else if (rc == 0 && (rc = nd_ix_get_record(ix, txn, *id, &r, err)) == 0 &&
+	else if (rc == 0 && (rc = nd__index_get_record(ix, txn, *id, &r, err)) == 0 &&
 		 (r.dev != dev || r.ino != ino))
 		rc = nd_error_set(err, ND_ECORRUPT, "inode entry of id %u differs from its record", *id);
 done:
-	nd_store_read_end(ix->st, txn);
+	nd__store_read_end(ix->st, txn);
 	return rc;
 }

@@ -181,7 +181,7 @@ static int compare_pair(struct jworker *w, size_t a, size_t b, int *have_a)
 	w->st.pairs_compared++;
 	float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
 	if (s->cal)
-		sim = nd_ix_pair_score(s->ix, sim, s->vv[a].stat, s->vv[a].has_phash, s->vv[a].phash,
+		sim = nd__index_pair_score(s->ix, sim, s->vv[a].stat, s->vv[a].has_phash, s->vv[a].phash,
 				       s->vv[b].stat, s->vv[b].has_phash, s->vv[b].phash);
 	if (sim < s->p->min_sim)
 		return 0;
@@ -331,12 +331,12 @@ static int join_phash(struct jshared *s, struct jworker *w, nd_error *err)
 		memset(off, 0, (nbk + 1) * sizeof(uint32_t));
 		for (size_t i = 0; i < s->n; i++)
 			if (s->vv[i].has_phash)
-				off[nd_ix_phash_bucket(s->vv[i].phash, q) + 1]++;
+				off[nd__index_phash_bucket(s->vv[i].phash, q) + 1]++;
 		for (size_t b = 1; b <= nbk; b++)
 			off[b] += off[b - 1];
 		for (size_t i = 0; i < s->n; i++)
 			if (s->vv[i].has_phash)
-				order[off[nd_ix_phash_bucket(s->vv[i].phash, q)]++] = (uint32_t)i;
+				order[off[nd__index_phash_bucket(s->vv[i].phash, q)]++] = (uint32_t)i;
 		memmove(off + 1, off, nbk * sizeof(uint32_t));
 		off[0] = 0;
 		for (size_t B = 0; B < nbk; B++) {
@@ -356,9 +356,9 @@ static int join_phash(struct jshared *s, struct jworker *w, nd_error *err)
 					const size_t b = order[j];
 					const uint64_t hb = s->vv[b].phash;
 					uint32_t q0 = 0;
-					if (nd_ix_phash_bonus(s->ix, 1, ha, 1, hb) <= 0.0f)
+					if (nd__index_phash_bonus(s->ix, 1, ha, 1, hb) <= 0.0f)
 						continue;
-					while (nd_ix_phash_bucket(ha, q0) != nd_ix_phash_bucket(hb, q0))
+					while (nd__index_phash_bucket(ha, q0) != nd__index_phash_bucket(hb, q0))
 						q0++;
 					if (q0 < q || lsh_compared(s, a, b))
 						continue;
@@ -475,9 +475,9 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	}
 	have_lock = 1;
 
-	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+	if ((rc = nd__store_read_begin(ix->st, &txn, err)))
 		goto done;
-	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
+	if ((rc = nd__index_read_meta(ix, txn, &m, err)))
 		goto done;
 	/* the stored vectors */
 	size_t capn = m.n_images + 1, sz;
@@ -492,7 +492,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		goto done;
 	}
 	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
+		rc = nd__store_err(mrc, err, "opening a cursor");
 		goto done;
 	}
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -502,7 +502,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 					  (unsigned long long)m.n_images);
 			goto done;
 		}
-		if ((rc = nd_ix_vector_entry(&k, &v, s.dim, &id, &s.vv[s.n], err)))
+		if ((rc = nd__index_vector_entry(&k, &v, s.dim, &id, &s.vv[s.n], err)))
 			goto done;
 		if (id >= m.next_id) {
 			rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
@@ -517,7 +517,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		s.ids[s.n++] = id;
 	}
 	if (mrc != MDB_NOTFOUND) {
-		rc = nd_store_err(mrc, err, "reading the vectors");
+		rc = nd__store_err(mrc, err, "reading the vectors");
 		goto done;
 	}
 	mdb_cursor_close(cur);
@@ -560,7 +560,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 			goto done;
 		}
 	}
-	nd_ix_run_parallel(ws, sizeof(ws[0]), nth, sign_worker);
+	nd__index_run_parallel(ws, sizeof(ws[0]), nth, sign_worker);
 
 	const uint32_t S = 1 + s.W;
 	for (s.t = 0; s.t < s.T && !s.rc; s.t++) {
@@ -579,7 +579,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		memmove(s.off + 1, s.off, (nbk - 1) * sizeof(uint32_t));
 		s.off[0] = 0;
 		atomic_store(&s.next, 0);
-		nd_ix_run_parallel(ws, sizeof(ws[0]), nth, join_worker);
+		nd__index_run_parallel(ws, sizeof(ws[0]), nth, join_worker);
 	}
 	if (s.cal && ix->calib.phash_weight > 0 && !s.rc && (rc = join_phash(&s, &ws[0], err)))
 		goto done;
@@ -590,7 +590,7 @@ done:
 	if (cur)
 		mdb_cursor_close(cur);
 	if (txn)
-		nd_store_read_end(ix->st, txn);
+		nd__store_read_end(ix->st, txn);
 	if (stats) {
 		uint64_t e = s.st.pairs_emitted;
 		*stats = s.st;

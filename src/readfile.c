@@ -11,8 +11,6 @@
 
 #include "neardup/neardup.h"
 
-#define READ_TRIES 4                        /* passes that may see a change */
-#define READ_CHUNK ((size_t)256 << 10)      /* bytes per read(2) */
 /* A file changed less than this before its read began may be in the middle
  * of being written: it is read again after READ_QUIET_NS. Well above the
  * coarse clock tick (at most 10 ms) that file timestamps advance by, so a

@@ -16,6 +16,9 @@
 
 #include "neardup/common.h"
 
+#define READ_TRIES 4                        /* passes that may see a change */
+#define READ_CHUNK ((size_t)256 << 10)      /* bytes per read(2) */
+
 /* A whole file in memory. */
 struct file_data {
 	uint8_t *data;

@@ -18,7 +18,7 @@ static int is_damage(int mrc)
 	       mrc == MDB_VERSION_MISMATCH;
 }
 
-int nd_store_err(int mrc, nd_error *err, const char *what)
+int nd__store_err(int mrc, nd_error *err, const char *what)
 {
 	if (mrc == MDB_MAP_FULL)
 		return ND_STORE_MAPFULL;
@@ -51,7 +51,7 @@ static int store_err(const nd_store *s, int mrc, nd_error *err, const char *what
 	if (is_damage(mrc))
 		return nd_error_set(err, ND_ECORRUPT, "index '%s' is damaged: %s: %s", s->dir, what,
 				    mdb_strerror(mrc));
-	return nd_store_err(mrc, err, what);
+	return nd__store_err(mrc, err, what);
 }
 
 /* The walk before LMDB opens the file. A reader holds no lock: a writer
@@ -59,11 +59,11 @@ static int store_err(const nd_store *s, int mrc, nd_error *err, const char *what
  * the same snapshot shows it twice. */
 static int preflight(const nd_store *s, int full, nd_error *err)
 {
-	nd_store_walk_info w;
+	nd__store_walk_info w;
 	uint64_t last = 0;
 	int rc = 0;
 	for (int tries = 0; tries < 8; tries++) {
-		rc = nd_store_walk(s->dir, full, 0, &w, err);
+		rc = nd__store_walk(s->dir, full, 0, &w, err);
 		if (rc != ND_ECORRUPT || w.txnid == last)
 			return rc;
 		last = w.txnid;
@@ -114,8 +114,8 @@ static int take_writer_lock(nd_store *s, nd_error *err)
 	return 0;
 }
 
-int nd_store_open(nd_store **out, const char *dir, int create, int readonly, size_t map_size,
-		  int nosync, nd_error *err)
+int nd__store_open(nd_store **out, const char *dir, int create, int readonly, size_t map_size,
+		   int nosync, nd_error *err)
 {
 	nd_store *s = NULL;
 	MDB_txn *txn = NULL;
@@ -165,14 +165,14 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 	unsigned flags = MDB_NOTLS | (readonly ? MDB_RDONLY : 0) | (nosync ? MDB_NOSYNC : 0);
 	for (;;) {
 		if ((mrc = mdb_env_create(&s->env))) {
-			rc = nd_store_err(mrc, err, "mdb_env_create");
+			rc = nd__store_err(mrc, err, "mdb_env_create");
 			goto fail;
 		}
 		mdb_env_set_maxdbs(s->env, 12);
 		mdb_env_set_maxreaders(s->env, 254);
 		/* LMDB keeps the larger of this and the size the file already has */
 		if ((mrc = mdb_env_set_mapsize(s->env, map_size))) {
-			rc = nd_store_err(mrc, err, "mdb_env_set_mapsize");
+			rc = nd__store_err(mrc, err, "mdb_env_set_mapsize");
 			goto fail;
 		}
 		mrc = mdb_env_open(s->env, dir, flags, 0644);
@@ -210,12 +210,12 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 		unsigned flags;
 		MDB_dbi *dbi;
 	} dbs[] = {
-		{ "meta", 0, &s->meta },
-		{ "records", MDB_INTEGERKEY, &s->records },
-		{ "paths", 0, &s->paths },
-		{ "hashes", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP, &s->hashes },
-		{ "vectors", MDB_INTEGERKEY, &s->vectors },
-		{ "postings", 0, &s->postings },
+		{ ND_DB_META, 0, &s->meta },
+		{ ND_DB_RECORDS, MDB_INTEGERKEY, &s->records },
+		{ ND_DB_PATHS, 0, &s->paths },
+		{ ND_DB_HASHES, MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP, &s->hashes },
+		{ ND_DB_VECTORS, MDB_INTEGERKEY, &s->vectors },
+		{ ND_DB_POSTINGS, 0, &s->postings },
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		if ((mrc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | cf, dbs[i].dbi))) {
@@ -230,22 +230,22 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 			goto fail;
 		}
 	}
-	/* the perceptual-hash postings came later (issue 4): a read-only open
+	/* the perceptual-hash postings came later: a read-only open
 	 * of an older index goes on without them */
-	mrc = mdb_dbi_open(txn, "phash", cf, &s->phash);
+	mrc = mdb_dbi_open(txn, ND_DB_PHASH, cf, &s->phash);
 	if (mrc == 0) {
 		s->has_phash_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
-		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'phash' in '%s': %s", dir,
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database '%s' in '%s': %s", ND_DB_PHASH, dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}
 	/* so did the file identities */
-	mrc = mdb_dbi_open(txn, "inodes", cf, &s->inodes);
+	mrc = mdb_dbi_open(txn, ND_DB_INODES, cf, &s->inodes);
 	if (mrc == 0) {
 		s->has_inode_db = 1;
 	} else if (mrc != MDB_NOTFOUND) {
-		rc = nd_error_set(err, ND_ESTORE, "cannot open database 'inodes' in '%s': %s", dir,
+		rc = nd_error_set(err, ND_ESTORE, "cannot open database '%s' in '%s': %s", ND_DB_INODES, dir,
 				  mdb_strerror(mrc));
 		goto fail;
 	}
@@ -253,7 +253,7 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc) {
-		rc = nd_store_err(mrc, err, "cannot create the index databases");
+		rc = nd__store_err(mrc, err, "cannot create the index databases");
 		if (rc == ND_STORE_MAPFULL)
 			rc = nd_error_set(err, ND_ESTORE, "map size too small to create the index");
 		goto fail;
@@ -263,11 +263,11 @@ int nd_store_open(nd_store **out, const char *dir, int create, int readonly, siz
 fail:
 	if (txn)
 		mdb_txn_abort(txn);
-	nd_store_close(s);
+	nd__store_close(s);
 	return rc;
 }
 
-void nd_store_close(nd_store *s)
+void nd__store_close(nd_store *s)
 {
 	if (!s)
 		return;
@@ -290,10 +290,10 @@ static int adopt_map_size(nd_store *s, nd_error *err)
 	pthread_rwlock_wrlock(&s->resize_lock);
 	int mrc = mdb_env_set_mapsize(s->env, 0);
 	pthread_rwlock_unlock(&s->resize_lock);
-	return mrc ? nd_store_err(mrc, err, "mdb_env_set_mapsize") : 0;
+	return mrc ? nd__store_err(mrc, err, "mdb_env_set_mapsize") : 0;
 }
 
-int nd_store_read_begin(nd_store *s, MDB_txn **txn, nd_error *err)
+int nd__store_read_begin(nd_store *s, MDB_txn **txn, nd_error *err)
 {
 	for (int tries = 0;; tries++) {
 		pthread_rwlock_rdlock(&s->resize_lock);
@@ -311,7 +311,7 @@ int nd_store_read_begin(nd_store *s, MDB_txn **txn, nd_error *err)
 	}
 }
 
-void nd_store_read_end(nd_store *s, MDB_txn *txn)
+void nd__store_read_end(nd_store *s, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->resize_lock);
@@ -338,7 +338,7 @@ static int grow_map(nd_store *s, nd_error *err)
 	return rc;
 }
 
-int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err)
+int nd__store_write(nd_store *s, nd__store_write_fn fn, void *ctx, nd_error *err)
 {
 	if (s->readonly)
 		return nd_error_set(err, ND_EINVAL, "index '%s' is open read-only", s->dir);
@@ -376,18 +376,18 @@ int nd_store_write(nd_store *s, nd_store_write_fn fn, void *ctx, nd_error *err)
 	return nd_error_set(err, ND_ELIMIT, "index map still full after many grows");
 }
 
-int nd_store_read_begin_verified(nd_store *s, MDB_txn **txn, nd_store_walk_info *out, nd_error *err)
+int nd__store_read_begin_verified(nd_store *s, MDB_txn **txn, nd__store_walk_info *out, nd_error *err)
 {
 	int rc = ND_EBUSY;
 	/* the read transaction keeps writers off the snapshot's pages; when
 	 * they have overwritten its meta page meanwhile, take a newer one */
 	for (int tries = 0; tries < 20 && rc == ND_EBUSY; tries++) {
-		if ((rc = nd_store_read_begin(s, txn, err)))
+		if ((rc = nd__store_read_begin(s, txn, err)))
 			return rc;
-		rc = nd_store_walk(s->dir, 1, (uint64_t)mdb_txn_id(*txn), out, err);
+		rc = nd__store_walk(s->dir, 1, (uint64_t)mdb_txn_id(*txn), out, err);
 		if (rc == 0)
 			return 0;
-		nd_store_read_end(s, *txn);
+		nd__store_read_end(s, *txn);
 	}
 	*txn = NULL;
 	if (rc == ND_EBUSY)
@@ -395,7 +395,7 @@ int nd_store_read_begin_verified(nd_store *s, MDB_txn **txn, nd_store_walk_info 
 	return rc;
 }
 
-int nd_store_copy(nd_store *s, const char *dest_dir, nd_error *err)
+int nd__store_copy(nd_store *s, const char *dest_dir, nd_error *err)
 {
 	pthread_rwlock_rdlock(&s->resize_lock);
 	int mrc = mdb_env_copy2(s->env, dest_dir, MDB_CP_COMPACT);

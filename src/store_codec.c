@@ -34,7 +34,7 @@ struct meta_disk_v1 {
 	uint64_t n_postings;
 	uint64_t n_blocks;
 	uint64_t posting_bytes;
-	uint32_t flags;          /* ND_META_* (was reserved, 0, before issue 8) */
+	uint32_t flags;          /* ND_META_* (was reserved, 0, before calibrated similarity) */
 	uint32_t reserved;
 };
 _Static_assert(sizeof(struct meta_disk_v1) == ND_META_HDR_V1, "meta header layout");
@@ -72,7 +72,7 @@ struct vec_disk_v1 {
 _Static_assert(sizeof(struct vec_disk_v1) == ND_VEC_HDR_V1, "vector header layout");
 struct vec_disk_v2 {
 	struct vec_disk_v1 v1;   /* version 2, hdr_size >= ND_VEC_HDR_V2 */
-	float stat;              /* background statistic (issue 8) */
+	float stat;              /* background statistic */
 };
 _Static_assert(sizeof(struct vec_disk_v2) == ND_VEC_HDR_V2, "vector header v2 layout");
 struct vec_disk_v3 {

@@ -74,7 +74,7 @@ struct walker {
 	uint8_t *buf[MAX_LEVELS];   /* one page per recursion level */
 	int level;
 	int full;                   /* walk every tree, not only main and "meta" */
-	nd_store_walk_info *out;
+	nd__store_walk_info *out;
 };
 
 /* one tree being walked */
@@ -215,7 +215,7 @@ static int sub_db(struct walker *w, struct tree *parent, const uint8_t *data, si
 		if (db.flags & DB_DUPSORT)
 			sub.dup_flags = db.flags | DB_DUPSORT;
 		/* a light walk reads only what every open reads */
-		if (!w->full && !(ksize == 4 && !memcmp(key, "meta", 4))) {
+		if (!w->full && !(ksize == sizeof(ND_DB_META) - 1 && !memcmp(key, ND_DB_META, ksize))) {
 			if (db.root != P_INVALID_ && (db.root < NUM_METAS || db.root > w->last_pg))
 				return damaged(w, "database '%s' has its root at page %llu, outside pages 2..%llu",
 					       name, (unsigned long long)db.root,
@@ -523,7 +523,7 @@ static int read_metas(struct walker *w, uint64_t want, struct disk_meta *out, in
 	return 0;
 }
 
-int nd_store_walk(const char *dir, int full, uint64_t want_txnid, nd_store_walk_info *out, nd_error *err)
+int nd__store_walk(const char *dir, int full, uint64_t want_txnid, nd__store_walk_info *out, nd_error *err)
 {
 	struct walker w;
 	struct disk_meta m;

@@ -202,7 +202,7 @@ test_dedup() {
 	rel "$C" out | grep -q "^sub/chelsea copy.jpg	" || fail "--protect: $(cat out)"
 }
 
-# Calibrated similarity (issue 8). JSONL has similarity and raw_similarity;
+# Calibrated similarity. JSONL has similarity and raw_similarity;
 # --score raw gives the plain cosine as similarity; the calibrated score obeys
 # s(a,b) - cos(a,b) = ((s(a,a) - cos(a,a)) + (s(b,b) - cos(b,b))) / 2, whatever
 # beta and the offset (each side is offset - beta * mean statistic); dedup

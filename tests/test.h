@@ -1,11 +1,21 @@
 /* neardup — a tiny test harness shared by every tests/test_*.c program.
  *
  *   static void test_something(void) { CHECK(x == 1); CHECK_EQ_INT(a, b); }
- *   int main(void) { RUN(test_something); return test_summary(); }
+ *   int main(int argc, char **argv)
+ *   {
+ *           test_select(argc, argv);
+ *           RUN(test_something);
+ *           return test_summary();
+ *   }
  *
  * Each RUN prints "PASS name" or "FAIL name"; each failed CHECK prints
  * file:line and the expression. tests/run.sh adds the PASS/FAIL lines of all
- * programs into the final "N passed, N failed" line. */
+ * programs into the final "N passed, N failed" line.
+ *
+ * One case by name: `build/rel/tests/test_index test_recall` (or `recall`),
+ * or `make test T=test_index C=recall` ($ND_TEST_CASE): the other RUNs are
+ * skipped, and naming no case there is a failure. Shared fixtures live in
+ * tests/lib_*.c (lib_fs.h: files, scratch directories). */
 #ifndef NEARDUP_TEST_H
 #define NEARDUP_TEST_H
 
@@ -17,6 +27,26 @@
 static int test_case_failed_;
 static int test_passed_;
 static int test_failed_;
+static const char *test_only_; /* the one case to run, or NULL for all */
+static int test_only_seen_;
+
+/* Takes the case to run from argv[1], else $ND_TEST_CASE. */
+static inline void test_select(int argc, char **argv)
+{
+	test_only_ = argc > 1 ? argv[1] : getenv("ND_TEST_CASE");
+	if (test_only_ && !*test_only_)
+		test_only_ = NULL;
+}
+
+/* name is "test_x": selected by "test_x" or "x". */
+static inline int test_selected_(const char *name)
+{
+	if (!test_only_)
+		return 1;
+	if (!strcmp(name, test_only_) || (!strncmp(name, "test_", 5) && !strcmp(name + 5, test_only_)))
+		return test_only_seen_ = 1;
+	return 0;
+}
 
 #define CHECK(x)                                                              \
 	do {                                                                  \
@@ -60,6 +90,8 @@ static int test_failed_;
 
 #define RUN(fn)                                                               \
 	do {                                                                  \
+		if (!test_selected_(#fn))                                     \
+			break;                                                \
 		test_case_failed_ = 0;                                        \
 		fn();                                                         \
 		if (test_case_failed_) {                                      \
@@ -74,6 +106,10 @@ static int test_failed_;
 
 static inline int test_summary(void)
 {
+	if (test_only_ && !test_only_seen_) {
+		printf("FAIL no case named '%s'\n", test_only_);
+		return 1;
+	}
 	return test_failed_ ? 1 : 0;
 }
 

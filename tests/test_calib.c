@@ -1,4 +1,4 @@
-/* Tests of the calibrated similarity (issue 8): the background statistic
+/* Tests of the calibrated similarity: the background statistic
  * against NumPy golden values and a naive reference, the model file's
  * calibration section, and the index with version-2 vectors: calibrated
  * query and self-join scores, the v1 -> v2 upgrade (also interrupted), the
@@ -20,6 +20,7 @@
 #include "neardup/cnn.h"
 #include "neardup/index.h"
 #include "neardup/store.h"
+#include "lib_fs.h"
 #include "test.h"
 
 #define TINY "tests/data/cli/tiny.ndm"
@@ -28,35 +29,6 @@
 #define TINY_N 16
 
 static char tmproot[64];
-
-static void *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	void *b = malloc(n > 0 ? (size_t)n : 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
-static void rmdir_index(const char *dir)
-{
-	const char *files[] = { "data.mdb", "lock.mdb", "neardup.lock" };
-	char p[512];
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-		unlink(p);
-	}
-	rmdir(dir);
-}
 
 /* Naive reference: b(x) from the model's float16 set, in double, by sorting. */
 static int cmp_desc(const void *a, const void *b)
@@ -102,7 +74,7 @@ static void test_tiny_golden(void)
 	nd_calib *c = NULL;
 	nd_error err;
 	size_t len;
-	float *gold = read_all(TINY_GOLD, &len);
+	float *gold = tl_read_file(TINY_GOLD, &len);
 	CHECK(gold && len == sizeof(float) * (TINY_N * TINY_D + TINY_N));
 	CHECK_EQ_INT(nd_model_load(TINY, &m, &err), 0);
 	if (!gold || !m)
@@ -163,8 +135,8 @@ static void test_shipped_golden(void)
 		printf("  (no shipped model or golden values: skipped)\n");
 		return;
 	}
-	float *e = read_all("tests/data/cnn/neardup.out.f32", &ne);
-	float *g = read_all("tests/data/cnn/neardup.calib.f32", &ng);
+	float *e = tl_read_file("tests/data/cnn/neardup.out.f32", &ne);
+	float *g = tl_read_file("tests/data/cnn/neardup.calib.f32", &ng);
 	CHECK_EQ_INT(nd_model_load("models/neardup.ndm", &m, &err), 0);
 	CHECK(e && g);
 	if (!m || !e || !g)
@@ -224,7 +196,7 @@ static int patch_calib(uint8_t *b, size_t len, size_t field, const void *val, si
 static void test_model_section(void)
 {
 	size_t len;
-	uint8_t *orig = read_all(TINY, &len), *b = malloc(len);
+	uint8_t *orig = tl_read_file(TINY, &len), *b = malloc(len);
 	nd_model *m = NULL;
 	nd_error err;
 	CHECK(orig && b);
@@ -291,7 +263,7 @@ static int fixture_init(struct fixture *f)
 	nd_error err;
 	size_t len;
 	memset(f, 0, sizeof(*f));
-	float *gold = read_all(TINY_GOLD, &len);
+	float *gold = tl_read_file(TINY_GOLD, &len);
 	if (!gold || nd_model_load(TINY, &f->m, &err) || nd_calib_create(f->m, &f->c, &err)) {
 		free(gold);
 		return -1;
@@ -460,7 +432,7 @@ static void test_index_calibrated(void)
 	if (!f.X)
 		return;
 	snprintf(dir, sizeof(dir), "%s/cal", tmproot);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 	nd_index *ix = NULL;
 	nd_index_options o = opts(&f, 1, 0);
 	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
@@ -503,12 +475,12 @@ static void test_index_calibrated(void)
 	free(ps.sim);
 	nd_index_close(ix);
 done:
-	rmdir_index(dir);
+	tl_rm_index(dir);
 	fixture_free(&f);
 }
 
 
-/* Score fusion (issue 4): images stored with a perceptual hash score
+/* Score fusion: images stored with a perceptual hash score
  * cal + weight * max(0, bits - Hamming) against a query with one; without
  * a hash on either side, the calibrated score alone. Query and self-join. */
 static void test_index_phash_fusion(void)
@@ -521,7 +493,7 @@ static void test_index_phash_fusion(void)
 	if (!f.X)
 		return;
 	snprintf(dir, sizeof(dir), "%s/fused", tmproot);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 	/* hashes: one of 4 base patterns, a few bits flipped; every 5th image has none */
 	static const uint64_t base[4] = { 0x0123456789abcdefull, 0xfedcba9876543210ull,
 					  0x00ff00ff00ff00ffull, 0xaaaaaaaa55555555ull };
@@ -614,7 +586,7 @@ static void test_index_phash_fusion(void)
 	free(ps.sim);
 	nd_index_close(ix);
 done:
-	rmdir_index(dir);
+	tl_rm_index(dir);
 	fixture_free(&f);
 }
 
@@ -643,7 +615,7 @@ static void test_index_origin(void)
 	}
 	for (int cal = 1; cal >= 0; cal--) {
 		snprintf(dir, sizeof(dir), "%s/origin%d", tmproot, cal);
-		rmdir_index(dir);
+		tl_rm_index(dir);
 		nd_index *ix = NULL;
 		nd_index_options o = opts(&f, cal, 0);
 		CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
@@ -672,7 +644,7 @@ static void test_index_origin(void)
 		CHECK(cal ? stored > NV / 3 : stored == 0);
 		free(ids);
 		nd_index_close(ix);
-		rmdir_index(dir);
+		tl_rm_index(dir);
 	}
 	for (int i = 0; i < NV; i++)
 		f.it[i].origin = NULL;
@@ -729,7 +701,7 @@ static void tamper_phash(const char *dir, enum tamper how)
 	mdb_env_close(env);
 }
 
-/* The perceptual-hash postings (issue 4): an image whose CNN vector is far
+/* The perceptual-hash postings: an image whose CNN vector is far
  * from the query's (outside every LSH bucket the query reads) is still a
  * candidate when its hash is within 3 bits of the query's, and scores the
  * fused similarity; removal, replacement, and a missing or stale phash
@@ -743,7 +715,7 @@ static void test_index_phash_postings(void)
 	if (!f.X)
 		return;
 	snprintf(dir, sizeof(dir), "%s/phpost", tmproot);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 	uint64_t s = 7;
 	int hashed = 0;
 	for (int i = 0; i < NV; i++) { /* random hashes; every 3rd image has none */
@@ -915,7 +887,7 @@ static void test_index_phash_postings(void)
 	}
 done:
 	nd_index_close(ix);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 	fixture_free(&f);
 }
 
@@ -940,9 +912,9 @@ static void test_upgrade(void)
 		return;
 	snprintf(dir, sizeof(dir), "%s/old", tmproot);
 	snprintf(ref, sizeof(ref), "%s/ref", tmproot);
-	rmdir_index(dir);
-	rmdir_index(ref);
-	/* an index as built before issue 8: version-1 vectors, no flag */
+	tl_rm_index(dir);
+	tl_rm_index(ref);
+	/* an index as built before calibrated similarity: version-1 vectors, no flag */
 	nd_index *ix = NULL;
 	nd_index_options o = opts(&f, 0, 0);
 	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
@@ -1072,18 +1044,16 @@ static void test_upgrade(void)
 	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), ND_EMISMATCH);
 done:
 	nd_index_close(ix);
-	rmdir_index(dir);
-	rmdir_index(ref);
+	tl_rm_index(dir);
+	tl_rm_index(ref);
 	fixture_free(&f);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	snprintf(tmproot, sizeof(tmproot), "/tmp/nd_test_calib_XXXXXX");
-	if (!mkdtemp(tmproot)) {
-		perror("mkdtemp");
+	test_select(argc, argv);
+	if (tl_scratch_dir(tmproot, sizeof(tmproot), "test_calib"))
 		return 1;
-	}
 	RUN(test_tiny_golden);
 	RUN(test_shipped_golden);
 	RUN(test_model_section);

@@ -1,11 +1,11 @@
-/* Tests of the CLI's output escaping (src/cli/output.c, compiled in here:
+/* Tests of the CLI's output escaping (src/cli/output.c, linked from the CLI's objects:
  * the CLI is not part of libneardup): JSON strings stay valid JSON for any
  * bytes, TSV fields never contain a raw tab or newline, HTML text holds no
  * markup. A small strict JSON string checker (RFC 8259 grammar) checks the
  * JSON output. */
 #include "test.h"
 
-#include "cli/output.c"
+#include "cli/output.h"
 
 static char *capture(void (*fn)(FILE *, const char *), const char *s)
 {
@@ -183,13 +183,28 @@ static void test_base64(void)
 	}
 }
 
-int main(void)
+static void test_formats(void)
 {
+	const unsigned qf = OUT_FMT_BIT(OUT_FMT_TSV) | OUT_FMT_BIT(OUT_FMT_JSONL);
+	CHECK_EQ_INT(out_format_parse("tsv", qf), OUT_FMT_TSV);
+	CHECK_EQ_INT(out_format_parse("jsonl", qf), OUT_FMT_JSONL);
+	CHECK_EQ_INT(out_format_parse("html", qf), -1); /* not allowed there */
+	CHECK_EQ_INT(out_format_parse("html", qf | OUT_FMT_BIT(OUT_FMT_HTML)), OUT_FMT_HTML);
+	CHECK_EQ_INT(out_format_parse("JSONL", qf), -1);
+	CHECK_EQ_INT(out_format_parse("", qf), -1);
+	for (int f = OUT_FMT_TSV; f <= OUT_FMT_HTML; f++)
+		CHECK_EQ_INT(out_format_parse(out_format_name((out_format)f), ~0u), f);
+}
+
+int main(int argc, char **argv)
+{
+	test_select(argc, argv);
 	RUN(test_utf8);
 	RUN(test_json);
 	RUN(test_tsv);
 	RUN(test_tsv_any_bytes);
 	RUN(test_html);
 	RUN(test_base64);
+	RUN(test_formats);
 	return test_summary();
 }

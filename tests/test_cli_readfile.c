@@ -1,11 +1,16 @@
-/* Tests of the whole-file read (src/readfile.c, compiled in here for its
- * static helpers): a file overwritten in place while it is
+/* Tests of the CLI's whole-file read (src/readfile.c, linked from the
+ * CLI's objects: the CLI is not part of libneardup): a file overwritten in place while it is
  * read gives the bytes and hash of one version, never a mix of two, and a
  * file that keeps changing is refused. The file is changed from the read's
  * hook, after the first chunk of a pass, so the interleaving is exact. */
-#include "test.h"
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
-#include "readfile.c"
+#include "readfile.h"
+#include "lib_fs.h"
+#include "test.h"
 
 #define FILE_BYTES (3 * READ_CHUNK / 2 + 1234) /* two chunks per pass */
 
@@ -144,13 +149,12 @@ static void test_read_errors(void)
 	unlink(link);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	char dir[] = "/tmp/nd_test_readfile_XXXXXX";
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	test_select(argc, argv);
+	char dir[64];
+	if (tl_scratch_dir(dir, sizeof(dir), "test_readfile"))
 		return 1;
-	}
 	snprintf(path, sizeof(path), "%s/image.jpg", dir);
 	RUN(test_read_plain);
 	RUN(test_read_changed_once);

@@ -23,6 +23,7 @@
 #include "blas.h"
 #include "cnn_impl.h"
 #include "neardup/cnn.h"
+#include "lib_fs.h"
 #include "test.h"
 
 #define TOL_REL 1e-5    /* layer tests: ||y - ref|| / ||ref|| */
@@ -44,25 +45,6 @@ static int rnd_int(int lo, int hi) /* [lo, hi] */
 static float rnd_f(void) /* about N(0, 1)-ish, in [-2, 2) */
 {
 	return (float)((double)(rnd() >> 11) / (double)(1ull << 53) * 4.0 - 2.0);
-}
-
-static void *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	void *buf = NULL;
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(n > 0 ? (size_t)n : 1);
-	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
 }
 
 /* ---------- an in-memory .ndm writer (independent of models/export.py) ---------- */
@@ -573,9 +555,9 @@ static void parity_file(const char *model, const char *name)
 	if (!strncmp(name, "testnet", 7))
 		CHECK(strcmp(info.name, name) == 0);
 	snprintf(path, sizeof path, "%s/cnn/%s.in.f32", TEST_DATA_DIR, name);
-	float *in = read_file(path, &lin);
+	float *in = tl_read_file(path, &lin);
 	snprintf(path, sizeof path, "%s/cnn/%s.out.f32", TEST_DATA_DIR, name);
-	float *want = read_file(path, &lout);
+	float *want = tl_read_file(path, &lout);
 	CHECK(in && want);
 	size_t per_in = (size_t)3 * info.input_h * info.input_w * 4, per_out = (size_t)info.embed_dim * 4;
 	int n = (int)(lin / per_in);
@@ -668,7 +650,7 @@ static void test_info_and_background(void)
 	CHECK_EQ_INT(info.background_count, 8);
 	/* the checksum is the file's XXH3-64 trailer */
 	size_t len;
-	uint8_t *raw = read_file(TEST_DATA_DIR "/cnn/testnet_b.ndm", &len);
+	uint8_t *raw = tl_read_file(TEST_DATA_DIR "/cnn/testnet_b.ndm", &len);
 	CHECK(raw && info.checksum == XXH3_64bits(raw, len - 8));
 	free(raw);
 	const uint16_t *bg;
@@ -694,17 +676,38 @@ static void test_info_and_background(void)
 
 /* ---------- OpenBLAS ---------- */
 
+/* Loading the library changes nothing: BLAS is set up at nd_cnn_init (or
+ * the first workspace), not by a constructor. Runs first. */
+static void test_blas_not_at_load(void)
+{
+	nd_error err;
+	const char *threads = getenv("OPENBLAS_NUM_THREADS");
+	char saved[64];
+	if (threads) {
+		snprintf(saved, sizeof(saved), "%s", threads);
+		threads = saved;
+	}
+	CHECK(nd_cnn_blas_core() == NULL);
+	CHECK(nd__blas_config() == NULL);
+	CHECK_EQ_INT(nd_cnn_init(&err), 0);
+	CHECK(nd_cnn_blas_core() != NULL);
+	CHECK_EQ_INT(nd_cnn_init(&err), 0); /* idempotent */
+	/* the environment is as the user left it */
+	const char *now = getenv("OPENBLAS_NUM_THREADS");
+	CHECK((!now && !threads) || (now && threads && !strcmp(now, threads)));
+}
+
 static void test_blas_core(void)
 {
 	nd_error err;
 	const char *user = getenv("OPENBLAS_CORETYPE");
 	int had_user = user != NULL;
-	CHECK_EQ_INT(nd_blas_init(&err), 0);
+	CHECK_EQ_INT(nd__blas_init(&err), 0);
 	const char *core = nd_cnn_blas_core();
 	CHECK(core != NULL);
 	if (!core)
 		return;
-	printf("openblas core: %s (%s)\n", core, nd_blas_config());
+	printf("openblas core: %s (%s)\n", core, nd__blas_config());
 	__builtin_cpu_init();
 	int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
 		     __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
@@ -719,7 +722,7 @@ static void test_blas_core(void)
 	CHECK_EQ_INT(getenv("OPENBLAS_CORETYPE") != NULL, had_user);
 	/* a quick sgemm sanity check through the loaded library */
 	float a[6] = { 1, 2, 3, 4, 5, 6 }, b[6] = { 1, 0, 0, 1, 1, 1 }, c[4];
-	nd_blas_sgemm(2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
+	nd__blas_sgemm(2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
 	CHECK(c[0] == 4 && c[1] == 5 && c[2] == 10 && c[3] == 11);
 }
 
@@ -751,7 +754,7 @@ static void test_threads_share_model(void)
 	size_t lin;
 	int rc = nd_model_load(TEST_DATA_DIR "/cnn/testnet_a.ndm", &m, &err);
 	CHECK_MSG(rc == 0, "%s", err.msg);
-	float *in = read_file(TEST_DATA_DIR "/cnn/testnet_a.in.f32", &lin);
+	float *in = tl_read_file(TEST_DATA_DIR "/cnn/testnet_a.in.f32", &lin);
 	if (rc || !in)
 		goto done;
 	struct thr t[3];
@@ -817,7 +820,7 @@ static void test_bad_files(void)
 {
 	size_t len;
 	nd_error err;
-	uint8_t *good = read_file(TEST_DATA_DIR "/cnn/testnet_b.ndm", &len);
+	uint8_t *good = tl_read_file(TEST_DATA_DIR "/cnn/testnet_b.ndm", &len);
 	CHECK(good != NULL);
 	if (!good)
 		return;
@@ -940,8 +943,10 @@ static void test_sections(void)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
+	RUN(test_blas_not_at_load);
 	RUN(test_blas_core);
 	RUN(test_parity_testnet_a);
 	RUN(test_parity_testnet_b);

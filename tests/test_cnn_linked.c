@@ -1,7 +1,7 @@
 /* The cnn module's OpenBLAS set-up when the program itself links OpenBLAS
  * (as the neardup binary does, through other modules calling cblas_*): the
  * library is loaded before main with Debian's default kernel choice, and
- * nd_blas_init must switch it to SkylakeX on an AVX-512 CPU unless the user
+ * nd__blas_init must switch it to SkylakeX on an AVX-512 CPU unless the user
  * set OPENBLAS_CORETYPE. tests/test_cnn.c covers the other case (OpenBLAS
  * not linked: loaded with dlopen). */
 #include <cblas.h>
@@ -32,9 +32,9 @@ static void test_switch_core_when_linked(void)
 	const char *before = openblas_get_corename();
 	printf("openblas core at start: %s\n", before);
 	nd_error err;
-	CHECK_EQ_INT(nd_blas_init(&err), 0);
+	CHECK_EQ_INT(nd__blas_init(&err), 0);
 	const char *after = openblas_get_corename();
-	printf("openblas core after nd_blas_init: %s (nd_cnn_blas_core: %s)\n", after, nd_cnn_blas_core());
+	printf("openblas core after nd__blas_init: %s (nd_cnn_blas_core: %s)\n", after, nd_cnn_blas_core());
 	CHECK(strcmp(after, nd_cnn_blas_core()) == 0);
 	if (!user && avx512())
 		CHECK_MSG(!strcasecmp(after, "SkylakeX") || !strcasecmp(after, "Cooperlake") ||
@@ -50,7 +50,7 @@ static void test_switch_core_when_linked(void)
 	static float x[N * N], y[N * N], z[N * N];
 	for (int i = 0; i < N * N; i++)
 		x[i] = (float)(i % 7) - 3, y[i] = (float)(i % 5) - 2;
-	nd_blas_sgemm(N, N, N, 1.0f, x, N, y, N, 0.0f, z, N);
+	nd__blas_sgemm(N, N, N, 1.0f, x, N, y, N, 0.0f, z, N);
 	double maxerr = 0;
 	for (int i = 0; i < N; i += 37)
 		for (int j = 0; j < N; j += 29) {
@@ -62,8 +62,9 @@ static void test_switch_core_when_linked(void)
 	CHECK_NEAR(maxerr, 0, 1e-3);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_switch_core_when_linked);
 	return test_summary();
 }

@@ -46,8 +46,9 @@ static void test_size_arithmetic_detects_overflow(void)
 	CHECK_EQ_INT(r, 3);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_error_set_formats_and_returns_code);
 	RUN(test_long_message_is_truncated_not_overflowed);
 	RUN(test_every_code_has_text);

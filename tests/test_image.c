@@ -34,6 +34,7 @@
 #include <zlib.h>
 
 #include "image_impl.h"
+#include "lib_fs.h"
 #include "test.h"
 
 #define IMG_DIR TEST_DATA_DIR "/image/"
@@ -41,39 +42,11 @@
 
 /* ---- helpers ---- */
 
-static uint8_t *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = NULL;
-	long n;
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		}
-		*len = (size_t)n;
-	}
-	fclose(f);
-	return buf;
-}
-
-static int write_all(const char *path, const void *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	if (!f)
-		return -1;
-	size_t n = len ? fwrite(data, 1, len, f) : 0;
-	return (fclose(f) == 0 && n == len) ? 0 : -1;
-}
-
 /* Binary PPM (P6, maxval 255) as written by make_golden.py. */
 static uint8_t *load_ppm(const char *path, int *w, int *h)
 {
 	size_t len, off;
-	uint8_t *buf = read_all(path, &len), *pix = NULL;
+	uint8_t *buf = tl_read_file(path, &len), *pix = NULL;
 	int maxv, n = 0;
 	if (!buf)
 		return NULL;
@@ -132,7 +105,7 @@ static void check_golden(const char *path, const char *ppm, const nd_image_opts 
 	nd_image_info ia, ib;
 	nd_error err;
 	size_t len;
-	uint8_t *data = read_all(path, &len);
+	uint8_t *data = tl_read_file(path, &len);
 	CHECK_MSG(data != NULL, "%s", path);
 	if (!data)
 		return;
@@ -273,7 +246,7 @@ static void test_jpeg_scale_orientation(void)
 static void test_jpeg_many_app1(void)
 {
 	size_t len;
-	uint8_t *jpg = read_all(IMG_DIR "orient6.jpg", &len);
+	uint8_t *jpg = tl_read_file(IMG_DIR "orient6.jpg", &len);
 	const size_t seg = 60000, count = 200;
 	size_t big = len + count * (seg + 4);
 	uint8_t *buf = malloc(big), *p = buf;
@@ -405,7 +378,7 @@ static void test_jpeg_ycck(void)
 static void test_pngsuite(void)
 {
 	size_t len;
-	char *list = (char *)read_all(SUITE_DIR "LIST", &len);
+	char *list = (char *)tl_read_file(SUITE_DIR "LIST", &len);
 	int count = 0;
 	CHECK(list != NULL);
 	if (!list)
@@ -496,13 +469,13 @@ static void test_empty_and_not_image(void)
 	const char *tmp = "build/test_image_tmp.bin";
 	CHECK_EQ_INT(decode_buf("", 0, NULL, &err, NULL), ND_EFORMAT);
 	CHECK(!strcmp(err.msg, "empty file"));
-	CHECK_EQ_INT(write_all(tmp, "", 0), 0);
+	CHECK_EQ_INT(tl_write_file(tmp, "", 0), 0);
 	CHECK_EQ_INT(nd_image_decode_file(tmp, NULL, &img, NULL, &err), ND_EFORMAT);
 	CHECK(!strcmp(err.msg, "empty file"));
 	const char *txt = "this is a text file, not an image\n";
 	CHECK_EQ_INT(decode_buf(txt, strlen(txt), NULL, &err, NULL), ND_EFORMAT);
 	CHECK(!strcmp(err.msg, "not a supported image format"));
-	CHECK_EQ_INT(write_all(tmp, txt, strlen(txt)), 0);
+	CHECK_EQ_INT(tl_write_file(tmp, txt, strlen(txt)), 0);
 	CHECK_EQ_INT(nd_image_decode_file(tmp, NULL, &img, NULL, &err), ND_EFORMAT);
 	CHECK(!strcmp(err.msg, "not a supported image format"));
 	/* GIF and WebP magic with nothing behind it: that format, cut short. */
@@ -524,18 +497,18 @@ static void test_empty_and_not_image(void)
 static void test_wrong_extension(void)
 {
 	size_t len;
-	uint8_t *png = read_all(SUITE_DIR "basn2c08.png", &len);
+	uint8_t *png = tl_read_file(SUITE_DIR "basn2c08.png", &len);
 	uint8_t *jpg;
 	size_t jlen;
 	nd_image img = { 0 };
 	nd_image_info info;
 	nd_error err;
-	CHECK_EQ_INT(write_all("build/test_image_png.jpg", png, len), 0);
+	CHECK_EQ_INT(tl_write_file("build/test_image_png.jpg", png, len), 0);
 	CHECK_EQ_INT(nd_image_decode_file("build/test_image_png.jpg", NULL, &img, &info, &err), 0);
 	CHECK_EQ_INT(info.format, ND_FMT_PNG);
 	nd_image_free(&img);
-	jpg = read_all(IMG_DIR "baseline.jpg", &jlen);
-	CHECK_EQ_INT(write_all("build/test_image_jpg.png", jpg, jlen), 0);
+	jpg = tl_read_file(IMG_DIR "baseline.jpg", &jlen);
+	CHECK_EQ_INT(tl_write_file("build/test_image_jpg.png", jpg, jlen), 0);
 	CHECK_EQ_INT(nd_image_decode_file("build/test_image_jpg.png", NULL, &img, &info, &err), 0);
 	CHECK_EQ_INT(info.format, ND_FMT_JPEG);
 	nd_image_free(&img);
@@ -548,7 +521,7 @@ static void test_wrong_extension(void)
 static void truncate_all(const char *path, const char *what)
 {
 	size_t len;
-	uint8_t *data = read_all(path, &len);
+	uint8_t *data = tl_read_file(path, &len);
 	nd_error err;
 	CHECK(data != NULL);
 	if (!data)
@@ -568,7 +541,7 @@ static void truncate_all(const char *path, const char *what)
 		/* Same through the file path. */
 		if (n == len / 2) {
 			nd_image img = { 0 };
-			CHECK_EQ_INT(write_all("build/test_image_cut", data, n), 0);
+			CHECK_EQ_INT(tl_write_file("build/test_image_cut", data, n), 0);
 			CHECK_EQ_INT(nd_image_decode_file("build/test_image_cut", NULL, &img, NULL, &err),
 				     ND_ECORRUPT);
 			CHECK_MSG(strstr(err.msg, what) != NULL, "'%s'", err.msg);
@@ -595,7 +568,7 @@ static uint32_t lcg(uint32_t *s)
 static void flip_bits(const char *path, size_t from, int expect_all_fail)
 {
 	size_t len;
-	uint8_t *data = read_all(path, &len), *copy;
+	uint8_t *data = tl_read_file(path, &len), *copy;
 	uint32_t seed = 12345;
 	int errors = 0, trials = 200;
 	nd_error err;
@@ -701,7 +674,7 @@ static int fast_vs_libpng(const uint8_t *data, size_t len, const nd_image_opts *
 	}
 	memset(&ia, 0, sizeof(ia));
 	memset(&ib, 0, sizeof(ib));
-	int fast = nd__decode_png_fast(&src, o, &a, &ia) == 0;
+	int fast = nd__image_decode_png_fast(&src, o, &a, &ia) == 0;
 	if (!fast)
 		CHECK_MSG(a.rgb == NULL, "%s: declined but left an image", what);
 	char path[] = "/tmp/nd_test_fastXXXXXX";
@@ -710,7 +683,7 @@ static int fast_vs_libpng(const uint8_t *data, size_t len, const nd_image_opts *
 	if (fd < 0)
 		return 0;
 	close(fd);
-	CHECK(write_all(path, data, len) == 0);
+	CHECK(tl_write_file(path, data, len) == 0);
 	int rc = nd_image_decode_file(path, o, &b, &ib, &err);
 	unlink(path);
 	if (fast) {
@@ -772,7 +745,7 @@ static void test_png_fast_path(void)
 {
 	/* 1. PngSuite: identical wherever the fast path takes the file */
 	size_t len;
-	char *list = (char *)read_all(SUITE_DIR "LIST", &len);
+	char *list = (char *)tl_read_file(SUITE_DIR "LIST", &len);
 	int taken = 0, total = 0;
 	CHECK(list != NULL);
 	if (!list)
@@ -783,7 +756,7 @@ static void test_png_fast_path(void)
 		char p[256];
 		size_t n;
 		snprintf(p, sizeof(p), SUITE_DIR "%s.png", name);
-		uint8_t *d = read_all(p, &n);
+		uint8_t *d = tl_read_file(p, &n);
 		CHECK_MSG(d != NULL, "%s", p);
 		if (d)
 			taken += fast_vs_libpng(d, n, NULL, name);
@@ -857,7 +830,7 @@ static void test_huge_dimensions(void)
 	free(png);
 
 	/* JPEG: patch the SOF0 of baseline.jpg to 65500x65500. */
-	uint8_t *jpg = read_all(IMG_DIR "baseline.jpg", &len);
+	uint8_t *jpg = tl_read_file(IMG_DIR "baseline.jpg", &len);
 	size_t i;
 	for (i = 2; i + 9 < len; i++)
 		if (jpg[i] == 0xff && jpg[i + 1] == 0xc0)
@@ -1130,7 +1103,7 @@ static int capped_child(char **argv)
 	nd_image img = { 0 };
 	nd_error err;
 	size_t len;
-	uint8_t *data = read_all(argv[2], &len);
+	uint8_t *data = tl_read_file(argv[2], &len);
 	if (!data)
 		return 100;
 	alarm(60); /* a decoder stuck on a failed allocation fails the test */
@@ -1159,7 +1132,7 @@ static int decode_capped(const uint8_t *data, size_t len, size_t max_memory, int
 	if (fd < 0)
 		return rc;
 	close(fd);
-	if (write_all(path, data, len) != 0)
+	if (tl_write_file(path, data, len) != 0)
 		goto done;
 	snprintf(a3, sizeof(a3), "%zu", max_memory);
 	snprintf(a4, sizeof(a4), "%zu", slack);
@@ -1362,7 +1335,7 @@ static void test_formats_bad_input(void)
 		char path[256];
 		size_t len;
 		snprintf(path, sizeof(path), FMT_DIR "%s", c->name);
-		uint8_t *data = read_all(path, &len);
+		uint8_t *data = tl_read_file(path, &len);
 		nd_image full = { 0 };
 		nd_error err;
 		CHECK(data != NULL);
@@ -1529,7 +1502,7 @@ static void test_formats_limits(void)
 		buf[200 + i] = (uint8_t)(i * 20);
 	CHECK_EQ_INT(decode_buf(buf, len, NULL, &err, NULL), 0);
 	/* BMP: width and height patched to 70000 */
-	uint8_t *bmp = read_all(FMT_DIR "rgb24.bmp", &len);
+	uint8_t *bmp = tl_read_file(FMT_DIR "rgb24.bmp", &len);
 	put_le32(bmp + 18, 70000);
 	put_le32(bmp + 22, 70000);
 	CHECK_EQ_INT(decode_buf(bmp, len, NULL, &err, NULL), ND_ELIMIT);
@@ -1550,7 +1523,7 @@ static void test_formats_limits(void)
 	CHECK_MSG(!strcmp(err.msg, "corrupt PNM data: sample above maxval"), "'%s'", err.msg);
 	/* WebP: a lossless stream declaring 10000x10000 (libwebp would hold the
 	 * whole ARGB image twice): refused from the header */
-	uint8_t *webp = read_all(FMT_DIR "alpha.webp", &len);
+	uint8_t *webp = tl_read_file(FMT_DIR "alpha.webp", &len);
 	CHECK(webp && !memcmp(webp + 12, "VP8L", 4) && webp[20] == 0x2f);
 	uint32_t bits = le32_get(webp + 21);
 	bits = (bits & 0xf0000000u) | 9999u | 9999u << 14;
@@ -1561,7 +1534,7 @@ static void test_formats_limits(void)
 	free(webp);
 	/* HEIC: every ispe (image size) patched to 10000x10000: libheif has no
 	 * reduced decode, so the full-size planes are over the bound */
-	uint8_t *heic = read_all(FMT_DIR "rgb.heic", &len);
+	uint8_t *heic = tl_read_file(FMT_DIR "rgb.heic", &len);
 	int patched = 0;
 	for (size_t i = 0; heic && i + 16 <= len; i++)
 		if (!memcmp(heic + i, "ispe", 4)) {
@@ -1583,7 +1556,7 @@ static void test_formats_limits(void)
 	 * forever when it cannot start one: the child's alarm ends that) */
 	static const char *const heifs[] = { FMT_DIR "alpha.heic", FMT_DIR "alpha.avif" };
 	for (int i = 0; i < 2; i++) {
-		uint8_t *d = read_all(heifs[i], &len);
+		uint8_t *d = tl_read_file(heifs[i], &len);
 		CHECK_EQ_INT(decode_buf(d, len, NULL, &err, &info), 0);
 		CHECK_EQ_INT(decode_capped(d, len, info.mem_bytes, 0, (size_t)32 << 20), 0);
 		free(d);
@@ -1596,7 +1569,7 @@ static void *worker(void *arg)
 {
 	const char *path = arg;
 	size_t len;
-	uint8_t *data = read_all(path, &len);
+	uint8_t *data = tl_read_file(path, &len);
 	int bad = 0;
 	for (int i = 0; i < 30 && data; i++) {
 		nd_error err;
@@ -1637,6 +1610,7 @@ int main(int argc, char **argv)
 {
 	if (argc == 6 && !strcmp(argv[1], "--decode-capped"))
 		return capped_child(argv);
+	test_select(argc, argv);
 	RUN(test_jpeg_variants);
 	RUN(test_jpeg_orientations);
 	RUN(test_jpeg_dct_scale);

@@ -3,9 +3,10 @@
  * during writes, crash safety under SIGKILL, self-join, check. */
 #include "neardup/index.h"
 #include "neardup/lsh.h"
+#include "lib_fs.h"
 #include "test.h"
 
-#include "../bench/synth.h"
+#include "lib_synth.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -28,21 +29,10 @@
 
 static char tmproot[64];
 
-static void rmdir_index(const char *dir)
-{
-	const char *files[] = { "data.mdb", "lock.mdb", "neardup.lock" };
-	char p[512];
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-		unlink(p);
-	}
-	rmdir(dir);
-}
-
 static void fresh_dir(char *out, size_t cap, const char *name)
 {
 	snprintf(out, cap, "%s/%s", tmproot, name);
-	rmdir_index(out);
+	tl_rm_index(out);
 }
 
 static nd_index *open_new(const char *dir, uint32_t dim, size_t map_size)
@@ -242,7 +232,7 @@ static void test_basic(void)
 	batch_free(&b);
 	free(X);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* Exact top-k (sim >= tau) of q over X[n][d]. */
@@ -329,7 +319,7 @@ static void test_recall(void)
 	free(X);
 	free(bases);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 static void test_remove_readd(void)
@@ -425,7 +415,7 @@ static void test_remove_readd(void)
 	free(X);
 	free(bases);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* growth from a tiny map, with a reader thread querying the same handle */
@@ -499,7 +489,7 @@ static void test_map_growth(void)
 	free(X);
 	free(bases);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 static void test_second_writer(void)
@@ -558,7 +548,7 @@ static void test_second_writer(void)
 	/* released on close */
 	CHECK_EQ_INT(nd_index_open(&ix2, dir, &o, &err), 0);
 	nd_index_close(ix2);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* another process reads (full check of each snapshot) while we write */
@@ -634,7 +624,7 @@ static void test_reader_process_during_writes(void)
 	free(X);
 	free(bases);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* ---- crash safety ---- */
@@ -801,7 +791,7 @@ static void test_crash_safety(void)
 	printf("crash safety: %d kills, %u batches committed\n", iters, next);
 	/* each round waited for its commits: all of them are there */
 	CHECK_MSG(next >= waited, "%u batches present, %llu were reported", next, (unsigned long long)waited);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* ---- self-join ---- */
@@ -943,7 +933,7 @@ static void test_selfjoin(void)
 	free(X);
 	free(bases);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* check finds damage done behind the index's back */
@@ -976,9 +966,9 @@ static void test_check_detects_corruption(void)
 	mdb_env_set_maxdbs(env, 8);
 	CHECK(mdb_env_open(env, dir, 0, 0644) == 0);
 	CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CHECK(mdb_dbi_open(txn, "vectors", MDB_INTEGERKEY, &vec) == 0);
-	CHECK(mdb_dbi_open(txn, "postings", 0, &post) == 0);
-	CHECK(mdb_dbi_open(txn, "records", MDB_INTEGERKEY, &rec) == 0);
+	CHECK(mdb_dbi_open(txn, ND_DB_VECTORS, MDB_INTEGERKEY, &vec) == 0);
+	CHECK(mdb_dbi_open(txn, ND_DB_POSTINGS, 0, &post) == 0);
+	CHECK(mdb_dbi_open(txn, ND_DB_RECORDS, MDB_INTEGERKEY, &rec) == 0);
 	uint32_t id = 5;
 	MDB_val k = { 4, &id }, v;
 	CHECK(mdb_del(txn, vec, &k, NULL) == 0);           /* a vector disappears */
@@ -1030,7 +1020,7 @@ static void test_check_detects_corruption(void)
 	CHECK(failures > 0);
 	nd_index_close(ix);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
 /* One file is one image: an item whose (device, inode) is indexed under
@@ -1106,10 +1096,10 @@ static void test_file_identity(void)
 	mdb_env_set_maxdbs(env, 12);
 	CHECK(mdb_env_open(env, dir, 0, 0644) == 0);
 	CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CHECK(mdb_dbi_open(txn, "inodes", 0, &ino) == 0);
-	CHECK(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+	CHECK(mdb_dbi_open(txn, ND_DB_INODES, 0, &ino) == 0);
+	CHECK(mdb_dbi_open(txn, ND_DB_META, 0, &meta) == 0);
 	CHECK(mdb_drop(txn, ino, 1) == 0);
-	MDB_val mk = { 6, "inodes" };
+	MDB_val mk = { sizeof(ND_META_KEY_INODES) - 1, ND_META_KEY_INODES };
 	CHECK(mdb_del(txn, meta, &mk, NULL) == 0);
 	CHECK(mdb_txn_commit(txn) == 0);
 	mdb_env_close(env);
@@ -1132,7 +1122,7 @@ static void test_file_identity(void)
 	mdb_env_set_maxdbs(env, 12);
 	CHECK(mdb_env_open(env, dir, 0, 0644) == 0);
 	CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CHECK(mdb_dbi_open(txn, "inodes", 0, &ino) == 0);
+	CHECK(mdb_dbi_open(txn, ND_DB_INODES, 0, &ino) == 0);
 	uint8_t key[ND_INODE_KEY_SIZE], val[ND_PATHVAL_SIZE];
 	nd_inode_key(2049, 99, key);
 	nd_pathval_encode(nid[0], val);
@@ -1152,16 +1142,14 @@ static void test_file_identity(void)
 	batch_free(&b);
 	batch_free(&b2);
 	synth_free(&s);
-	rmdir_index(dir);
+	tl_rm_index(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	snprintf(tmproot, sizeof(tmproot), "/tmp/nd_test_index_XXXXXX");
-	if (!mkdtemp(tmproot)) {
-		perror("mkdtemp");
+	test_select(argc, argv);
+	if (tl_scratch_dir(tmproot, sizeof(tmproot), "test_index"))
 		return 1;
-	}
 	RUN(test_basic);
 	RUN(test_recall);
 	RUN(test_remove_readd);

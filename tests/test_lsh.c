@@ -2,7 +2,7 @@
 #include "neardup/lsh.h"
 #include "test.h"
 
-#include "../bench/synth.h"
+#include "lib_synth.h"
 
 static void rand_unit(synth_rng *r, float *x, uint32_t d)
 {
@@ -197,8 +197,9 @@ static void test_multiprobe_helps(void)
 	nd_lsh_free(l);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_dot_is_build_independent);
 	RUN(test_params_and_determinism);
 	RUN(test_collision_probability);

@@ -499,8 +499,9 @@ static void test_keep_choose(void)
 	free(bs);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_grey);
 	RUN(test_margin);
 	RUN(test_caption_bar);

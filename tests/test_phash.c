@@ -316,8 +316,9 @@ static void test_bad_input(void)
 	CHECK_EQ_INT(nd_phash_plane(lum, 8, 8, &h, &err), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_golden);
 	RUN(test_naive);
 	RUN(test_transpose_bits);

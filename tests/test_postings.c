@@ -232,8 +232,9 @@ static void test_blocks(void)
 	CHECK(nd_posting_key_decode(key, 9, &t, &b, &f, &err) == ND_ECORRUPT);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_varint_boundaries);
 	RUN(test_roundtrip_lengths);
 	RUN(test_large_gaps);

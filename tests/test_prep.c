@@ -218,8 +218,9 @@ static void test_invalid(void)
 	free(img.rgb);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_downsample);
 	RUN(test_upsample);
 	RUN(test_mixed_axes);

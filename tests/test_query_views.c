@@ -1,14 +1,14 @@
 /* Tests of query's views (src/embed.c's embedder_add_views and
- * src/views.c, compiled in here for their static helpers):
+ * src/views.c, linked from the library):
  * the identity view is exactly ingest's tensor, rotations of the prepared
  * tensor equal the prep of rotated pixels (square input) and the rotated
  * pixels path (non-square input) is right, centre crops come from a decode
  * large enough for a 50% crop, --views parsing, and the per-image merge. */
 #include "test.h"
 
-#include "embed.c"
-#include "readfile.c"
-#include "views.c"
+#include "embed.h"
+#include "readfile.h"
+#include "views.h"
 
 #define MODEL "models/neardup.ndm"
 
@@ -203,8 +203,9 @@ static void test_views_merge(void)
 	CHECK_EQ_INT(views_merge(lists, counts, views, 3, 10, out), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	nd_error err;
 	if (nd_model_load(MODEL, &model, &err)) {
 		printf("FAIL load %s: %s\n", MODEL, err.msg);

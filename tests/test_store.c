@@ -2,7 +2,7 @@
 #include "neardup/store.h"
 #include "test.h"
 
-#include "../bench/synth.h"
+#include "lib_synth.h"
 
 static void test_meta_roundtrip(void)
 {
@@ -17,7 +17,7 @@ static void test_meta_roundtrip(void)
 	m.vec_format = ND_VEC_I8;
 	m.seed = 0x1234567890ABCDEFull;
 	m.model_checksum = 0xFEDCBA0987654321ull;
-	strcpy(m.model_name, "resnet-gem-v1");
+	snprintf(m.model_name, sizeof(m.model_name), "%s", "resnet-gem-v1");
 	m.next_id = 77;
 	m.n_images = 70;
 	m.n_postings = 1120;
@@ -241,7 +241,7 @@ static void test_vector_formats(void)
 	CHECK(v2.scale == v.scale && memcmp(v2.data, v.data, 16) == 0);
 }
 
-/* Version-2 vector values (issue 8): the v1 fields plus the background
+/* Version-2 vector values: the v1 fields plus the background
  * statistic; the components are the same bytes as version 1's. */
 static void test_vector_stat(void)
 {
@@ -283,7 +283,7 @@ static void test_vector_stat(void)
 	}
 }
 
-/* Version 3 (issue 4): version 2 plus the perceptual hash; versions 1 and
+/* Version 3: version 2 plus the perceptual hash; versions 1 and
  * 2 decode without one. */
 static void test_vector_phash(void)
 {
@@ -389,8 +389,9 @@ static void test_phash_mark(void)
 	CHECK_EQ_INT(nd_phash_mark_decode(b, ND_PHASH_MARK_SIZE, &next, &n, &err), ND_EVERSION);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	test_select(argc, argv);
 	RUN(test_meta_roundtrip);
 	RUN(test_record_roundtrip);
 	RUN(test_record_v1);

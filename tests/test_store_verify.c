@@ -4,6 +4,7 @@
  * A sound file walks clean; a damaged page header, a truncated file and a
  * flipped byte anywhere give ND_ECORRUPT or a clean walk, never a crash. */
 #include "store_impl.h"
+#include "lib_fs.h"
 #include "test.h"
 
 #include <fcntl.h>
@@ -67,15 +68,15 @@ static void make_env(void)
 	mdb_env_close(env);
 }
 
-static int walk(int full, nd_store_walk_info *wi, nd_error *err)
+static int walk(int full, nd__store_walk_info *wi, nd_error *err)
 {
 	nd_error_clear(err);
-	return nd_store_walk(dir, full, 0, wi, err);
+	return nd__store_walk(dir, full, 0, wi, err);
 }
 
 static void test_sound_file(void)
 {
-	nd_store_walk_info wi, light;
+	nd__store_walk_info wi, light;
 	nd_error err;
 	CHECK_MSG(walk(1, &wi, &err) == 0, "%s", err.msg);
 	CHECK_MSG(walk(0, &light, &err) == 0, "%s", err.msg);
@@ -110,7 +111,7 @@ static unsigned char get_byte(long off)
  * overflow values are not read as pages). */
 static void test_page_headers(void)
 {
-	nd_store_walk_info wi, w2;
+	nd__store_walk_info wi, w2;
 	nd_error err;
 	CHECK(walk(1, &wi, &err) == 0);
 	uint64_t found = 0;
@@ -136,7 +137,7 @@ static void test_page_headers(void)
  * (under the sanitizer build: never a read outside a buffer). */
 static void test_byte_flips(void)
 {
-	nd_store_walk_info wi, w2;
+	nd__store_walk_info wi, w2;
 	nd_error err;
 	CHECK(walk(1, &wi, &err) == 0);
 	long size = (long)((wi.last_pg + 1) * wi.psize);
@@ -159,7 +160,7 @@ static void test_byte_flips(void)
 
 static void test_truncated(void)
 {
-	nd_store_walk_info wi, w2;
+	nd__store_walk_info wi, w2;
 	nd_error err;
 	struct stat sb;
 	CHECK(walk(1, &wi, &err) == 0);
@@ -178,20 +179,18 @@ static void test_lmdb_codes(void)
 	int codes[] = { MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID, MDB_VERSION_MISMATCH };
 	nd_error err;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-		CHECK_EQ_INT(nd_store_err(codes[i], &err, "reading"), ND_ECORRUPT);
+		CHECK_EQ_INT(nd__store_err(codes[i], &err, "reading"), ND_ECORRUPT);
 		CHECK_MSG(strstr(err.msg, "the index is damaged: reading: ") == err.msg, "%s", err.msg);
 	}
-	CHECK_EQ_INT(nd_store_err(MDB_MAP_FULL, &err, "x"), ND_STORE_MAPFULL);
-	CHECK_EQ_INT(nd_store_err(MDB_READERS_FULL, &err, "x"), ND_ESTORE);
+	CHECK_EQ_INT(nd__store_err(MDB_MAP_FULL, &err, "x"), ND_STORE_MAPFULL);
+	CHECK_EQ_INT(nd__store_err(MDB_READERS_FULL, &err, "x"), ND_ESTORE);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	snprintf(dir, sizeof(dir), "%s/nd-walk.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	test_select(argc, argv);
+	if (tl_scratch_dir(dir, sizeof(dir), "walk"))
 		return 1;
-	}
 	snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
 	make_env();
 	RUN(test_lmdb_codes);

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Builds neardup's development set (evaluation only; issue 4 / issue 7).
+"""Builds neardup's development set (evaluation only).
 
 From the dev packages (bench/corpus/fetch_dev_packages.sh -> cache/dev/pkgs/),
 which training never sees:

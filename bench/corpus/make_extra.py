@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Builds the quality benchmark's extra corpora (issue 7) next to the dev set.
+"""Builds the quality benchmark's extra corpora next to the dev set.
 
 Everything comes from the dev packages (bench/corpus/fetch_dev_packages.sh ->
 cache/dev/pkgs/), never from the training packages. The dev set itself

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Scores one run of bench/suite_quality.sh (issue 7) and writes its report.
+"""Scores one run of bench/suite_quality.sh and writes its report.
 
   evaluate.py extract-queries RUNDIR   query vectors (RUNDIR/all dump, in
                                        queries.txt order) -> RUNDIR/qvecs.f32
@@ -8,15 +8,16 @@
 
 Methods, all on the same files:
   neardup       the CLI's results (`neardup query --format jsonl -k 10`), its
-                `similarity` (calibrated once issue 8 lands)
+                `similarity` (calibrated when the model has a calibration)
   neardup-raw   the plain cosine, when the CLI reports it (`raw_similarity`
-                or `--score raw`); absent before issue 8
+                or `--score raw`); absent from older runs
   exact         brute force over neardup's own stored (float16) embeddings,
                 read from the index by bench/bench_vectors: the index's ceiling
   phash         64-bit DCT perceptual hash (models/train/eval.py's), score
                 1 - Hamming/64
   findimagedupes  Debian's, dedup mode only (it has no query mode)
-Query-mode metrics (DISC21 style, as models/train/eval.py): every query's top
+Query-mode metrics (DISC21 style, models/train/muap.py, shared with
+models/train/eval.py): every query's top
 10 references with scores are pooled and ranked by score; muAP is the area
 under that precision-recall curve with recall over all queries; R@P90 the
 recall where precision is still >= 0.9; R@1 / R@10: the query's original is
@@ -45,6 +46,7 @@ CLI_PROBES = 5120
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "models", "train"))
+import muap as muap_lib  # noqa: E402  (shared with models/train/eval.py)
 DEVSET = os.path.join(ROOT, "cache", "dev", "devset")
 CORPUS = os.path.join(ROOT, "cache", "quality", "corpus.tsv")
 SWEEP = ["0.3", "0.4", "0.5", "0.6", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
@@ -119,17 +121,10 @@ def qmetrics(results, gt, topk=10):
             correct.append(p == g)
     scores = np.asarray(scores, np.float64)
     correct = np.asarray(correct, bool)
-    order = np.argsort(-scores, kind="stable")
-    scores, correct = scores[order], correct[order]
-    tp = np.cumsum(correct)
-    n = np.arange(1, len(correct) + 1)
-    last = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, bool)
-    tp, n, thr = tp[last], n[last], scores[last]
-    prec = tp / n
-    rec = tp / nq
-    ap = float((np.diff(np.r_[0.0, rec]) * prec).sum())
+    prec, rec, thr = muap_lib.pooled_pr(scores, correct, nq)
+    ap = muap_lib.muap(prec, rec)
+    r90 = muap_lib.recall_at_precision(prec, rec, 0.9)
     ok = prec >= 0.9
-    r90 = float(rec[ok].max()) if ok.any() else 0.0
     # operating point: the lowest threshold keeping precision >= 0.9
     t90 = float(thr[ok][np.argmax(rec[ok])]) if ok.any() else None
     step = max(1, len(rec) // 400)
@@ -916,7 +911,7 @@ def verdicts(res):
         out.append(f"- Calibrated `similarity` vs raw cosine: muAP {d['muAP']:.3f} vs {r['muAP']:.3f}, "
                    f"R@P90 {d['R@P90']:.3f} vs {r['R@P90']:.3f}, R@1 {d['R@1']:.3f} vs {r['R@1']:.3f}.")
     else:
-        out.append("- Calibrated vs raw: the CLI reports no `raw_similarity` yet (issue 8), so only one score is measured.")
+        out.append("- Calibrated vs raw: the CLI reports no `raw_similarity` so only one score is measured.")
     dd = res["dedup"]
     n0 = dd["neardup"]["default"]
     best_ph = max(dd["phash"].values(), key=lambda x: x["f1"])

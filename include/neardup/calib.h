@@ -1,4 +1,4 @@
-/* neardup — calibrated similarity (issue 8): an image's background
+/* neardup — calibrated similarity: an image's background
  * statistic and the normalised score.
  *
  * A raw cosine does not mean the same for every image: a plain sky or a
@@ -20,8 +20,8 @@
  *
  * Cost: per image, count dot products of D (0.77 M multiply-adds at
  * 3000 x 256; AVX2/F16C on the float16 set, images in blocks of 8 per pass
- * over it) and a selection of the k largest: 0.07 ms on this machine
- * (bench/bench_calib.c). Every dot product is computed the same way
+ * over it) and a selection of the k largest (bench/bench_calib.c measures
+ * it). Every dot product is computed the same way
  * whatever the batch, so b(x) is the same float at ingest, after an index
  * upgrade and at query time. Memory: a copy of the background set, count x
  * D halves (1.5 MB at 3000 x 256). */
@@ -69,7 +69,7 @@ static inline float nd_calib_score(const nd_model_calib *p, float cos, float sa,
 	return cos - p->beta * 0.5f * (sa + sb) + p->offset;
 }
 
-/* Score fusion with the 64-bit perceptual hash (issue 4): two images whose
+/* Score fusion with the 64-bit perceptual hash: two images whose
  * hashes differ in d bits add phash_weight * max(0, phash_bits - d) to
  * their calibrated similarity. The CNN is weaker than the hash exactly
  * where the hash is near-perfect (greyscale, blur, recompression, plain

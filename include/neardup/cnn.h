@@ -20,11 +20,12 @@
  * fighting ours (small late layers do not split well across BLAS threads).
  *
  * OpenBLAS kernels: Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) chooses its
- * kernel set when it is loaded and does not recognise this AVX-512 Xeon
- * (it falls back to Prescott or Haswell kernels); its SkylakeX sgemm is
- * ~1.6x faster than Haswell's. OPENBLAS_CORETYPE is only read while the
- * core is chosen, so at program start (a constructor in src/blas.c, while
- * the process is single-threaded; nd_workspace_create makes sure of it):
+ * kernel set when it is loaded and does not recognise some AVX-512 CPUs (it
+ * falls back to Prescott or Haswell kernels), although its SkylakeX sgemm is
+ * faster on them (bench/results/cnn.md). OPENBLAS_CORETYPE is only read
+ * while the core is chosen, so the set-up (src/blas.c) runs once
+ * (pthread_once) at nd_cnn_init or at the first nd_workspace_create,
+ * whichever comes first; nothing happens when the library is loaded:
  *  - if OpenBLAS is not in the process yet, it is dlopen()ed with
  *    OPENBLAS_CORETYPE=SkylakeX (and OPENBLAS_NUM_THREADS=1 if unset) set
  *    just around the call, when the CPU and OS support AVX-512 F/DQ/BW/VL
@@ -34,10 +35,11 @@
  *    same way through gotoblas_dynamic_quit()/gotoblas_dynamic_init(), the
  *    exported functions its own constructor uses.
  * The environment is restored afterwards; a user's OPENBLAS_CORETYPE always
- * wins; no re-exec. nd_cnn_blas_core() says which core is in use. It runs
- * once (pthread_once), before main, so no other thread can be calling
- * getenv or BLAS meanwhile. After it, OpenBLAS is single-threaded for the
- * whole process (openblas_set_num_threads(1)); modules calling cblas_*
+ * wins; no re-exec. nd_cnn_blas_core() says which core is in use. The set-up
+ * calls setenv, which is not thread-safe: make that first call (nd_cnn_init,
+ * or the first nd_workspace_create) before the program starts threads. After
+ * it, OpenBLAS is single-threaded for the whole process
+ * (openblas_set_num_threads(1)); modules calling cblas_*
  * directly get the same kernels and the same single thread. */
 #ifndef NEARDUP_CNN_H
 #define NEARDUP_CNN_H
@@ -108,7 +110,7 @@ typedef struct nd_model_calib {
 	int stat;               /* enum nd_calib_stat */
 	int k;                  /* 1..background count */
 	float beta, offset;
-	/* score fusion with the perceptual hash (issue 4; neardup/calib.h):
+	/* score fusion with the perceptual hash (neardup/calib.h):
 	 * + phash_weight * max(0, phash_bits - Hamming distance); 0: none */
 	float phash_weight, phash_bits;
 } nd_model_calib;
@@ -136,8 +138,14 @@ size_t nd_workspace_bytes(const nd_workspace *ws);
 int nd_model_forward(const nd_model *m, nd_workspace *ws, const float *in,
 		     int n, float *out, nd_error *err);
 
+/* Sets OpenBLAS up now (see the top of this file): optional, as the first
+ * nd_workspace_create does it too; call it before starting threads. 0, or
+ * ND_EUNSUPPORTED with a message when no BLAS library can be loaded (then
+ * every later call returns the same). */
+int nd_cnn_init(nd_error *err);
+
 /* The OpenBLAS core in use ("SkylakeX", "Haswell", ...), or "unknown" when
- * the BLAS library does not say, or NULL before OpenBLAS has been loaded. */
+ * the BLAS library does not say, or NULL before OpenBLAS has been set up. */
 const char *nd_cnn_blas_core(void);
 
 #ifdef __cplusplus

@@ -43,7 +43,7 @@ extern "C" {
 
 typedef struct nd_index nd_index;
 
-/* Calibrated similarity (issue 8; neardup/calib.h computes the statistic).
+/* Calibrated similarity (neardup/calib.h computes the statistic).
  * With stat set, the index stores with every vector its background
  * statistic b(x) = stat(x) (vector value version 2; computed by the index
  * from the stored, quantised vector, so that an upgrade gives the same
@@ -53,7 +53,7 @@ typedef struct nd_index nd_index;
  * nd_selfjoin_params.raw). stat must be thread-safe: out[i] = b(vecs[i]),
  * vecs [n][dim]. ctx is the caller's and must outlive the index handle.
  *
- * Opening an index whose vectors lack the statistic (built before issue 8,
+ * Opening an index whose vectors lack the statistic (built before calibrated similarity,
  * or written by a writer without stat) with stat set: for writing, every
  * vector is rewritten as version 2 in one write transaction (nothing is
  * lost if it is interrupted; the next open does it again); read-only, the
@@ -65,7 +65,7 @@ typedef struct nd_index_calib {
 	void *ctx;
 	uint32_t dim;             /* the dimension stat expects: must be the index's (ND_EMISMATCH) */
 	float beta, offset;
-	/* score fusion (issue 4): images that both carry a perceptual hash
+	/* score fusion: images that both carry a perceptual hash
 	 * (nd_index_item.phash, nd_query_params.phash) add
 	 * phash_weight * max(0, phash_bits - Hamming distance); 0: none */
 	float phash_weight, phash_bits;
@@ -195,7 +195,7 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 /* The stored (dequantised) vector of an id into out[dim]. */
 int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
 /* The stored perceptual hash of id: *has_phash 0 when its vector has none
- * (stored before issue 4, or on an uncalibrated index). */
+ * (stored before the perceptual hash, or on an uncalibrated index). */
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err);
 /* The similarity of stored images a and b as a query of a's stored vector
  * would score b (the calibrated score unless raw or the handle is not

@@ -10,7 +10,7 @@
  *   vectors  id (uint32, native)    -> vector value (header + float16 or int8 components)
  *   postings table|bucket|first id  -> block value (magic + varint gaps, see postings.h)
  *   phash    quarter|bucket|first id -> block value, as postings: the perceptual-hash
- *                                       postings (issue 4). Every image whose vector
+ *                                       postings. Every image whose vector
  *                                       carries a hash (version 3) is listed in four
  *                                       buckets, "tables" 0..3, bucket = bits 16q..16q+15
  *                                       of its hash: two hashes within 3 bits share one.
@@ -53,6 +53,21 @@ extern "C" {
 #endif
 
 #define ND_FORMAT_VERSION 1      /* meta format version written by this code */
+
+/* The databases' names (the table above), and the keys of the meta
+ * database: the nd_meta value and the two marks. */
+#define ND_DB_META "meta"
+#define ND_DB_RECORDS "records"
+#define ND_DB_PATHS "paths"
+#define ND_DB_HASHES "hashes"
+#define ND_DB_VECTORS "vectors"
+#define ND_DB_POSTINGS "postings"
+#define ND_DB_PHASH "phash"
+#define ND_DB_INODES "inodes"
+#define ND_META_KEY "meta"          /* -> nd_meta value */
+#define ND_META_KEY_PHASH "phash"   /* -> the phash database's mark (nd_phash_mark) */
+#define ND_META_KEY_INODES "inodes" /* -> the inodes database's mark (nd_phash_mark) */
+
 #define ND_MODEL_NAME_MAX 255
 #define ND_PATH_MAX 4095         /* longest image path stored (bytes) */
 #define ND_PATH_KEY_MAX 480      /* longer paths are keyed by prefix + hash */
@@ -80,7 +95,7 @@ typedef struct nd_meta {
 	uint32_t flags;          /* ND_META_* */
 } nd_meta;
 
-/* meta flags. An older writer (before issue 8) writes 0 here and version-1
+/* meta flags. An older writer (before calibrated similarity) writes 0 here and version-1
  * vectors, so the flag is cleared whenever such a writer touched the index. */
 #define ND_META_VEC_STAT 1u      /* every vector is version 2 (carries its background statistic) */
 
@@ -133,10 +148,10 @@ void nd_pathval_encode(uint32_t id, uint8_t out[ND_PATHVAL_SIZE]);
 int nd_pathval_decode(const void *buf, size_t len, uint32_t *id, nd_error *err);
 
 /* ---- vectors ---- */
-/* Version 1: a 12-byte header. Version 2 (issue 8): a 16-byte header, the
+/* Version 1: a 12-byte header. Version 2: a 16-byte header, the
  * v1 fields plus a float32 "stat" at offset 12, the image's background
- * statistic for the calibrated similarity (neardup/calib.h). Version 3
- * (issue 4): a 24-byte header, the v2 fields plus the image's 64-bit
+ * statistic for the calibrated similarity (neardup/calib.h). Version 3:
+ * a 24-byte header, the v2 fields plus the image's 64-bit
  * perceptual hash (neardup/phash.h) at offset 16, for the score fusion.
  * Version 4: a 64-byte header, the v3 fields plus the image's originality
  * record (neardup/origin.h, ND_ORIGIN_SIZE bytes) at offset 24, for the

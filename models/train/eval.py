@@ -15,9 +15,10 @@ Metrics (DISC21-style): each query contributes its top-K references with
 scores; all (query, reference, score) triples are pooled and ranked by score;
 muAP = area under that precision-recall curve (recall over all queries),
 recall at 90% precision, recall@1 -- overall and per edit kind. Ties in score
-are handled as one threshold (matters for the integer pHash scores).
+are handled as one threshold (matters for the integer pHash scores). The
+metric is computed by muap.py, which bench/quality/evaluate.py shares.
 
-Calibrated similarity (issue 8; on by default, --bg 0 turns it off): a
+Calibrated similarity (on by default, --bg 0 turns it off): a
 background set of N training instances (background_indices: never dev
 images), float16 as the model file stores it; b(x) = mean of x's k highest
 cosines to it (calib_stat, exactly what src/calib.c computes); rows
@@ -50,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import augment  # noqa: E402
+import muap as muap_lib  # noqa: E402
 import net  # noqa: E402
 
 Image.MAX_IMAGE_PIXELS = None
@@ -163,20 +165,9 @@ def metrics(sim, gt, topk=10):
     idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
     scores = np.take_along_axis(sim, idx, axis=1).ravel()
     correct = (idx == gt[:, None]).ravel()
-    order = np.argsort(-scores, kind="stable")
-    scores, correct = scores[order], correct[order]
-    tp = np.cumsum(correct)
-    n = np.arange(1, len(correct) + 1)
-    # one operating point per distinct score (ties form one threshold)
-    last = np.r_[scores[1:] != scores[:-1], True]
-    tp, n = tp[last], n[last]
-    prec = tp / n
-    rec = tp / nq
-    drec = np.diff(np.r_[0.0, rec])
-    ap = float((drec * prec).sum())
-    ok = prec >= 0.9
-    r90 = float(rec[ok].max()) if ok.any() else 0.0
-    return {"muAP": ap, "R@P90": r90, "R@1": r1, "queries": nq}
+    prec, rec, _ = muap_lib.pooled_pr(scores, correct, nq)
+    return {"muAP": muap_lib.muap(prec, rec), "R@P90": muap_lib.recall_at_precision(prec, rec, 0.9),
+            "R@1": r1, "queries": nq}
 
 
 def evaluate(sim, rows_q, gt):

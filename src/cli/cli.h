@@ -14,6 +14,8 @@
 #include "neardup/index.h"
 #include "neardup/neardup.h"
 
+#include "term.h"
+
 /* Exit status (DESIGN.md): 0 all good, 1 some inputs were skipped (each
  * named on stderr), 2 usage or fatal error. An interrupted ingest exits with
  * 128 + the signal number (130 for Ctrl-C) after committing its work. */
@@ -79,16 +81,6 @@ extern const char cli_common_help[];
 int cli_parse_int(const char *name, const char *arg, long lo, long hi, long *out);
 int cli_parse_float(const char *name, const char *arg, double lo, double hi, double *out);
 
-/* Messages on stderr, prefixed "neardup: ". Thread-safe: a visible progress
- * bar is cleared first. cli_err_path prints "neardup: WHAT 'PATH': WHY" with
- * control bytes in PATH escaped. */
-void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void cli_err_path(const char *what, const char *path, const char *why);
-/* Writes path into buf (cap bytes) escaped as TSV fields are (output.h: \\,
- * \t, \n, \r, other control characters and bytes that are not valid UTF-8
- * as \xNN); returns buf. */
-const char *cli_quote(const char *path, char *buf, size_t cap);
-
 /* Loads the model (--model, $NEARDUP_MODEL, the source tree's models/,
  * the installed data directory). Prints the error and returns EXIT_FATAL on
  * failure, 0 on success. */
@@ -134,8 +126,5 @@ void cli_install_signals(void);
 
 /* Online CPUs (1..256): the default of -j. */
 int cli_default_jobs(void);
-
-/* Monotonic seconds. */
-double cli_now(void);
 
 #endif

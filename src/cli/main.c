@@ -1,4 +1,34 @@
-/* neardup — command-line entry point: dispatches to one file per command. */
+/* neardup — command-line entry point: dispatches to one file per command.
+ *
+ * Start here. The library (libneardup: the .c files in src/, one public
+ * header per module in include/neardup/) does the work; src/cli/ parses
+ * arguments, prints and acts on files. README.md's "Layout" lists every
+ * module.
+ *
+ * To add a command:
+ *  1. write src/cli/<name>.c with `int cmd_<name>(int argc, char **argv)`:
+ *     getopt_long with CLI_COMMON_LONGOPTS / cli_common_opt for --index,
+ *     --model, -q, -h; messages through cli_msg (term.h); return EXIT_*;
+ *  2. declare it in cli.h and add its row to commands[] below;
+ *  3. document it in doc/neardup.1 and README.md's Usage;
+ *  4. test it end to end in tests/e2e_<name>.sh (tests/lib_e2e.sh helps),
+ *     and any library call it needs in tests/test_<module>.c.
+ *
+ * To add an image format (a codec): the recipe at "the codec table" in
+ * src/image_impl.h: src/image_<fmt>.c with one nd__image_codec, its
+ * ND_FMT_ value in include/neardup/image.h, its row in image.c's table, a
+ * fuzz target tests/fuzz/fuzz_<fmt>.c, tests in tests/test_image.c.
+ *
+ * To add a test: a case is `static void test_x(void)` with CHECK* in
+ * tests/test_<module>.c, run by RUN(test_x) in its main (tests/test.h); a
+ * new module's tests/test_<module>.c is picked up by the Makefile. Shared
+ * helpers go into tests/lib_*.c, never copied. `make test T=test_<module>
+ * C=x` runs one case; `build/rel/tests/test_<module> x` too.
+ *
+ * Conventions: public names nd_<object>_<verb>; private names shared between
+ * files nd__<module>_<name> (declared in src/<module>_impl.h); no import
+ * cycles (scripts/check_cycles.py, in make test); no strcpy, strcat or
+ * sprintf (src/banned.h). */
 #include <stdio.h>
 #include <string.h>
 

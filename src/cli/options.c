@@ -1,4 +1,4 @@
-/* neardup CLI — common options, messages, model and index lookup, signals. */
+/* neardup CLI — common options, model and index lookup, signals. */
 #include "cli.h"
 #include "neardup/calib.h"
 
@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "output.h"
-#include "progress.h"
 
 const char cli_common_help[] =
 	"      --index DIR    the index directory (default $NEARDUP_INDEX, else ./neardup.db)\n"
@@ -69,43 +68,6 @@ int cli_parse_float(const char *name, const char *arg, double lo, double hi, dou
 	}
 	*out = v;
 	return 0;
-}
-
-void cli_msg(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	/* whatever a message quotes (paths come through cli_quote), the
-	 * terminal gets no raw control character */
-	char safe[4 * sizeof(buf)];
-	size_t o = 0;
-	for (const unsigned char *c = (const unsigned char *)buf; *c && o + 5 < sizeof(safe); c++) {
-		if (*c < 0x20 || *c == 0x7f)
-			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
-		else
-			safe[o++] = (char)*c;
-	}
-	safe[o] = 0;
-	pthread_mutex_lock(&cli_stderr_lock);
-	progress_erase_locked();
-	fprintf(stderr, "neardup: %s\n", safe);
-	fflush(stderr);
-	pthread_mutex_unlock(&cli_stderr_lock);
-}
-
-const char *cli_quote(const char *path, char *buf, size_t cap)
-{
-	out_escape(path, buf, cap);
-	return buf;
-}
-
-void cli_err_path(const char *what, const char *path, const char *why)
-{
-	char q[1024];
-	cli_msg("%s '%s': %s", what, cli_quote(path, q, sizeof(q)), why);
 }
 
 /* ---- model lookup ---- */
@@ -267,11 +229,4 @@ void cli_install_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-}
-
-double cli_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }

@@ -190,3 +190,22 @@ void out_base64(FILE *f, const uint8_t *d, size_t n)
 		putc('=', f);
 	}
 }
+
+static const char *const format_names[] = {
+	[OUT_FMT_TSV] = "tsv",
+	[OUT_FMT_JSONL] = "jsonl",
+	[OUT_FMT_HTML] = "html",
+};
+
+int out_format_parse(const char *s, unsigned allowed)
+{
+	for (int f = 0; f < (int)(sizeof(format_names) / sizeof(format_names[0])); f++)
+		if ((allowed & OUT_FMT_BIT(f)) && !strcmp(s, format_names[f]))
+			return f;
+	return -1;
+}
+
+const char *out_format_name(out_format f)
+{
+	return (unsigned)f < sizeof(format_names) / sizeof(format_names[0]) ? format_names[f] : "?";
+}

@@ -38,4 +38,13 @@ size_t out_escape(const char *s, char *buf, size_t cap);
 void out_html_str(FILE *f, const char *s);
 void out_base64(FILE *f, const uint8_t *data, size_t n);
 
+/* The output formats of the commands' --format, by their names. */
+typedef enum { OUT_FMT_TSV = 0, OUT_FMT_JSONL = 1, OUT_FMT_HTML = 2 } out_format;
+#define OUT_FMT_BIT(f) (1u << (f))
+/* The format named s if it is among allowed (OUT_FMT_BIT(...) | ...), else
+ * -1. */
+int out_format_parse(const char *s, unsigned allowed);
+/* The name of f ("tsv", "jsonl", "html"). */
+const char *out_format_name(out_format f);
+
 #endif

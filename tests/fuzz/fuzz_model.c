@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		free(in);
 		free(out);
 	}
-	/* a calibration that loads must work on any embedding (issue 8) */
+	/* a calibration that loads must work on any embedding */
 	nd_calib *c = NULL;
 	if (nd_calib_create(m, &c, &err) == 0) {
 		float x[2 * 64], st[2];

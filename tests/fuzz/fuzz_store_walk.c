@@ -27,10 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (fd < 0 || write(fd, data, len) != (ssize_t)len)
 		abort();
 	close(fd);
-	nd_store_walk_info wi;
+	nd__store_walk_info wi;
 	nd_error err;
 	for (int full = 0; full <= 1; full++) {
-		int rc = nd_store_walk(dir, full, 0, &wi, &err);
+		int rc = nd__store_walk(dir, full, 0, &wi, &err);
 		if (rc != 0 && rc != ND_ECORRUPT && rc != ND_ENOMEM)
 			abort();
 	}

@@ -15,7 +15,7 @@ of 64 synthetic images (smooth random colour fields, made here with a fixed
 seed), so that the direction all ReLU features share does not dominate the
 cosine. Deterministic: a re-run writes the same bytes on the same torch.
 
-Calibrated similarity (issue 8): the file carries a background set (the
+Calibrated similarity: the file carries a background set (the
 embeddings of 400 more synthetic images, float16) and a calibration (mean of
 the top 3, beta 0.5, offset from models/train/eval.py's calib_offset).
 It also writes OUT-without-.ndm + ".calib.f32", the golden values of

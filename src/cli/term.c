@@ -1,12 +1,64 @@
-/* neardup CLI — progress bar / periodic progress lines on stderr. */
-#include "progress.h"
+/* neardup CLI — the terminal: stderr's lock, the messages, the progress
+ * bar or lines, and the clock they share. Below every other CLI file: it
+ * calls only output.c's escaping. */
+#include "term.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "output.h"
 
 pthread_mutex_t cli_stderr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- messages ---- */
+
+void cli_msg(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* whatever a message quotes (paths come through cli_quote), the
+	 * terminal gets no raw control character */
+	char safe[4 * sizeof(buf)];
+	size_t o = 0;
+	for (const unsigned char *c = (const unsigned char *)buf; *c && o + 5 < sizeof(safe); c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
+		else
+			safe[o++] = (char)*c;
+	}
+	safe[o] = 0;
+	pthread_mutex_lock(&cli_stderr_lock);
+	progress_erase_locked();
+	fprintf(stderr, "neardup: %s\n", safe);
+	fflush(stderr);
+	pthread_mutex_unlock(&cli_stderr_lock);
+}
+
+const char *cli_quote(const char *path, char *buf, size_t cap)
+{
+	out_escape(path, buf, cap);
+	return buf;
+}
+
+void cli_err_path(const char *what, const char *path, const char *why)
+{
+	char q[1024];
+	cli_msg("%s '%s': %s", what, cli_quote(path, q, sizeof(q)), why);
+}
+
+/* ---- progress ---- */
 
 static struct {
 	int on, tty, visible;

@@ -1,5 +1,6 @@
-/* neardup — synthetic embeddings with planted near-duplicate clusters, shared
- * by tests/test_index.c and bench/bench_index.c (header-only, deterministic).
+/* neardup tests — synthetic embeddings with planted near-duplicate clusters,
+ * shared by tests/test_index.c, test_lsh.c, test_store.c and
+ * bench/bench_index.c (header-only, deterministic).
  *
  * Model of a CNN embedding space (L2-normalised, dimension D):
  *  - every image has a common component (weight 0.35) along one global
@@ -15,8 +16,8 @@
  *    sizes: 2-10 mostly, 1% of clusters 50-200 (photo bursts).
  *  - Vectors are written in a random order (cluster members get scattered ids).
  */
-#ifndef NEARDUP_BENCH_SYNTH_H
-#define NEARDUP_BENCH_SYNTH_H
+#ifndef NEARDUP_TESTS_LIB_SYNTH_H
+#define NEARDUP_TESTS_LIB_SYNTH_H
 
 #include <math.h>
 #include <stdint.h>
