@@ -219,7 +219,7 @@ void nd_collection_close(nd_collection *c)
 	nd_index_close(c->ix);
 	while (c->pool) {
 		struct coll_embedder *n = c->pool->next;
-		embedder_free(&c->pool->e);
+		nd__embed_free(&c->pool->e);
 		free(c->pool);
 		c->pool = n;
 	}
@@ -274,7 +274,7 @@ int nd__collection_embedder_get(nd_collection *c, struct coll_embedder **out, nd
 	if (!ce) {
 		if (!(ce = calloc(1, sizeof(*ce))))
 			return nd_error_set(err, ND_ENOMEM, "out of memory");
-		int rc = embedder_init(&ce->e, c->model, ND_VIEW_COUNT, err);
+		int rc = nd__embed_init(&ce->e, c->model, ND_VIEW_COUNT, err);
 		if (rc) {
 			free(ce);
 			return rc;
@@ -308,7 +308,7 @@ int nd_collection_embed_buffer(nd_collection *c, const void *data, size_t len, f
 	if (rc)
 		return rc;
 	uint32_t w, h;
-	if (!(rc = embedder_add(&ce->e, data, len, &w, &h, err)) && !(rc = embedder_run(&ce->e, err)))
+	if (!(rc = nd__embed_add(&ce->e, data, len, &w, &h, err)) && !(rc = nd__embed_run(&ce->e, err)))
 		memcpy(vec, ce->e.out, dim * sizeof(float));
 	nd__collection_embedder_put(c, ce);
 	return rc;
@@ -318,11 +318,11 @@ int nd_collection_embed_file(nd_collection *c, const char *path, float *vec, siz
 			     nd_error *err)
 {
 	struct file_data fd;
-	int rc = file_read(path, 0, &fd, err);
+	int rc = nd__readfile_read(path, 0, &fd, err);
 	if (rc)
 		return rc;
 	rc = nd_collection_embed_buffer(c, fd.data, fd.len, vec, dim, err);
-	file_data_free(&fd);
+	nd__readfile_free(&fd);
 	return rc;
 }
 

@@ -446,7 +446,7 @@ static void flush(struct worker *w)
 	if (w->e.n == 0)
 		return;
 	nd_error err;
-	int rc = embedder_run(&w->e, &err);
+	int rc = nd__embed_run(&w->e, &err);
 	for (int i = 0; i < w->e.n; i++) {
 		struct pending *pd = &w->pend[i];
 		if (rc) {
@@ -471,7 +471,7 @@ static void process(struct worker *w, const struct job *j)
 	struct file_data fd;
 	nd_error err;
 	struct finfo fi;
-	if (j->buf) { /* borrowed: not freed by file_data_free below */
+	if (j->buf) { /* borrowed: not freed by nd__readfile_free below */
 		memset(&fd, 0, sizeof(fd));
 		fd.data = (uint8_t *)j->buf->data;
 		fd.len = j->buf->len;
@@ -479,7 +479,7 @@ static void process(struct worker *w, const struct job *j)
 		XXH128_canonicalFromHash(&canon, XXH3_128bits(fd.data, fd.len));
 		memcpy(fd.hash, canon.digest, 16);
 		fi = (struct finfo){ (uint64_t)fd.len, j->buf->mtime_ns, 0, 0 };
-	} else if (file_read(j->path, !j->is_root, &fd, &err)) {
+	} else if (nd__readfile_read(j->path, !j->is_root, &fd, &err)) {
 		fail_file(p, ND_ADD_READ_FAILED, j->path, err.msg);
 		return;
 	} else {
@@ -497,7 +497,7 @@ static void process(struct worker *w, const struct job *j)
 					      : "not a supported image format");
 		if (!j->buf)
 			if (!j->buf)
-			file_data_free(&fd);
+			nd__readfile_free(&fd);
 		return;
 	}
 	const char *name = j->name ? j->name : j->path;
@@ -515,7 +515,7 @@ static void process(struct worker *w, const struct job *j)
 			ent->followers = f;
 			pthread_mutex_unlock(&p->tmu);
 			if (!j->buf)
-				file_data_free(&fd);
+				nd__readfile_free(&fd);
 			return;
 		}
 		free(f);
@@ -528,7 +528,7 @@ static void process(struct worker *w, const struct job *j)
 		pthread_mutex_unlock(&p->tmu);
 		emit(p, name, fi, fd.hash, ew, eh, w->vec, ph, NULL, 1);
 		if (!j->buf)
-			file_data_free(&fd);
+			nd__readfile_free(&fd);
 		return;
 	} else {
 		uint32_t ids[HASH_IDS], id = 0;
@@ -564,7 +564,7 @@ static void process(struct worker *w, const struct job *j)
 			pthread_mutex_unlock(&p->tmu);
 			emit(p, name, fi, fd.hash, rec.width, rec.height, w->vec, ph, NULL, kind);
 			if (!j->buf)
-				file_data_free(&fd);
+				nd__readfile_free(&fd);
 			return;
 		}
 		ent = calloc(1, sizeof(*ent));
@@ -580,20 +580,20 @@ static void process(struct worker *w, const struct job *j)
 	if (!ent) {
 		fail_file(p, ND_ADD_ADD_FAILED, j->path, "out of memory");
 		if (!j->buf)
-			file_data_free(&fd);
+			nd__readfile_free(&fd);
 		return;
 	}
 
 	struct pending *pd = &w->pend[w->e.n];
-	if (embedder_add(&w->e, fd.data, fd.len, &pd->w, &pd->h, &err)) {
+	if (nd__embed_add(&w->e, fd.data, fd.len, &pd->w, &pd->h, &err)) {
 		fail_file(p, ND_ADD_DECODE_FAILED, j->path, err.msg);
 		table_fail(p, ent, ND_ADD_DECODE_FAILED, err.msg);
 		if (!j->buf)
-			file_data_free(&fd);
+			nd__readfile_free(&fd);
 		return;
 	}
 	if (!j->buf)
-		file_data_free(&fd);
+		nd__readfile_free(&fd);
 	pd->path = strdup(name);
 	pd->fi = fi;
 	memcpy(pd->hash, fd.hash, 16);
@@ -927,7 +927,7 @@ static int run(nd_collection *coll, const struct source *src, const nd_add_optio
 			rc = nd_error_set(err, ND_ENOMEM, "cannot set up the CNN: out of memory");
 			goto free_workers;
 		}
-		if ((rc = embedder_init(&ws[i].e, coll->model, CNN_BATCH, &e))) {
+		if ((rc = nd__embed_init(&ws[i].e, coll->model, CNN_BATCH, &e))) {
 			nd_error_set(err, rc, "cannot set up the CNN: %s", e.msg);
 			goto free_workers;
 		}
@@ -956,7 +956,7 @@ static int run(nd_collection *coll, const struct source *src, const nd_add_optio
 	} else if (src->paths) {
 		struct walk_callbacks cb = { on_file, on_skip, p };
 		struct walk_stats wst;
-		if (walk_paths((char *const *)src->paths, (int)src->n, &cb, &wst) < 0)
+		if (nd__walk_paths((char *const *)src->paths, (int)src->n, &cb, &wst) < 0)
 			fatal(p, ND_EIO, "cannot walk: %s", strerror(errno), NULL);
 		for (int k = 0; k < WALK_IGNORED_KINDS; k++)
 			c->ignored += wst.ignored[k];
@@ -995,7 +995,7 @@ static int run(nd_collection *coll, const struct source *src, const nd_add_optio
 free_workers:
 	for (int i = 0; i < nw; i++) {
 		if (ws[i].e.model)
-			embedder_free(&ws[i].e);
+			nd__embed_free(&ws[i].e);
 		free(ws[i].vec);
 		for (int k = 0; k < CNN_BATCH; k++)
 			free(ws[i].pend[k].path);

@@ -15,13 +15,13 @@ _Static_assert((int)ND_VIEW_COUNT == (int)VIEW_COUNT && (int)ND_VIEW_ROT90 == (i
 
 const char *nd_view_name(nd_view v)
 {
-	return (unsigned)v < ND_VIEW_COUNT ? view_name((enum view)v) : "?";
+	return (unsigned)v < ND_VIEW_COUNT ? nd__views_name((enum view)v) : "?";
 }
 
 int nd_views_parse(const char *list, unsigned *mask, nd_error *err)
 {
 	char bad[64];
-	unsigned m = views_parse(list, bad, sizeof(bad));
+	unsigned m = nd__views_parse(list, bad, sizeof(bad));
 	if (!m)
 		return nd_error_set(err, ND_EINVAL, "invalid word '%s'", bad);
 	*mask = m;
@@ -121,7 +121,7 @@ static int search(nd_collection *c, const float *vecs, const enum view *views, i
 		for (m = 0; m < counts[0]; m++)
 			merged[m] = (struct view_hit){ hits[m], VIEW_IDENTITY };
 	} else {
-		m = views_merge(lists, counts, views, n, o->k, merged);
+		m = nd__views_merge(lists, counts, views, n, o->k, merged);
 	}
 	if (scored && hash)
 		exact_first(c, merged, hash, m);
@@ -184,9 +184,9 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 		return fail(out, ND_STAGE_EMBED, rc);
 	enum view slot_view[VIEW_COUNT];
 	uint32_t w, h;
-	if ((rc = embedder_add_views(&ce->e, data, len, o->views, slot_view, &w, &h, err)))
+	if ((rc = nd__embed_add_views(&ce->e, data, len, o->views, slot_view, &w, &h, err)))
 		rc = fail(out, ND_STAGE_DECODE, rc);
-	else if ((rc = embedder_run(&ce->e, err)))
+	else if ((rc = nd__embed_run(&ce->e, err)))
 		rc = fail(out, ND_STAGE_EMBED, rc);
 	else {
 		XXH128_canonical_t canon;
@@ -202,11 +202,11 @@ int nd_collection_query_file(nd_collection *c, const char *path, const nd_query_
 {
 	struct file_data fd;
 	memset(out, 0, sizeof(*out));
-	int rc = file_read(path, 0, &fd, err);
+	int rc = nd__readfile_read(path, 0, &fd, err);
 	if (rc)
 		return fail(out, ND_STAGE_READ, rc);
 	rc = nd_collection_query_buffer(c, fd.data, fd.len, o, out, err);
-	file_data_free(&fd);
+	nd__readfile_free(&fd);
 	return rc;
 }
 

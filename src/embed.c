@@ -8,7 +8,7 @@
 #include "neardup/neardup.h"
 #include "neardup/phash.h"
 
-int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *err)
+int nd__embed_init(struct embedder *e, const nd_model *m, int batch, nd_error *err)
 {
 	memset(e, 0, sizeof(*e));
 	e->model = m;
@@ -40,11 +40,11 @@ int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *er
 	}
 	return 0;
 fail:
-	embedder_free(e);
+	nd__embed_free(e);
 	return rc;
 }
 
-void embedder_free(struct embedder *e)
+void nd__embed_free(struct embedder *e)
 {
 	nd_workspace_free(e->ws);
 	free(e->scratch);
@@ -127,7 +127,7 @@ static int decode_identity(struct embedder *e, const void *data, size_t len, nd_
 	return 0;
 }
 
-int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, uint32_t *h,
+int nd__embed_add(struct embedder *e, const void *data, size_t len, uint32_t *w, uint32_t *h,
 		 nd_error *err)
 {
 	nd_image img = { 0 };
@@ -152,13 +152,13 @@ static const char *const view_names[VIEW_COUNT] = {
 	[VIEW_ROT270] = "rot270",     [VIEW_CROP75] = "crop75", [VIEW_CROP50] = "crop50",
 };
 
-const char *view_name(enum view v)
+const char *nd__views_name(enum view v)
 {
 	ND_ASSERT(v >= 0 && v < VIEW_COUNT);
 	return view_names[v];
 }
 
-int view_count(unsigned mask)
+int nd__views_count(unsigned mask)
 {
 	int n = 0;
 	for (int v = 0; v < VIEW_COUNT; v++)
@@ -206,11 +206,11 @@ static int crop_centre(const nd_image *src, int pct, nd_image *dst, nd_error *er
 	return 0;
 }
 
-int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigned mask,
+int nd__embed_add_views(struct embedder *e, const void *data, size_t len, unsigned mask,
 		       enum view *slot_view, uint32_t *w, uint32_t *h, nd_error *err)
 {
 	ND_ASSERT(mask & VIEW_BIT(VIEW_IDENTITY));
-	ND_ASSERT(e->n + view_count(mask) <= e->cap);
+	ND_ASSERT(e->n + nd__views_count(mask) <= e->cap);
 	nd_image img = { 0 }, big = { 0 }, tmp = { 0 };
 	nd_image_info ii;
 	int n0 = e->n, n = 0, wide = 0;
@@ -288,7 +288,7 @@ done:
 	return rc;
 }
 
-int embedder_run(struct embedder *e, nd_error *err)
+int nd__embed_run(struct embedder *e, nd_error *err)
 {
 	if (e->n == 0)
 		return 0;

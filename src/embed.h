@@ -27,20 +27,20 @@ struct embedder {
 	uint64_t *phash;  /* [cap] perceptual hash of each slot's image, from its prepared input
 			   * (neardup/phash.h; for a view slot, of the view) */
 	float *lum;       /* [H][W] scratch for the hash */
-	nd_origin *origin; /* [cap] originality record of each slot's image (embedder_add) */
+	nd_origin *origin; /* [cap] originality record of each slot's image (nd__embed_add) */
 	int cap, n;       /* batch capacity, images in the batch now */
 };
 
-int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *err);
-void embedder_free(struct embedder *e);
+int nd__embed_init(struct embedder *e, const nd_model *m, int batch, nd_error *err);
+void nd__embed_free(struct embedder *e);
 
 
 /* Decodes data into the next batch slot (e->n must be < e->cap), measures
  * its originality record into e->origin[slot] and increments e->n. *w, *h:
  * the image's full size as displayed (EXIF orientation applied). */
-int embedder_add(struct embedder *e, const void *data, size_t len, uint32_t *w, uint32_t *h,
+int nd__embed_add(struct embedder *e, const void *data, size_t len, uint32_t *w, uint32_t *h,
 		 nd_error *err);
-/* Query-side views of one image (see embedder_add_views). */
+/* Query-side views of one image (see nd__embed_add_views). */
 enum view {
 	VIEW_IDENTITY, /* the image as ingest embeds it */
 	VIEW_ROT90,    /* rotated 90 degrees clockwise */
@@ -56,21 +56,21 @@ enum view {
 #define VIEWS_ALL (VIEW_BIT(VIEW_IDENTITY) | VIEWS_ROTATIONS | VIEWS_CROPS)
 
 /* "identity", "rot90", ... (the names in query's JSONL). */
-const char *view_name(enum view v);
+const char *nd__views_name(enum view v);
 /* Number of views in a mask. */
-int view_count(unsigned mask);
+int nd__views_count(unsigned mask);
 
 /* Decodes data once and fills one batch slot per view in mask (which must
- * hold VIEW_IDENTITY; e->n + view_count(mask) <= e->cap), in enum order;
+ * hold VIEW_IDENTITY; e->n + nd__views_count(mask) <= e->cap), in enum order;
  * slot_view[i] receives the view of the i-th slot filled. The identity slot
- * is exactly what embedder_add gives (same decode options, same prep). The
+ * is exactly what nd__embed_add gives (same decode options, same prep). The
  * crops come from a second, larger decode when the first one was reduced
- * below twice the model input. *w, *h as for embedder_add. On failure no
+ * below twice the model input. *w, *h as for nd__embed_add. On failure no
  * slot is added. */
-int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigned mask,
+int nd__embed_add_views(struct embedder *e, const void *data, size_t len, unsigned mask,
 		       enum view *slot_view, uint32_t *w, uint32_t *h, nd_error *err);
 /* Runs the e->n images of the batch; embeddings in e->out[i * D]. Does not
  * reset e->n. */
-int embedder_run(struct embedder *e, nd_error *err);
+int nd__embed_run(struct embedder *e, nd_error *err);
 
 #endif

@@ -88,7 +88,7 @@ static void hash_bytes(const struct file_data *fd, uint8_t out[16])
 	memcpy(out, canon.digest, 16);
 }
 
-int file_read_hooked(const char *path, int nofollow, struct file_data *fd, file_read_hook hook,
+int nd__readfile_read_hooked(const char *path, int nofollow, struct file_data *fd, file_read_hook hook,
 		     void *ctx, nd_error *err)
 {
 	memset(fd, 0, sizeof(*fd));
@@ -133,16 +133,16 @@ int file_read_hooked(const char *path, int nofollow, struct file_data *fd, file_
 done:
 	close(f);
 	if (rc)
-		file_data_free(fd);
+		nd__readfile_free(fd);
 	return rc;
 }
 
-int file_read(const char *path, int nofollow, struct file_data *fd, nd_error *err)
+int nd__readfile_read(const char *path, int nofollow, struct file_data *fd, nd_error *err)
 {
-	return file_read_hooked(path, nofollow, fd, NULL, NULL, err);
+	return nd__readfile_read_hooked(path, nofollow, fd, NULL, NULL, err);
 }
 
-void file_data_free(struct file_data *fd)
+void nd__readfile_free(struct file_data *fd)
 {
 	free(fd->data);
 	fd->data = NULL;

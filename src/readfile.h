@@ -30,14 +30,14 @@ struct file_data {
 /* Reads path (at most ND_MAX_FILE_BYTES). nofollow: refuse a symlink (the
  * walk saw a regular file; it must not have been swapped since). Fails with
  * a message in err for anything but a regular file. fd->data is freed with
- * file_data_free. */
-int file_read(const char *path, int nofollow, struct file_data *fd, nd_error *err);
-void file_data_free(struct file_data *fd);
+ * nd__readfile_free. */
+int nd__readfile_read(const char *path, int nofollow, struct file_data *fd, nd_error *err);
+void nd__readfile_free(struct file_data *fd);
 
-/* file_read, calling hook(ctx, pass) after the first chunk of every pass over
+/* nd__readfile_read, calling hook(ctx, pass) after the first chunk of every pass over
  * the file (pass 0, 1, ...): tests change the file there. */
 typedef void (*file_read_hook)(void *ctx, int pass);
-int file_read_hooked(const char *path, int nofollow, struct file_data *fd, file_read_hook hook,
+int nd__readfile_read_hooked(const char *path, int nofollow, struct file_data *fd, file_read_hook hook,
 		     void *ctx, nd_error *err);
 
 #endif

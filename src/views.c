@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-unsigned views_parse(const char *list, char *bad, size_t badcap)
+unsigned nd__views_parse(const char *list, char *bad, size_t badcap)
 {
 	unsigned mask = VIEW_BIT(VIEW_IDENTITY);
 	int none = 0, words = 0;
@@ -57,7 +57,7 @@ static int by_rank(const void *a, const void *b)
 	return (x->hit.id > y->hit.id) - (x->hit.id < y->hit.id);
 }
 
-size_t views_merge(const nd_hit *const *lists, const size_t *counts, const enum view *views, int n,
+size_t nd__views_merge(const nd_hit *const *lists, const size_t *counts, const enum view *views, int n,
 		   size_t k, struct view_hit *out)
 {
 	size_t m = 0;

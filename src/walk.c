@@ -73,7 +73,7 @@ static int walk_one(char *root, const struct walk_callbacks *cb, struct walk_sta
 	return rc;
 }
 
-int walk_paths(char *const *roots, int nroots, const struct walk_callbacks *cb,
+int nd__walk_paths(char *const *roots, int nroots, const struct walk_callbacks *cb,
 	       struct walk_stats *stats)
 {
 	memset(stats, 0, sizeof(*stats));

@@ -22,7 +22,7 @@ struct walk_stats {
 
 struct walk_callbacks {
 	/* A regular file. is_root: it was named on the command line. Return
-	 * non-zero to stop the walk (that value is returned by walk_paths). */
+	 * non-zero to stop the walk (that value is returned by nd__walk_paths). */
 	int (*on_file)(const char *path, const struct stat *st, int is_root, void *ctx);
 	/* An input that could not be walked: the path and a reason such as
 	 * "no such file or directory". The walk goes on. */
@@ -34,7 +34,7 @@ struct walk_callbacks {
  * or -1 if the walk itself could not start (errno set). Named roots that are
  * symlinks are followed (the user asked for them); named roots that are not
  * files or directories are reported through on_skip. */
-int walk_paths(char *const *roots, int nroots, const struct walk_callbacks *cb,
+int nd__walk_paths(char *const *roots, int nroots, const struct walk_callbacks *cb,
 	       struct walk_stats *stats);
 
 #endif

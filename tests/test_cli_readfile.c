@@ -82,10 +82,10 @@ static void test_read_plain(void)
 	struct file_data fd;
 	nd_error err;
 	write_version(0, 1);
-	CHECK_EQ_INT(file_read(path, 1, &fd, &err), 0);
+	CHECK_EQ_INT(nd__readfile_read(path, 1, &fd, &err), 0);
 	CHECK(is_version(&fd, 0) && hash_ok(&fd));
 	CHECK_EQ_INT(fd.st.st_size, FILE_BYTES);
-	file_data_free(&fd);
+	nd__readfile_free(&fd);
 }
 
 /* Overwritten once during the first pass, timestamps moving: the new version. */
@@ -96,10 +96,10 @@ static void test_read_changed_once(void)
 		nd_error err;
 		struct changer c = { 1, 1, truncate, 0, 0 };
 		write_version(0, 1);
-		CHECK_EQ_INT(file_read_hooked(path, 1, &fd, change, &c, &err), 0);
+		CHECK_EQ_INT(nd__readfile_read_hooked(path, 1, &fd, change, &c, &err), 0);
 		CHECK_MSG(is_version(&fd, 1) && hash_ok(&fd), "truncate %d: len %zu", truncate, fd.len);
 		CHECK(c.calls >= 2);
-		file_data_free(&fd);
+		nd__readfile_free(&fd);
 	}
 }
 
@@ -112,9 +112,9 @@ static void test_read_changed_same_tick(void)
 		nd_error err;
 		struct changer c = { 1, 0, 0, 0, 0 };
 		write_version(0, 1);
-		CHECK_EQ_INT(file_read_hooked(path, 1, &fd, change, &c, &err), 0);
+		CHECK_EQ_INT(nd__readfile_read_hooked(path, 1, &fd, change, &c, &err), 0);
 		CHECK_MSG((is_version(&fd, 0) || is_version(&fd, 1)) && hash_ok(&fd), "try %d", i);
-		file_data_free(&fd);
+		nd__readfile_free(&fd);
 	}
 }
 
@@ -126,7 +126,7 @@ static void test_read_keeps_changing(void)
 		nd_error err;
 		struct changer c = { 1000, wait, 0, 0, 0 };
 		write_version(0, 1);
-		CHECK_EQ_INT(file_read_hooked(path, 1, &fd, change, &c, &err), ND_EIO);
+		CHECK_EQ_INT(nd__readfile_read_hooked(path, 1, &fd, change, &c, &err), ND_EIO);
 		CHECK_MSG(strstr(err.msg, "changed while being read") != NULL, "%s", err.msg);
 		CHECK(fd.data == NULL && fd.len == 0);
 		CHECK(c.calls >= READ_TRIES);
@@ -142,10 +142,10 @@ static void test_read_errors(void)
 	write_version(0, 1);
 	unlink(link);
 	CHECK(symlink(path, link) == 0);
-	CHECK_EQ_INT(file_read(link, 1, &fd, &err), ND_EIO);
+	CHECK_EQ_INT(nd__readfile_read(link, 1, &fd, &err), ND_EIO);
 	CHECK(strstr(err.msg, "symbolic link") != NULL);
-	CHECK_EQ_INT(file_read(link, 0, &fd, &err), 0);
-	file_data_free(&fd);
+	CHECK_EQ_INT(nd__readfile_read(link, 0, &fd, &err), 0);
+	nd__readfile_free(&fd);
 	unlink(link);
 }
 

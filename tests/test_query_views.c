@@ -1,4 +1,4 @@
-/* Tests of query's views (src/embed.c's embedder_add_views and
+/* Tests of query's views (src/embed.c's nd__embed_add_views and
  * src/views.c, linked from the library):
  * the identity view is exactly ingest's tensor, rotations of the prepared
  * tensor equal the prep of rotated pixels (square input) and the rotated
@@ -60,18 +60,18 @@ static void check_file(const char *path, struct embedder *e)
 	struct file_data fd;
 	nd_error err;
 	uint32_t w, h, w2, h2;
-	CHECK_MSG(file_read(path, 0, &fd, &err) == 0, "%s: %s", path, err.msg);
+	CHECK_MSG(nd__readfile_read(path, 0, &fd, &err) == 0, "%s: %s", path, err.msg);
 	if (!fd.data)
 		return;
 	size_t per = (size_t)3 * e->prep.width * e->prep.height;
 	float *ref = malloc(per * sizeof(float));
 	/* ingest's tensor */
 	e->n = 0;
-	CHECK(embedder_add(e, fd.data, fd.len, &w, &h, &err) == 0);
+	CHECK(nd__embed_add(e, fd.data, fd.len, &w, &h, &err) == 0);
 	memcpy(ref, e->in, per * sizeof(float));
 	enum view sv[VIEW_COUNT];
 	e->n = 0;
-	CHECK(embedder_add_views(e, fd.data, fd.len, VIEWS_ALL, sv, &w2, &h2, &err) == 0);
+	CHECK(nd__embed_add_views(e, fd.data, fd.len, VIEWS_ALL, sv, &w2, &h2, &err) == 0);
 	CHECK_EQ_INT(e->n, VIEW_COUNT);
 	for (int v = 0; v < VIEW_COUNT; v++)
 		CHECK_EQ_INT(sv[v], v);
@@ -112,7 +112,7 @@ static void check_file(const char *path, struct embedder *e)
 	}
 	/* a subset fills consecutive slots in enum order */
 	e->n = 0;
-	CHECK(embedder_add_views(e, fd.data, fd.len, VIEW_BIT(VIEW_IDENTITY) | VIEW_BIT(VIEW_CROP50),
+	CHECK(nd__embed_add_views(e, fd.data, fd.len, VIEW_BIT(VIEW_IDENTITY) | VIEW_BIT(VIEW_CROP50),
 				 sv, &w2, &h2, &err) == 0);
 	CHECK_EQ_INT(e->n, 2);
 	CHECK(sv[0] == VIEW_IDENTITY && sv[1] == VIEW_CROP50);
@@ -123,20 +123,20 @@ static void check_file(const char *path, struct embedder *e)
 	nd_image_free(&big);
 	nd_image_free(&img);
 	free(ref);
-	file_data_free(&fd);
+	nd__readfile_free(&fd);
 }
 
 static void test_views_square(void)
 {
 	struct embedder e;
 	nd_error err;
-	CHECK_MSG(embedder_init(&e, model, VIEW_COUNT, &err) == 0, "%s", err.msg);
+	CHECK_MSG(nd__embed_init(&e, model, VIEW_COUNT, &err) == 0, "%s", err.msg);
 	CHECK(e.prep.width == e.prep.height); /* the tensor-rotation path */
 	check_file("data/astronaut.jpg", &e);   /* 512x512 JPEG: DCT-scaled, re-decoded */
 	check_file("data/chelsea.jpg", &e);     /* 451x300: not reduced, no second decode */
 	check_file("data/camera.png", &e);      /* 512x512 PNG: box-reduced, re-decoded */
 	check_file("data/rocket_exif6.jpg", &e); /* EXIF-rotated */
-	embedder_free(&e);
+	nd__embed_free(&e);
 }
 
 /* A non-square input rotates the decoded pixels instead: run the same checks
@@ -145,37 +145,37 @@ static void test_views_non_square(void)
 {
 	struct embedder e;
 	nd_error err;
-	CHECK_MSG(embedder_init(&e, model, VIEW_COUNT, &err) == 0, "%s", err.msg);
+	CHECK_MSG(nd__embed_init(&e, model, VIEW_COUNT, &err) == 0, "%s", err.msg);
 	e.prep.width = e.prep.height * 3 / 4;
 	e.iopts.min_width = e.prep.width;
 	check_file("data/astronaut.jpg", &e);
 	check_file("data/chelsea.jpg", &e);
-	embedder_free(&e);
+	nd__embed_free(&e);
 }
 
 static void test_views_parse(void)
 {
 	char bad[64];
 	const unsigned id = VIEW_BIT(VIEW_IDENTITY);
-	CHECK_EQ_INT(views_parse("none", bad, sizeof(bad)), id);
-	CHECK_EQ_INT(views_parse("all", bad, sizeof(bad)), VIEWS_ALL);
-	CHECK_EQ_INT(views_parse("rotations", bad, sizeof(bad)), id | VIEWS_ROTATIONS);
-	CHECK_EQ_INT(views_parse("crops", bad, sizeof(bad)), id | VIEWS_CROPS);
-	CHECK_EQ_INT(views_parse("crops,rotations", bad, sizeof(bad)), VIEWS_ALL);
-	CHECK_EQ_INT(views_parse("rotations,all,crops", bad, sizeof(bad)), VIEWS_ALL);
-	CHECK_EQ_INT(views_parse("rotation", bad, sizeof(bad)), 0);
+	CHECK_EQ_INT(nd__views_parse("none", bad, sizeof(bad)), id);
+	CHECK_EQ_INT(nd__views_parse("all", bad, sizeof(bad)), VIEWS_ALL);
+	CHECK_EQ_INT(nd__views_parse("rotations", bad, sizeof(bad)), id | VIEWS_ROTATIONS);
+	CHECK_EQ_INT(nd__views_parse("crops", bad, sizeof(bad)), id | VIEWS_CROPS);
+	CHECK_EQ_INT(nd__views_parse("crops,rotations", bad, sizeof(bad)), VIEWS_ALL);
+	CHECK_EQ_INT(nd__views_parse("rotations,all,crops", bad, sizeof(bad)), VIEWS_ALL);
+	CHECK_EQ_INT(nd__views_parse("rotation", bad, sizeof(bad)), 0);
 	CHECK(!strcmp(bad, "rotation"));
-	CHECK_EQ_INT(views_parse("crops,bogus,all", bad, sizeof(bad)), 0);
+	CHECK_EQ_INT(nd__views_parse("crops,bogus,all", bad, sizeof(bad)), 0);
 	CHECK(!strcmp(bad, "bogus"));
-	CHECK_EQ_INT(views_parse("crops,", bad, sizeof(bad)), 0);
+	CHECK_EQ_INT(nd__views_parse("crops,", bad, sizeof(bad)), 0);
 	CHECK(!strcmp(bad, ""));
-	CHECK_EQ_INT(views_parse("", bad, sizeof(bad)), 0);
-	CHECK_EQ_INT(views_parse("none,crops", bad, sizeof(bad)), 0);
+	CHECK_EQ_INT(nd__views_parse("", bad, sizeof(bad)), 0);
+	CHECK_EQ_INT(nd__views_parse("none,crops", bad, sizeof(bad)), 0);
 	CHECK(!strcmp(bad, "none"));
-	CHECK_EQ_INT(views_parse("ALL", bad, sizeof(bad)), 0);
-	CHECK_EQ_INT(view_count(VIEWS_ALL), VIEW_COUNT);
-	CHECK_EQ_INT(view_count(id | VIEWS_CROPS), 3);
-	CHECK(!strcmp(view_name(VIEW_ROT270), "rot270"));
+	CHECK_EQ_INT(nd__views_parse("ALL", bad, sizeof(bad)), 0);
+	CHECK_EQ_INT(nd__views_count(VIEWS_ALL), VIEW_COUNT);
+	CHECK_EQ_INT(nd__views_count(id | VIEWS_CROPS), 3);
+	CHECK(!strcmp(nd__views_name(VIEW_ROT270), "rot270"));
 }
 
 static void test_views_merge(void)
@@ -187,7 +187,7 @@ static void test_views_merge(void)
 	size_t counts[] = { 3, 3, 2 };
 	enum view views[] = { VIEW_IDENTITY, VIEW_ROT90, VIEW_CROP50 };
 	struct view_hit out[8];
-	size_t n = views_merge(lists, counts, views, 3, 10, out);
+	size_t n = nd__views_merge(lists, counts, views, 3, 10, out);
 	/* best per id; equal scores: lower id first; equal score for one id: earlier view */
 	const uint32_t ids[] = { 3, 7, 9, 1, 4 };
 	const enum view vs[] = { VIEW_ROT90, VIEW_IDENTITY, VIEW_ROT90, VIEW_CROP50, VIEW_IDENTITY };
@@ -197,10 +197,10 @@ static void test_views_merge(void)
 		CHECK_EQ_INT(out[i].view, vs[i]);
 	}
 	CHECK_NEAR(out[1].hit.raw, 0.91, 1e-6); /* the whole hit of the best view */
-	CHECK_EQ_INT(views_merge(lists, counts, views, 3, 2, out), 2);
+	CHECK_EQ_INT(nd__views_merge(lists, counts, views, 3, 2, out), 2);
 	CHECK_EQ_INT(out[1].hit.id, 7);
 	counts[0] = counts[1] = counts[2] = 0;
-	CHECK_EQ_INT(views_merge(lists, counts, views, 3, 10, out), 0);
+	CHECK_EQ_INT(nd__views_merge(lists, counts, views, 3, 10, out), 0);
 }
 
 int main(int argc, char **argv)

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "term.h"
 
 static const char usage_text[] =
 	"usage: neardup ingest [--index DIR] [-j N] [options] PATH...\n"
