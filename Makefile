@@ -43,7 +43,7 @@ CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(ARCH) $(WARNINGS) -pthread -Iinclude -Isrc \
 	-DND_DATADIR='"$(PREFIX)/share/neardup"'
 ALL_LDFLAGS := $(LDFLAGS) -pthread
-LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lm
+LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lmicrohttpd -lm
 
 ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -191,6 +191,7 @@ struct protect {
 	char **given;  /* as typed, trailing '/' stripped */
 	char **real;   /* realpath, or NULL */
 	int n;
+	int names;     /* paths are names, not files (serve's uploads): none is missing */
 };
 
 static int under(const char *path, const char *dir)
@@ -298,7 +299,7 @@ static int cmp_ident(const void *x, const void *y)
  * with itself. The file as it is now decides (stat, which follows a
  * symlink named at ingest as the walk did); the identity stored decides
  * when stat fails otherwise. Returns -1 when out of memory. */
-static int hide_nodes(const struct dd_result *r, unsigned char *hidden, size_t *missing)
+static int hide_nodes(const struct dd_result *r, int names, unsigned char *hidden, size_t *missing)
 {
 	struct ident *v = malloc((r->n_nodes ? r->n_nodes : 1) * sizeof(*v));
 	size_t m = 0;
@@ -308,6 +309,11 @@ static int hide_nodes(const struct dd_result *r, unsigned char *hidden, size_t *
 	for (size_t i = 0; i < r->n_nodes; i++) {
 		const struct dd_node *nd = &r->nodes[i];
 		struct stat st;
+		if (names) {
+			if (nd->dev || nd->ino)
+				v[m++] = (struct ident){ nd->dev, nd->ino, nd->id, i };
+			continue;
+		}
 		if (lstat(nd->path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
 			hidden[i] = 1;
 			(*missing)++;
@@ -590,7 +596,7 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 
 	/* hidden nodes count as grouped already: never kept, never members */
 	size_t missing;
-	if (!(grouped = calloc(nn, 1)) || hide_nodes(r, grouped, &missing))
+	if (!(grouped = calloc(nn, 1)) || hide_nodes(r, pr->names, grouped, &missing))
 		goto oom;
 	if (missing)
 		cli_msg("%zu indexed files no longer exist and were left out; 'neardup remove --missing' "
@@ -723,6 +729,17 @@ done:
 }
 
 /* ---- output ---- */
+
+int dd_build(struct nd_index *ix, float min_sim, int raw, int names, struct dd_result *r)
+{
+	struct protect pr = { NULL, NULL, 0, names };
+	return build_groups(ix, min_sim, raw, KEEP_ORIGINAL, &pr, r);
+}
+
+void dd_result_free(struct dd_result *r)
+{
+	free_result(r);
+}
 
 static void write_jsonl(FILE *f, const struct dd_result *r)
 {

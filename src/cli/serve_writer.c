@@ -1,0 +1,250 @@
+/* neardup serve — the writer thread: the only one that changes the index.
+ *
+ * Requests decode and embed their images on their own threads, then queue a
+ * change here and wait. The writer takes everything queued at once and
+ * commits it in one LMDB transaction per run of adds or removes (group
+ * commit: while one commit syncs, the next batch gathers), so an image is
+ * durable before its request is answered, and a burst of writes costs one
+ * sync per batch, not per image. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+#include "serve_engine.h"
+
+#define WRITER_BATCH 256 /* changes per transaction at most */
+
+struct srv_writer {
+	struct srv_engine *eng;
+	nd_index *ix;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	struct srv_wop *head, *tail;
+	int queued, cap;
+	int stopping;
+	_Atomic uint64_t generation;
+};
+
+int srv_writer_submit(struct srv_writer *w, struct srv_wop *op)
+{
+	int rc = 0;
+	op->done = 0;
+	op->next = NULL;
+	pthread_mutex_lock(&w->mu);
+	if (w->stopping)
+		rc = -2;
+	else if (w->queued >= w->cap)
+		rc = -1;
+	else {
+		if (w->tail)
+			w->tail->next = op;
+		else
+			w->head = op;
+		w->tail = op;
+		w->queued++;
+		pthread_cond_signal(&w->work);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+void srv_writer_wait(struct srv_writer *w, struct srv_wop *op)
+{
+	pthread_mutex_lock(&w->mu);
+	while (!op->done)
+		pthread_cond_wait(&w->done, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int srv_writer_queued(struct srv_writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int n = w->queued;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+uint64_t srv_writer_generation(struct srv_writer *w)
+{
+	return atomic_load(&w->generation);
+}
+
+static void fail_all(struct srv_wop **ops, size_t n, int rc, const nd_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		ops[i]->rc = rc;
+		snprintf(ops[i]->msg, sizeof(ops[i]->msg), "%s", err->msg[0] ? err->msg : nd_strerror(rc));
+	}
+}
+
+/* A run of adds: identical images (indexed, or earlier in the run) get the
+ * existing id; the others go in one transaction. */
+static void commit_adds(struct srv_writer *w, struct srv_wop **ops, size_t n)
+{
+	nd_index_item *items = calloc(n, sizeof(*items));
+	uint32_t *ids = calloc(n, sizeof(*ids));
+	size_t *slot = calloc(n, sizeof(*slot)); /* ops[i]'s item, or SIZE_MAX: existed */
+	size_t ni = 0;
+	nd_error err;
+	nd_error_clear(&err);
+	if (!items || !ids || !slot) {
+		nd_error_set(&err, ND_ENOMEM, "out of memory");
+		fail_all(ops, n, ND_ENOMEM, &err);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct srv_item *it = ops[i]->item;
+		uint32_t id;
+		slot[i] = SIZE_MAX;
+		if (srv_engine_lookup_hash(w->eng, it->rec.hash, &id)) {
+			ops[i]->id = id;
+			ops[i]->existed = 1;
+			continue;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (slot[j] != SIZE_MAX && !memcmp(ops[j]->item->rec.hash, it->rec.hash, 16)) {
+				slot[i] = slot[j];
+				ops[i]->existed = 1;
+				break;
+			}
+		if (slot[i] != SIZE_MAX)
+			continue;
+		items[ni] = (nd_index_item){ .vec = it->vec, .rec = it->rec, .has_phash = it->has_phash,
+					     .phash = it->phash,
+					     .origin = it->has_origin ? &it->origin : NULL };
+		slot[i] = ni++;
+	}
+	if (ni) {
+		int rc = nd_index_add(w->ix, items, ni, ids, &err);
+		if (rc) {
+			fail_all(ops, n, rc, &err);
+			cli_msg("cannot write to the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+			goto done;
+		}
+		atomic_fetch_add(&w->generation, 1);
+		srv_metrics_count(CNT_COMMITS);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (slot[i] != SIZE_MAX)
+			ops[i]->id = ids[slot[i]];
+		srv_metrics_count(ops[i]->existed ? CNT_IMAGES_EXISTING : CNT_IMAGES_ADDED);
+	}
+done:
+	free(items);
+	free(ids);
+	free(slot);
+}
+
+static void commit_removes(struct srv_writer *w, struct srv_wop **ops, size_t n)
+{
+	uint32_t *ids = calloc(n, sizeof(*ids));
+	size_t ni = 0, removed = 0;
+	nd_error err;
+	nd_error_clear(&err);
+	if (!ids) {
+		nd_error_set(&err, ND_ENOMEM, "out of memory");
+		fail_all(ops, n, ND_ENOMEM, &err);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		nd_record rec;
+		char pbuf[ND_PATH_MAX + 1];
+		ops[i]->found = nd_index_get_record(w->ix, ops[i]->id, &rec, pbuf, sizeof(pbuf), NULL) == 0;
+		if (ops[i]->found)
+			ids[ni++] = ops[i]->id;
+	}
+	if (ni) {
+		int rc = nd_index_remove(w->ix, ids, ni, &removed, &err);
+		if (rc) {
+			fail_all(ops, n, rc, &err);
+			cli_msg("cannot write to the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+			free(ids);
+			return;
+		}
+		atomic_fetch_add(&w->generation, 1);
+		srv_metrics_count(CNT_COMMITS);
+		for (size_t i = 0; i < removed; i++)
+			srv_metrics_count(CNT_IMAGES_REMOVED);
+	}
+	free(ids);
+}
+
+static void *writer_main(void *arg)
+{
+	struct srv_writer *w = arg;
+	struct srv_wop *batch[WRITER_BATCH];
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		while (!w->head && !w->stopping)
+			pthread_cond_wait(&w->work, &w->mu);
+		if (!w->head) { /* stopping and nothing left */
+			pthread_mutex_unlock(&w->mu);
+			break;
+		}
+		size_t n = 0;
+		while (w->head && n < WRITER_BATCH) {
+			batch[n++] = w->head;
+			w->head = w->head->next;
+			w->queued--;
+		}
+		if (!w->head)
+			w->tail = NULL;
+		pthread_mutex_unlock(&w->mu);
+
+		/* runs of one kind, in the order they came */
+		for (size_t i = 0; i < n;) {
+			size_t j = i;
+			while (j < n && batch[j]->kind == batch[i]->kind)
+				j++;
+			if (batch[i]->kind == WOP_ADD)
+				commit_adds(w, batch + i, j - i);
+			else
+				commit_removes(w, batch + i, j - i);
+			i = j;
+		}
+		pthread_mutex_lock(&w->mu);
+		for (size_t i = 0; i < n; i++)
+			batch[i]->done = 1;
+		pthread_cond_broadcast(&w->done);
+		pthread_mutex_unlock(&w->mu);
+	}
+	return NULL;
+}
+
+int srv_writer_start(struct srv_writer **out, struct srv_engine *e, int queue)
+{
+	struct srv_writer *w = calloc(1, sizeof(*w));
+	*out = NULL;
+	if (!w)
+		return ND_ENOMEM;
+	w->eng = e;
+	w->ix = srv_engine_index(e);
+	w->cap = queue;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->work, NULL);
+	pthread_cond_init(&w->done, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+		free(w);
+		return ND_ENOMEM;
+	}
+	*out = w;
+	return 0;
+}
+
+void srv_writer_stop(struct srv_writer *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stopping = 1;
+	pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->work);
+	pthread_cond_destroy(&w->done);
+	free(w);
+}
