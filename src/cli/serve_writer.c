@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "serve.h"
 #include "serve_engine.h"
@@ -26,6 +28,9 @@ struct srv_writer {
 	int queued, cap;
 	int stopping;
 	_Atomic uint64_t generation;
+	/* tests: while this file exists the writer takes no batch, so that a
+	 * test can fill the queue (NEARDUP_SERVE_TEST_PAUSE) */
+	const char *pause_file;
 };
 
 int srv_writer_submit(struct srv_writer *w, struct srv_wop *op)
@@ -180,6 +185,12 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&w->mu);
 		while (!w->head && !w->stopping)
 			pthread_cond_wait(&w->work, &w->mu);
+		while (w->pause_file && !w->stopping && access(w->pause_file, F_OK) == 0) {
+			struct timespec ts = { 0, 10 * 1000000 };
+			pthread_mutex_unlock(&w->mu);
+			nanosleep(&ts, NULL);
+			pthread_mutex_lock(&w->mu);
+		}
 		if (!w->head) { /* stopping and nothing left */
 			pthread_mutex_unlock(&w->mu);
 			break;
@@ -223,6 +234,8 @@ int srv_writer_start(struct srv_writer **out, struct srv_engine *e, int queue)
 	w->eng = e;
 	w->ix = srv_engine_index(e);
 	w->cap = queue;
+	const char *pause = getenv("NEARDUP_SERVE_TEST_PAUSE");
+	w->pause_file = pause && *pause ? pause : NULL;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->work, NULL);
 	pthread_cond_init(&w->done, NULL);
