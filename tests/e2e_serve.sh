@@ -61,7 +61,7 @@ call() {
 	N=$((N + 1))
 	: >"ex/$N"
 	: >"ex/$N.h"
-	out=$(curl -s -o "ex/$N" -D "ex/$N.h" -w '%{http_code} %{content_type}' -X "$m" "$@" "$U$path")
+	out=$(curl -s --max-time 300 -o "ex/$N" -D "ex/$N.h" -w '%{http_code} %{content_type}' -X "$m" "$@" "$U$path")
 	code=${out%% *}
 	local ctype=${out#* }
 	cp "ex/$N" body
@@ -431,13 +431,8 @@ test_spec() {
 		fail "replies against doc/openapi.yaml: $(cat spec.out)"
 }
 
-run test_endpoints
-run test_same_scores
-run test_bad_requests
-run test_traversal
-run test_read_only_and_remote
-run test_timeout
-run test_queue_full
-run test_kill9
-run test_sigterm
-run test_spec
+# tests/e2e_serve.sh [TEST...]: only these (test_spec checks the replies of those run)
+for t in ${*:-test_endpoints test_same_scores test_bad_requests test_traversal test_read_only_and_remote \
+	test_timeout test_queue_full test_kill9 test_sigterm test_spec}; do
+	run "$t"
+done
