@@ -291,6 +291,13 @@ test_read_only_and_remote() {
 	call POST /v1/query '/v1/query?k=1' -H 'Content-Type: image/jpeg' --data-binary @chelsea.jpg
 	want 200 "queries without --token-file"
 	stop_server
+	start_server --index db --token-file tok --token-all || return
+	call GET /v1/info /v1/info
+	want 401 "a read with --token-all and no token"
+	call GET /v1/info /v1/info -H "$AUTH"
+	want 200 "a read with --token-all and the token"
+	stop_server
+	expect 2 "$B" serve --index db --token-all
 	expect 2 "$B" serve --index db --listen 0.0.0.0:0
 	grep -q "not a loopback address, needs --token-file" err || fail "non-loopback without a token: $(cat err)"
 	expect 2 "$B" serve --index db --listen 127.0.0.1:99999

@@ -23,7 +23,7 @@
 static const char usage_text[] =
 	"usage: neardup serve [--index DIR] [--listen ADDR:PORT] [--token-file F]\n"
 	"                     [--allow-root DIR] [--threads N] [--max-body B] [--queue N]\n"
-	"                     [--timeout S] [--access-log FILE]\n"
+	"                     [--timeout S] [--access-log FILE] [--token-all]\n"
 	"\n"
 	"Serves the index over HTTP/1.1: POST /v1/query, POST /v1/images,\n"
 	"GET and DELETE /v1/images/{id}, GET /v1/duplicates, GET /v1/info,\n"
@@ -36,6 +36,8 @@ static const char usage_text[] =
 	"                     needs --token-file, and then every request needs the token\n"
 	"      --token-file F the bearer token (the file's first line); without it,\n"
 	"                     writes (POST /v1/images, DELETE) are refused\n"
+	"      --token-all    every request needs the token, also on loopback (behind\n"
+	"                     a reverse proxy)\n"
 	"      --allow-root D clients may name server-side files under D (no symbolic\n"
 	"                     links, no '..'); without it, none\n"
 	"      --threads N    request threads; queries run in parallel (default: CPUs)\n"
@@ -99,7 +101,7 @@ static int read_token(const char *path, char **tok, size_t *len)
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_LISTEN = OPT_FIRST_PRIVATE, O_TOKEN, O_ROOT, O_THREADS, O_BODY, O_QUEUE, O_TIMEOUT,
-	       O_LOG };
+	       O_LOG, O_TOKEN_ALL };
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -110,6 +112,7 @@ int cmd_serve(int argc, char **argv)
 		{ "queue", required_argument, NULL, O_QUEUE },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "access-log", required_argument, NULL, O_LOG },
+		{ "token-all", no_argument, NULL, O_TOKEN_ALL },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
@@ -119,8 +122,9 @@ int cmd_serve(int argc, char **argv)
 		cli_msg("out of memory");
 		return EXIT_FATAL;
 	}
-	s->o = (struct srv_opts){ DEFAULT_LISTEN, NULL, NULL, NULL, cli_default_jobs(), DEFAULT_MAX_BODY,
-				  DEFAULT_QUEUE, DEFAULT_TIMEOUT };
+	s->o = (struct srv_opts){ .listen = DEFAULT_LISTEN, .threads = cli_default_jobs(),
+				  .max_body = DEFAULT_MAX_BODY, .queue = DEFAULT_QUEUE,
+				  .timeout = DEFAULT_TIMEOUT };
 	int status = EXIT_FATAL, opt;
 	long v;
 	double d;
@@ -133,6 +137,7 @@ int cmd_serve(int argc, char **argv)
 		case O_TOKEN: s->o.token_file = optarg; break;
 		case O_ROOT: s->o.allow_root = optarg; break;
 		case O_LOG: s->o.access_log = optarg; break;
+		case O_TOKEN_ALL: s->o.token_all = 1; break;
 		case O_THREADS:
 			if (cli_parse_int("--threads", optarg, 1, 256, &v))
 				goto done;
@@ -166,6 +171,10 @@ int cmd_serve(int argc, char **argv)
 	if (optind < argc) {
 		cli_msg("serve: unexpected argument '%s'", argv[optind]);
 		usage(stderr);
+		goto done;
+	}
+	if (s->o.token_all && !s->o.token_file) {
+		cli_msg("--token-all needs --token-file");
 		goto done;
 	}
 	if (s->o.token_file && read_token(s->o.token_file, &s->token, &s->token_len))
@@ -217,7 +226,7 @@ int cmd_serve(int argc, char **argv)
 		cli_msg("serving index '%s' on http://%s:%u/ (%d threads%s%s)",
 			cli_quote(com.index_dir, q, sizeof(q)), host, port, s->o.threads,
 			s->token ? ", writes with the token" : ", read-only: no --token-file",
-			s->loopback ? "" : ", every request needs the token");
+			s->loopback && !s->o.token_all ? "" : ", every request needs the token");
 	}
 
 	int sig = 0;

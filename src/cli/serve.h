@@ -30,6 +30,7 @@ struct srv_writer;
 struct srv_opts {
 	const char *listen;     /* ADDR:PORT (default 127.0.0.1:8080; port 0: any free one) */
 	const char *token_file; /* bearer token for writes (all requests off loopback) */
+	int token_all;          /* every request needs the token, also on loopback */
 	const char *allow_root; /* server-side paths must lie under it; NULL: none allowed */
 	const char *access_log; /* JSON lines; NULL: stderr; "-": stdout */
 	int threads;            /* request threads (queries run in parallel on them) */

@@ -322,7 +322,7 @@ static int admit(struct srv_req *r, const char *url)
 	if (atomic_load(&s->draining))
 		return srv_reply_error(r, 503, "the server is shutting down"), -1;
 	int writes = srv_route_writes(r->route, r->method);
-	if (!s->loopback || writes) {
+	if (!s->loopback || s->o.token_all || writes) {
 		if (!s->token) /* only on loopback: a non-loopback address needs a token to start */
 			return srv_reply_error(r, 403, "writes are disabled: start the server with "
 						       "--token-file"), -1;
