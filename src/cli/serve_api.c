@@ -204,7 +204,7 @@ static int h_query(struct srv_req *r)
 	int ret = -1;
 	if (srv_req_is_json(r) && !(j = body_json(r)))
 		return 0;
-	struct srv_query q = { 10, -INFINITY, VIEWS_ALL, "-" };
+	struct srv_query q = { 10, -INFINITY, VIEWS_ALL, CLI_DEFAULT_PROBES, "-" };
 	char buf[64];
 	const char *v;
 	long l;
@@ -228,6 +228,11 @@ static int h_query(struct srv_req *r)
 			goto done;
 		}
 	}
+	if ((v = param(r, j, "probes", buf, sizeof(buf))) && parse_long(v, 0, 1000000, &l)) {
+		ret = srv_reply_error(r, 400, "invalid probes '%s' (0 to 1000000)", v);
+		goto done;
+	} else if (v)
+		q.probes = (uint32_t)l;
 	if ((v = param(r, j, "name", buf, sizeof(buf))) && name_ok(v))
 		q.label = v;
 	struct srv_timing t = { 0 };

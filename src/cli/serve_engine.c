@@ -166,7 +166,7 @@ static int query_vecs(struct srv_engine *e, const float *vecs, const uint64_t *p
 	nd_query_params qp;
 	nd_query_params_init(&qp);
 	qp.k = q->k;
-	qp.probes = CLI_DEFAULT_PROBES;
+	qp.probes = q->probes;
 	qp.min_sim = q->min_sim;
 	const nd_hit *lists[VIEW_COUNT];
 	size_t counts[VIEW_COUNT];

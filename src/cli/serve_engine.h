@@ -32,6 +32,7 @@ struct srv_query {
 	uint32_t k;
 	float min_sim;
 	unsigned views;      /* view mask (embed.h) */
+	uint32_t probes;     /* LSH probes (query's --probes) */
 	const char *label;   /* the "query" field of the result */
 };
 
