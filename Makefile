@@ -1,12 +1,13 @@
 # neardup — plain Makefile. Targets:
-#   make            release build: build/rel/neardup and build/rel/libneardup.a
+#   make            release build: build/rel/neardup, build/rel/libneardup.a and .so
 #   make test       unit + end-to-end tests (ends with "N passed, N failed")
 #   make test-html  the HTML review page driven in headless Chromium
 #   make demo       the main job on the bundled sample corpus in data/
 #   make fuzz       libFuzzer targets, each for FUZZ_TIME seconds (clang)
 #   make bench      quick benchmarks (see bench/README.md)
 #   make coverage   tests under gcov, with a line-coverage summary
-#   make install    PREFIX=/usr/local (binary, library, headers, neardup.pc, model)
+#   make install    PREFIX=/usr/local DESTDIR= (binary, libraries, headers, neardup.pc,
+#                   model, the Python package for /usr/bin/python3)
 # Options: SANITIZE=address,undefined  DEVELOPER=1 (warnings fatal)
 #          ARCH=... (default: x86-64-v3 where the CPU has AVX2)  NEARDUP_NO_DEPS=1
 
@@ -66,14 +67,27 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 LIB := $(O)/libneardup.a
 BIN := $(O)/neardup
+# The shared library: soname libneardup.so.$(SOMAJOR); it exports the nd_
+# functions declared in include/neardup/*.h and nothing else (the objects
+# are compiled with hidden visibility, the public headers force-included
+# with default visibility, and src/libneardup.map drops the rest).
+VERSION := $(shell sed -n 's/.*ND_VERSION_STRING "\(.*\)"/\1/p' include/neardup/common.h)
+SOMAJOR := 0
+SONAME := libneardup.so.$(SOMAJOR)
+SHLIB := $(O)/libneardup.so.$(VERSION)
+PUBLIC_H := $(sort $(wildcard include/neardup/*.h))
+EXPORT_H := $(O)/export.h
+PYTHON ?= /usr/bin/python3
 
-.PHONY: all build deps test-deps test test-html demo fuzz bench bench-full coverage install clean
+.PHONY: all build shared examples deps test-deps test test-html demo fuzz bench bench-full coverage install clean
 # Dependencies first, then the build (a recursive make so that -j never
 # compiles before the packages are there).
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BIN) $(LIB)
+build: $(BIN) $(LIB) shared
+
+shared: $(SHLIB) $(O)/libneardup.so
 
 deps:
 	@scripts/deps.sh build
@@ -83,7 +97,21 @@ test-deps:
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c $< -o $@
+
+# Library objects serve both libraries: position-independent, hidden unless
+# a public header declares them.
+$(LIB_OBJ): OBJ_CFLAGS = -fPIC -fvisibility=hidden -include $(EXPORT_H)
+# the force-included headers fix the feature macros before the source's own
+# `#define _GNU_SOURCE` (empty, as on the command line) would be seen
+GNU_OBJ := $(patsubst %.c,$(O)/%.o,$(shell grep -l '^\#define _GNU_SOURCE' $(LIB_SRC)))
+$(GNU_OBJ): OBJ_CFLAGS += -D_GNU_SOURCE=
+$(LIB_OBJ): $(EXPORT_H)
+$(EXPORT_H): $(PUBLIC_H) Makefile
+	@mkdir -p $(dir $@)
+	{ echo '#pragma GCC visibility push(default)'; \
+	  for h in $(PUBLIC_H:include/%=%); do echo "#include \"$$h\""; done; \
+	  echo '#pragma GCC visibility pop'; } >$@
 
 # the review page's script and style are assembled into this object (.incbin)
 $(O)/src/cli/report_assets.o: src/cli/report/review.js src/cli/report/review.css
@@ -92,6 +120,13 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
+
+$(SHLIB): $(LIB_OBJ) src/libneardup.map
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libneardup.map \
+		-Wl,--no-undefined -o $@ $(LIB_OBJ) $(LIBS)
+$(O)/libneardup.so: $(SHLIB)
+	ln -sf $(notdir $(SHLIB)) $(O)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LIBS)
@@ -105,8 +140,10 @@ $(O)/bench/%: bench/%.c $(LIB)
 	$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIB) $(LIBS)
 
 test: test-deps
-	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
-	@NEARDUP_BIN=$(CURDIR)/$(BIN) tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh)
+	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN) shared
+	@NEARDUP_BIN=$(CURDIR)/$(BIN) NEARDUP_LIBDIR=$(CURDIR)/$(O) PYTHON=$(PYTHON) \
+		SANITIZE='$(SANITIZE)' VARIANT=$(VARIANT) \
+		tests/run.sh $(TEST_BIN) $(wildcard tests/e2e_*.sh)
 
 # The review page driven in headless Chromium (chromium-driver, selenium),
 # its export applied by neardup apply (not part of `make test`).
@@ -158,12 +195,20 @@ coverage:
 		awk '/^File/{f=$$2; gsub("\047", "", f)} /^Lines executed/ && f ~ /^src\//{print f, $$2, $$3, $$4}'
 
 PCDIR := $(PREFIX)/lib/pkgconfig
+# Debian's python3 reads /usr/lib/python3/dist-packages and
+# /usr/local/lib/python3.X/dist-packages.
+PYVER = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PCDIR) \
 		$(DESTDIR)$(PREFIX)/include/neardup $(DESTDIR)$(PREFIX)/share/neardup/models \
-		$(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PYDIR)/neardup
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/neardup
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libneardup.a
+	install -m 755 $(SHLIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libneardup.so
+	install -m 644 python/neardup/*.py $(DESTDIR)$(PYDIR)/neardup/
 	install -m 644 include/neardup/*.h $(DESTDIR)$(PREFIX)/include/neardup/
 	for m in models/*.ndm models/*.ndb; do [ -f "$$m" ] && install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/neardup/models/; done; true
 	[ -f doc/neardup.1 ] && install -m 644 doc/neardup.1 $(DESTDIR)$(PREFIX)/share/man/man1/ || true

@@ -181,9 +181,8 @@ static int compare_pair(struct jworker *w, size_t a, size_t b, int *have_a)
 	w->st.pairs_compared++;
 	float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
 	if (s->cal)
-		sim = nd_ix_score(s->ix, sim, s->vv[a].stat, s->vv[b].stat) +
-		      nd_ix_phash_bonus(s->ix, s->vv[a].has_phash, s->vv[a].phash, s->vv[b].has_phash,
-					s->vv[b].phash);
+		sim = nd_ix_pair_score(s->ix, sim, s->vv[a].stat, s->vv[a].has_phash, s->vv[a].phash,
+				       s->vv[b].stat, s->vv[b].has_phash, s->vv[b].phash);
 	if (sim < s->p->min_sim)
 		return 0;
 	/* ids are mapped at emission */

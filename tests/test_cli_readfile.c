@@ -1,11 +1,11 @@
-/* Tests of the CLI's whole-file read (src/cli/readfile.c, compiled in here:
- * the CLI is not part of libneardup): a file overwritten in place while it is
+/* Tests of the whole-file read (src/readfile.c, compiled in here for its
+ * static helpers): a file overwritten in place while it is
  * read gives the bytes and hash of one version, never a mix of two, and a
  * file that keeps changing is refused. The file is changed from the read's
  * hook, after the first chunk of a pass, so the interleaving is exact. */
 #include "test.h"
 
-#include "cli/readfile.c"
+#include "readfile.c"
 
 #define FILE_BYTES (3 * READ_CHUNK / 2 + 1234) /* two chunks per pass */
 

@@ -1,14 +1,14 @@
-/* Tests of query's views (src/cli/embed.c's embedder_add_views and
- * src/cli/views.c, compiled in here: the CLI is not part of libneardup):
+/* Tests of query's views (src/embed.c's embedder_add_views and
+ * src/views.c, compiled in here for their static helpers):
  * the identity view is exactly ingest's tensor, rotations of the prepared
  * tensor equal the prep of rotated pixels (square input) and the rotated
  * pixels path (non-square input) is right, centre crops come from a decode
  * large enough for a 50% crop, --views parsing, and the per-image merge. */
 #include "test.h"
 
-#include "cli/embed.c"
-#include "cli/readfile.c"
-#include "cli/views.c"
+#include "embed.c"
+#include "readfile.c"
+#include "views.c"
 
 #define MODEL "models/neardup.ndm"
 

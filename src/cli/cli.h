@@ -12,6 +12,7 @@
 #include "neardup/cnn.h"
 #include "neardup/common.h"
 #include "neardup/index.h"
+#include "neardup/neardup.h"
 
 /* Exit status (DESIGN.md): 0 all good, 1 some inputs were skipped (each
  * named on stderr), 2 usage or fatal error. An interrupted ingest exits with
@@ -21,21 +22,22 @@ enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
 /* The default --min-sim of dedup, on the calibrated similarity (the plain
  * cosine with --score raw or a model without calibration). Chosen on the
  * development set: see models/README.md, "Calibration". */
-#define CLI_DEFAULT_MIN_SIM 0.85f
+#define CLI_DEFAULT_MIN_SIM ND_DEFAULT_MIN_SIM
 #define CLI_DEFAULT_MIN_SIM_STR "0.85"
+/* The same on the pair score (neardup/score.h), a probability: chosen on
+ * the training half of the dev set (models/fit_score.py's split). */
+#define CLI_DEFAULT_SCORE_MIN_SIM ND_DEFAULT_SCORE_MIN_SIM
+#define CLI_DEFAULT_SCORE_MIN_SIM_STR "0.9"
 /* query's multi-probe depth. The index's own default (1280) is tuned for
  * near-exact copies; on the dev set's real embeddings it returned the exact
  * nearest neighbour for 0.911 of queries, 5120 for 0.966 at 1.75 ms p50
  * (bench/results/quality.md, LSH recall), small beside one image's decode
  * and embed (~7 ms). */
-#define CLI_DEFAULT_PROBES 5120
+#define CLI_DEFAULT_PROBES ND_DEFAULT_PROBES
 #define CLI_DEFAULT_PROBES_STR "5120"
 /* --min-sim accepts [-CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM]: a calibrated
  * similarity can leave [-1, 1] a little. */
 #define CLI_MAX_MIN_SIM 1.5
-
-/* Files larger than this are not read (each worker holds one file). */
-#define CLI_MAX_FILE_BYTES ((size_t)256 << 20)
 
 /* Options every command takes. */
 struct cli_common {
@@ -98,6 +100,18 @@ int cli_model_load(const struct cli_common *c, nd_model **m);
  * index must have been built with that model. Prints the error and returns
  * EXIT_FATAL on failure. */
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+
+/* Opens the collection (cli_index_open's rules and messages) with model m,
+ * which must outlive it. */
+int cli_collection_open(const struct cli_common *c, int write, const nd_model *m,
+			nd_collection **out);
+
+/* Adds paths to the collection with -j jobs, progress and Ctrl-C, naming
+ * every failure on stderr and printing the summary line unless quiet.
+ * Returns EXIT_ALL_GOOD, EXIT_SKIPPED or EXIT_FATAL; *signal: the signal
+ * that interrupted the run, or 0. */
+int cli_ingest(nd_collection *coll, char *const *paths, int npaths, int jobs, int quiet, int verbose,
+	       int *signal);
 
 /* Prints "neardup: index 'DIR' is damaged: DETAIL" for an ND_ECORRUPT from
  * the index (whose message may or may not name the index already). */

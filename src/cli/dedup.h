@@ -92,14 +92,6 @@ struct dd_totals {
 int dd_act(FILE *out, const struct dd_result *r, const struct dd_act_opts *o, uint32_t *done_ids,
 	   size_t *n_done, struct dd_totals *t);
 
-/* The groups of the index at min_sim with the default keep rule, as dedup
- * reports them (serve's duplicates). names: the paths are names, not files
- * (none is left out as missing). Returns 0 or EXIT_FATAL (message printed).
- * Free r with dd_result_free. */
-struct nd_index;
-int dd_build(struct nd_index *ix, float min_sim, int raw, int names, struct dd_result *r);
-void dd_result_free(struct dd_result *r);
-
 /* The totals line ("would delete 56 files, 16.2 MB", "deleted ..., skipped
  * 3") on stderr. */
 void dd_print_totals(enum dd_action action, int yes, const struct dd_totals *t);

@@ -1,10 +1,11 @@
-/* neardup ingest — add image files and directories to the index. */
+/* neardup ingest — add image files and directories to the index; and the
+ * collection opening and ingest run that ingest, query and dedup share. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "pipeline.h"
+#include "progress.h"
 
 static const char usage_text[] =
 	"usage: neardup ingest [--index DIR] [-j N] [options] PATH...\n"
@@ -32,6 +33,109 @@ static void usage(FILE *f)
 	fputs(cli_common_help, f);
 }
 
+int cli_collection_open(const struct cli_common *c, int write, const nd_model *m, nd_collection **out)
+{
+	nd_collection_options o;
+	nd_collection_options_init(&o);
+	uint64_t upgraded = 0;
+	char q[1024];
+	cli_quote(c->index_dir, q, sizeof(q));
+	o.model = m;
+	o.create = write; /* only ingest creates: it knows the dimension */
+	o.readonly = !write;
+	o.upgraded = &upgraded;
+	nd_error err;
+	nd_error_clear(&err);
+	int rc = nd_collection_open(out, c->index_dir, &o, &err);
+	if (rc == 0) {
+		if (upgraded)
+			cli_msg("index '%s' predates calibrated similarity: added the background statistic "
+				"to its %llu images", q, (unsigned long long)upgraded);
+		return 0;
+	}
+	if (rc == ND_ENOTFOUND)
+		cli_msg("no index in '%s' (create one with 'neardup ingest PATH...')", q);
+	else if (rc == ND_ECORRUPT)
+		cli_index_damaged(c->index_dir, &err);
+	else if (rc == ND_EMISMATCH)
+		cli_msg("index '%s' was built with another model: %s", q, err.msg);
+	else if (rc == ND_EBUSY && !write)
+		cli_msg("index '%s' %s; run this command again when it is done", q, err.msg);
+	else if (!strncmp(err.msg, "cannot set up", 13))
+		cli_msg("%s", err.msg);
+	else
+		cli_msg("cannot open index '%s': %s", q, err.msg[0] ? err.msg : nd_strerror(rc));
+	return EXIT_FATAL;
+}
+
+/* ": 2 text, 1 video, 1 link or special file" for the summary line, or "" */
+static void ignored_kinds(const nd_add_counts *c, char *buf, size_t n)
+{
+	size_t at = 0;
+	buf[0] = 0;
+	for (int k = 0; k <= ND_KIND_COUNT; k++) {
+		unsigned long v = (unsigned long)(k < ND_KIND_COUNT ? c->not_image_kind[k] : c->ignored);
+		const char *name = k < ND_KIND_COUNT ? nd_file_kind_name((nd_file_kind)k)
+						     : "link or special file";
+		if (v == 0 || at >= n)
+			continue;
+		int w = snprintf(buf + at, n - at, "%s %lu %s", at ? "," : ":", v, name);
+		at += w > 0 ? (size_t)w : 0;
+	}
+}
+
+static void on_event(void *ctx, const char *path, nd_add_event ev, const char *detail)
+{
+	const int *verbose = ctx;
+	if (ev != ND_ADD_IGNORED || *verbose)
+		cli_err_path(nd_add_event_text(ev), path, detail);
+}
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total, int total_final)
+{
+	progress_update((unsigned long)done, (unsigned long)total, total_final);
+}
+
+int cli_ingest(nd_collection *coll, char *const *paths, int npaths, int jobs, int quiet, int verbose,
+	       int *signal)
+{
+	nd_add_options o;
+	nd_add_options_init(&o);
+	o.threads = jobs;
+	o.on_event = on_event;
+	o.on_progress = on_progress;
+	o.ctx = &verbose;
+	o.cancel = &cli_signal;
+	nd_add_counts c;
+	nd_error err;
+	progress_start(quiet);
+	int rc = nd_collection_add_paths(coll, (const char *const *)paths, (size_t)npaths, &o, &c, &err);
+	progress_end();
+	*signal = c.cancelled ? cli_signal : 0;
+	if (rc)
+		cli_msg("%s", err.msg[0] ? err.msg : nd_strerror(rc));
+	if (!quiet && (rc == 0 || c.seconds > 0)) {
+		double rate = c.seconds > 0 ? (c.embedded + c.exact) / c.seconds : 0;
+		char same[96] = "", lost[96] = "", why[256];
+		if (c.same_file)
+			snprintf(same, sizeof(same), ", %llu already indexed under another name",
+				 (unsigned long long)c.same_file);
+		if (c.uncommitted)
+			snprintf(lost, sizeof(lost), "; %llu read but not added: the index could not be written",
+				 (unsigned long long)c.uncommitted);
+		ignored_kinds(&c, why, sizeof(why));
+		cli_msg("%llu files: %llu embedded, %llu exact duplicates, %llu unchanged%s, %llu failed, "
+			"%llu ignored%s in %.1f s (%.1f images/s)%s%s",
+			(unsigned long long)c.walked, (unsigned long long)c.embedded,
+			(unsigned long long)c.exact, (unsigned long long)c.unchanged, same,
+			(unsigned long long)c.failed, (unsigned long long)(c.not_image + c.ignored), why,
+			c.seconds, rate, lost, c.cancelled ? "; interrupted, run again to resume" : "");
+	}
+	if (rc)
+		return EXIT_FATAL;
+	return c.failed ? EXIT_SKIPPED : EXIT_ALL_GOOD;
+}
+
 int cmd_ingest(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -42,7 +146,7 @@ int cmd_ingest(int argc, char **argv)
 	};
 	struct cli_common com;
 	cli_common_init(&com);
-	struct ingest_opts o = { cli_default_jobs(), 0, 0 };
+	int jobs = cli_default_jobs(), verbose = 0;
 	int opt;
 	long v;
 	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "j:v", longopts, NULL)) != -1) {
@@ -52,10 +156,10 @@ int cmd_ingest(int argc, char **argv)
 		case 'j':
 			if (cli_parse_int("-j", optarg, 1, 256, &v))
 				return EXIT_FATAL;
-			o.jobs = (int)v;
+			jobs = (int)v;
 			break;
 		case 'v':
-			o.verbose = 1;
+			verbose = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -70,22 +174,21 @@ int cmd_ingest(int argc, char **argv)
 		usage(stderr);
 		return EXIT_FATAL;
 	}
-	o.quiet = com.quiet;
 	nd_model *m = NULL;
-	nd_index *ix = NULL;
+	nd_collection *coll = NULL;
 	int status = cli_model_load(&com, &m);
 	if (status)
 		return status;
-	status = cli_index_open(&com, 1, m, &ix);
+	status = cli_collection_open(&com, 1, m, &coll);
 	if (status)
 		goto done;
 	cli_install_signals();
-	struct ingest_counts c;
-	status = pipeline_ingest(ix, com.index_dir, m, argv + optind, argc - optind, &o, &c);
-	if (c.signal)
-		status = 128 + c.signal;
+	int sig;
+	status = cli_ingest(coll, argv + optind, argc - optind, jobs, com.quiet, verbose, &sig);
+	if (sig)
+		status = 128 + sig;
 done:
-	nd_index_close(ix);
+	nd_collection_close(coll);
 	nd_model_free(m);
 	return status;
 }

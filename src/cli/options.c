@@ -110,60 +110,18 @@ void cli_err_path(const char *what, const char *path, const char *why)
 
 /* ---- model lookup ---- */
 
-static int file_exists(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Directory of the running executable, into buf (without trailing '/'). */
-static int exe_dir(char *buf, size_t cap)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	char *slash = strrchr(buf, '/');
-	if (!slash)
-		return -1;
-	*slash = 0;
-	return 0;
-}
-
 int cli_model_load(const struct cli_common *c, nd_model **m)
 {
-	char cand[4][PATH_MAX + 64];
-	int nc = 0;
+	char found[PATH_MAX + 64];
+	nd_error err;
 	const char *path = c->model_path;
 	if (!path) {
-		const char *env = getenv("NEARDUP_MODEL");
-		if (env && *env)
-			path = env;
-	}
-	if (!path) {
-		char dir[PATH_MAX];
-		if (exe_dir(dir, sizeof(dir)) == 0) {
-			/* build/<variant>/neardup in the source tree */
-			snprintf(cand[nc++], sizeof(cand[0]), "%s/../../models/neardup.ndm", dir);
-			/* PREFIX/bin/neardup of a relocated install */
-			snprintf(cand[nc++], sizeof(cand[0]), "%s/../share/neardup/models/neardup.ndm", dir);
-		}
-		snprintf(cand[nc++], sizeof(cand[0]), "%s/models/neardup.ndm", ND_DATADIR);
-		for (int i = 0; i < nc && !path; i++)
-			if (file_exists(cand[i]))
-				path = cand[i];
-		if (!path) {
-			char tried[4 * (PATH_MAX + 64) + 16] = "";
-			for (int i = 0; i < nc; i++) {
-				strcat(tried, i ? ", " : "");
-				strcat(tried, cand[i]);
-			}
-			cli_msg("no model found (looked for %s); give one with --model FILE or "
-				"$NEARDUP_MODEL", tried);
+		if (nd_model_find(found, sizeof(found), &err)) {
+			cli_msg("%s; give one with --model FILE or $NEARDUP_MODEL", err.msg);
 			return EXIT_FATAL;
 		}
+		path = found;
 	}
-	nd_error err;
 	int rc = nd_model_load(path, m, &err);
 	if (rc) {
 		/* the loader's message names the file */
@@ -218,7 +176,8 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 			return EXIT_FATAL;
 		if (cal)
 			o.calib = (nd_index_calib){ nd_calib_stat_fn, cli_calib, (uint32_t)nd_calib_dim(cli_calib),
-						    cp.beta, cp.offset, cp.phash_weight, cp.phash_bits };
+						    cp.beta, cp.offset, cp.phash_weight, cp.phash_bits,
+						    nd_score_model_find(mi.checksum) };
 	}
 	o.create = write && m; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;

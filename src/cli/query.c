@@ -4,9 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "embed.h"
 #include "output.h"
-#include "views.h"
 
 static const char usage_text[] =
 	"usage: neardup query [--index DIR] [-k N] [--min-sim S] [--score normalized|raw]\n"
@@ -43,100 +41,54 @@ static void usage(FILE *f)
 }
 
 struct query_ctx {
-	nd_index *ix;
-	struct embedder e;
-	nd_query_params qp;
+	nd_collection *coll;
+	nd_query_options qo;
 	int jsonl;
-	unsigned views;            /* view mask (VIEW_BIT) */
-	nd_hit *hits;              /* [VIEW_COUNT][k] */
-	struct view_hit *merged;   /* [VIEW_COUNT * k] */
 	int failed;
-	int calibrated; /* similarity is the calibrated score */
 };
 
 static void run_one(struct query_ctx *q, const char *path)
 {
-	struct file_data fd;
+	static const char *const what[] = {
+		[ND_STAGE_NONE] = "cannot query", [ND_STAGE_READ] = "cannot read",
+		[ND_STAGE_DECODE] = "cannot decode", [ND_STAGE_EMBED] = "cannot embed",
+		[ND_STAGE_QUERY] = "cannot query the index for",
+	};
+	nd_matches ms;
 	nd_error err;
-	uint32_t w, h;
-	if (file_read(path, 0, &fd, &err)) {
-		cli_err_path("cannot read", path, err.msg);
-		q->failed = 1;
-		return;
-	}
-	q->e.n = 0;
-	enum view slot_view[VIEW_COUNT];
-	int rc = embedder_add_views(&q->e, fd.data, fd.len, q->views, slot_view, &w, &h, &err);
-	file_data_free(&fd);
+	nd_error_clear(&err);
+	int rc = nd_collection_query_file(q->coll, path, &q->qo, &ms, &err);
 	if (rc) {
-		cli_err_path("cannot decode", path, err.msg);
+		cli_err_path(what[ms.failed], path, err.msg[0] ? err.msg : nd_strerror(rc));
 		q->failed = 1;
 		return;
-	}
-	if (embedder_run(&q->e, &err)) {
-		cli_err_path("cannot embed", path, err.msg);
-		q->failed = 1;
-		return;
-	}
-	/* one query per view, each for k results: the merged top k is then
-	 * exact over the union of what the views find */
-	const nd_hit *lists[VIEW_COUNT];
-	size_t counts[VIEW_COUNT];
-	for (int v = 0; v < q->e.n; v++) {
-		nd_hit *hits = q->hits + (size_t)v * q->qp.k;
-		const float *vec = q->e.out + (size_t)v * q->e.info.embed_dim;
-		/* the perceptual hash compares the image as it is: the identity view */
-		nd_query_params qp = q->qp;
-		qp.has_phash = slot_view[v] == VIEW_IDENTITY;
-		qp.phash = q->e.phash[v];
-		if ((rc = nd_index_query(q->ix, vec, &qp, hits, &counts[v], NULL, &err))) {
-			cli_err_path("cannot query the index for", path,
-				     err.msg[0] ? err.msg : nd_strerror(rc));
-			q->failed = 1;
-			return;
-		}
-		lists[v] = hits;
-	}
-	size_t n;
-	if (q->e.n == 1) { /* identity only: the index's order as it is */
-		for (n = 0; n < counts[0]; n++)
-			q->merged[n] = (struct view_hit){ q->hits[n], VIEW_IDENTITY };
-	} else {
-		n = views_merge(lists, counts, slot_view, q->e.n, q->qp.k, q->merged);
 	}
 	if (q->jsonl) {
 		fputs("{\"query\": ", stdout);
 		out_json_str(stdout, path);
 		fputs(", \"results\": [", stdout);
 	}
-	int shown = 0;
-	for (size_t i = 0; i < n; i++) {
-		const nd_hit *hit = &q->merged[i].hit;
-		nd_record rec;
-		char pbuf[ND_PATH_MAX + 1];
-		if (nd_index_get_record(q->ix, hit->id, &rec, pbuf, sizeof(pbuf), NULL))
-			continue; /* removed since the query ran: not a result */
-		float raw = hit->raw > 1.0f ? 1.0f : hit->raw; /* int8 overshoot */
-		float sim = q->calibrated ? hit->sim : raw;
+	for (size_t i = 0; i < ms.n; i++) {
+		const nd_match *mt = &ms.items[i];
 		if (q->jsonl) {
-			fputs(shown ? ", {\"path\": " : "{\"path\": ", stdout);
-			out_json_str(stdout, pbuf);
-			printf(", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f", hit->id,
-			       sim, raw);
-			if (q->views != VIEW_BIT(VIEW_IDENTITY))
-				printf(", \"view\": \"%s\"", view_name(q->merged[i].view));
+			fputs(i ? ", {\"path\": " : "{\"path\": ", stdout);
+			out_json_str(stdout, mt->path);
+			printf(", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f", mt->id,
+			       mt->similarity, mt->raw_similarity);
+			if (q->qo.views != ND_VIEWS_NONE)
+				printf(", \"view\": \"%s\"", nd_view_name(mt->view));
 			putchar('}');
 		} else {
 			out_tsv_str(stdout, path);
 			putchar('\t');
-			out_tsv_str(stdout, pbuf);
-			printf("\t%.6f\n", sim);
+			out_tsv_str(stdout, mt->path);
+			printf("\t%.6f\n", mt->similarity);
 		}
-		shown++;
 	}
 	if (q->jsonl)
 		fputs("]}\n", stdout);
 	fflush(stdout);
+	nd_matches_free(&ms);
 }
 
 int cmd_query(int argc, char **argv)
@@ -154,12 +106,8 @@ int cmd_query(int argc, char **argv)
 	cli_common_init(&com);
 	struct query_ctx q;
 	memset(&q, 0, sizeof(q));
-	nd_query_params_init(&q.qp);
-	q.qp.k = 10;
-	q.qp.probes = CLI_DEFAULT_PROBES;
-	q.qp.min_sim = -INFINITY; /* all: a calibrated similarity can be below -1 */
-	q.views = VIEWS_ALL;
-	char bad[64];
+	nd_query_options_init(&q.qo);
+	nd_error err;
 	int opt;
 	long v;
 	double d;
@@ -170,27 +118,27 @@ int cmd_query(int argc, char **argv)
 		case 'k':
 			if (cli_parse_int("-k", optarg, 1, 100000, &v))
 				return EXIT_FATAL;
-			q.qp.k = (uint32_t)v;
+			q.qo.k = (uint32_t)v;
 			break;
 		case 'S':
 			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				return EXIT_FATAL;
-			q.qp.min_sim = (float)d;
+			q.qo.min_sim = (float)d;
 			break;
 		case 'P':
 			if (cli_parse_int("--probes", optarg, 0, 1000000, &v))
 				return EXIT_FATAL;
-			q.qp.probes = (uint32_t)v;
+			q.qo.probes = (uint32_t)v;
 			break;
 		case 'V':
-			if (!(q.views = views_parse(optarg, bad, sizeof(bad)))) {
-				cli_msg("invalid word '%s' in --views '%s' (rotations, crops, all, or "
-					"none alone)", bad, optarg);
+			if (nd_views_parse(optarg, &q.qo.views, &err)) {
+				cli_msg("%s in --views '%s' (rotations, crops, all, or none alone)", err.msg,
+					optarg);
 				return EXIT_FATAL;
 			}
 			break;
 		case 'R':
-			if ((q.qp.raw = cli_parse_score(optarg)) < 0)
+			if ((q.qo.raw = cli_parse_score(optarg)) < 0)
 				return EXIT_FATAL;
 			break;
 		case 'F':
@@ -220,22 +168,8 @@ int cmd_query(int argc, char **argv)
 	int status = cli_model_load(&com, &m);
 	if (status)
 		return status;
-	nd_error err;
-	if ((status = cli_index_open(&com, 0, m, &q.ix)))
+	if ((status = cli_collection_open(&com, 0, m, &q.coll)))
 		goto done;
-	q.calibrated = nd_index_calibrated(q.ix) && !q.qp.raw;
-	q.hits = calloc((size_t)q.qp.k * VIEW_COUNT, sizeof(*q.hits));
-	q.merged = calloc((size_t)q.qp.k * VIEW_COUNT, sizeof(*q.merged));
-	if (!q.hits || !q.merged) {
-		cli_msg("out of memory");
-		status = EXIT_FATAL;
-		goto done;
-	}
-	if (embedder_init(&q.e, m, view_count(q.views), &err)) {
-		cli_msg("cannot set up the CNN: %s", err.msg);
-		status = EXIT_FATAL;
-		goto done;
-	}
 	for (int i = optind; i < argc; i++) {
 		if (strcmp(argv[i], "-") != 0) {
 			run_one(&q, argv[i]);
@@ -261,10 +195,7 @@ int cmd_query(int argc, char **argv)
 		status = q.failed ? EXIT_SKIPPED : EXIT_ALL_GOOD;
 	}
 done:
-	embedder_free(&q.e);
-	free(q.hits);
-	free(q.merged);
-	nd_index_close(q.ix);
+	nd_collection_close(q.coll);
 	nd_model_free(m);
 	return status;
 }

@@ -4,15 +4,16 @@
  *   serve_http.c     libmicrohttpd: requests, bodies and their limits, auth,
  *                    routing, responses, the access log
  *   serve_api.c      one function per route
- *   serve_engine.c   the pipeline behind the routes (embed, query, records,
- *                    duplicates): the one place that calls the library
+ *   serve_engine.c   the collection behind the routes (query, add, remove,
+ *                    records, duplicates): the one place that calls the library
  *   serve_writer.c   the writer thread: every change to the index, group commit
  *   serve_metrics.c  Prometheus counters and histograms
  *   serve_fs.c       reading a server-side file under --allow-root
  *
- * Threads: libmicrohttpd's pool (--threads) runs the requests; queries and
- * the decode + embed of new images run there in parallel, each with its own
- * embedder. Only the writer thread writes to the index. */
+ * Threads: libmicrohttpd's pool (--threads) runs the requests; queries run
+ * there in parallel. Only the writer thread writes to the index: it takes
+ * every change queued, and adds the new images in one call of the
+ * collection (decoded and embedded on --threads threads). */
 #ifndef NEARDUP_CLI_SERVE_H
 #define NEARDUP_CLI_SERVE_H
 
@@ -105,17 +106,16 @@ int srv_route_allows(enum srv_route r, const char *method);
 int srv_api_handle(struct srv_req *r, enum srv_route route, const char *method);
 
 /* ---- serve_writer.c ---- */
-struct srv_item;
+struct srv_add;
 enum srv_wop_kind { WOP_ADD, WOP_REMOVE };
 /* One change for the writer. The submitter owns it and waits for done. */
 struct srv_wop {
 	enum srv_wop_kind kind;
-	struct srv_item *item;  /* WOP_ADD: the image (not owned) */
-	uint32_t id;            /* WOP_REMOVE: the id; WOP_ADD: receives the image's id */
+	struct srv_add *add;    /* WOP_ADD: the image and, once done, its result (serve_engine.h) */
+	uint32_t id;            /* WOP_REMOVE: the id */
 	/* set by the writer */
 	int done;
-	int rc;                 /* 0 or ND_E* (msg says why) */
-	int existed;            /* WOP_ADD: an identical image was indexed already (id is its) */
+	int rc;                 /* WOP_REMOVE: 0 or ND_E* (msg says why) */
 	int found;              /* WOP_REMOVE: the id was indexed (and is removed) */
 	char msg[ND_ERRMSG_MAX];
 	struct srv_wop *next;

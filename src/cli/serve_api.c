@@ -9,11 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "embed.h"
 #include "output.h"
 #include "serve.h"
 #include "serve_engine.h"
-#include "views.h"
 
 #define MAX_K 1000
 #define DEFAULT_PER_PAGE 50
@@ -177,7 +175,7 @@ static int image_bytes(struct srv_req *r, json_t *j, const uint8_t **data, size_
 		return srv_reply_error(r, 403, "server-side paths are disabled: start the server with "
 					       "--allow-root DIR"), -1;
 	char why[600];
-	int rc = srv_fs_read(s->root_real, json_string_value(p), CLI_MAX_FILE_BYTES, owned, len, abs,
+	int rc = srv_fs_read(s->root_real, json_string_value(p), ND_MAX_FILE_BYTES, owned, len, abs,
 			     st, why, sizeof(why));
 	if (rc == -1)
 		return srv_reply_error(r, 403, "cannot read '%s': %s", json_string_value(p), why), -1;
@@ -204,7 +202,7 @@ static int h_query(struct srv_req *r)
 	int ret = -1;
 	if (srv_req_is_json(r) && !(j = body_json(r)))
 		return 0;
-	struct srv_query q = { 10, -INFINITY, VIEWS_ALL, CLI_DEFAULT_PROBES, "-" };
+	struct srv_query q = { 10, -INFINITY, ND_VIEWS_ALL, ND_DEFAULT_PROBES, "-" };
 	char buf[64];
 	const char *v;
 	long l;
@@ -221,10 +219,10 @@ static int h_query(struct srv_req *r)
 	} else if (v)
 		q.min_sim = (float)d;
 	if ((v = param(r, j, "views", buf, sizeof(buf)))) {
-		char bad[64];
-		if (!(q.views = views_parse(v, bad, sizeof(bad)))) {
-			ret = srv_reply_error(r, 400, "invalid word '%s' in views '%s' (rotations, crops, "
-						      "all, or none alone)", bad, v);
+		nd_error verr;
+		if (nd_views_parse(v, &q.views, &verr)) {
+			ret = srv_reply_error(r, 400, "%s in views '%s' (rotations, crops, all, or none "
+						      "alone)", verr.msg, v);
 			goto done;
 		}
 	}
@@ -271,9 +269,11 @@ static int h_query(struct srv_req *r)
 		}
 		if (abs)
 			q.label = abs;
-		rc = srv_engine_query(s->eng, data, len, &q, &json, &jlen, &best, &nbest, &t, &err);
+		int decode_failed = 0;
+		rc = srv_engine_query(s->eng, data, len, &q, &json, &jlen, &best, &nbest, &t,
+				      &decode_failed, &err);
 		observe(&t);
-		if (rc && srv_engine_is_decode_error(rc)) {
+		if (rc && decode_failed) {
 			srv_metrics_count(CNT_DECODE_FAILURES);
 			ret = srv_reply_error(r, 422, "cannot decode the image: %s",
 					      err.msg[0] ? err.msg : nd_strerror(rc));
@@ -349,70 +349,60 @@ static int h_images_post(struct srv_req *r)
 	uint8_t *owned = NULL;
 	char *abs = NULL;
 	int ret = -1;
-	struct srv_item item = { 0 };
 	if (srv_req_is_json(r) && !(j = body_json(r)))
 		return 0;
-	const uint8_t *data;
-	size_t len;
+	struct srv_add add;
+	memset(&add, 0, sizeof(add));
 	struct stat st;
-	if (image_bytes(r, j, &data, &len, &owned, &abs, &st)) {
+	if (image_bytes(r, j, (const uint8_t **)&add.data, &add.len, &owned, &abs, &st)) {
 		ret = 0;
 		goto done;
 	}
-	uint8_t hash[16];
-	srv_engine_hash(data, len, hash);
+	srv_engine_hash(add.data, add.len, add.hash);
 	char name[64];
-	const char *path = abs;
-	if (!path) {
-		path = srv_req_arg(r, "name");
-		if (path && !name_ok(path)) {
+	add.name = abs;
+	if (!add.name) {
+		add.name = srv_req_arg(r, "name");
+		if (add.name && !name_ok(add.name)) {
 			ret = srv_reply_error(r, 400, "invalid name (1 to %d bytes, no control characters)",
 					      ND_PATH_MAX);
 			goto done;
 		}
-		if (!path) {
+		if (!add.name) {
 			size_t o = (size_t)snprintf(name, sizeof(name), "upload/");
 			for (int i = 0; i < 16 && o + 2 < sizeof(name); i++, o += 2)
-				snprintf(name + o, sizeof(name) - o, "%02x", hash[i]);
-			path = name;
+				snprintf(name + o, sizeof(name) - o, "%02x", add.hash[i]);
+			add.name = name;
 		}
 	}
 	uint32_t id;
-	if (srv_engine_lookup_hash(s->eng, hash, &id)) { /* identical: nothing to embed */
+	if (srv_engine_lookup_hash(s->eng, add.hash, &id)) { /* identical: nothing to embed */
 		srv_metrics_count(CNT_IMAGES_EXISTING);
 		ret = reply_id(r, 200, id, 1, NULL);
 		goto done;
 	}
-	struct srv_timing t = { 0 };
-	nd_error err;
-	nd_error_clear(&err);
-	int rc = srv_engine_embed(s->eng, data, len, path, &item, &t, &err);
-	observe(&t);
-	if (rc) {
-		int dec = srv_engine_is_decode_error(rc);
-		if (dec)
-			srv_metrics_count(CNT_DECODE_FAILURES);
-		ret = srv_reply_error(r, dec ? 422 : 500, "cannot %s the image: %s",
-				      dec ? "decode" : "embed", err.msg[0] ? err.msg : nd_strerror(rc));
-		goto done;
-	}
 	if (abs) {
-		item.rec.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-		item.rec.dev = (uint64_t)st.st_dev;
-		item.rec.ino = (uint64_t)st.st_ino;
+		add.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	} else {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		item.rec.mtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+		add.mtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	}
-	struct srv_wop op = { .kind = WOP_ADD, .item = &item };
+	struct srv_wop op = { .kind = WOP_ADD, .add = &add };
 	if (write_op(r, &op)) {
 		ret = 0;
 		goto done;
 	}
-	ret = reply_id(r, op.existed ? 200 : 201, op.id, op.existed, op.existed ? NULL : path);
+	if (add.rc && add.decode_failed) {
+		srv_metrics_count(CNT_DECODE_FAILURES);
+		ret = srv_reply_error(r, 422, "cannot decode the image: %s", add.msg);
+	} else if (add.rc) {
+		ret = srv_reply_error(r, 500, "cannot add the image: %s", add.msg);
+	} else {
+		ret = reply_id(r, add.existed ? 200 : 201, add.id, add.existed,
+			       add.existed ? NULL : add.name);
+	}
 done:
-	srv_item_free(&item);
 	free(owned);
 	free(abs);
 	json_decref(j);
@@ -463,7 +453,7 @@ static int h_image(struct srv_req *r, const char *method)
 static int h_duplicates(struct srv_req *r)
 {
 	struct srv *s = srv_req_srv(r);
-	double min_sim = CLI_DEFAULT_MIN_SIM;
+	double min_sim = NAN; /* the collection's default */
 	long page = 1, per = DEFAULT_PER_PAGE;
 	const char *v;
 	if ((v = srv_req_arg(r, "min_sim")) && parse_double(v, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &min_sim))

@@ -1,53 +1,28 @@
-/* neardup serve — the engine behind the routes (see serve_engine.h). */
+/* neardup serve — the engine behind the routes, on the collection API
+ * (see serve_engine.h). */
 #include "serve_engine.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <xxhash.h>
 
-#include "dedup.h"
-#include "embed.h"
 #include "output.h"
-#include "views.h"
 
 struct srv_engine {
 	nd_model *model;
-	nd_model_info info;
+	nd_collection *c;
 	nd_index *ix;
 	const char *index_dir;
-	int calibrated;
-
-	/* the embedders: one per request thread, handed out from a stack */
-	pthread_mutex_t mu;
-	pthread_cond_t freed;
-	struct embedder *emb;
-	struct embedder **idle;
-	int n_emb, n_idle;
+	int threads;
 
 	/* the dedup groups of the last (min_sim, generation) asked for */
 	pthread_mutex_t dmu;
-	int have_groups;
 	float groups_min_sim;
 	uint64_t groups_gen;
-	struct dd_result groups;
+	nd_dedup_result *groups;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-void srv_item_free(struct srv_item *it)
-{
-	free(it->vec);
-	free(it->path);
-	memset(it, 0, sizeof(*it));
-}
 
 int srv_engine_open(struct srv_engine **out, const struct cli_common *com, int threads)
 {
@@ -57,203 +32,95 @@ int srv_engine_open(struct srv_engine **out, const struct cli_common *com, int t
 		cli_msg("out of memory");
 		return EXIT_FATAL;
 	}
-	pthread_mutex_init(&e->mu, NULL);
-	pthread_cond_init(&e->freed, NULL);
 	pthread_mutex_init(&e->dmu, NULL);
 	e->index_dir = com->index_dir;
+	e->threads = threads;
 	int status = cli_model_load(com, &e->model);
-	if (status)
-		goto fail;
-	nd_model_get_info(e->model, &e->info);
-	if ((status = cli_index_open(com, 1, e->model, &e->ix)))
-		goto fail;
-	e->calibrated = nd_index_calibrated(e->ix);
-	status = EXIT_FATAL;
-	e->emb = calloc((size_t)threads, sizeof(*e->emb));
-	e->idle = calloc((size_t)threads, sizeof(*e->idle));
-	if (!e->emb || !e->idle) {
-		cli_msg("out of memory");
-		goto fail;
+	if (status || (status = cli_collection_open(com, 1, e->model, &e->c))) {
+		srv_engine_close(e);
+		return status;
 	}
-	for (int i = 0; i < threads; i++) {
-		nd_error err;
-		if (embedder_init(&e->emb[i], e->model, VIEW_COUNT, &err)) {
-			cli_msg("cannot set up the CNN: %s", err.msg);
-			goto fail;
-		}
-		e->n_emb++;
-		e->idle[e->n_idle++] = &e->emb[i];
-	}
+	e->ix = nd_collection_index(e->c);
 	*out = e;
 	return 0;
-fail:
-	srv_engine_close(e);
-	return status;
 }
 
 void srv_engine_close(struct srv_engine *e)
 {
 	if (!e)
 		return;
-	for (int i = 0; i < e->n_emb; i++)
-		embedder_free(&e->emb[i]);
-	free(e->emb);
-	free(e->idle);
-	if (e->have_groups)
-		dd_result_free(&e->groups);
-	nd_index_close(e->ix);
+	nd_dedup_result_free(e->groups);
+	nd_collection_close(e->c);
 	nd_model_free(e->model);
-	pthread_mutex_destroy(&e->mu);
-	pthread_cond_destroy(&e->freed);
 	pthread_mutex_destroy(&e->dmu);
 	free(e);
 }
 
-nd_index *srv_engine_index(struct srv_engine *e)
-{
-	return e->ix;
-}
-
 uint32_t srv_engine_dim(const struct srv_engine *e)
 {
-	return (uint32_t)e->info.embed_dim;
-}
-
-int srv_engine_is_decode_error(int rc)
-{
-	return rc != ND_ENOMEM && rc != ND_EINTERNAL && rc != ND_ESTORE && rc != ND_EOVERFLOW;
-}
-
-static struct embedder *emb_take(struct srv_engine *e)
-{
-	pthread_mutex_lock(&e->mu);
-	while (e->n_idle == 0)
-		pthread_cond_wait(&e->freed, &e->mu);
-	struct embedder *m = e->idle[--e->n_idle];
-	pthread_mutex_unlock(&e->mu);
-	m->n = 0;
-	return m;
-}
-
-static void emb_give(struct srv_engine *e, struct embedder *m)
-{
-	pthread_mutex_lock(&e->mu);
-	e->idle[e->n_idle++] = m;
-	pthread_cond_signal(&e->freed);
-	pthread_mutex_unlock(&e->mu);
+	return (uint32_t)nd_collection_dim(e->c);
 }
 
 /* ---- queries ---- */
 
-/* Runs one nd_index_query per vector (vecs[n][dim], views slot_view) and
- * prints query's JSONL object into a memory stream, as query.c does. */
-static int query_vecs(struct srv_engine *e, const float *vecs, const uint64_t *phash,
-		      const enum view *slot_view, int n, const struct srv_query *q, char **json,
-		      size_t *jlen, float *best, size_t *nbest, struct srv_timing *t, nd_error *err)
+/* query's JSONL object for ms, as src/cli/query.c prints it. */
+static int matches_json(const nd_matches *ms, const struct srv_query *q, char **json, size_t *jlen,
+			float *best, size_t *nbest, nd_error *err)
 {
-	double t0 = now();
-	int rc = 0;
-	size_t k = q->k;
-	nd_hit *hits = calloc(k * (size_t)n, sizeof(*hits));
-	struct view_hit *merged = calloc(k * (size_t)n, sizeof(*merged));
-	FILE *f = NULL;
-	*json = NULL;
-	*nbest = 0;
-	if (!hits || !merged) {
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
-		goto done;
-	}
-	nd_query_params qp;
-	nd_query_params_init(&qp);
-	qp.k = q->k;
-	qp.probes = q->probes;
-	qp.min_sim = q->min_sim;
-	const nd_hit *lists[VIEW_COUNT];
-	size_t counts[VIEW_COUNT];
-	for (int v = 0; v < n; v++) {
-		nd_query_params p = qp;
-		/* the perceptual hash compares the image as it is: the identity view */
-		p.has_phash = phash && slot_view[v] == VIEW_IDENTITY;
-		p.phash = phash ? phash[v] : 0;
-		if ((rc = nd_index_query(e->ix, vecs + (size_t)v * e->info.embed_dim, &p,
-					 hits + (size_t)v * k, &counts[v], NULL, err)))
-			goto done;
-		lists[v] = hits + (size_t)v * k;
-	}
-	size_t nm;
-	if (n == 1) { /* identity only: the index's order as it is */
-		for (nm = 0; nm < counts[0]; nm++)
-			merged[nm] = (struct view_hit){ hits[nm], VIEW_IDENTITY };
-	} else {
-		nm = views_merge(lists, counts, slot_view, n, k, merged);
-	}
-	f = open_memstream(json, jlen);
-	if (!f) {
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
-		goto done;
-	}
+	FILE *f = open_memstream(json, jlen);
+	if (!f)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
 	fputs("{\"query\": ", f);
 	out_json_str(f, q->label);
 	fputs(", \"results\": [", f);
-	for (size_t i = 0; i < nm; i++) {
-		const nd_hit *hit = &merged[i].hit;
-		nd_record rec;
-		char pbuf[ND_PATH_MAX + 1];
-		if (nd_index_get_record(e->ix, hit->id, &rec, pbuf, sizeof(pbuf), NULL))
-			continue; /* removed since the query ran: not a result */
-		float raw = hit->raw > 1.0f ? 1.0f : hit->raw; /* int8 overshoot */
-		float sim = e->calibrated ? hit->sim : raw;
-		if (*nbest == 0)
-			*best = sim;
-		fputs(*nbest ? ", {\"path\": " : "{\"path\": ", f);
-		out_json_str(f, pbuf);
-		fprintf(f, ", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f", hit->id, sim, raw);
-		if (q->views != VIEW_BIT(VIEW_IDENTITY))
-			fprintf(f, ", \"view\": \"%s\"", view_name(merged[i].view));
+	for (size_t i = 0; i < ms->n; i++) {
+		const nd_match *mt = &ms->items[i];
+		fputs(i ? ", {\"path\": " : "{\"path\": ", f);
+		out_json_str(f, mt->path);
+		fprintf(f, ", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f", mt->id,
+			mt->similarity, mt->raw_similarity);
+		if (q->views != ND_VIEWS_NONE)
+			fprintf(f, ", \"view\": \"%s\"", nd_view_name(mt->view));
 		fputc('}', f);
-		(*nbest)++;
 	}
 	fputs("]}\n", f);
-	if (fclose(f) != 0)
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
-	f = NULL;
-done:
-	if (f)
-		fclose(f);
-	if (rc) {
+	*nbest = ms->n;
+	if (ms->n)
+		*best = ms->items[0].similarity;
+	if (fclose(f) != 0) {
 		free(*json);
 		*json = NULL;
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
 	}
-	free(hits);
-	free(merged);
-	t->index += now() - t0;
-	return rc;
+	return 0;
+}
+
+static void query_options(const struct srv_query *q, nd_query_options *o)
+{
+	nd_query_options_init(o);
+	o->k = q->k;
+	o->min_sim = q->min_sim;
+	o->views = q->views;
+	o->probes = q->probes;
 }
 
 int srv_engine_query(struct srv_engine *e, const void *data, size_t len, const struct srv_query *q,
 		     char **json, size_t *jlen, float *best, size_t *nbest, struct srv_timing *t,
-		     nd_error *err)
+		     int *decode_failed, nd_error *err)
 {
-	struct embedder *m = emb_take(e);
-	enum view slot_view[VIEW_COUNT];
-	uint32_t w, h;
-	double t0 = now();
-	int rc = embedder_add_views(m, data, len, q->views, slot_view, &w, &h, err);
-	double t1 = now();
-	t->decode += t1 - t0;
+	nd_query_options o;
+	nd_matches ms;
+	query_options(q, &o);
+	*json = NULL;
+	int rc = nd_collection_query_buffer(e->c, data, len, &o, &ms, err);
+	t->decode += ms.decode_seconds;
+	t->embed += ms.embed_seconds;
+	t->index += ms.index_seconds;
+	*decode_failed = rc && ms.failed == ND_STAGE_DECODE;
 	if (rc)
-		goto done;
-	rc = embedder_run(m, err);
-	t->embed += now() - t1;
-	if (rc) {
-		if (rc != ND_ENOMEM)
-			rc = ND_EINTERNAL; /* the image decoded: a failure here is ours */
-		goto done;
-	}
-	rc = query_vecs(e, m->out, m->phash, slot_view, m->n, q, json, jlen, best, nbest, t, err);
-done:
-	m->n = 0;
-	emb_give(e, m);
+		return rc;
+	rc = matches_json(&ms, q, json, jlen, best, nbest, err);
+	nd_matches_free(&ms);
 	return rc;
 }
 
@@ -261,28 +128,35 @@ int srv_engine_query_vec(struct srv_engine *e, const float *vec, const struct sr
 			 char **json, size_t *jlen, float *best, size_t *nbest, struct srv_timing *t,
 			 nd_error *err)
 {
-	size_t d = e->info.embed_dim;
-	float *v = malloc(d * sizeof(*v));
-	if (!v)
-		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	size_t d = nd_collection_dim(e->c);
 	double s = 0;
 	for (size_t i = 0; i < d; i++)
 		s += (double)vec[i] * vec[i];
-	if (!(s > 0) || !isfinite(s)) {
-		free(v);
+	if (!(s > 0) || !isfinite(s))
 		return nd_error_set(err, ND_EINVAL, "the vector is zero or not finite");
-	}
+	float *v = malloc(d * sizeof(*v));
+	if (!v)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
 	for (size_t i = 0; i < d; i++)
 		v[i] = (float)(vec[i] / sqrt(s));
-	enum view id = VIEW_IDENTITY;
-	struct srv_query qq = *q;
-	qq.views = VIEW_BIT(VIEW_IDENTITY);
-	int rc = query_vecs(e, v, NULL, &id, 1, &qq, json, jlen, best, nbest, t, err);
+	nd_query_options o;
+	nd_matches ms;
+	query_options(q, &o);
+	o.views = ND_VIEWS_NONE;
+	*json = NULL;
+	int rc = nd_collection_query_vector(e->c, v, d, &o, &ms, err);
 	free(v);
+	t->index += ms.index_seconds;
+	if (rc)
+		return rc;
+	struct srv_query qq = *q;
+	qq.views = ND_VIEWS_NONE;
+	rc = matches_json(&ms, &qq, json, jlen, best, nbest, err);
+	nd_matches_free(&ms);
 	return rc;
 }
 
-/* ---- new images ---- */
+/* ---- changes (the writer thread) ---- */
 
 void srv_engine_hash(const void *data, size_t len, uint8_t out[16])
 {
@@ -297,48 +171,109 @@ int srv_engine_lookup_hash(struct srv_engine *e, const uint8_t hash[16], uint32_
 	return nd_index_lookup_hash(e->ix, hash, id, 1, &n, NULL) == 0 && n > 0;
 }
 
-int srv_engine_embed(struct srv_engine *e, const void *data, size_t len, const char *path,
-		     struct srv_item *it, struct srv_timing *t, nd_error *err)
+struct add_events {
+	struct srv_add *const *adds;
+	size_t n;
+};
+
+/* A buffer that failed: the add of that name (the first without a result). */
+static void on_event(void *ctx, const char *name, nd_add_event ev, const char *detail)
 {
-	memset(it, 0, sizeof(*it));
-	size_t d = e->info.embed_dim;
-	it->vec = malloc(d * sizeof(float));
-	it->path = strdup(path);
-	if (!it->vec || !it->path) {
-		srv_item_free(it);
+	struct add_events *ae = ctx;
+	if (ev == ND_ADD_IGNORED)
+		return;
+	for (size_t i = 0; i < ae->n; i++) {
+		struct srv_add *a = ae->adds[i];
+		if (a->rc == 0 && !a->existed && !strcmp(a->name, name)) {
+			a->rc = ev == ND_ADD_DECODE_FAILED ? ND_EFORMAT : ND_EINTERNAL;
+			a->decode_failed = ev == ND_ADD_DECODE_FAILED;
+			snprintf(a->msg, sizeof(a->msg), "%s", detail ? detail : nd_add_event_text(ev));
+			return;
+		}
+	}
+}
+
+int srv_engine_add(struct srv_engine *e, struct srv_add *const *adds, size_t n, nd_error *err)
+{
+	nd_buffer *bufs = calloc(n ? n : 1, sizeof(*bufs));
+	size_t nb = 0;
+	if (!bufs)
 		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct srv_add *a = adds[i];
+		a->rc = 0;
+		a->existed = 0;
+		if (srv_engine_lookup_hash(e, a->hash, &a->id)) {
+			a->existed = 1;
+			continue;
+		}
+		int dup = 0;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !adds[j]->existed && !memcmp(adds[j]->hash, a->hash, 16);
+		if (dup)
+			continue; /* gets the id of the first below */
+		bufs[nb++] = (nd_buffer){ a->data, a->len, a->name, a->mtime_ns };
 	}
-	struct embedder *m = emb_take(e);
-	uint32_t w, h;
-	double t0 = now();
-	int rc = embedder_add(m, data, len, &w, &h, err);
-	double t1 = now();
-	t->decode += t1 - t0;
-	if (rc)
-		goto done;
-	rc = embedder_run(m, err);
-	t->embed += now() - t1;
-	if (rc) {
-		if (rc != ND_ENOMEM)
-			rc = ND_EINTERNAL;
-		goto done;
+	int rc = 0;
+	if (nb) {
+		struct add_events ae = { adds, n };
+		nd_add_options o;
+		nd_add_options_init(&o);
+		o.threads = e->threads;
+		o.on_event = on_event;
+		o.ctx = &ae;
+		nd_add_counts counts;
+		rc = nd_collection_add_buffers(e->c, bufs, nb, &o, &counts, err);
 	}
-	memcpy(it->vec, m->out, d * sizeof(float));
-	it->has_phash = 1;
-	it->phash = m->phash[0];
-	it->has_origin = 1;
-	it->origin = m->origin[0];
-	it->rec.path = it->path;
-	it->rec.path_len = strlen(it->path);
-	it->rec.size = len;
-	it->rec.width = w;
-	it->rec.height = h;
-	srv_engine_hash(data, len, it->rec.hash);
-done:
-	m->n = 0;
-	emb_give(e, m);
-	if (rc)
-		srv_item_free(it);
+	free(bufs);
+	for (size_t i = 0; i < n; i++) {
+		struct srv_add *a = adds[i];
+		if (rc) {
+			a->rc = rc;
+			snprintf(a->msg, sizeof(a->msg), "%s", err->msg[0] ? err->msg : nd_strerror(rc));
+			continue;
+		}
+		if (a->existed || a->rc)
+			continue;
+		size_t nid = 0;
+		/* a copy of an earlier add in this batch: that one's id */
+		int dup = 0;
+		for (size_t j = 0; j < i && !dup; j++)
+			if (!adds[j]->existed && !memcmp(adds[j]->hash, a->hash, 16)) {
+				dup = 1;
+				a->existed = 1;
+				a->id = adds[j]->id;
+				a->rc = adds[j]->rc;
+				a->decode_failed = adds[j]->decode_failed;
+				memcpy(a->msg, adds[j]->msg, sizeof(a->msg));
+			}
+		if (dup)
+			continue;
+		if (nd_index_lookup_path(e->ix, a->name, &a->id, NULL) != 0 &&
+		    !(nd_index_lookup_hash(e->ix, a->hash, &a->id, 1, &nid, NULL) == 0 && nid > 0)) {
+			a->rc = ND_EINTERNAL;
+			snprintf(a->msg, sizeof(a->msg), "the image is not in the index after adding it");
+		}
+	}
+	return rc;
+}
+
+int srv_engine_remove(struct srv_engine *e, const uint32_t *ids, size_t n, unsigned char *found,
+		      nd_error *err)
+{
+	uint32_t *some = malloc((n ? n : 1) * sizeof(*some));
+	size_t ns = 0;
+	if (!some)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		nd_record rec;
+		char pbuf[ND_PATH_MAX + 1];
+		found[i] = nd_index_get_record(e->ix, ids[i], &rec, pbuf, sizeof(pbuf), NULL) == 0;
+		if (found[i])
+			some[ns++] = ids[i];
+	}
+	int rc = ns ? nd_collection_remove_ids(e->c, some, ns, NULL, err) : 0;
+	free(some);
 	return rc;
 }
 
@@ -379,20 +314,22 @@ int srv_engine_duplicates(struct srv_engine *e, float min_sim, uint64_t generati
 			  size_t per_page, char **json, size_t *jlen, nd_error *err)
 {
 	int rc = 0;
+	if (isnan(min_sim))
+		min_sim = nd_collection_default_min_sim(e->c, 0);
 	pthread_mutex_lock(&e->dmu);
-	if (!e->have_groups || e->groups_min_sim != min_sim || e->groups_gen != generation) {
-		if (e->have_groups)
-			dd_result_free(&e->groups);
-		e->have_groups = 0;
-		if (dd_build(e->ix, min_sim, 0, 1, &e->groups)) {
-			rc = nd_error_set(err, ND_EINTERNAL, "cannot group the index (see the server's log)");
+	if (!e->groups || e->groups_min_sim != min_sim || e->groups_gen != generation) {
+		nd_dedup_result_free(e->groups);
+		e->groups = NULL;
+		nd_dedup_options o;
+		nd_dedup_options_init(&o);
+		o.min_sim = min_sim;
+		o.no_file_check = 1; /* uploaded images are names, not files */
+		if ((rc = nd_collection_dedup(e->c, &o, &e->groups, err)))
 			goto done;
-		}
-		e->have_groups = 1;
 		e->groups_min_sim = min_sim;
 		e->groups_gen = generation;
 	}
-	const struct dd_result *r = &e->groups;
+	const nd_dedup_result *r = e->groups;
 	FILE *f = open_memstream(json, jlen);
 	if (!f) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
@@ -403,18 +340,20 @@ int srv_engine_duplicates(struct srv_engine *e, float min_sim, uint64_t generati
 		"\"total\": %zu, \"groups\": [", min_sim, page, per_page, pages, r->n_groups);
 	size_t first = (page - 1) * per_page;
 	for (size_t i = first; i < r->n_groups && i < first + per_page; i++) {
-		const struct dd_group *g = &r->groups[i];
+		const nd_dup_group *g = &r->groups[i];
+		const nd_dup_image *keep = &r->images[g->members[0].image];
 		fprintf(f, "%s{\"group\": %zu, \"keep\": ", i > first ? ", " : "", i + 1);
-		out_json_str(f, r->nodes[g->members[0]].path);
-		fprintf(f, ", \"keep_id\": %u, \"reason\": ", r->nodes[g->members[0]].id);
+		out_json_str(f, keep->path);
+		fprintf(f, ", \"keep_id\": %u, \"reason\": ", keep->id);
 		out_json_str(f, g->reason);
 		fputs(", \"members\": [", f);
 		for (size_t k = 0; k < g->n; k++) {
-			const struct dd_node *nd = &r->nodes[g->members[k]];
+			const nd_dup_member *m = &g->members[k];
+			const nd_dup_image *im = &r->images[m->image];
 			fputs(k ? ", {\"path\": " : "{\"path\": ", f);
-			out_json_str(f, nd->path);
+			out_json_str(f, im->path);
 			fprintf(f, ", \"id\": %u, \"similarity\": %.6f, \"raw_similarity\": %.6f, \"exact\": %s}",
-				nd->id, g->sims[k], g->raws[k], dd_exact(r, g, k) ? "true" : "false");
+				im->id, m->similarity, m->raw_similarity, m->exact ? "true" : "false");
 		}
 		fputs("]}", f);
 	}
@@ -439,24 +378,28 @@ int srv_engine_info_json(struct srv_engine *e, const char *extra, char **json, s
 			 nd_error *err)
 {
 	nd_meta m;
+	nd_model_info mi;
 	int rc = nd_index_meta(e->ix, &m, err);
 	if (rc)
 		return rc;
+	nd_model_get_info(nd_collection_model(e->c), &mi);
 	FILE *f = open_memstream(json, jlen);
 	if (!f)
 		return nd_error_set(err, ND_ENOMEM, "out of memory");
 	fputs("{\"version\": ", f);
-	out_json_str(f, ND_VERSION_STRING);
+	out_json_str(f, nd_version());
 	fputs(", \"model\": {\"name\": ", f);
-	out_json_str(f, e->info.name);
+	out_json_str(f, mi.name);
 	fprintf(f, ", \"checksum\": \"%016llx\", \"dim\": %d, \"input\": [%d, %d]}",
-		(unsigned long long)e->info.checksum, e->info.embed_dim, e->info.input_w, e->info.input_h);
+		(unsigned long long)mi.checksum, mi.embed_dim, mi.input_w, mi.input_h);
 	fputs(", \"index\": {\"path\": ", f);
 	out_json_str(f, e->index_dir);
 	fprintf(f, ", \"images\": %llu, \"next_id\": %u, \"tables\": %u, \"bits\": %u, \"dim\": %u, "
-		"\"calibrated\": %s, \"probes\": %d}%s%s}\n",
+		"\"calibrated\": %s, \"pair_score\": %s, \"default_min_sim\": %.6g, \"probes\": %d}%s%s}\n",
 		(unsigned long long)m.n_images, m.next_id, m.tables, m.bits, m.dim,
-		e->calibrated ? "true" : "false", CLI_DEFAULT_PROBES, extra ? ", " : "", extra ? extra : "");
+		nd_collection_calibrated(e->c) ? "true" : "false",
+		nd_index_scored(e->ix) ? "true" : "false", nd_collection_default_min_sim(e->c, 0),
+		ND_DEFAULT_PROBES, extra ? ", " : "", extra ? extra : "");
 	if (fclose(f) != 0) {
 		free(*json);
 		*json = NULL;

@@ -1,11 +1,12 @@
 /* neardup serve — the writer thread: the only one that changes the index.
  *
- * Requests decode and embed their images on their own threads, then queue a
- * change here and wait. The writer takes everything queued at once and
- * commits it in one LMDB transaction per run of adds or removes (group
- * commit: while one commit syncs, the next batch gathers), so an image is
- * durable before its request is answered, and a burst of writes costs one
- * sync per batch, not per image. */
+ * Requests queue a change here and wait. The writer takes everything queued
+ * at once and hands each run of adds to the collection in one call (which
+ * decodes and embeds them on its threads and commits them together) and
+ * each run of removes in one transaction: group commit, so that while one
+ * batch is embedded and synced the next gathers. An image is durable before
+ * its request is answered, and a burst of writes costs one sync per batch,
+ * not one per image. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,7 +21,6 @@
 
 struct srv_writer {
 	struct srv_engine *eng;
-	nd_index *ix;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
@@ -77,104 +77,53 @@ uint64_t srv_writer_generation(struct srv_writer *w)
 	return atomic_load(&w->generation);
 }
 
-static void fail_all(struct srv_wop **ops, size_t n, int rc, const nd_error *err)
-{
-	for (size_t i = 0; i < n; i++) {
-		ops[i]->rc = rc;
-		snprintf(ops[i]->msg, sizeof(ops[i]->msg), "%s", err->msg[0] ? err->msg : nd_strerror(rc));
-	}
-}
-
-/* A run of adds: identical images (indexed, or earlier in the run) get the
- * existing id; the others go in one transaction. */
+/* A run of adds: one call of the collection. */
 static void commit_adds(struct srv_writer *w, struct srv_wop **ops, size_t n)
 {
-	nd_index_item *items = calloc(n, sizeof(*items));
-	uint32_t *ids = calloc(n, sizeof(*ids));
-	size_t *slot = calloc(n, sizeof(*slot)); /* ops[i]'s item, or SIZE_MAX: existed */
-	size_t ni = 0;
+	struct srv_add *adds[WRITER_BATCH];
 	nd_error err;
 	nd_error_clear(&err);
-	if (!items || !ids || !slot) {
-		nd_error_set(&err, ND_ENOMEM, "out of memory");
-		fail_all(ops, n, ND_ENOMEM, &err);
-		goto done;
-	}
+	for (size_t i = 0; i < n; i++)
+		adds[i] = ops[i]->add;
+	int rc = srv_engine_add(w->eng, adds, n, &err);
+	if (rc)
+		cli_msg("cannot write to the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+	int added = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct srv_item *it = ops[i]->item;
-		uint32_t id;
-		slot[i] = SIZE_MAX;
-		if (srv_engine_lookup_hash(w->eng, it->rec.hash, &id)) {
-			ops[i]->id = id;
-			ops[i]->existed = 1;
+		if (adds[i]->rc)
 			continue;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (slot[j] != SIZE_MAX && !memcmp(ops[j]->item->rec.hash, it->rec.hash, 16)) {
-				slot[i] = slot[j];
-				ops[i]->existed = 1;
-				break;
-			}
-		if (slot[i] != SIZE_MAX)
-			continue;
-		items[ni] = (nd_index_item){ .vec = it->vec, .rec = it->rec, .has_phash = it->has_phash,
-					     .phash = it->phash,
-					     .origin = it->has_origin ? &it->origin : NULL };
-		slot[i] = ni++;
+		added |= !adds[i]->existed;
+		srv_metrics_count(adds[i]->existed ? CNT_IMAGES_EXISTING : CNT_IMAGES_ADDED);
 	}
-	if (ni) {
-		int rc = nd_index_add(w->ix, items, ni, ids, &err);
-		if (rc) {
-			fail_all(ops, n, rc, &err);
-			cli_msg("cannot write to the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
-			goto done;
-		}
+	if (added) {
 		atomic_fetch_add(&w->generation, 1);
 		srv_metrics_count(CNT_COMMITS);
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (slot[i] != SIZE_MAX)
-			ops[i]->id = ids[slot[i]];
-		srv_metrics_count(ops[i]->existed ? CNT_IMAGES_EXISTING : CNT_IMAGES_ADDED);
-	}
-done:
-	free(items);
-	free(ids);
-	free(slot);
 }
 
 static void commit_removes(struct srv_writer *w, struct srv_wop **ops, size_t n)
 {
-	uint32_t *ids = calloc(n, sizeof(*ids));
-	size_t ni = 0, removed = 0;
+	uint32_t ids[WRITER_BATCH];
+	unsigned char found[WRITER_BATCH];
 	nd_error err;
 	nd_error_clear(&err);
-	if (!ids) {
-		nd_error_set(&err, ND_ENOMEM, "out of memory");
-		fail_all(ops, n, ND_ENOMEM, &err);
-		return;
-	}
+	for (size_t i = 0; i < n; i++)
+		ids[i] = ops[i]->id;
+	int rc = srv_engine_remove(w->eng, ids, n, found, &err);
 	for (size_t i = 0; i < n; i++) {
-		nd_record rec;
-		char pbuf[ND_PATH_MAX + 1];
-		ops[i]->found = nd_index_get_record(w->ix, ops[i]->id, &rec, pbuf, sizeof(pbuf), NULL) == 0;
-		if (ops[i]->found)
-			ids[ni++] = ops[i]->id;
-	}
-	if (ni) {
-		int rc = nd_index_remove(w->ix, ids, ni, &removed, &err);
-		if (rc) {
-			fail_all(ops, n, rc, &err);
-			cli_msg("cannot write to the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
-			free(ids);
-			return;
-		}
-		atomic_fetch_add(&w->generation, 1);
-		srv_metrics_count(CNT_COMMITS);
-		for (size_t i = 0; i < removed; i++)
+		ops[i]->rc = rc;
+		ops[i]->found = found[i];
+		if (rc)
+			snprintf(ops[i]->msg, sizeof(ops[i]->msg), "%s", err.msg[0] ? err.msg : nd_strerror(rc));
+		else if (found[i])
 			srv_metrics_count(CNT_IMAGES_REMOVED);
 	}
-	free(ids);
+	if (rc) {
+		cli_msg("cannot write to the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
+		return;
+	}
+	atomic_fetch_add(&w->generation, 1);
+	srv_metrics_count(CNT_COMMITS);
 }
 
 static void *writer_main(void *arg)
@@ -232,7 +181,6 @@ int srv_writer_start(struct srv_writer **out, struct srv_engine *e, int queue)
 	if (!w)
 		return ND_ENOMEM;
 	w->eng = e;
-	w->ix = srv_engine_index(e);
 	w->cap = queue;
 	const char *pause = getenv("NEARDUP_SERVE_TEST_PAUSE");
 	w->pause_file = pause && *pause ? pause : NULL;

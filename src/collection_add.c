@@ -1,16 +1,35 @@
-/* neardup CLI — the ingest pipeline (see pipeline.h). */
-#include "pipeline.h"
-
+/* neardup — adding files and buffers to a collection: the ingest pipeline.
+ *
+ *   walk (calling thread) -> job queue -> N workers -> result queue -> writer
+ *
+ * The walk (walk.c: physical, sorted) skips files whose path, size and mtime
+ * are already indexed, and files (device, inode) seen before in this run or
+ * indexed unchanged under another name: one file is one image, under the
+ * name it was first indexed by (a changed one is read here and stored
+ * there). Buffers skip the walk and go straight to the queue. Each worker
+ * reads a file once into memory (at most ND_MAX_FILE_BYTES), hashes it
+ * (XXH3-128), and either copies the vector of a byte-identical image
+ * (already indexed, or being embedded right now by some worker: then it
+ * waits for that one's result, without blocking) or decodes it from memory
+ * at the smallest size the model needs, prepares it and runs the CNN in
+ * batches of 16 with its own workspace. One writer thread adds the results
+ * to the index in transactions of up to 256 images (at least every 2
+ * seconds), so an interrupted run keeps what it did.
+ *
+ * Cancellation (*cancel non-zero) stops the walk; queued inputs are
+ * dropped, batches being embedded are finished and committed. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
-#include "cli.h"
-#include "embed.h"
-#include "progress.h"
+#include "collection_impl.h"
+#include "readfile.h"
 #include "walk.h"
 
 #define JOB_QUEUE 256     /* files queued for the workers */
@@ -64,6 +83,7 @@ struct job {
 	char *path;      /* the file as walked */
 	char *name;      /* the path to store it under (its first-indexed name), NULL: path */
 	int is_root;
+	const nd_buffer *buf; /* an image in memory (path: its name), or NULL */
 };
 
 struct result {
@@ -89,8 +109,10 @@ struct pipe {
 	const char *index_dir;
 	const nd_model *model;
 	int dim;
-	const struct ingest_opts *opts;
-	struct ingest_counts *c;
+	const nd_add_options *opts;
+	nd_add_counts *c;
+	nd_error err;    /* what stopped the run (fatal) */
+	pthread_mutex_t ev_mu; /* one callback at a time */
 
 	pthread_mutex_t mu;
 	pthread_cond_t job_avail, job_space, res_avail, res_space;
@@ -107,18 +129,56 @@ struct pipe {
 	struct entry *table[TABLE_BUCKETS];
 
 	struct idset seen;   /* the walk's */
-	unsigned long emitted; /* results handed to the writer (progress) */
+	uint64_t emitted;      /* results handed to the writer (progress) */
 };
 
-static void count(struct pipe *p, unsigned long *field)
+static void count(struct pipe *p, uint64_t *field)
 {
 	__atomic_fetch_add(field, 1, __ATOMIC_RELAXED);
 	(void)p;
 }
 
-static unsigned long load(const unsigned long *field)
+static uint64_t load(const uint64_t *field)
 {
 	return __atomic_load_n(field, __ATOMIC_RELAXED);
+}
+
+static int cancelled(const struct pipe *p)
+{
+	return p->opts->cancel && *p->opts->cancel;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void event(struct pipe *p, const char *path, nd_add_event ev, const char *detail)
+{
+	if (!p->opts->on_event)
+		return;
+	pthread_mutex_lock(&p->ev_mu);
+	p->opts->on_event(p->opts->ctx, path, ev, detail);
+	pthread_mutex_unlock(&p->ev_mu);
+}
+
+/* The first fatal error wins; the run stops. */
+static void fatal(struct pipe *p, int code, const char *fmt, const char *a, const char *b)
+{
+	pthread_mutex_lock(&p->mu);
+	if (!p->fatal) {
+		if (b)
+			nd_error_set(&p->err, code, fmt, a, b);
+		else
+			nd_error_set(&p->err, code, fmt, a);
+	}
+	p->fatal = 1;
+	p->stop = 1;
+	pthread_cond_broadcast(&p->job_avail);
+	pthread_cond_broadcast(&p->job_space);
+	pthread_mutex_unlock(&p->mu);
 }
 
 static int64_t mtime_ns(const struct stat *st)
@@ -166,42 +226,27 @@ static int idset_add(struct idset *s, uint64_t dev, uint64_t ino)
 	return 1;
 }
 
-/* ": 2 text, 1 video, 1 link or special file" for the summary line, or "" */
-static void ignored_kinds(const struct ingest_counts *c, char *buf, size_t n)
+static void fail_file(struct pipe *p, nd_add_event what, const char *path, const char *why)
 {
-	size_t at = 0;
-	buf[0] = 0;
-	for (int k = 0; k <= ND_KIND_COUNT; k++) {
-		unsigned long v = k < ND_KIND_COUNT ? c->not_image_kind[k] : c->ignored;
-		const char *name = k < ND_KIND_COUNT ? nd_file_kind_name((nd_file_kind)k)
-						     : "link or special file";
-		if (v == 0 || at >= n)
-			continue;
-		int w = snprintf(buf + at, n - at, "%s %lu %s", at ? "," : ":", v, name);
-		at += w > 0 ? (size_t)w : 0;
-	}
-}
-
-static void fail_file(struct pipe *p, const char *what, const char *path, const char *why)
-{
-	cli_err_path(what, path, why);
+	event(p, path, what, why);
 	count(p, &p->c->failed);
 }
 
 /* ---- queues ---- */
 
 /* Called by the walk; name: see struct job. Returns -1 when the run stops. */
-static int push_job(struct pipe *p, const char *path, const char *name, int is_root)
+static int push_job(struct pipe *p, const char *path, const char *name, int is_root,
+		    const nd_buffer *buf)
 {
 	char *copy = strdup(path), *ncopy = name ? strdup(name) : NULL;
 	if (!copy || (name && !ncopy)) {
 		free(copy);
 		free(ncopy);
-		fail_file(p, "cannot queue", path, "out of memory");
+		fail_file(p, ND_ADD_ADD_FAILED, path, "out of memory");
 		return 0;
 	}
 	pthread_mutex_lock(&p->mu);
-	while (p->jn == JOB_QUEUE && !p->stop && !cli_signal) {
+	while (p->jn == JOB_QUEUE && !p->stop && !cancelled(p)) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 200 * 1000000;
@@ -211,7 +256,7 @@ static int push_job(struct pipe *p, const char *path, const char *name, int is_r
 		}
 		pthread_cond_timedwait(&p->job_space, &p->mu, &ts);
 	}
-	if (p->stop || cli_signal) {
+	if (p->stop || cancelled(p)) {
 		pthread_mutex_unlock(&p->mu);
 		free(copy);
 		free(ncopy);
@@ -221,6 +266,7 @@ static int push_job(struct pipe *p, const char *path, const char *name, int is_r
 	j->path = copy;
 	j->name = ncopy;
 	j->is_root = is_root;
+	j->buf = buf;
 	p->jn++;
 	pthread_cond_signal(&p->job_avail);
 	pthread_mutex_unlock(&p->mu);
@@ -282,7 +328,7 @@ static int emit(struct pipe *p, const char *path, struct finfo fi, const uint8_t
 {
 	struct result *r = make_result(p, path, fi, hash, w, h, vec, ph);
 	if (!r) {
-		fail_file(p, "cannot add", path, "out of memory");
+		fail_file(p, ND_ADD_ADD_FAILED, path, "out of memory");
 		return -1;
 	}
 	r->owner = owner;
@@ -332,7 +378,7 @@ static void free_followers(struct follower *f)
 
 /* The owner of ent failed: its followers hold the same bytes and fail the
  * same way. */
-static void table_fail(struct pipe *p, struct entry *ent, const char *what, const char *why)
+static void table_fail(struct pipe *p, struct entry *ent, nd_add_event what, const char *why)
 {
 	pthread_mutex_lock(&p->tmu);
 	table_unlink(p, ent);
@@ -404,8 +450,8 @@ static void flush(struct worker *w)
 	for (int i = 0; i < w->e.n; i++) {
 		struct pending *pd = &w->pend[i];
 		if (rc) {
-			fail_file(p, "cannot embed", pd->path, err.msg);
-			table_fail(p, pd->ent, "cannot embed", err.msg);
+			fail_file(p, ND_ADD_EMBED_FAILED, pd->path, err.msg);
+			table_fail(p, pd->ent, ND_ADD_EMBED_FAILED, err.msg);
 		} else {
 			const float *v = w->e.out + (size_t)i * (size_t)p->dim;
 			struct phash ph = { 1, w->e.phash[i], 1, w->e.origin[i] };
@@ -424,24 +470,36 @@ static void process(struct worker *w, const struct job *j)
 	struct pipe *p = w->p;
 	struct file_data fd;
 	nd_error err;
-	if (file_read(j->path, !j->is_root, &fd, &err)) {
-		fail_file(p, "cannot read", j->path, err.msg);
+	struct finfo fi;
+	if (j->buf) { /* borrowed: not freed by file_data_free below */
+		memset(&fd, 0, sizeof(fd));
+		fd.data = (uint8_t *)j->buf->data;
+		fd.len = j->buf->len;
+		XXH128_canonical_t canon;
+		XXH128_canonicalFromHash(&canon, XXH3_128bits(fd.data, fd.len));
+		memcpy(fd.hash, canon.digest, 16);
+		fi = (struct finfo){ (uint64_t)fd.len, j->buf->mtime_ns, 0, 0 };
+	} else if (file_read(j->path, !j->is_root, &fd, &err)) {
+		fail_file(p, ND_ADD_READ_FAILED, j->path, err.msg);
 		return;
+	} else {
+		fi = finfo_of(&fd.st);
 	}
 	if (nd_image_sniff(fd.data, fd.len) == ND_FMT_UNKNOWN) {
 		if (!j->is_root && nd_image_format_from_name(j->path) == ND_FMT_UNKNOWN) {
 			nd_file_kind k = nd_file_kind_of(fd.data, fd.len);
 			count(p, &p->c->not_image);
 			count(p, &p->c->not_image_kind[k]);
-			if (p->opts->verbose)
-				cli_err_path("ignored", j->path, nd_file_kind_name(k));
+			event(p, j->path, ND_ADD_IGNORED, nd_file_kind_name(k));
 		} else
-			fail_file(p, "cannot decode", j->path,
-				  fd.len == 0 ? "empty file" : "not a supported image format");
-		file_data_free(&fd);
+			fail_file(p, ND_ADD_DECODE_FAILED, j->path,
+				  fd.len == 0 ? (j->buf ? "empty buffer" : "empty file")
+					      : "not a supported image format");
+		if (!j->buf)
+			if (!j->buf)
+			file_data_free(&fd);
 		return;
 	}
-	const struct finfo fi = finfo_of(&fd.st);
 	const char *name = j->name ? j->name : j->path;
 
 	/* byte-identical to something embedded now or already indexed? */
@@ -456,7 +514,8 @@ static void process(struct worker *w, const struct job *j)
 			f->next = ent->followers;
 			ent->followers = f;
 			pthread_mutex_unlock(&p->tmu);
-			file_data_free(&fd);
+			if (!j->buf)
+				file_data_free(&fd);
 			return;
 		}
 		free(f);
@@ -468,7 +527,8 @@ static void process(struct worker *w, const struct job *j)
 		memcpy(w->vec, ent->vec, sizeof(float) * (size_t)p->dim);
 		pthread_mutex_unlock(&p->tmu);
 		emit(p, name, fi, fd.hash, ew, eh, w->vec, ph, NULL, 1);
-		file_data_free(&fd);
+		if (!j->buf)
+			file_data_free(&fd);
 		return;
 	} else {
 		uint32_t ids[HASH_IDS], id = 0;
@@ -488,7 +548,7 @@ static void process(struct worker *w, const struct job *j)
 				struct stat st;
 				if (nd_index_get_record(p->ix, ids[k], &rec, pathbuf, sizeof(pathbuf), NULL) == 0 &&
 				    !nd_record_has_identity(&rec) && strcmp(pathbuf, name) != 0 &&
-				    stat(pathbuf, &st) == 0 && st.st_dev == fd.st.st_dev &&
+				    !j->buf && stat(pathbuf, &st) == 0 && st.st_dev == fd.st.st_dev &&
 				    st.st_ino == fd.st.st_ino) {
 					id = ids[k];
 					name = pathbuf;
@@ -503,7 +563,8 @@ static void process(struct worker *w, const struct job *j)
 		    nd_index_get_record(p->ix, id, &rec, pathbuf, sizeof(pathbuf), NULL) == 0) {
 			pthread_mutex_unlock(&p->tmu);
 			emit(p, name, fi, fd.hash, rec.width, rec.height, w->vec, ph, NULL, kind);
-			file_data_free(&fd);
+			if (!j->buf)
+				file_data_free(&fd);
 			return;
 		}
 		ent = calloc(1, sizeof(*ent));
@@ -517,27 +578,30 @@ static void process(struct worker *w, const struct job *j)
 	}
 	pthread_mutex_unlock(&p->tmu);
 	if (!ent) {
-		fail_file(p, "cannot add", j->path, "out of memory");
-		file_data_free(&fd);
+		fail_file(p, ND_ADD_ADD_FAILED, j->path, "out of memory");
+		if (!j->buf)
+			file_data_free(&fd);
 		return;
 	}
 
 	struct pending *pd = &w->pend[w->e.n];
 	if (embedder_add(&w->e, fd.data, fd.len, &pd->w, &pd->h, &err)) {
-		fail_file(p, "cannot decode", j->path, err.msg);
-		table_fail(p, ent, "cannot decode", err.msg);
-		file_data_free(&fd);
+		fail_file(p, ND_ADD_DECODE_FAILED, j->path, err.msg);
+		table_fail(p, ent, ND_ADD_DECODE_FAILED, err.msg);
+		if (!j->buf)
+			file_data_free(&fd);
 		return;
 	}
-	file_data_free(&fd);
+	if (!j->buf)
+		file_data_free(&fd);
 	pd->path = strdup(name);
 	pd->fi = fi;
 	memcpy(pd->hash, fd.hash, 16);
 	pd->ent = ent;
 	if (!pd->path) { /* drop the slot again */
 		w->e.n--;
-		fail_file(p, "cannot add", j->path, "out of memory");
-		table_fail(p, ent, "cannot add", "out of memory");
+		fail_file(p, ND_ADD_ADD_FAILED, j->path, "out of memory");
+		table_fail(p, ent, ND_ADD_ADD_FAILED, "out of memory");
 		return;
 	}
 	if (w->e.n == w->e.cap)
@@ -559,7 +623,7 @@ static void *worker_main(void *arg)
 			}
 			pthread_cond_wait(&p->job_avail, &p->mu);
 		}
-		if (p->stop || cli_signal || p->jn == 0) {
+		if (p->stop || cancelled(p) || p->jn == 0) {
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
@@ -584,10 +648,14 @@ static void *worker_main(void *arg)
 
 static void writer_progress(struct pipe *p, int final_total)
 {
-	struct ingest_counts *c = p->c;
-	unsigned long done = load(&c->unchanged) + load(&c->same_file) + load(&p->emitted) +
-			     load(&c->not_image) + load(&c->failed);
-	progress_update(done, load(&c->walked), final_total);
+	nd_add_counts *c = p->c;
+	uint64_t done = load(&c->unchanged) + load(&c->same_file) + load(&p->emitted) +
+			load(&c->not_image) + load(&c->failed);
+	if (p->opts->on_progress) {
+		pthread_mutex_lock(&p->ev_mu);
+		p->opts->on_progress(p->opts->ctx, done, load(&c->walked), final_total);
+		pthread_mutex_unlock(&p->ev_mu);
+	}
 }
 
 static int commit(struct pipe *p, struct result **batch, size_t n)
@@ -610,15 +678,8 @@ static int commit(struct pipe *p, struct result **batch, size_t n)
 	}
 	free(items);
 	if (rc) {
-		char q[1024];
-		cli_msg("cannot write to index '%s': %s", cli_quote(p->index_dir, q, sizeof(q)),
-			err.msg[0] ? err.msg : nd_strerror(rc));
-		pthread_mutex_lock(&p->mu);
-		p->fatal = 1;
-		p->stop = 1;
-		pthread_cond_broadcast(&p->job_avail);
-		pthread_cond_broadcast(&p->job_space);
-		pthread_mutex_unlock(&p->mu);
+		fatal(p, rc, "cannot write to index '%s': %s", p->index_dir,
+		      err.msg[0] ? err.msg : nd_strerror(rc));
 		p->c->uncommitted += n;
 	} else {
 		p->c->committed += n;
@@ -693,7 +754,7 @@ static void *writer_main(void *arg)
 				batch[k] = r;
 			} else {
 				if (n == 0)
-					first = cli_now();
+					first = now();
 				batch[n++] = r;
 			}
 		}
@@ -701,7 +762,7 @@ static void *writer_main(void *arg)
 		int walk_done = p->walk_done;
 		pthread_mutex_unlock(&p->mu);
 		writer_progress(p, walk_done);
-		if (n > 0 && (n == COMMIT_BATCH || done || p->fatal || cli_now() - first >= COMMIT_SECONDS)) {
+		if (n > 0 && (n == COMMIT_BATCH || done || p->fatal || now() - first >= COMMIT_SECONDS)) {
 			if (p->fatal) {
 				pthread_mutex_lock(&p->tmu);
 				for (size_t i = 0; i < n; i++)
@@ -730,7 +791,7 @@ static void *writer_main(void *arg)
 static int on_file(const char *path, const struct stat *st, int is_root, void *ctx)
 {
 	struct pipe *p = ctx;
-	if (cli_signal || p->stop)
+	if (cancelled(p) || p->stop)
 		return 1;
 	count(p, &p->c->walked);
 	uint32_t id;
@@ -766,64 +827,113 @@ static int on_file(const char *path, const struct stat *st, int is_root, void *c
 		name = pathbuf; /* changed: read it here, store it there */
 	}
 	if (strlen(path) > ND_PATH_MAX) {
-		fail_file(p, "cannot add", path, "path too long");
+		fail_file(p, ND_ADD_ADD_FAILED, path, "path too long");
 		return 0;
 	}
-	return push_job(p, path, name, is_root) ? 1 : 0;
+	return push_job(p, path, name, is_root, NULL) ? 1 : 0;
 }
 
 static void on_skip(const char *path, const char *reason, void *ctx)
 {
-	fail_file(ctx, "cannot read", path, reason);
+	fail_file(ctx, ND_ADD_READ_FAILED, path, reason);
 }
 
-int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char *const *paths,
-		    int npaths, const struct ingest_opts *o, struct ingest_counts *c)
+const char *nd_add_event_text(nd_add_event ev)
 {
-	memset(c, 0, sizeof(*c));
-	double t0 = cli_now();
-	struct pipe *p = calloc(1, sizeof(*p));
-	if (!p) {
-		cli_msg("out of memory");
-		return EXIT_FATAL;
+	static const char *const text[ND_ADD_EVENT_COUNT] = {
+		[ND_ADD_READ_FAILED] = "cannot read",   [ND_ADD_DECODE_FAILED] = "cannot decode",
+		[ND_ADD_EMBED_FAILED] = "cannot embed", [ND_ADD_ADD_FAILED] = "cannot add",
+		[ND_ADD_IGNORED] = "ignored",
+	};
+	return (unsigned)ev < ND_ADD_EVENT_COUNT ? text[ev] : "?";
+}
+
+void nd_add_options_init(nd_add_options *o)
+{
+	memset(o, 0, sizeof(*o));
+}
+
+static int default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+/* The inputs: files and directories to walk, or buffers. */
+struct source {
+	const char *const *paths;
+	const nd_buffer *bufs;
+	size_t n;
+};
+
+static void drop_jobs(struct pipe *p)
+{
+	for (; p->jn > 0; p->jn--) {
+		free(p->jobs[p->jhead].path);
+		free(p->jobs[p->jhead].name);
+		p->jhead = (p->jhead + 1) % JOB_QUEUE;
 	}
-	nd_model_info mi;
-	nd_model_get_info(m, &mi);
-	p->ix = ix;
-	p->index_dir = index_dir;
-	p->model = m;
-	p->dim = mi.embed_dim;
+}
+
+static int run(nd_collection *coll, const struct source *src, const nd_add_options *o,
+	       nd_add_counts *c, nd_error *err)
+{
+	nd_add_options defo;
+	nd_add_counts tmpc;
+	nd_error tmpe;
+	if (!o) {
+		nd_add_options_init(&defo);
+		o = &defo;
+	}
+	if (!c)
+		c = &tmpc;
+	if (!err)
+		err = &tmpe;
+	memset(c, 0, sizeof(*c));
+	nd_error_clear(err);
+	int rc = nd__coll_writable(coll, err);
+	if (rc)
+		return rc;
+	double t0 = now();
+	struct pipe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	p->ix = coll->ix;
+	p->index_dir = coll->dir;
+	p->model = coll->model;
+	p->dim = (int)coll->dim;
 	p->opts = o;
 	p->c = c;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->tmu, NULL);
+	pthread_mutex_init(&p->ev_mu, NULL);
 	pthread_cond_init(&p->job_avail, NULL);
 	pthread_cond_init(&p->job_space, NULL);
 	pthread_cond_init(&p->res_avail, NULL);
 	pthread_cond_init(&p->res_space, NULL);
 
-	int status = EXIT_ALL_GOOD;
-	int nw = o->jobs;
+	int nw = o->threads > 0 ? (o->threads > 256 ? 256 : o->threads) : default_threads();
 	struct worker *ws = calloc((size_t)nw, sizeof(*ws));
 	if (!ws) {
-		cli_msg("out of memory");
-		status = EXIT_FATAL;
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
 	}
 	/* workspaces before any thread starts (the first one loads OpenBLAS) */
 	for (int i = 0; i < nw; i++) {
-		nd_error err;
+		nd_error e;
 		ws[i].p = p;
 		ws[i].vec = malloc(sizeof(float) * (size_t)p->dim);
-		if (!ws[i].vec || embedder_init(&ws[i].e, m, CNN_BATCH, &err)) {
-			cli_msg("cannot set up the CNN: %s", ws[i].vec ? err.msg : "out of memory");
-			status = EXIT_FATAL;
+		if (!ws[i].vec) {
+			rc = nd_error_set(err, ND_ENOMEM, "cannot set up the CNN: out of memory");
+			goto free_workers;
+		}
+		if ((rc = embedder_init(&ws[i].e, coll->model, CNN_BATCH, &e))) {
+			nd_error_set(err, rc, "cannot set up the CNN: %s", e.msg);
 			goto free_workers;
 		}
 	}
 
-	progress_start(o->quiet);
-	/* the walk (this thread) takes the signals; the others never do */
+	/* the caller's thread takes the signals; the library's never do */
 	sigset_t block, old;
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
@@ -839,71 +949,53 @@ int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char
 		writer_started = pthread_create(&writer, NULL, writer_main, p) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (started < nw || !writer_started) {
-		cli_msg("cannot start threads: %s", strerror(errno));
-		status = EXIT_FATAL;
+		fatal(p, ND_EIO, "cannot start threads: %s", strerror(errno), NULL);
 		pthread_mutex_lock(&p->mu);
-		p->stop = 1;
 		p->workers_left -= nw - started;
-		pthread_cond_broadcast(&p->job_avail);
 		pthread_mutex_unlock(&p->mu);
-	} else {
+	} else if (src->paths) {
 		struct walk_callbacks cb = { on_file, on_skip, p };
 		struct walk_stats wst;
-		if (walk_paths(paths, npaths, &cb, &wst) < 0) {
-			cli_msg("cannot walk: %s", strerror(errno));
-			status = EXIT_FATAL;
-		}
+		if (walk_paths((char *const *)src->paths, (int)src->n, &cb, &wst) < 0)
+			fatal(p, ND_EIO, "cannot walk: %s", strerror(errno), NULL);
 		for (int k = 0; k < WALK_IGNORED_KINDS; k++)
 			c->ignored += wst.ignored[k];
+	} else {
+		for (size_t i = 0; i < src->n && !cancelled(p) && !p->stop; i++) {
+			const nd_buffer *b = &src->bufs[i];
+			count(p, &c->walked);
+			if (!b->name || !*b->name || strlen(b->name) > ND_PATH_MAX)
+				fail_file(p, ND_ADD_ADD_FAILED, b->name ? b->name : "",
+					  b->name && *b->name ? "name too long" : "no name given");
+			else if (!b->data && b->len)
+				fail_file(p, ND_ADD_READ_FAILED, b->name, "no data given");
+			else if (push_job(p, b->name, NULL, 1, b))
+				break;
+		}
 	}
 	pthread_mutex_lock(&p->mu);
 	p->walk_done = 1;
-	if (cli_signal) { /* drop what is queued; finish the batches in hand */
+	if (cancelled(p)) { /* drop what is queued; finish the batches in hand */
 		p->stop = 1;
-		for (; p->jn > 0; p->jn--) {
-			free(p->jobs[p->jhead].path);
-			free(p->jobs[p->jhead].name);
-			p->jhead = (p->jhead + 1) % JOB_QUEUE;
-		}
+		drop_jobs(p);
 	}
 	pthread_cond_broadcast(&p->job_avail);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 0; i < started; i++)
 		pthread_join(ws[i].thread, NULL);
-	if (writer_started) {
+	if (writer_started)
 		pthread_join(writer, NULL);
-	}
-	/* jobs left behind after a fatal stop */
-	for (; p->jn > 0; p->jn--) {
-		free(p->jobs[p->jhead].path);
-		free(p->jobs[p->jhead].name);
-		p->jhead = (p->jhead + 1) % JOB_QUEUE;
-	}
-	progress_end();
-	if (p->fatal)
-		status = EXIT_FATAL;
-	c->signal = cli_signal;
-	c->seconds = cli_now() - t0;
-	if (status == EXIT_ALL_GOOD && c->failed)
-		status = EXIT_SKIPPED;
-	if (!o->quiet) {
-		double rate = c->seconds > 0 ? (c->embedded + c->exact) / c->seconds : 0;
-		char same[96] = "", lost[96] = "", why[256];
-		if (c->same_file)
-			snprintf(same, sizeof(same), ", %lu already indexed under another name", c->same_file);
-		if (c->uncommitted)
-			snprintf(lost, sizeof(lost), "; %lu read but not added: the index could not be written",
-				 c->uncommitted);
-		ignored_kinds(c, why, sizeof(why));
-		cli_msg("%lu files: %lu embedded, %lu exact duplicates, %lu unchanged%s, %lu failed, "
-			"%lu ignored%s in %.1f s (%.1f images/s)%s%s",
-			c->walked, c->embedded, c->exact, c->unchanged, same, c->failed,
-			c->not_image + c->ignored, why, c->seconds, rate, lost,
-			c->signal ? "; interrupted, run again to resume" : "");
+	drop_jobs(p); /* left behind after a fatal stop */
+	c->cancelled = cancelled(p);
+	c->seconds = now() - t0;
+	if (p->fatal) {
+		*err = p->err;
+		rc = p->err.code ? p->err.code : ND_EINTERNAL;
 	}
 free_workers:
 	for (int i = 0; i < nw; i++) {
-		embedder_free(&ws[i].e);
+		if (ws[i].e.model)
+			embedder_free(&ws[i].e);
 		free(ws[i].vec);
 		for (int k = 0; k < CNN_BATCH; k++)
 			free(ws[i].pend[k].path);
@@ -912,11 +1004,26 @@ free_workers:
 done:
 	pthread_mutex_destroy(&p->mu);
 	pthread_mutex_destroy(&p->tmu);
+	pthread_mutex_destroy(&p->ev_mu);
 	pthread_cond_destroy(&p->job_avail);
 	pthread_cond_destroy(&p->job_space);
 	pthread_cond_destroy(&p->res_avail);
 	pthread_cond_destroy(&p->res_space);
 	free(p->seen.slot);
 	free(p);
-	return status;
+	return rc;
+}
+
+int nd_collection_add_paths(nd_collection *c, const char *const *paths, size_t n,
+			    const nd_add_options *o, nd_add_counts *counts, nd_error *err)
+{
+	struct source src = { paths, NULL, n };
+	return run(c, &src, o, counts, err);
+}
+
+int nd_collection_add_buffers(nd_collection *c, const nd_buffer *bufs, size_t n,
+			      const nd_add_options *o, nd_add_counts *counts, nd_error *err)
+{
+	struct source src = { NULL, bufs, n };
+	return run(c, &src, o, counts, err);
 }

@@ -1,4 +1,4 @@
-/* neardup CLI — a whole file into memory, as one version of it (readfile.h). */
+/* neardup — a whole file into memory, as one version of it (readfile.h). */
 #include "readfile.h"
 
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "cli.h"
+#include "neardup/neardup.h"
 
 #define READ_TRIES 4                        /* passes that may see a change */
 #define READ_CHUNK ((size_t)256 << 10)      /* bytes per read(2) */
@@ -47,9 +47,9 @@ static int read_pass(int f, struct file_data *fd, size_t *cap, int pass, file_re
 		return nd_error_set(err, ND_EINVAL, "is a directory");
 	if (!S_ISREG(before.st_mode))
 		return nd_error_set(err, ND_EINVAL, "not a regular file");
-	if ((uint64_t)before.st_size > CLI_MAX_FILE_BYTES)
+	if ((uint64_t)before.st_size > ND_MAX_FILE_BYTES)
 		return nd_error_set(err, ND_ELIMIT, "file too large (%lld bytes, limit %zu MiB)",
-				    (long long)before.st_size, CLI_MAX_FILE_BYTES >> 20);
+				    (long long)before.st_size, ND_MAX_FILE_BYTES >> 20);
 	size_t want = (size_t)before.st_size + 1; /* +1: notice growth while reading */
 	if (want > *cap) {
 		uint8_t *nd = realloc(fd->data, want);

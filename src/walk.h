@@ -1,9 +1,9 @@
-/* neardup CLI — the file walk: files and directories named on the command
+/* neardup — the file walk: files and directories named on the command
  * line, directories recursively, physically (symlinks inside a directory are
  * not followed, so loops and escapes out of the given roots cannot happen).
  * Output order is deterministic: entries sorted by name. */
-#ifndef NEARDUP_CLI_WALK_H
-#define NEARDUP_CLI_WALK_H
+#ifndef NEARDUP_WALK_H
+#define NEARDUP_WALK_H
 
 #include <sys/stat.h>
 

@@ -1,9 +1,9 @@
-/* neardup CLI — one image file to an embedding: read the file once into
+/* neardup — one image file to an embedding: read the file once into
  * memory, hash it (XXH3-128), decode it from memory at the smallest size the
  * model needs, preprocess it into a batch slot, run the batch. Used by the
  * ingest workers and by query; one struct embedder per thread. */
-#ifndef NEARDUP_CLI_EMBED_H
-#define NEARDUP_CLI_EMBED_H
+#ifndef NEARDUP_EMBED_H
+#define NEARDUP_EMBED_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
-/* neardup query — choosing the query-side views and merging their results.
+/* neardup — query views: choosing the query-side views and merging their results.
  * The views themselves are built by embedder_add_views (embed.h). */
-#ifndef NEARDUP_CLI_VIEWS_H
-#define NEARDUP_CLI_VIEWS_H
+#ifndef NEARDUP_VIEWS_H
+#define NEARDUP_VIEWS_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-/* neardup CLI — physical, sorted directory walk on top of fts(3). */
+/* neardup — physical, sorted directory walk on top of fts(3). */
 #include "walk.h"
 
 #include <errno.h>

@@ -1,11 +1,11 @@
-/* neardup CLI — file -> hash -> decode -> prep -> batched forward. */
+/* neardup — file -> hash -> decode -> prep -> batched forward. */
 #include "embed.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "neardup/neardup.h"
 #include "neardup/phash.h"
 
 int embedder_init(struct embedder *e, const nd_model *m, int batch, nd_error *err)
@@ -246,6 +246,8 @@ int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigne
 			if (rc)
 				goto done;
 		}
+		if ((rc = slot_phash(e, n0 + n, err)))
+			goto done;
 		slot_view[n++] = (enum view)(VIEW_IDENTITY + q);
 	}
 	if (!(mask & VIEWS_CROPS))
@@ -271,6 +273,8 @@ int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigne
 			goto done;
 		rc = nd_prep_image(&tmp, &e->prep, slot(e, n0 + n), e->scratch, err);
 		nd_image_free(&tmp);
+		if (rc == 0)
+			rc = slot_phash(e, n0 + n, err);
 		if (rc)
 			goto done;
 		slot_view[n++] = crops[i].v;

@@ -1,4 +1,4 @@
-/* neardup CLI — reading a whole image file into memory, as one version of it.
+/* neardup — reading a whole image file into memory, as one version of it.
  *
  * A file overwritten in place while it is read would otherwise give bytes
  * (and a content hash) of neither version. So the file's size, mtime and
@@ -7,8 +7,8 @@
  * writer may be between two writes) is read a second time after a short
  * pause and must give the same bytes and timestamps. A file that keeps
  * changing is refused with "changed while being read". */
-#ifndef NEARDUP_CLI_READFILE_H
-#define NEARDUP_CLI_READFILE_H
+#ifndef NEARDUP_READFILE_H
+#define NEARDUP_READFILE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +24,7 @@ struct file_data {
 	uint8_t hash[16]; /* XXH3-128 of the bytes, canonical (big-endian) */
 };
 
-/* Reads path (at most CLI_MAX_FILE_BYTES). nofollow: refuse a symlink (the
+/* Reads path (at most ND_MAX_FILE_BYTES). nofollow: refuse a symlink (the
  * walk saw a regular file; it must not have been swapped since). Fails with
  * a message in err for anything but a regular file. fd->data is freed with
  * file_data_free. */
