@@ -56,6 +56,7 @@ struct srv {
 
 /* ---- serve_http.c ---- */
 struct srv_req; /* one request: its body, fields and reply */
+struct srv_wop;
 
 /* Starts libmicrohttpd on s->o.listen; *port receives the bound port.
  * Returns 0, or -1 with a message in why. */
@@ -73,6 +74,14 @@ int srv_req_is_binary(struct srv_req *r);  /* image/..., application/octet-strea
 					    * multipart file field */
 const char *srv_req_path_param(struct srv_req *r); /* {id} of /v1/images/{id} */
 struct srv *srv_req_srv(struct srv_req *r);
+
+/* A write: suspends the request (freeing its thread), queues op for the
+ * writer, and when the writer is done (or refused it: op->refused) calls
+ * finish(r, state) on a request thread to reply. free_state(state) runs when
+ * the request ends. Returns 0. */
+typedef int (*srv_finish_fn)(struct srv_req *r, void *state);
+int srv_req_defer(struct srv_req *r, struct srv_wop *op, srv_finish_fn finish, void *state,
+		  void (*free_state)(void *state));
 
 /* Replies: body is taken over (malloc'd, freed by the library). */
 int srv_reply(struct srv_req *r, int status, const char *ctype, char *body, size_t len);
@@ -118,6 +127,11 @@ struct srv_wop {
 	int rc;                 /* WOP_REMOVE: 0 or ND_E* (msg says why) */
 	int found;              /* WOP_REMOVE: the id was indexed (and is removed) */
 	char msg[ND_ERRMSG_MAX];
+	int refused;            /* srv_writer_submit's refusal (-1 full, -2 stopping), or 0 */
+	/* called by the writer once done is set (the op may be freed right
+	 * after): resumes the suspended request */
+	void (*notify)(void *ctx);
+	void *notify_ctx;
 	struct srv_wop *next;
 };
 /* Starts the writer thread over the engine's index, with room for queue
@@ -125,8 +139,6 @@ struct srv_wop {
 int srv_writer_start(struct srv_writer **out, struct srv_engine *e, int queue);
 /* Queues op: 0, -1 when the queue is full (429), -2 when stopping (503). */
 int srv_writer_submit(struct srv_writer *w, struct srv_wop *op);
-/* Waits until op is committed (durable) or failed. */
-void srv_writer_wait(struct srv_writer *w, struct srv_wop *op);
 int srv_writer_queued(struct srv_writer *w);
 /* Changes with every commit. */
 uint64_t srv_writer_generation(struct srv_writer *w);

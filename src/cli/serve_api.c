@@ -318,22 +318,20 @@ static int reply_id(struct srv_req *r, int status, uint32_t id, int existing, co
 	return reply_json(r, status, buf, len);
 }
 
-/* Queues op and waits for the writer; a reply is queued on refusal (1). */
-static int write_op(struct srv_req *r, struct srv_wop *op)
+/* The reply to a write the writer refused or failed (1), or 0. */
+static int write_refused(struct srv_req *r, struct srv_wop *op)
 {
 	struct srv *s = srv_req_srv(r);
-	int q = srv_writer_submit(s->w, op);
-	if (q == -1) {
+	if (op->refused == -1) {
 		srv_metrics_count(CNT_QUEUE_FULL);
 		srv_req_add_header(r, "Retry-After", "1");
 		srv_reply_error(r, 429, "the write queue is full (%d waiting); retry later", s->o.queue);
 		return 1;
 	}
-	if (q == -2) {
+	if (op->refused) {
 		srv_reply_error(r, 503, "the server is shutting down");
 		return 1;
 	}
-	srv_writer_wait(s->w, op);
 	if (op->rc) {
 		srv_reply_error(r, 500, "cannot write to the index: %s", op->msg);
 		return 1;
@@ -341,70 +339,93 @@ static int write_op(struct srv_req *r, struct srv_wop *op)
 	return 0;
 }
 
+/* A POST /v1/images waiting for the writer. */
+struct pending_add {
+	struct srv_wop op;
+	struct srv_add add;
+	uint8_t *owned;
+	char *abs;
+	char name[64];
+};
+
+static void pending_add_free(void *state)
+{
+	struct pending_add *p = state;
+	free(p->owned);
+	free(p->abs);
+	free(p);
+}
+
+static int finish_add(struct srv_req *r, void *state)
+{
+	struct pending_add *p = state;
+	struct srv_add *add = &p->add;
+	if (write_refused(r, &p->op))
+		return 0;
+	if (add->rc && add->decode_failed) {
+		srv_metrics_count(CNT_DECODE_FAILURES);
+		return srv_reply_error(r, 422, "cannot decode the image: %s", add->msg);
+	}
+	if (add->rc)
+		return srv_reply_error(r, 500, "cannot add the image: %s", add->msg);
+	return reply_id(r, add->existed ? 200 : 201, add->id, add->existed,
+			add->existed ? NULL : add->name);
+}
+
 /* POST /v1/images */
 static int h_images_post(struct srv_req *r)
 {
 	struct srv *s = srv_req_srv(r);
 	json_t *j = NULL;
-	uint8_t *owned = NULL;
-	char *abs = NULL;
 	int ret = -1;
 	if (srv_req_is_json(r) && !(j = body_json(r)))
 		return 0;
-	struct srv_add add;
-	memset(&add, 0, sizeof(add));
-	struct stat st;
-	if (image_bytes(r, j, (const uint8_t **)&add.data, &add.len, &owned, &abs, &st)) {
-		ret = 0;
-		goto done;
+	struct pending_add *p = calloc(1, sizeof(*p));
+	if (!p) {
+		json_decref(j);
+		return srv_reply_error(r, 500, "out of memory");
 	}
-	srv_engine_hash(add.data, add.len, add.hash);
-	char name[64];
-	add.name = abs;
-	if (!add.name) {
-		add.name = srv_req_arg(r, "name");
-		if (add.name && !name_ok(add.name)) {
+	struct srv_add *add = &p->add;
+	struct stat st;
+	if (image_bytes(r, j, (const uint8_t **)&add->data, &add->len, &p->owned, &p->abs, &st)) {
+		ret = 0;
+		goto fail;
+	}
+	srv_engine_hash(add->data, add->len, add->hash);
+	add->name = p->abs;
+	if (!add->name) {
+		add->name = srv_req_arg(r, "name");
+		if (add->name && !name_ok(add->name)) {
 			ret = srv_reply_error(r, 400, "invalid name (1 to %d bytes, no control characters)",
 					      ND_PATH_MAX);
-			goto done;
+			goto fail;
 		}
-		if (!add.name) {
-			size_t o = (size_t)snprintf(name, sizeof(name), "upload/");
-			for (int i = 0; i < 16 && o + 2 < sizeof(name); i++, o += 2)
-				snprintf(name + o, sizeof(name) - o, "%02x", add.hash[i]);
-			add.name = name;
+		if (!add->name) {
+			size_t o = (size_t)snprintf(p->name, sizeof(p->name), "upload/");
+			for (int i = 0; i < 16 && o + 2 < sizeof(p->name); i++, o += 2)
+				snprintf(p->name + o, sizeof(p->name) - o, "%02x", add->hash[i]);
+			add->name = p->name;
 		}
 	}
 	uint32_t id;
-	if (srv_engine_lookup_hash(s->eng, add.hash, &id)) { /* identical: nothing to embed */
+	if (srv_engine_lookup_hash(s->eng, add->hash, &id)) { /* identical: nothing to embed */
 		srv_metrics_count(CNT_IMAGES_EXISTING);
 		ret = reply_id(r, 200, id, 1, NULL);
-		goto done;
+		goto fail;
 	}
-	if (abs) {
-		add.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (p->abs) {
+		add->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	} else {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		add.mtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+		add->mtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	}
-	struct srv_wop op = { .kind = WOP_ADD, .add = &add };
-	if (write_op(r, &op)) {
-		ret = 0;
-		goto done;
-	}
-	if (add.rc && add.decode_failed) {
-		srv_metrics_count(CNT_DECODE_FAILURES);
-		ret = srv_reply_error(r, 422, "cannot decode the image: %s", add.msg);
-	} else if (add.rc) {
-		ret = srv_reply_error(r, 500, "cannot add the image: %s", add.msg);
-	} else {
-		ret = reply_id(r, add.existed ? 200 : 201, add.id, add.existed,
-			       add.existed ? NULL : add.name);
-	}
-done:
-	free(owned);
-	free(abs);
+	json_decref(j);
+	p->op.kind = WOP_ADD;
+	p->op.add = add;
+	return srv_req_defer(r, &p->op, finish_add, p, pending_add_free);
+fail:
+	pending_add_free(p);
 	json_decref(j);
 	return ret;
 }
@@ -418,6 +439,20 @@ static int parse_id(struct srv_req *r, uint32_t *id)
 	return 0;
 }
 
+static int finish_remove(struct srv_req *r, void *state)
+{
+	struct srv_wop *op = state;
+	if (write_refused(r, op))
+		return 0;
+	if (!op->found)
+		return srv_reply_error(r, 404, "no image with id %u", op->id);
+	char *buf = malloc(64);
+	if (!buf)
+		return srv_reply_error(r, 500, "out of memory");
+	int n = snprintf(buf, 64, "{\"id\": %u, \"removed\": true}\n", op->id);
+	return reply_json(r, 200, buf, (size_t)n);
+}
+
 /* GET, DELETE /v1/images/{id} */
 static int h_image(struct srv_req *r, const char *method)
 {
@@ -426,16 +461,12 @@ static int h_image(struct srv_req *r, const char *method)
 	if (parse_id(r, &id))
 		return 0;
 	if (!strcmp(method, "DELETE")) {
-		struct srv_wop op = { .kind = WOP_REMOVE, .id = id };
-		if (write_op(r, &op))
-			return 0;
-		if (!op.found)
-			return srv_reply_error(r, 404, "no image with id %u", id);
-		char *buf = malloc(64);
-		if (!buf)
+		struct srv_wop *op = calloc(1, sizeof(*op));
+		if (!op)
 			return srv_reply_error(r, 500, "out of memory");
-		int n = snprintf(buf, 64, "{\"id\": %u, \"removed\": true}\n", id);
-		return reply_json(r, 200, buf, (size_t)n);
+		op->kind = WOP_REMOVE;
+		op->id = id;
+		return srv_req_defer(r, op, finish_remove, op, free);
 	}
 	char *json;
 	size_t len;

@@ -54,7 +54,11 @@ struct srv_req {
 		char name[32];
 		char value[64];
 	} hdr[MAX_HEADERS];
-	int nhdr;
+	int nhdr;	/* a write waiting for the writer (srv_req_defer) */
+	struct srv_wop *wop;
+	srv_finish_fn finish;
+	void *state;
+	void (*free_state)(void *state);
 };
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -162,6 +166,29 @@ int srv_reply_error(struct srv_req *r, int status, const char *fmt, ...)
 	return srv_reply(r, status, "application/json", buf, len);
 }
 
+static void resume(void *ctx)
+{
+	MHD_resume_connection(ctx);
+}
+
+int srv_req_defer(struct srv_req *r, struct srv_wop *op, srv_finish_fn finish, void *state,
+		  void (*free_state)(void *state))
+{
+	r->wop = op;
+	r->finish = finish;
+	r->state = state;
+	r->free_state = free_state;
+	op->notify = resume;
+	op->notify_ctx = r->c;
+	/* suspended before the op is queued: the writer's resume never comes
+	 * before the suspension */
+	MHD_suspend_connection(r->c);
+	op->refused = srv_writer_submit(r->s->w, op);
+	if (op->refused)
+		MHD_resume_connection(r->c);
+	return 0;
+}
+
 /* ---- the access log ---- */
 
 static void access_log(struct srv_req *r)
@@ -197,6 +224,8 @@ static void access_log(struct srv_req *r)
 
 static void req_free(struct srv_req *r)
 {
+	if (r->free_state)
+		r->free_state(r->state);
 	if (r->pp)
 		MHD_destroy_post_processor(r->pp);
 	for (int i = 0; i < r->nfields; i++) {
@@ -386,6 +415,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		admit(r, url);
 		return MHD_YES;
 	}
+	if (r->finish && !r->replied) { /* resumed: the writer is done */
+		srv_finish_fn fn = r->finish;
+		r->finish = NULL;
+		return fn(r, r->state) ? MHD_NO : MHD_YES;
+	}
 	if (r->replied) { /* refused before the body: drop what comes */
 		*upload_data_size = 0;
 		return MHD_YES;
@@ -484,7 +518,7 @@ int srv_http_start(struct srv *s, void **daemon, unsigned *port, char *why, size
 	getsockname(fd, (struct sockaddr *)&got, &gl);
 	*port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
 						: ((struct sockaddr_in *)&got)->sin_port);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	unsigned idle = s->o.timeout < 1 ? 1 : (unsigned)(s->o.timeout + 0.999);

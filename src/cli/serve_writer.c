@@ -56,14 +56,6 @@ int srv_writer_submit(struct srv_writer *w, struct srv_wop *op)
 	return rc;
 }
 
-void srv_writer_wait(struct srv_writer *w, struct srv_wop *op)
-{
-	pthread_mutex_lock(&w->mu);
-	while (!op->done)
-		pthread_cond_wait(&w->done, &w->mu);
-	pthread_mutex_unlock(&w->mu);
-}
-
 int srv_writer_queued(struct srv_writer *w)
 {
 	pthread_mutex_lock(&w->mu);
@@ -165,11 +157,19 @@ static void *writer_main(void *arg)
 				commit_removes(w, batch + i, j - i);
 			i = j;
 		}
+		void (*notify[WRITER_BATCH])(void *);
+		void *ctx[WRITER_BATCH];
 		pthread_mutex_lock(&w->mu);
-		for (size_t i = 0; i < n; i++)
-			batch[i]->done = 1;
+		for (size_t i = 0; i < n; i++) {
+			notify[i] = batch[i]->notify;
+			ctx[i] = batch[i]->notify_ctx;
+			batch[i]->done = 1; /* from here the op may be freed */
+		}
 		pthread_cond_broadcast(&w->done);
 		pthread_mutex_unlock(&w->mu);
+		for (size_t i = 0; i < n; i++)
+			if (notify[i])
+				notify[i](ctx[i]);
 	}
 	return NULL;
 }
