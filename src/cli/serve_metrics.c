@@ -21,9 +21,9 @@ struct hist_def {
 	double le[MAX_BUCKETS];
 };
 static const struct hist_def hist_defs[HIST_COUNT] = {
-	[HIST_DECODE] = { "neardup_decode_seconds", "Decoding and preparing an image (all its views)", 12,
+	[HIST_DECODE] = { "neardup_decode_seconds", "Decoding and preparing a query image (all its views)", 12,
 			  { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5 } },
-	[HIST_EMBED] = { "neardup_embed_seconds", "The CNN's forward pass for one request", 12,
+	[HIST_EMBED] = { "neardup_embed_seconds", "The CNN's forward pass for one query (all its views)", 12,
 			 { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5 } },
 	[HIST_INDEX] = { "neardup_index_seconds", "Index lookup and scoring of one query", 12,
 			 { .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1 } },
