@@ -9,6 +9,10 @@ local auth = os.getenv("AUTH")
 
 -- $FILES instead: a file listing paths, each file's bytes one body
 function init(args)
+	math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+	if os.getenv("GEN") then
+		return
+	end
 	local files = os.getenv("FILES")
 	if files then
 		for p in io.lines(files) do
@@ -24,10 +28,24 @@ function init(args)
 	i = math.random(#bodies)
 end
 
+-- $GEN=ppm instead: every body a new 32x32 noise image (distinct writes)
+local gen = os.getenv("GEN")
+
+local function noise_ppm()
+	local t = { "P6\n32 32\n255\n" }
+	for k = 1, 32 * 32 * 3 do
+		t[#t + 1] = string.char(math.random(0, 255))
+	end
+	return table.concat(t)
+end
+
 function request()
-	i = i % #bodies + 1
 	local h = { ["Content-Type"] = ctype }
 	if auth then h["Authorization"] = auth end
+	if gen == "ppm" then
+		return wrk.format("POST", path, h, noise_ppm())
+	end
+	i = i % #bodies + 1
 	return wrk.format("POST", path, h, bodies[i])
 end
 

@@ -5,9 +5,10 @@
 
 #include "serve.h"
 
-/* The status codes the service answers with; anything else counts as the
- * last slot's "other". */
-static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503 };
+/* The status codes the service answers with, and 0 for a request that
+ * ended without a reply (the client went away: "aborted"); anything else
+ * counts as the last slot's "other". */
+static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503, 0 };
 #define N_CODES (sizeof(codes) / sizeof(codes[0]))
 static const char *const methods[] = { "GET", "POST", "DELETE", "other" };
 #define N_METHODS 4
@@ -101,7 +102,9 @@ void srv_metrics_write(FILE *f, uint64_t images, int queue_len, long inflight)
 				if (!v)
 					continue;
 				char code[8];
-				if (c < N_CODES)
+				if (c < N_CODES && codes[c] == 0)
+					snprintf(code, sizeof(code), "aborted");
+				else if (c < N_CODES)
 					snprintf(code, sizeof(code), "%d", codes[c]);
 				else
 					snprintf(code, sizeof(code), "other");
