@@ -48,8 +48,10 @@ int main(int argc, char **argv)
 	o.nosync = 1; /* a bench fixture: one sync at close is enough */
 	if (nd_calib_create(m, &cal, &e) == 0) {
 		nd_calib_params(cal, &cp);
+		/* as nd_collection_open sets it */
 		o.calib = (nd_index_calib){ nd_calib_stat_fn, cal, (uint32_t)nd_calib_dim(cal), cp.beta,
-					    cp.offset, cp.phash_weight, cp.phash_bits };
+					    cp.offset, cp.phash_weight, cp.phash_bits,
+					    nd_score_model_find(mi.checksum) };
 	}
 	nd_index *ix;
 	if (nd_index_open(&ix, argv[2], &o, &e))
