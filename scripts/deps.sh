@@ -12,7 +12,7 @@ case "$task" in
 build) pkgs="$build" ;;
 test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils curl python3-yaml" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
-bench) pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
+bench) pkgs="$build wrk curl libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
 html)  pkgs="$build chromium chromium-driver python3-selenium" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
 all)   pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
