@@ -10,7 +10,7 @@ task=${1:-build}
 build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libtiff-dev libheif-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev libjansson-dev libmicrohttpd-dev"
 case "$task" in
 build) pkgs="$build" ;;
-test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils curl python3-yaml" ;;
+test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils python3 python3-numpy curl python3-yaml" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build wrk curl libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
 html)  pkgs="$build chromium chromium-driver python3-selenium" ;;

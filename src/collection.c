@@ -255,7 +255,7 @@ float nd_collection_default_min_sim(const nd_collection *c, int raw)
 	return !raw && nd_index_scored(c->ix) ? ND_DEFAULT_SCORE_MIN_SIM : ND_DEFAULT_MIN_SIM;
 }
 
-int nd__coll_writable(nd_collection *c, nd_error *err)
+int nd__collection_writable(nd_collection *c, nd_error *err)
 {
 	if (c->readonly)
 		return nd_error_set(err, ND_EINVAL, "collection '%s' is open read-only", c->dir);
@@ -264,7 +264,7 @@ int nd__coll_writable(nd_collection *c, nd_error *err)
 
 /* ---- workspaces ---- */
 
-int nd__coll_embedder_get(nd_collection *c, struct coll_embedder **out, nd_error *err)
+int nd__collection_embedder_get(nd_collection *c, struct coll_embedder **out, nd_error *err)
 {
 	pthread_mutex_lock(&c->pool_mu);
 	struct coll_embedder *ce = c->pool;
@@ -285,7 +285,7 @@ int nd__coll_embedder_get(nd_collection *c, struct coll_embedder **out, nd_error
 	return 0;
 }
 
-void nd__coll_embedder_put(nd_collection *c, struct coll_embedder *ce)
+void nd__collection_embedder_put(nd_collection *c, struct coll_embedder *ce)
 {
 	if (!ce)
 		return;
@@ -304,13 +304,13 @@ int nd_collection_embed_buffer(nd_collection *c, const void *data, size_t len, f
 		return nd_error_set(err, ND_EINVAL, "vector of dimension %zu, the model gives %zu", dim,
 				    c->dim);
 	struct coll_embedder *ce;
-	int rc = nd__coll_embedder_get(c, &ce, err);
+	int rc = nd__collection_embedder_get(c, &ce, err);
 	if (rc)
 		return rc;
 	uint32_t w, h;
 	if (!(rc = embedder_add(&ce->e, data, len, &w, &h, err)) && !(rc = embedder_run(&ce->e, err)))
 		memcpy(vec, ce->e.out, dim * sizeof(float));
-	nd__coll_embedder_put(c, ce);
+	nd__collection_embedder_put(c, ce);
 	return rc;
 }
 
@@ -331,7 +331,7 @@ int nd_collection_embed_file(nd_collection *c, const char *path, float *vec, siz
 int nd_collection_remove_ids(nd_collection *c, const uint32_t *ids, size_t n, size_t *removed,
 			     nd_error *err)
 {
-	int rc = nd__coll_writable(c, err);
+	int rc = nd__collection_writable(c, err);
 	if (rc)
 		return rc;
 	return nd_index_remove(c->ix, ids, n, removed, err);
@@ -390,7 +390,7 @@ static int remove_scan(void *vctx, const nd_record *rec)
 static int remove_matching(nd_collection *c, const char *const *paths, size_t np, int missing,
 			   size_t *removed, unsigned char *unmatched, nd_error *err)
 {
-	int rc = nd__coll_writable(c, err);
+	int rc = nd__collection_writable(c, err);
 	if (rc)
 		return rc;
 	struct remove_ctx rc_ = { 0 };

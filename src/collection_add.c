@@ -891,7 +891,7 @@ static int run(nd_collection *coll, const struct source *src, const nd_add_optio
 		err = &tmpe;
 	memset(c, 0, sizeof(*c));
 	nd_error_clear(err);
-	int rc = nd__coll_writable(coll, err);
+	int rc = nd__collection_writable(coll, err);
 	if (rc)
 		return rc;
 	double t0 = now();

@@ -28,11 +28,11 @@ struct nd_collection {
 };
 
 /* Takes an idle workspace from the pool, or makes one. */
-int nd__coll_embedder_get(nd_collection *c, struct coll_embedder **out, nd_error *err);
+int nd__collection_embedder_get(nd_collection *c, struct coll_embedder **out, nd_error *err);
 /* Gives it back (NULL is fine). */
-void nd__coll_embedder_put(nd_collection *c, struct coll_embedder *ce);
+void nd__collection_embedder_put(nd_collection *c, struct coll_embedder *ce);
 
-/* "index 'DIR' ..." errors name the collection: c->dir quoted into buf. */
-int nd__coll_writable(nd_collection *c, nd_error *err);
+/* ND_EINVAL ("collection 'DIR' is open read-only") unless c may be written. */
+int nd__collection_writable(nd_collection *c, nd_error *err);
 
 #endif

@@ -188,7 +188,7 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 	if (rc)
 		return rc;
 	struct coll_embedder *ce;
-	if ((rc = nd__coll_embedder_get(c, &ce, err)))
+	if ((rc = nd__collection_embedder_get(c, &ce, err)))
 		return fail(out, ND_STAGE_EMBED, rc);
 	enum view slot_view[VIEW_COUNT];
 	uint32_t w, h;
@@ -207,7 +207,7 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 	out->decode_seconds = (t1 ? t1 : now()) - t0;
 	if (t1)
 		out->embed_seconds = (t2 ? t2 : now()) - t1;
-	nd__coll_embedder_put(c, ce);
+	nd__collection_embedder_put(c, ce);
 	return rc;
 }
 

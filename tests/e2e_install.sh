@@ -2,7 +2,8 @@
 # make install into a scratch DESTDIR, then examples/find_dups.c compiled
 # against the installed tree, once through pkg-config (the shared library)
 # and once statically, each run on data/ to index it and print its groups,
-# which must be the command line's. Also: the shared library exports only
+# which must be the command line's; the same with a Python script on the
+# installed package. Also: the shared library exports only
 # the public nd_ functions, all of them.
 . "$(dirname "$0")/lib_e2e.sh"
 root=$(pwd)
@@ -84,7 +85,35 @@ test_exports() {
 	[ -z "$missing" ] || fail "declared but not exported: $(echo $missing | head -c 600)"
 }
 
+# the README's workflow with Debian's python3 on the installed package, which
+# finds the installed library beside it and the model beside that
+test_python() {
+	local pkg
+	pkg=$(ls -d "$dest$prefix"/lib/python3*/dist-packages 2>/dev/null | head -1)
+	[ -n "$pkg" ] || { fail "no installed Python package"; return; }
+	cat >"$tmp/dups.py" <<'PY'
+import sys
+import neardup
+with neardup.Collection(sys.argv[1]) as c:
+    report = c.add([sys.argv[2]])
+    for path, what, why in report["errors"]:
+        print(f"{what} {path}: {why}", file=sys.stderr)
+    for group in c.dedup():
+        print("\t".join(m["path"] for m in group["members"]))
+    print(neardup.__file__, file=sys.stderr)
+PY
+	local pre=
+	case ${SANITIZE:-} in *address*) pre=$(${CC:-cc} -print-file-name=libasan.so) ;; esac
+	cd "$tmp" && PYTHONPATH="$pkg" LD_PRELOAD="$pre" ASAN_OPTIONS="${ASAN_OPTIONS}:detect_leaks=0" \
+		expect 0 "${PYTHON:-/usr/bin/python3}" "$tmp/dups.py" "$tmp/py.db" "$root/data"
+	cd "$root"
+	grep -q "^$dest" "$tmp/err" || fail "not the installed package: $(tail -c 300 "$tmp/err")"
+	expected >"$tmp/want3" 2>/dev/null
+	diff "$tmp/want3" "$tmp/out" >/dev/null || fail "groups differ from the CLI's: $(diff "$tmp/want3" "$tmp/out" | head -20)"
+}
+
 install_tree
 run test_dynamic
 run test_static
 run test_exports
+run test_python

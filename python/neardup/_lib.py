@@ -193,9 +193,10 @@ class Collection:
         self.dim = _lib.nd_collection_dim(h)
 
     def close(self):
-        if getattr(self, "_h", None):
-            _lib.nd_collection_close(self._h)
-            self._h = None
+        """Closes the index; the collection cannot be used afterwards."""
+        h, self._h = getattr(self, "_h", None), None
+        if h and _lib is not None:  # None: the interpreter is shutting down
+            _lib.nd_collection_close(h)
 
     def __enter__(self):
         return self
