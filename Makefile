@@ -46,7 +46,7 @@ ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(ARCH) $(WARNINGS) -pthread -Iinclude -Isrc 
 # strcpy, strcat, sprintf and vsprintf do not compile (see src/banned.h)
 ALL_CFLAGS += -include src/banned.h
 ALL_LDFLAGS := $(LDFLAGS) -pthread
-LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lm
+LIBS := -ljpeg -lpng16 -lwebpdemux -lwebp -lgif -ltiff -lheif -ldeflate -lz -lopenblas -llmdb -lexif -lxxhash -ljansson -lmicrohttpd -lm
 
 ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer

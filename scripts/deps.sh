@@ -7,12 +7,12 @@
 set -u
 task=${1:-build}
 
-build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libtiff-dev libheif-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev libjansson-dev"
+build="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libtiff-dev libheif-dev libdeflate-dev zlib1g-dev libopenblas-dev liblmdb-dev libexif-dev libxxhash-dev libjansson-dev libmicrohttpd-dev"
 case "$task" in
 build) pkgs="$build" ;;
-test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils python3 python3-numpy" ;;
+test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils python3 python3-numpy curl python3-yaml" ;;
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
-bench) pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
+bench) pkgs="$build wrk curl libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
 html)  pkgs="$build chromium chromium-driver python3-selenium" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
 all)   pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;

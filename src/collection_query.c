@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <xxhash.h>
 
@@ -45,6 +46,13 @@ void nd_matches_free(nd_matches *m)
 		free(m->items[i].path);
 	free(m->items);
 	memset(m, 0, sizeof(*m));
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int fail(nd_matches *out, nd_stage stage, int rc)
@@ -184,15 +192,21 @@ int nd_collection_query_buffer(nd_collection *c, const void *data, size_t len,
 		return fail(out, ND_STAGE_EMBED, rc);
 	enum view slot_view[VIEW_COUNT];
 	uint32_t w, h;
+	double t0 = now(), t1 = 0, t2 = 0;
 	if ((rc = nd__embed_add_views(&ce->e, data, len, o->views, slot_view, &w, &h, err)))
 		rc = fail(out, ND_STAGE_DECODE, rc);
-	else if ((rc = nd__embed_run(&ce->e, err)))
+	else if (t1 = now(), (rc = nd__embed_run(&ce->e, err)))
 		rc = fail(out, ND_STAGE_EMBED, rc);
 	else {
 		XXH128_canonical_t canon;
+		t2 = now();
 		XXH128_canonicalFromHash(&canon, XXH3_128bits(data, len));
 		rc = search(c, ce->e.out, slot_view, ce->e.n, ce->e.phash, canon.digest, o, out, err);
+		out->index_seconds = now() - t2;
 	}
+	out->decode_seconds = (t1 ? t1 : now()) - t0;
+	if (t1)
+		out->embed_seconds = (t2 ? t2 : now()) - t1;
 	nd__collection_embedder_put(c, ce);
 	return rc;
 }
@@ -227,5 +241,8 @@ int nd_collection_query_vector(nd_collection *c, const float *vec, size_t dim,
 			    nd_error_set(err, ND_EINVAL, "vector of dimension %zu, the collection's is %zu",
 					 dim, c->dim));
 	enum view v = VIEW_IDENTITY;
-	return search(c, vec, &v, 1, NULL, NULL, o, out, err);
+	double t0 = now();
+	rc = search(c, vec, &v, 1, NULL, NULL, o, out, err);
+	out->index_seconds = now() - t0;
+	return rc;
 }

@@ -266,6 +266,9 @@ typedef struct nd_matches {
 	nd_match *items;  /* best first */
 	size_t n;
 	nd_stage failed;  /* on failure: the step that failed */
+	/* seconds spent decoding (all views), in the CNN, and in the index
+	 * (search and scoring); 0 for a step not run */
+	double decode_seconds, embed_seconds, index_seconds;
 } nd_matches;
 
 /* The indexed images most similar to an image file, a buffer or a vector

@@ -60,7 +60,9 @@ class _Match(C.Structure):
 
 
 class _Matches(C.Structure):
-    _fields_ = [("items", C.POINTER(_Match)), ("n", C.c_size_t), ("failed", C.c_int)]
+    _fields_ = [("items", C.POINTER(_Match)), ("n", C.c_size_t), ("failed", C.c_int),
+                ("decode_seconds", C.c_double), ("embed_seconds", C.c_double),
+                ("index_seconds", C.c_double)]
 
 
 class _DedupOptions(C.Structure):

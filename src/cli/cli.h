@@ -68,6 +68,7 @@ int cmd_remove(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
 int cmd_apply(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Fills the defaults. */
 void cli_common_init(struct cli_common *c);

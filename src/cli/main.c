@@ -51,6 +51,7 @@ static const struct command commands[] = {
 	{ "check", cmd_check, "verify the index's consistency" },
 	{ "remove", cmd_remove, "remove images (or everything under a directory) from the index" },
 	{ "backup", cmd_backup, "write a consistent, compacted copy of the index" },
+	{ "serve", cmd_serve, "serve the index over HTTP: query, add, remove, duplicates, metrics" },
 	{ "inspect", nd_cli_inspect, "developer tool: decode files as ingest would, show what happened" },
 };
 
