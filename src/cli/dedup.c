@@ -243,6 +243,9 @@ static int cmp_group_path(const void *x, const void *y, void *arg)
 	return strcmp(sc->nodes[a->members[0]].path, sc->nodes[b->members[0]].path);
 }
 
+/* How far under the threshold the weak merge reads pairs. */
+#define WEAK_BELOW 0.15f
+
 struct member {
 	size_t node;
 	float sim, raw;
@@ -449,9 +452,12 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 			canon[hs.v[k].id] = hs.v[i].id;
 	}
 
+	/* with the pair score, the weak merge (neardup/group.h) also reads the
+	 * pairs down to WEAK_BELOW under the threshold */
+	float weak_sim = !raw && nd_index_scored(ix) && min_sim > WEAK_BELOW ? min_sim - WEAK_BELOW : 0.0f;
 	nd_selfjoin_params sp;
 	nd_selfjoin_params_init(&sp);
-	sp.min_sim = min_sim;
+	sp.min_sim = weak_sim > 0 ? weak_sim : min_sim;
 	sp.raw = raw;
 	jc.pairs.clamp = raw || !nd_index_calibrated(ix);
 	nd_selfjoin_stats sst;
@@ -562,6 +568,7 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	nd_group_params gp;
 	nd_group_params_init(&gp);
 	gp.min_sim = min_sim;
+	gp.weak_sim = weak_sim;
 	size_t ng = 0;
 	if ((rc = nd_group_components(nruns, edges, np, &gp, comp, &ng, &err))) {
 		cli_msg("cannot group the pairs: %s", err.msg);
