@@ -11,7 +11,7 @@ void nd_group_params_init(nd_group_params *p)
 	p->bridge_margin = 0.02f;
 	p->cut_ratio = 0.5f;
 	p->weak_sim = 0.0f;
-	p->weak_share = 0.4f;
+	p->weak_share = 0.3f;
 	p->weak_pairs = 2;
 }
 

@@ -54,7 +54,7 @@ typedef struct nd_group_params {
 	float bridge_margin;      /* see above (default 0.02); negative: never cut */
 	float cut_ratio;          /* thin cuts (see above; default 0.5); 0: none */
 	float weak_sim;           /* the weak merge (see above; default 0: none) */
-	float weak_share;         /* (default 0.4) */
+	float weak_share;         /* (default 0.3) */
 	unsigned weak_pairs;      /* (default 2) */
 } nd_group_params;
 void nd_group_params_init(nd_group_params *p);

@@ -243,8 +243,12 @@ static int cmp_group_path(const void *x, const void *y, void *arg)
 	return strcmp(sc->nodes[a->members[0]].path, sc->nodes[b->members[0]].path);
 }
 
-/* How far under the threshold the weak merge reads pairs. */
+/* The weak merge (neardup/group.h): how far under the threshold it reads
+ * pairs, and the share of the pairs between two groups it needs (chosen on
+ * the quality bench: the natural families stay whole). */
 #define WEAK_BELOW 0.15f
+#define WEAK_SHARE 0.3f
+
 
 struct member {
 	size_t node;
@@ -569,6 +573,7 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	nd_group_params_init(&gp);
 	gp.min_sim = min_sim;
 	gp.weak_sim = weak_sim;
+	gp.weak_share = WEAK_SHARE;
 	size_t ng = 0;
 	if ((rc = nd_group_components(nruns, edges, np, &gp, comp, &ng, &err))) {
 		cli_msg("cannot group the pairs: %s", err.msg);
