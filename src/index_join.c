@@ -62,6 +62,8 @@ struct jshared {
 	uint32_t nmask;
 	uint32_t *masks;          /* bucket masks of 1..radius bits */
 	uint32_t thr;             /* signature filter: max differing bits over L*K */
+	int max_dd;               /* pair score: the hash distance (best variant) above
+				   * which a pair under the filter's cosine cannot pass */
 	int cal;                  /* calibrated similarity (the statistic is in vv[].stat) */
 	size_t n;                 /* images */
 	nd_vec_view *vv;          /* [n] stored vectors */
@@ -410,6 +412,8 @@ static int join_phash_dihedral(struct jshared *s, struct jworker *w, nd_error *e
 						continue;
 					/* found here: a's hash with variant k of b's */
 					size_t x = a < b ? a : b, y = a < b ? b : a;
+					if (nd_phash_distance_dihedral(s->vv[x].phash, s->vv[y].phash, NULL) > s->max_dd)
+						continue;
 					unsigned here = (q * (unsigned)V + (unsigned)k) * 2 + (a == x ? 0 : 1);
 					if (first_quarter_match(s->vv[x].phash, s->vv[y].phash) != here)
 						continue;
@@ -649,8 +653,14 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	 * pair may need: calibrated, cos >= min_sim - offset + beta * (sa + sb) / 2 */
 	{
 		double c0 = p->min_sim;
-		if (s.cal && ix->calib.score)
+		if (s.cal && ix->calib.score) {
 			c0 = score_floor(ix->calib.score, p->min_sim, min_stat, max_stat);
+			s.max_dd = -1;
+			for (int dd = 0; dd <= 64; dd++)
+				if (nd_score_bound(ix->calib.score, (float)c0, min_stat, dd) >= p->min_sim ||
+				    nd_score_bound(ix->calib.score, (float)c0, max_stat, dd) >= p->min_sim)
+					s.max_dd = dd;
+		}
 		else if (s.cal)
 			c0 = (double)p->min_sim - ix->calib.offset + (double)ix->calib.beta * min_stat;
 		c0 = c0 < -1 ? -1 : c0 > 1 ? 1 : c0;
