@@ -23,7 +23,7 @@
  *       default settings) whose plain cosine is >= FLOOR: one "id<TAB>id<TAB>
  *       cosine" line per pair on stdout, and the join's counters on stderr.
  *
- *   bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO]
+ *   bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO [WEAK_SIM WEAK_SHARE WEAK_PAIRS]]
  *       Groups nodes 0..N-1 by the scored pairs "a b score" read from stdin
  *       (nd_group_components) and prints each node's group, or -1, one per
  *       line: the grouping of dedup applied to pairs scored elsewhere.
@@ -370,6 +370,11 @@ static int do_group(int argc, char **argv)
 		p.bridge_margin = strtof(argv[4], NULL);
 		p.cut_ratio = strtof(argv[5], NULL);
 	}
+	if (argc >= 9) {
+		p.weak_sim = strtof(argv[6], NULL);
+		p.weak_share = strtof(argv[7], NULL);
+		p.weak_pairs = (unsigned)strtoul(argv[8], NULL, 10);
+	}
 	nd_group_edge *e = malloc(cap * sizeof(*e));
 	uint32_t *comp = malloc((n ? n : 1) * sizeof(*comp));
 	unsigned a, b;
@@ -413,6 +418,6 @@ int main(int argc, char **argv)
 	fprintf(stderr, "usage: bench_vectors dump INDEX OUT_PREFIX\n"
 			"       bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]\n"
 			"       bench_vectors join INDEX FLOOR\n"
-			"       bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO] <PAIRS\n");
+			"       bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO [WEAK_SIM WEAK_SHARE WEAK_PAIRS]] <PAIRS\n");
 	return 2;
 }

@@ -214,6 +214,12 @@ static int cmp_group_path(const void *x, const void *y, void *arg)
 	return strcmp(sc->nodes[a->members[0]].path, sc->nodes[b->members[0]].path);
 }
 
+/* The weak merge (neardup/group.h): how far under the threshold it reads
+ * pairs, and the share of the pairs between two groups it needs (chosen on
+ * the quality bench: the natural families stay whole). */
+#define WEAK_BELOW 0.15f
+#define WEAK_SHARE 0.3f
+
 struct member {
 	size_t node;
 	float sim, raw;
@@ -419,8 +425,11 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	}
 
 	nd_selfjoin_params sp;
+	/* with the pair score, the weak merge (neardup/group.h) also reads the
+	 * pairs down to WEAK_BELOW under the threshold */
+	float weak_sim = !raw && nd_index_scored(ix) && min_sim > WEAK_BELOW ? min_sim - WEAK_BELOW : 0.0f;
 	nd_selfjoin_params_init(&sp);
-	sp.min_sim = min_sim;
+	sp.min_sim = weak_sim > 0 ? weak_sim : min_sim;
 	sp.raw = raw;
 	jc.pairs.clamp = raw || !nd_index_calibrated(ix);
 	nd_selfjoin_stats sst;
@@ -528,6 +537,8 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	nd_group_params gp;
 	nd_group_params_init(&gp);
 	gp.min_sim = min_sim;
+	gp.weak_sim = weak_sim;
+	gp.weak_share = WEAK_SHARE;
 	size_t ng = 0;
 	if ((rc = nd_group_components(nruns, edges, np, &gp, comp, &ng, err))) {
 		char why[ND_ERRMSG_MAX / 2];

@@ -10,6 +10,9 @@ void nd_group_params_init(nd_group_params *p)
 	p->min_sim = 0.5f;
 	p->bridge_margin = 0.02f;
 	p->cut_ratio = 0.5f;
+	p->weak_sim = 0.0f;
+	p->weak_share = 0.3f;
+	p->weak_pairs = 2;
 }
 
 struct graph {
@@ -283,6 +286,76 @@ done:
 }
 
 
+struct core_pair {
+	uint32_t a, b;   /* cores, a < b */
+	uint32_t na, nb; /* the pair's nodes, na < nb */
+};
+
+static int cmp_core_pair(const void *x, const void *y)
+{
+	const struct core_pair *p = x, *q = y;
+	if (p->a != q->a)
+		return p->a < q->a ? -1 : 1;
+	if (p->b != q->b)
+		return p->b < q->b ? -1 : 1;
+	if (p->na != q->na)
+		return p->na < q->na ? -1 : 1;
+	return (p->nb > q->nb) - (p->nb < q->nb);
+}
+
+/* The weak merge (see neardup/group.h): parent[] holds the groups of the
+ * kept pairs (roots); two of them (a lone image counts as a group of one,
+ * but two lone images never merge) become one when the pairs between them
+ * in [weak_sim, min_sim) are at least weak_pairs and at least weak_share of
+ * all pairs between them. Sizes are those before any weak merge, so the
+ * order of the merges does not matter. Returns 0 or -1 out of memory. */
+static int merge_weak(size_t n, const nd_group_edge *edges, size_t ne, const nd_group_params *p,
+		      uint32_t *parent)
+{
+	size_t nw = 0;
+	for (size_t i = 0; i < ne; i++)
+		nw += edges[i].sim >= p->weak_sim && edges[i].sim < p->min_sim;
+	if (nw == 0)
+		return 0;
+	struct core_pair *cp = malloc(nw * sizeof(*cp));
+	uint32_t *size = calloc(n, sizeof(*size)), *root = malloc(n * sizeof(*root));
+	if (!cp || !size || !root) {
+		free(cp);
+		free(size);
+		free(root);
+		return -1;
+	}
+	for (size_t v = 0; v < n; v++) {
+		root[v] = find(parent, (uint32_t)v);
+		size[root[v]]++;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < ne; i++) {
+		if (!(edges[i].sim >= p->weak_sim && edges[i].sim < p->min_sim))
+			continue;
+		uint32_t a = root[edges[i].a], b = root[edges[i].b], x = edges[i].a, y = edges[i].b;
+		if (a != b)
+			cp[k++] = (struct core_pair){ a < b ? a : b, a < b ? b : a, x < y ? x : y, x < y ? y : x };
+	}
+	if (k)
+		qsort(cp, k, sizeof(*cp), cmp_core_pair);
+	for (size_t i = 0, j; i < k; i = j) {
+		size_t cnt = 1;
+		for (j = i + 1; j < k && cp[j].a == cp[i].a && cp[j].b == cp[i].b; j++)
+			cnt += cp[j].na != cp[j - 1].na || cp[j].nb != cp[j - 1].nb; /* a pair listed twice counts once */
+		double sa = size[cp[i].a], sb = size[cp[i].b];
+		if ((sa < 2 && sb < 2) || cnt < p->weak_pairs || (double)cnt < p->weak_share * sa * sb)
+			continue;
+		uint32_t ra = find(parent, cp[i].a), rb = find(parent, cp[i].b);
+		if (ra != rb)
+			parent[ra > rb ? ra : rb] = ra < rb ? ra : rb;
+	}
+	free(cp);
+	free(size);
+	free(root);
+	return 0;
+}
+
 int nd_group_components(size_t n, const nd_group_edge *edges, size_t ne, const nd_group_params *p,
 			uint32_t *comp, size_t *ngroups, nd_error *err)
 {
@@ -350,20 +423,26 @@ int nd_group_components(size_t n, const nd_group_edge *edges, size_t ne, const n
 		if (ra != rb)
 			parent[ra > rb ? ra : rb] = ra < rb ? ra : rb; /* the lowest node is the root */
 	}
-	/* number groups by their lowest node; a node without a kept edge is in none */
+	if (p->weak_sim > 0 && p->weak_sim < p->min_sim && merge_weak(n, edges, ne, p, parent) < 0)
+		goto oom;
+	/* number groups by their lowest node (every root is its group's lowest
+	 * node); a node alone is in none */
 	size_t ng = 0;
 	for (size_t v = 0; v < n; v++)
 		comp[v] = ND_GROUP_NONE;
 	for (size_t v = 0; v < n; v++) {
-		int touched = 0;
-		for (size_t a = g.start[v]; a < g.start[v + 1] && !touched; a++)
-			touched = !g.cut[g.adj[a]];
-		if (!touched)
-			continue;
+		uint32_t r = find(parent, (uint32_t)v);
+		if (r != v)
+			comp[r] = 0; /* mark: r has company */
+	}
+	for (size_t v = 0; v < n; v++) {
 		uint32_t r = find(parent, (uint32_t)v);
 		if (comp[r] == ND_GROUP_NONE)
-			comp[r] = (uint32_t)ng++; /* r <= v: met first */
-		comp[v] = comp[r];
+			continue;
+		if (r == v)
+			comp[v] = (uint32_t)ng++; /* r <= v: met first */
+		else
+			comp[v] = comp[r];
 	}
 	*ngroups = ng;
 	goto done;

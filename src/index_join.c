@@ -62,6 +62,8 @@ struct jshared {
 	uint32_t nmask;
 	uint32_t *masks;          /* bucket masks of 1..radius bits */
 	uint32_t thr;             /* signature filter: max differing bits over L*K */
+	int max_dd;               /* pair score: the hash distance (best variant) above
+				   * which a pair under the filter's cosine cannot pass */
 	int cal;                  /* calibrated similarity (the statistic is in vv[].stat) */
 	size_t n;                 /* images */
 	nd_vec_view *vv;          /* [n] stored vectors */
@@ -315,9 +317,130 @@ static int lsh_compared(const struct jshared *s, size_t a, size_t b)
 	       first_candidate_table(sa, sb, s->T, s->K, s->shift, s->radius) < s->T;
 }
 
+/* With the pair score: the lowest cosine at which a pair can reach min_sim
+ * without help from its hashes (those pairs step 5 finds), at the most
+ * favourable statistic of the index (bisection; the score grows with the
+ * cosine). */
+static double score_floor(const nd_score_model *m, float min_sim, float lo_stat, float hi_stat)
+{
+	double best = 1.0;
+	const float st[2] = { lo_stat, hi_stat };
+	for (int k = 0; k < 2; k++) {
+		nd_score_side a = { 1, st[k], 0, 0 }, b = a;
+		if (nd_score_pair(m, 1.0f, &a, &b) < min_sim)
+			continue;
+		double lo = -1.0, hi = 1.0;
+		for (int it = 0; it < 40; it++) {
+			double mid = 0.5 * (lo + hi);
+			if (nd_score_pair(m, (float)mid, &a, &b) >= min_sim)
+				hi = mid;
+			else
+				lo = mid;
+		}
+		if (lo < best)
+			best = lo;
+	}
+	return best;
+}
+
+/* The first (quarter q, variant k, direction) at which the pair x < y
+ * shares a quarter: x's hash with variant k of y's (direction 0) or y's
+ * with variant k of x's (1; for k = 0 the same test as 0), as one number,
+ * so that the pair is compared at that point of step 5 only, once. */
+static unsigned first_quarter_match(uint64_t hx, uint64_t hy)
+{
+	for (unsigned q = 0; q < ND_PHASH_QUARTERS; q++)
+		for (unsigned k = 0; k < ND_PHASH_VARIANTS; k++) {
+			if (nd__index_phash_bucket(hx, q) == nd__index_phash_bucket(nd_phash_variant(hy, k), q))
+				return (q * ND_PHASH_VARIANTS + k) * 2;
+			if (nd__index_phash_bucket(hy, q) == nd__index_phash_bucket(nd_phash_variant(hx, k), q))
+				return (q * ND_PHASH_VARIANTS + k) * 2 + 1;
+		}
+	return UINT32_MAX;
+}
+
+/* Step 5 with the pair score on worker w: the pairs where the quarter of
+ * one image's hash equals that quarter of a rotation or flip of the
+ * other's (the score reads the hash distance over the 8 variants), each
+ * compared once, unless steps 2-3 did. */
+static int join_phash_dihedral(struct jshared *s, struct jworker *w, nd_error *err)
+{
+	const size_t nbk = (size_t)1 << 16, V = ND_PHASH_VARIANTS;
+	const uint64_t cap = s->p->max_group;
+	size_t ne;
+	uint32_t *off = calloc(nbk + 1, sizeof(uint32_t)), *order = NULL;
+	int rc = 0;
+	if (nd_mul_size(s->n, V, &ne) || ne >= UINT32_MAX || !off ||
+	    !(order = malloc(ne * sizeof(uint32_t)))) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
+		goto done;
+	}
+	/* entries e = i * V + k: image i under variant k of its hash */
+	for (uint32_t q = 0; q < ND_PHASH_QUARTERS && !rc; q++) {
+		memset(off, 0, (nbk + 1) * sizeof(uint32_t));
+		for (size_t i = 0; i < s->n; i++)
+			if (s->vv[i].has_phash)
+				for (size_t k = 0; k < V; k++)
+					off[nd__index_phash_bucket(nd_phash_variant(s->vv[i].phash, (unsigned)k), q) + 1]++;
+		for (size_t b = 1; b <= nbk; b++)
+			off[b] += off[b - 1];
+		for (size_t i = 0; i < s->n; i++)
+			if (s->vv[i].has_phash)
+				for (size_t k = 0; k < V; k++)
+					order[off[nd__index_phash_bucket(nd_phash_variant(s->vv[i].phash, (unsigned)k), q)]++] =
+						(uint32_t)(i * V + k);
+		memmove(off + 1, off, nbk * sizeof(uint32_t));
+		off[0] = 0;
+		for (size_t B = 0; B < nbk; B++) {
+			uint64_t n = off[B + 1] - off[B];
+			if (n < 2)
+				continue;
+			if (cap && n > (uint64_t)cap * V) {
+				w->st.groups_capped++;
+				w->st.pairs_skipped += n * (n - 1) / 2;
+				continue;
+			}
+			/* base: an image under its own hash (k = 0); probe: any entry */
+			for (size_t i = off[B]; i < off[B + 1]; i++) {
+				if (order[i] % V)
+					continue;
+				const size_t a = order[i] / V;
+				int have_a = 0;
+				for (size_t j = off[B]; j < off[B + 1]; j++) {
+					const size_t b = order[j] / V, k = order[j] % V;
+					if (b == a)
+						continue;
+					/* found here: a's hash with variant k of b's */
+					size_t x = a < b ? a : b, y = a < b ? b : a;
+					if (nd_phash_distance_dihedral(s->vv[x].phash, s->vv[y].phash, NULL) > s->max_dd)
+						continue;
+					unsigned here = (q * (unsigned)V + (unsigned)k) * 2 + (a == x ? 0 : 1);
+					if (first_quarter_match(s->vv[x].phash, s->vv[y].phash) != here)
+						continue;
+					if (lsh_compared(s, x, y))
+						continue;
+					w->st.pairs_candidates++;
+					w->st.phash_compared++;
+					int have_x = 0;
+					if (compare_pair(w, x, y, x == a ? &have_a : &have_x))
+						goto done;
+				}
+			}
+		}
+	}
+	if (w->nbuf)
+		flush_pairs(w);
+done:
+	free(off);
+	free(order);
+	return rc;
+}
+
 /* Step 5 on worker w: the pairs that share a quarter of their hashes. */
 static int join_phash(struct jshared *s, struct jworker *w, nd_error *err)
 {
+	if (s->ix->calib.score)
+		return join_phash_dihedral(s, w, err);
 	const size_t nbk = (size_t)1 << 16;
 	const uint64_t cap = s->p->max_group;
 	uint32_t *off = calloc(nbk + 1, sizeof(uint32_t));
@@ -400,7 +523,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	MDB_val k, v;
 	nd_meta m;
 	int rc = 0, mrc, have_lock = 0;
-	float min_stat = 0;
+	float min_stat = 0, max_stat = 0;
 	unsigned nth = 1;
 
 	memset(&s, 0, sizeof(s));
@@ -514,6 +637,8 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		}
 		if (s.cal && (s.n == 0 || s.vv[s.n].stat < min_stat))
 			min_stat = s.vv[s.n].stat;
+		if (s.cal && (s.n == 0 || s.vv[s.n].stat > max_stat))
+			max_stat = s.vv[s.n].stat;
 		s.ids[s.n++] = id;
 	}
 	if (mrc != MDB_NOTFOUND) {
@@ -528,7 +653,15 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	 * pair may need: calibrated, cos >= min_sim - offset + beta * (sa + sb) / 2 */
 	{
 		double c0 = p->min_sim;
-		if (s.cal)
+		if (s.cal && ix->calib.score) {
+			c0 = score_floor(ix->calib.score, p->min_sim, min_stat, max_stat);
+			s.max_dd = -1;
+			for (int dd = 0; dd <= 64; dd++)
+				if (nd_score_bound(ix->calib.score, (float)c0, min_stat, dd) >= p->min_sim ||
+				    nd_score_bound(ix->calib.score, (float)c0, max_stat, dd) >= p->min_sim)
+					s.max_dd = dd;
+		}
+		else if (s.cal)
 			c0 = (double)p->min_sim - ix->calib.offset + (double)ix->calib.beta * min_stat;
 		c0 = c0 < -1 ? -1 : c0 > 1 ? 1 : c0;
 		double n = (double)s.L * s.K, p0 = acos(c0) / M_PI;
@@ -581,7 +714,7 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		atomic_store(&s.next, 0);
 		nd__index_run_parallel(ws, sizeof(ws[0]), nth, join_worker);
 	}
-	if (s.cal && ix->calib.phash_weight > 0 && !s.rc && (rc = join_phash(&s, &ws[0], err)))
+	if (s.cal && (ix->calib.phash_weight > 0 || ix->calib.score) && !s.rc && (rc = join_phash(&s, &ws[0], err)))
 		goto done;
 	for (unsigned i = 0; i < nth; i++)
 		add_stats(&s.st, &ws[i].st);

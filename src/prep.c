@@ -183,3 +183,59 @@ int nd_prep_image(const nd_image *img, const nd_prep_params *p, float *out,
 	free(own);
 	return rc;
 }
+
+/* ---- the content box ---- */
+
+static inline const uint8_t *box_px(const nd_image *img, int x, int y)
+{
+	return img->rgb + ((size_t)y * (size_t)img->width + (size_t)x) * 3;
+}
+
+static inline int box_near(const uint8_t *a, const uint8_t *b)
+{
+	return abs(a[0] - b[0]) <= ND_PREP_BAND_TOL && abs(a[1] - b[1]) <= ND_PREP_BAND_TOL &&
+	       abs(a[2] - b[2]) <= ND_PREP_BAND_TOL;
+}
+
+/* 1 when the n pixels from p, step apart (in pixels), are a band: some
+ * colour among five sampled along it holds ND_PREP_BAND_SHARE of them. */
+static int is_band(const nd_image *img, int x, int y, int dx, int dy, int n)
+{
+	int need = (int)ceil(ND_PREP_BAND_SHARE * n);
+	for (int s = 0; s < 5; s++) {
+		int k = (int)((int64_t)(n - 1) * s / 4);
+		const uint8_t *ref = box_px(img, x + k * dx, y + k * dy);
+		int miss = 0;
+		for (int i = 0; i < n && miss <= n - need; i++)
+			miss += !box_near(box_px(img, x + i * dx, y + i * dy), ref);
+		if (miss <= n - need)
+			return 1;
+	}
+	return 0;
+}
+
+int nd_prep_content_box(const nd_image *img, int *bx0, int *by0, int *bx1, int *by1)
+{
+	int w = img->width, h = img->height, x0 = 0, y0 = 0, x1 = w, y1 = h;
+	while (y1 - y0 > h / 8 && is_band(img, 0, y0, 1, 0, w))
+		y0++;
+	while (y1 - y0 > h / 8 && is_band(img, 0, y1 - 1, 1, 0, w))
+		y1--;
+	while (x1 - x0 > w / 8 && is_band(img, x0, y0, 0, 1, y1 - y0))
+		x0++;
+	while (x1 - x0 > w / 8 && is_band(img, x1 - 1, y0, 0, 1, y1 - y0))
+		x1--;
+	double kept = (double)(x1 - x0) * (y1 - y0) / ((double)w * h);
+	int use = x1 - x0 >= 16 && y1 - y0 >= 16 && x1 - x0 > w / 8 && y1 - y0 > h / 8 &&
+		  kept <= 1.0 - ND_PREP_BOX_MIN_CUT;
+	if (!use) {
+		x0 = y0 = 0;
+		x1 = w;
+		y1 = h;
+	}
+	*bx0 = x0;
+	*by0 = y0;
+	*bx1 = x1;
+	*by1 = y1;
+	return use;
+}

@@ -40,6 +40,23 @@ float nd_score_pair(const nd_score_model *m, float cos, const nd_score_side *a, 
 	return (float)(1.0 / (1.0 + exp(-z)));
 }
 
+float nd_score_bound(const nd_score_model *m, float cos, float stat, int dd)
+{
+	float f[ND_SCORE_NFEAT];
+	nd_score_side a = { 1, stat, 0, 0 }, b = a;
+	nd_score_features(fminf(cos, 1.0f), &a, &b, f);
+	/* the hash terms of nd_score_features for distance d and best variant dd */
+	int d = m->w[6] > 0 ? dd : ND_SCORE_HASH_FAR;
+	f[6] = d < ND_SCORE_HASH_FAR ? (float)(ND_SCORE_HASH_FAR - d) / ND_SCORE_HASH_FAR : 0.0f;
+	f[7] = dd < ND_SCORE_HASH_FAR ? (float)(ND_SCORE_HASH_FAR - dd) / ND_SCORE_HASH_FAR : 0.0f;
+	f[8] = dd < ND_SCORE_HASH_NEAR ? (float)(ND_SCORE_HASH_NEAR - dd) / ND_SCORE_HASH_NEAR : 0.0f;
+	f[9] = 0.0f;
+	double z = 0;
+	for (int i = 0; i < ND_SCORE_NFEAT; i++)
+		z += (double)m->w[i] * f[i];
+	return (float)(1.0 / (1.0 + exp(-z)));
+}
+
 #include "score_table.h"
 
 const nd_score_model *nd_score_model_find(uint64_t model_checksum)

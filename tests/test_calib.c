@@ -7,6 +7,7 @@
  * tests/data/cli/make_model.py), and models/neardup.ndm with
  * tests/data/cnn/neardup.{out,calib}.f32 when the shipped model has a
  * calibration. */
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -19,6 +20,8 @@
 #include "neardup/calib.h"
 #include "neardup/cnn.h"
 #include "neardup/index.h"
+#include "neardup/phash.h"
+#include "neardup/score.h"
 #include "neardup/store.h"
 #include "lib_fs.h"
 #include "test.h"
@@ -590,6 +593,77 @@ done:
 	fixture_free(&f);
 }
 
+/* The self-join with a pair score (neardup/score.h) that only the hashes
+ * move: every pair whose hashes are within 2 bits over the 8 rotations and
+ * flips, and only those, is emitted, each once, with nd_index_score_pair's
+ * score. The pairs' vectors are unrelated, so only the hash postings over
+ * the variants can find them. */
+static void test_selfjoin_dihedral(void)
+{
+	static const nd_score_model hash_only = { 7, "test", { -6, 0, 0, 0, 0, 0, 0, 0, 12, 0 } };
+	struct fixture f;
+	nd_error err;
+	char dir[256];
+	CHECK_EQ_INT(fixture_init(&f), 0);
+	if (!f.X)
+		return;
+	snprintf(dir, sizeof(dir), "%s/dihedral", tmproot);
+	tl_rm_index(dir);
+	uint64_t s = 7;
+	int planted = 0;
+	for (int i = 0; i < NV; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		f.it[i].has_phash = 1;
+		f.it[i].phash = s ^ (s >> 29);
+		if (i % 10 == 1) { /* a turned or mirrored copy of i - 1, 0-2 bits off */
+			f.it[i].phash = nd_phash_variant(f.it[i - 1].phash, 1 + (unsigned)(i / 10) % 7) ^
+					((1ull << (i / 10 % 3)) - 1) << 40;
+			planted++;
+		}
+	}
+	nd_index *ix = NULL;
+	nd_index_options o = opts(&f, 1, 0);
+	o.calib.score = &hash_only;
+	CHECK_EQ_INT(nd_index_open(&ix, dir, &o, &err), 0);
+	if (!ix)
+		goto done;
+	CHECK_EQ_INT(nd_index_add(ix, f.it, NV, NULL, &err), 0);
+	struct pairset ps = { calloc(NV * NV / 2, 8), 0, calloc(NV * NV / 2, 4) };
+	nd_selfjoin_params jp;
+	nd_selfjoin_params_init(&jp);
+	jp.min_sim = 0.9f;
+	CHECK_EQ_INT(nd_index_selfjoin(ix, &jp, collect, &ps, NULL, &err), 0);
+	/* the exact answer, by brute force over all pairs */
+	size_t want = 0;
+	int wrong = 0;
+	for (uint32_t a = 1; a <= NV; a++)
+		for (uint32_t b = a + 1; b <= NV; b++) {
+			float sim, cos;
+			CHECK_EQ_INT(nd_index_score_pair(ix, a, b, 0, &sim, &cos, &err), 0);
+			if (sim < jp.min_sim)
+				continue;
+			want++;
+			size_t hits = 0;
+			for (size_t q = 0; q < ps.n; q++)
+				if (ps.v[q] == ((uint64_t)a << 32 | b)) {
+					hits++;
+					wrong += fabsf(ps.sim[q] - sim) > 1e-6f;
+				}
+			wrong += hits != 1;
+		}
+	printf("  dihedral self-join: %zu pairs emitted, %zu expected (%d planted), %d wrong\n", ps.n, want,
+	       planted, wrong);
+	CHECK(want >= (size_t)planted);
+	CHECK_EQ_INT((int)ps.n, (int)want);
+	CHECK_EQ_INT(wrong, 0);
+	free(ps.v);
+	free(ps.sim);
+	nd_index_close(ix);
+done:
+	tl_rm_index(dir);
+	fixture_free(&f);
+}
+
 /* 1 when id is among the query's hits. */
 /* The originality record (vector version 4) is stored beside a hash on a
  * calibrated index and read back as given; without a hash, without a
@@ -1061,6 +1135,7 @@ int main(int argc, char **argv)
 	RUN(test_index_phash_fusion);
 	RUN(test_index_origin);
 	RUN(test_index_phash_postings);
+	RUN(test_selfjoin_dihedral);
 	RUN(test_upgrade);
 	rmdir(tmproot);
 	return test_summary();

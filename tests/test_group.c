@@ -1,7 +1,7 @@
 /* Tests of the grouping (src/group.c): cliques, chains, weak bridges
  * between dense parts, single copies on one pair, exact-duplicate runs
- * (pairs listed twice), the threshold, bad input, and plain components
- * against a naive reference on random graphs. */
+ * (pairs listed twice), the threshold, bad input, plain components
+ * against a naive reference on random graphs, and the weak merge. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -230,6 +230,68 @@ static void test_random_and_deep(void)
 	free(c);
 }
 
+static size_t group_weak(const struct g *g, size_t n, float weak, float share, unsigned pairs, uint32_t *comp)
+{
+	nd_group_params p;
+	nd_group_params_init(&p);
+	p.min_sim = 0.9f;
+	p.weak_sim = weak;
+	p.weak_share = share;
+	p.weak_pairs = pairs;
+	size_t ng = 12345;
+	nd_error err;
+	CHECK_EQ_INT(nd_group_components(n, g->e, g->n, &p, comp, &ng, &err), 0);
+	return ng;
+}
+
+static void test_weak_merge(void)
+{
+	static struct g g;
+	uint32_t comp[16];
+	/* two renditions of one source: 4 + 4 strong, 10 of the 16 pairs
+	 * between them weak (0.75): one group at share 0.4, two at 0.7 */
+	g.n = 0;
+	clique(&g, 0, 4, 0.97f);
+	clique(&g, 4, 8, 0.97f);
+	for (uint32_t a = 0, k = 0; a < 4; a++)
+		for (uint32_t b = 4; b < 8; b++, k++)
+			if (k < 10)
+				add(&g, a, b, 0.75f);
+	CHECK_EQ_INT(group_weak(&g, 8, 0.7f, 0.4f, 2, comp), 1);
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ_INT(comp[i], 0);
+	CHECK_EQ_INT(group_weak(&g, 8, 0.7f, 0.7f, 2, comp), 2);
+	CHECK(comp[0] != comp[4]);
+	/* off (weak_sim 0), or the weak pairs under weak_sim: two groups */
+	CHECK_EQ_INT(group_weak(&g, 8, 0.0f, 0.4f, 2, comp), 2);
+	CHECK_EQ_INT(group_weak(&g, 8, 0.8f, 0.4f, 2, comp), 2);
+	/* a pair listed twice counts once: 2 distinct pairs of 16 stay under
+	 * weak_pairs 3 however often they are listed */
+	g.n = 0;
+	clique(&g, 0, 4, 0.97f);
+	clique(&g, 4, 8, 0.97f);
+	for (int r = 0; r < 5; r++) {
+		add(&g, 0, 4, 0.8f);
+		add(&g, 5, 1, 0.8f);
+	}
+	CHECK_EQ_INT(group_weak(&g, 8, 0.7f, 0.1f, 3, comp), 2);
+	/* a lone image joins a group when it resembles enough of it (2 of 3),
+	 * not on one weak pair; two lone images never merge on a weak pair */
+	g.n = 0;
+	clique(&g, 0, 3, 0.97f);
+	add(&g, 3, 0, 0.8f);
+	add(&g, 3, 1, 0.8f);
+	add(&g, 4, 0, 0.8f);
+	add(&g, 5, 6, 0.85f);
+	CHECK_EQ_INT(group_weak(&g, 7, 0.7f, 0.4f, 2, comp), 1);
+	CHECK(comp[3] == comp[0] && comp[1] == comp[0] && comp[2] == comp[0]);
+	CHECK_EQ_INT(comp[4], ND_GROUP_NONE);
+	CHECK_EQ_INT(comp[5], ND_GROUP_NONE);
+	CHECK_EQ_INT(comp[6], ND_GROUP_NONE);
+	CHECK_EQ_INT(group_weak(&g, 7, 0.7f, 0.4f, 1, comp), 1);
+	CHECK(comp[5] == ND_GROUP_NONE && comp[6] == ND_GROUP_NONE);
+}
+
 int main(void)
 {
 	RUN(test_clique_and_chain);
@@ -239,5 +301,6 @@ int main(void)
 	RUN(test_threshold_and_order);
 	RUN(test_bad_input);
 	RUN(test_random_and_deep);
+	RUN(test_weak_merge);
 	return test_summary();
 }

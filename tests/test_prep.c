@@ -218,6 +218,68 @@ static void test_invalid(void)
 	free(img.rgb);
 }
 
+/* A random picture of pw x ph at (px, py) on a flat canvas of w x h, with
+ * a title bar of bar rows carrying a few "letters" of another colour. */
+static nd_image framed(int w, int h, int px, int py, int pw, int ph, int bar)
+{
+	nd_image img = { w, h, malloc((size_t)w * h * 3) };
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			uint8_t *p = img.rgb + ((size_t)y * w + x) * 3;
+			int in = x >= px && x < px + pw && y >= py && y < py + ph;
+			if (in) {
+				p[0] = rnd8();
+				p[1] = rnd8();
+				p[2] = rnd8();
+			} else if (y < bar) {
+				int letter = x > 4 && x < w / 20 + 5 && (x + y) % 3 == 0;
+				p[0] = letter ? 255 : 40;
+				p[1] = letter ? 255 : 60;
+				p[2] = letter ? 255 : 120;
+			} else {
+				p[0] = (uint8_t)(235 + (x + y) % 3); /* flat within the tolerance */
+				p[1] = p[2] = 235;
+			}
+		}
+	return img;
+}
+
+static void test_content_box(void)
+{
+	int x0, y0, x1, y1;
+	/* a border on all sides */
+	nd_image a = framed(200, 150, 20, 15, 160, 120, 0);
+	CHECK_EQ_INT(nd_prep_content_box(&a, &x0, &y0, &x1, &y1), 1);
+	CHECK_EQ_INT(x0, 20);
+	CHECK_EQ_INT(y0, 15);
+	CHECK_EQ_INT(x1, 180);
+	CHECK_EQ_INT(y1, 135);
+	free(a.rgb);
+	/* a screenshot: canvas, a title bar with text, the picture off centre */
+	nd_image b = framed(400, 260, 150, 60, 180, 120, 20);
+	CHECK_EQ_INT(nd_prep_content_box(&b, &x0, &y0, &x1, &y1), 1);
+	CHECK_EQ_INT(x0, 150);
+	CHECK_EQ_INT(y0, 60);
+	CHECK_EQ_INT(x1, 330);
+	CHECK_EQ_INT(y1, 180);
+	free(b.rgb);
+	/* a thin frame (less than the minimum cut) and no frame: the whole image */
+	nd_image c = framed(200, 200, 2, 2, 196, 196, 0), d = random_image(64, 48);
+	CHECK_EQ_INT(nd_prep_content_box(&c, &x0, &y0, &x1, &y1), 0);
+	CHECK(x0 == 0 && y0 == 0 && x1 == 200 && y1 == 200);
+	CHECK_EQ_INT(nd_prep_content_box(&d, &x0, &y0, &x1, &y1), 0);
+	CHECK(x0 == 0 && y0 == 0 && x1 == 64 && y1 == 48);
+	free(c.rgb);
+	free(d.rgb);
+	/* flat all over, and a picture too small to stand for the image */
+	nd_image e = framed(300, 300, 0, 0, 0, 0, 0), f = framed(300, 300, 140, 140, 10, 10, 0);
+	CHECK_EQ_INT(nd_prep_content_box(&e, &x0, &y0, &x1, &y1), 0);
+	CHECK_EQ_INT(nd_prep_content_box(&f, &x0, &y0, &x1, &y1), 0);
+	CHECK(x0 == 0 && y0 == 0 && x1 == 300 && y1 == 300);
+	free(e.rgb);
+	free(f.rgb);
+}
+
 int main(int argc, char **argv)
 {
 	test_select(argc, argv);
@@ -228,5 +290,6 @@ int main(int argc, char **argv)
 	RUN(test_constant_image);
 	RUN(test_scratch);
 	RUN(test_invalid);
+	RUN(test_content_box);
 	return test_summary();
 }

@@ -12,6 +12,16 @@
  * stays one group; a weak link between two families does not. Cuts repeat
  * until no bridge qualifies.
  *
+ * The weak merge (when weak_sim > 0): the groups so found, and the images
+ * left alone, are then joined where the evidence between two of them is
+ * broad though each pair is weaker: at least weak_pairs pairs scoring in
+ * [weak_sim, min_sim), and at least weak_share of all the pairs between the
+ * two (a lone image counts as a group of one; two lone images never merge).
+ * One source in several renditions (an icon at eight sizes and its
+ * monochrome variant, a wallpaper at two aspect ratios) is found whole, and
+ * an edit weaker than min_sim joins its family when it resembles much of
+ * it; a single weak pair between two images does not chain.
+ *
  * A pure function of its input (no index, no files): the caller maps its
  * images to nodes 0..n-1.
  *
@@ -43,6 +53,9 @@ typedef struct nd_group_params {
 	float min_sim;            /* pairs below are ignored (default 0.5) */
 	float bridge_margin;      /* see above (default 0.02); negative: never cut */
 	float cut_ratio;          /* thin cuts (see above; default 0.5); 0: none */
+	float weak_sim;           /* the weak merge (see above; default 0: none) */
+	float weak_share;         /* (default 0.3) */
+	unsigned weak_pairs;      /* (default 2) */
 } nd_group_params;
 void nd_group_params_init(nd_group_params *p);
 

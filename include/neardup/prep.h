@@ -44,6 +44,22 @@ size_t nd_prep_scratch_size(const nd_prep_params *p);
 int nd_prep_image(const nd_image *img, const nd_prep_params *p, float *out,
 		  void *scratch, nd_error *err);
 
+/* The content box: the part of img inside flat bands along its sides
+ * (borders, padding, a canvas around a pasted picture, a title bar with a
+ * few words on it). A band is a row (top, bottom; the whole width) or a
+ * column (left, right; the rows between the top and bottom bands) of which
+ * at least ND_PREP_BAND_SHARE of the pixels lie within ND_PREP_BAND_TOL per
+ * channel of one colour. Writes the box [x0, x1) x [y0, y1) and returns 1
+ * when it is worth embedding instead of the whole image: it leaves out at
+ * least ND_PREP_BOX_MIN_CUT of the area and keeps at least 16 pixels and an
+ * eighth of each side; otherwise returns 0 (the box is then the whole
+ * image). Ingest and query both embed the box, so a framed copy and its
+ * source, or a screenshot and the picture in it, see the same pixels. */
+#define ND_PREP_BAND_TOL 10
+#define ND_PREP_BAND_SHARE 0.9
+#define ND_PREP_BOX_MIN_CUT 0.08
+int nd_prep_content_box(const nd_image *img, int *x0, int *y0, int *x1, int *y1);
+
 #ifdef __cplusplus
 }
 #endif

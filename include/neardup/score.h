@@ -69,6 +69,13 @@ void nd_score_features(float cos, const nd_score_side *a, const nd_score_side *b
  * a and b. A non-finite cosine scores 0. */
 float nd_score_pair(const nd_score_model *m, float cos, const nd_score_side *a, const nd_score_side *b);
 
+/* The highest score a pair with this cosine can reach when the best of
+ * the 8 variants of one hash is dd bits from the other's, and both images
+ * have the statistic stat (the plain distance taken at its most favourable,
+ * dd or beyond 24 bits). Candidate generation uses it to skip hash matches
+ * that cannot reach a threshold. */
+float nd_score_bound(const nd_score_model *m, float cos, float stat, int dd);
+
 /* The compiled-in weights for the model with this checksum; NULL when none
  * were fitted for it (the caller then keeps its own similarity). The
  * returned pointer is static. */

@@ -26,10 +26,12 @@ enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
  * development set: see models/README.md, "Calibration". */
 #define CLI_DEFAULT_MIN_SIM ND_DEFAULT_MIN_SIM
 #define CLI_DEFAULT_MIN_SIM_STR "0.85"
-/* The same on the pair score (neardup/score.h), a probability: chosen on
- * the training half of the dev set (models/fit_score.py's split). */
+/* The same on the pair score (neardup/score.h), a probability, with the
+ * weak merge (neardup/group.h) 0.15 below it: the highest threshold at
+ * which the quality bench's natural families stay whole (recall 1), see
+ * bench/results/quality.md, "Dedup". */
 #define CLI_DEFAULT_SCORE_MIN_SIM ND_DEFAULT_SCORE_MIN_SIM
-#define CLI_DEFAULT_SCORE_MIN_SIM_STR "0.9"
+#define CLI_DEFAULT_SCORE_MIN_SIM_STR "0.85"
 /* query's multi-probe depth. The index's own default (1280) is tuned for
  * near-exact copies; on the dev set's real embeddings it returned the exact
  * nearest neighbour for 0.911 of queries, 5120 for 0.966 at 1.75 ms p50
