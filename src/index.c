@@ -2,6 +2,7 @@
 #include "index_impl.h"
 
 #include "neardup/postings.h"
+#include "neardup/shard.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -252,6 +253,8 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
 {
+	if (o->shards || nd_manifest_exists(dir))
+		return nd_ix_un_open(out, dir, o, err);
 	nd_index *ix = NULL;
 	MDB_txn *txn = NULL;
 	int rc;
@@ -326,11 +329,28 @@ fail:
 
 void nd_index_close(nd_index *ix)
 {
+	if (ix && ix->un)
+		nd_ix_un_close(ix);
 	if (!ix)
 		return;
 	nd_lsh_free(ix->lsh);
 	nd_store_close(ix->st);
 	free(ix);
+}
+
+uint32_t nd_index_shards(const nd_index *ix)
+{
+	return ix->un ? ix->un->n : 0;
+}
+
+nd_index *nd_index_shard(nd_index *ix, uint32_t i)
+{
+	return ix->un && i < ix->un->n ? ix->un->sh[i] : NULL;
+}
+
+const char *nd_index_dir(const nd_index *ix)
+{
+	return ix->un ? ix->un->dir : ix->st->dir;
 }
 
 int nd_index_calibrated(const nd_index *ix)
@@ -340,6 +360,8 @@ int nd_index_calibrated(const nd_index *ix)
 
 int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err)
 {
+	if (ix->un)
+		return nd_index_check_model(ix->un->sh[0], model_name, checksum, err);
 	if (strcmp(ix->meta.model_name, model_name ? model_name : "") != 0 ||
 	    ix->meta.model_checksum != checksum)
 		return nd_error_set(err, ND_EMISMATCH,
@@ -352,6 +374,8 @@ int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum
 
 int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_meta(ix, meta, err);
 	MDB_txn *txn;
 	int rc = nd_store_read_begin(ix->st, &txn, err);
 	if (rc)
@@ -869,6 +893,8 @@ done:
 
 int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_add(ix, items, n, ids, err);
 	struct add_ctx c = { 0 };
 	uint32_t L = ix->meta.tables, dim = ix->meta.dim;
 	size_t sz;
@@ -983,6 +1009,8 @@ done:
 
 int nd_index_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_remove(ix, ids, n, removed, err);
 	struct remove_ctx c = { ix, ids, n, 0, NULL, NULL };
 	int rc;
 	if (removed)
@@ -1142,6 +1170,8 @@ static int read_bucket(MDB_cursor *cur, uint32_t t, uint32_t b, uint8_t w, size_
 int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits,
 		   size_t *n, nd_query_stats *stats, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_query(ix, vec, p, hits, n, stats, err);
 	uint32_t L = ix->meta.tables, K = ix->meta.bits;
 	size_t np = 0, nprobe_cap = (size_t)L + p->probes, nh = 0;
 	float *proj = NULL;
@@ -1282,6 +1312,8 @@ done:
 
 int nd_index_prefault(nd_index *ix, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_prefault(ix, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -1314,6 +1346,8 @@ int nd_index_prefault(nd_index *ix, nd_error *err)
 int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
 			nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_get_record(ix, id, rec, pathbuf, pathcap, err);
 	MDB_txn *txn;
 	int rc = nd_store_read_begin(ix->st, &txn, err);
 	if (rc)
@@ -1337,6 +1371,12 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 static int read_vector(nd_index *ix, uint32_t id, float *out, int *has_phash, uint64_t *phash,
 		       nd_error *err)
 {
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd_ix_un_locate(ix, id, &sh, &local, err);
+		return r ? r : read_vector(sh, local, out, has_phash, phash, err);
+	}
 	MDB_txn *txn;
 	nd_vec_view vv;
 	int rc = nd_store_read_begin(ix->st, &txn, err);
@@ -1365,6 +1405,12 @@ int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phas
 
 int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err)
 {
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd_ix_un_locate(ix, id, &sh, &local, err);
+		return r ? r : nd_index_get_origin(sh, local, has_origin, origin, err);
+	}
 	MDB_txn *txn;
 	nd_vec_view vv;
 	int rc = nd_store_read_begin(ix->st, &txn, err);
@@ -1382,6 +1428,8 @@ int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *o
 
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_lookup_path(ix, path, id, err);
 	uint8_t key[ND_PATH_KEY_MAX];
 	size_t len = strlen(path);
 	MDB_txn *txn;
@@ -1408,6 +1456,8 @@ int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error 
 int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap,
 			 size_t *n, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_lookup_hash(ix, hash, ids, cap, n, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { 16, (void *)hash }, v;
@@ -1441,6 +1491,8 @@ done:
 
 int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_foreach(ix, fn, ctx, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -1475,6 +1527,8 @@ done:
 
 int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 {
+	if (ix->un)
+		return nd_ix_un_stats(ix, s, err);
 	MDB_txn *txn;
 	MDB_stat ms;
 	MDB_envinfo info;

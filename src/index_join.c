@@ -26,6 +26,8 @@
  *    already compared it. One thread: the groups are small. */
 #include "index_impl.h"
 
+#include "neardup/shard.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -396,7 +398,8 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 {
 	struct jshared s;
 	struct jworker *ws = NULL;
-	MDB_txn *txn = NULL;
+	MDB_txn *txn = NULL, **txns = NULL;
+	uint32_t nsrc = 0;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	nd_meta m;
@@ -476,12 +479,22 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	}
 	have_lock = 1;
 
-	if ((rc = nd_store_read_begin(ix->st, &txn, err)))
+	/* the stored vectors: of the index, or of every shard of a sharded
+	 * collection (ids global), each in one read snapshot */
+	nsrc = ix->un ? ix->un->n : 1;
+	if (!(txns = calloc(nsrc, sizeof(*txns)))) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
 		goto done;
-	if ((rc = nd_ix_read_meta(ix, txn, &m, err)))
-		goto done;
-	/* the stored vectors */
-	size_t capn = m.n_images + 1, sz;
+	}
+	size_t capn = 1, sz;
+	for (uint32_t si = 0; si < nsrc; si++) {
+		nd_index *src = ix->un ? ix->un->sh[si] : ix;
+		if ((rc = nd_store_read_begin(src->st, &txns[si], err)))
+			goto done;
+		if ((rc = nd_ix_read_meta(src, txns[si], &m, err)))
+			goto done;
+		capn += m.n_images;
+	}
 	if (nd_mul_size(capn, sizeof(nd_vec_view), &sz)) {
 		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
 		goto done;
@@ -492,37 +505,47 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", capn);
 		goto done;
 	}
-	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
-		rc = nd_store_err(mrc, err, "opening a cursor");
-		goto done;
-	}
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint32_t id;
-		if (s.n == capn) {
-			rc = nd_error_set(err, ND_ECORRUPT, "more vectors than the %llu images counted",
-					  (unsigned long long)m.n_images);
+	for (uint32_t si = 0; si < nsrc; si++) {
+		nd_index *src = ix->un ? ix->un->sh[si] : ix;
+		txn = txns[si];
+		if ((rc = nd_ix_read_meta(src, txn, &m, err)))
+			goto done;
+		if ((mrc = mdb_cursor_open(txn, src->st->vectors, &cur))) {
+			rc = nd_store_err(mrc, err, "opening a cursor");
 			goto done;
 		}
-		if ((rc = nd_ix_vector_entry(&k, &v, s.dim, &id, &s.vv[s.n], err)))
-			goto done;
-		if (id >= m.next_id) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
+		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			uint32_t id;
+			if (s.n == capn) {
+				rc = nd_error_set(err, ND_ECORRUPT, "more vectors than the %llu images counted",
+						  (unsigned long long)m.n_images);
+				goto done;
+			}
+			if ((rc = nd_ix_vector_entry(&k, &v, s.dim, &id, &s.vv[s.n], err)))
+				goto done;
+			if (id >= m.next_id) {
+				rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
+				goto done;
+			}
+			if (s.cal && !s.vv[s.n].has_stat) {
+				rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has no background statistic", id);
+				goto done;
+			}
+			if (s.cal && (s.n == 0 || s.vv[s.n].stat < min_stat))
+				min_stat = s.vv[s.n].stat;
+			if (ix->un && (rc = nd_shard_gid(id, si, nsrc, &id, err)))
+				goto done;
+			s.ids[s.n++] = id;
+		}
+		if (mrc != MDB_NOTFOUND) {
+			rc = nd_store_err(mrc, err, "reading the vectors");
 			goto done;
 		}
-		if (s.cal && !s.vv[s.n].has_stat) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has no background statistic", id);
-			goto done;
-		}
-		if (s.cal && (s.n == 0 || s.vv[s.n].stat < min_stat))
-			min_stat = s.vv[s.n].stat;
-		s.ids[s.n++] = id;
+		mdb_cursor_close(cur);
+		cur = NULL;
 	}
-	if (mrc != MDB_NOTFOUND) {
-		rc = nd_store_err(mrc, err, "reading the vectors");
-		goto done;
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
+	txn = NULL;
 	if (s.n < 2)
 		goto done;
 	/* signature filter (see the top of the file), at the lowest cosine a
@@ -590,8 +613,10 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 done:
 	if (cur)
 		mdb_cursor_close(cur);
-	if (txn)
-		nd_store_read_end(ix->st, txn);
+	for (uint32_t si = 0; txns && si < nsrc; si++)
+		if (txns[si])
+			nd_store_read_end((ix->un ? ix->un->sh[si] : ix)->st, txns[si]);
+	free(txns);
 	if (stats) {
 		uint64_t e = s.st.pairs_emitted;
 		*stats = s.st;

@@ -97,6 +97,9 @@ int cli_model_load(const struct cli_common *c, nd_model **m);
  * index must have been built with that model. Prints the error and returns
  * EXIT_FATAL on failure. */
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+/* When set, adjusts the options of every index cli_index_open opens (ingest
+ * --shards, the MPI front end). */
+extern void (*cli_index_options_hook)(nd_index_options *o, int write);
 
 /* Prints "neardup: index 'DIR' is damaged: DETAIL" for an ND_ECORRUPT from
  * the index (whose message may or may not name the index already). */

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "neardup/shard.h"
 #include "pipeline.h"
 
 static const char usage_text[] =
@@ -18,7 +19,17 @@ static const char usage_text[] =
 	"\n"
 	"options:\n"
 	"  -j, --jobs N       worker threads (default: the number of online CPUs)\n"
-	"  -v, --verbose      name every file ignored as not an image, and what it is\n";
+	"  -v, --verbose      name every file ignored as not an image, and what it is\n"
+	"      --shards N     create DIR as a collection of N shards (see neardup(1),\n"
+	"                     SHARDED COLLECTIONS); under mpirun, neardup-mpi\n";
+
+static uint32_t ingest_shards;
+
+static void shards_hook(nd_index_options *o, int write)
+{
+	if (write)
+		o->shards = ingest_shards;
+}
 
 int cli_default_jobs(void)
 {
@@ -38,6 +49,7 @@ int cmd_ingest(int argc, char **argv)
 		CLI_COMMON_LONGOPTS,
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "shards", required_argument, NULL, OPT_FIRST_PRIVATE },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
@@ -56,6 +68,13 @@ int cmd_ingest(int argc, char **argv)
 			break;
 		case 'v':
 			o.verbose = 1;
+			break;
+		case OPT_FIRST_PRIVATE:
+			if (cli_parse_int("--shards", optarg, 1, ND_SHARDS_MAX, &v))
+				return EXIT_FATAL;
+			ingest_shards = (uint32_t)v;
+			if (!cli_index_options_hook)
+				cli_index_options_hook = shards_hook;
 			break;
 		case 'h':
 			usage(stdout);

@@ -199,6 +199,8 @@ int cli_calibration(const nd_model *m, nd_model_calib *p)
 	return 1;
 }
 
+void (*cli_index_options_hook)(nd_index_options *o, int write);
+
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out)
 {
 	nd_index_options o;
@@ -223,6 +225,8 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 	o.create = write && m; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;
 	o.upgraded = &upgraded;
+	if (cli_index_options_hook)
+		cli_index_options_hook(&o, write);
 	nd_error err;
 	nd_error_clear(&err);
 	int rc = nd_index_open(out, c->index_dir, &o, &err);
