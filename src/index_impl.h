@@ -22,6 +22,9 @@ struct nd_ix_union {
 	uint32_t n;              /* shards */
 	nd_index **sh;           /* [n] */
 	unsigned char *own;      /* [n]: opened for writing by this handle */
+	unsigned char *local;    /* [n]: queried here (else through remote_query) */
+	int (*remote_query)(void *ctx, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
+			    nd_error *err);
 	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
 	void *ctx;
 	char *dir;

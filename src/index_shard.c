@@ -109,9 +109,11 @@ int nd_ix_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	}
 	if (!(ix = calloc(1, sizeof(*ix))) || !(u = calloc(1, sizeof(*u))) ||
 	    !(u->sh = calloc(m.h.shards, sizeof(*u->sh))) || !(u->own = calloc(m.h.shards, 1)) ||
+	    !(u->local = calloc(m.h.shards, 1)) ||
 	    !(u->dir = strdup(dir))) {
 		free(u ? u->sh : NULL);
 		free(u ? u->own : NULL);
+		free(u ? u->local : NULL);
 		free(u);
 		u = NULL;
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
@@ -120,6 +122,7 @@ int nd_ix_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	ix->un = u;
 	u->n = m.h.shards;
 	u->remote_add = o->remote_add;
+	u->remote_query = o->readonly ? o->remote_query : NULL;
 	u->ctx = o->shard_ctx;
 	ix->calibrated = 1;
 	for (uint32_t i = 0; i < u->n; i++) {
@@ -127,6 +130,7 @@ int nd_ix_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 		so.shards = 0;
 		so.create = 0;
 		u->own[i] = !o->readonly && (!o->shard_own || o->shard_own(o->shard_ctx, i));
+		u->local[i] = !u->remote_query || !o->shard_own || o->shard_own(o->shard_ctx, i);
 		so.readonly = !u->own[i];
 		if ((rc = nd_manifest_shard_path(dir, &m, i, p, sizeof(p), err)))
 			goto fail;
@@ -166,6 +170,7 @@ void nd_ix_un_close(nd_index *ix)
 		nd_index_close(u->sh[i]);
 	free(u->sh);
 	free(u->own);
+	free(u->local);
 	free(u->dir);
 	free(u);
 	ix->un = NULL;
@@ -218,6 +223,19 @@ int nd_ix_un_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
 	}
 	if (ids)
 		memset(ids, 0, n * sizeof(*ids));
+	/* a file whose content changed moves to another shard: its old image
+	 * (same path or same file identity) leaves the shard it was in */
+	for (size_t i = 0; i < n && !rc; i++) {
+		uint32_t to = nd_shard_of(items[i].rec.hash, u->n), local;
+		for (uint32_t s = 0; s < u->n && !rc; s++) {
+			if (s == to || !u->own[s])
+				continue;
+			if (nd_index_lookup_path(u->sh[s], items[i].rec.path, &local, NULL) == 0 ||
+			    (nd_record_has_identity(&items[i].rec) &&
+			     nd_index_lookup_file(u->sh[s], items[i].rec.dev, items[i].rec.ino, &local, NULL) == 0))
+				rc = nd_index_remove(u->sh[s], &local, 1, NULL, err);
+		}
+	}
 	for (uint32_t s = 0; s < u->n && !rc; s++) {
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++)
@@ -288,6 +306,8 @@ static void *query_worker(void *arg)
 	struct nd_ix_union *u = w->ix->un;
 	for (uint32_t s = w->s0; s < u->n && !w->rc; s += w->step) {
 		nd_query_stats st;
+		if (!u->local[s])
+			continue;
 		w->rc = nd_index_query(u->sh[s], w->vec, w->p, w->hits + (size_t)s * w->p->k, &w->counts[s], &st,
 				       &w->err);
 		w->st.buckets += st.buckets;
@@ -356,6 +376,19 @@ int nd_ix_un_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 	for (uint32_t s = 0; s < u->n; s++) {
 		memmove(all + total, all + (size_t)s * p->k, counts[s] * sizeof(*all));
 		total += counts[s];
+	}
+	if (u->remote_query) {
+		/* the others' hits go after the local ones: room for k more */
+		nd_hit *grown = realloc(all, (total + p->k) * sizeof(*all));
+		size_t nr = 0;
+		if (!grown) {
+			rc = nd_error_set(err, ND_ENOMEM, "out of memory for a query");
+			goto done;
+		}
+		all = grown;
+		if ((rc = u->remote_query(u->ctx, vec, p, all + total, &nr, err)))
+			goto done;
+		total += nr < p->k ? nr : p->k;
 	}
 	qsort(all, total, sizeof(*all), cmp_hit);
 	*n = total < p->k ? total : p->k;

@@ -42,6 +42,8 @@ extern "C" {
 
 typedef struct nd_index nd_index;
 struct nd_index_item;
+struct nd_query_params;
+struct nd_hit;
 
 /* Calibrated similarity (issue 8; neardup/calib.h computes the statistic).
  * With stat set, the index stores with every vector its background
@@ -96,6 +98,11 @@ typedef struct nd_index_options {
 	 * hand records to the rank that owns the shard. */
 	uint32_t shards;
 	int (*shard_own)(void *ctx, uint32_t shard);
+	/* Opened for reading with remote_query set, a query searches here only
+	 * the shards shard_own returns 1 for, and merges the hits (ids global)
+	 * remote_query returns for the others (at most p->k). */
+	int (*remote_query)(void *ctx, const float *vec, const struct nd_query_params *p, struct nd_hit *hits,
+			    size_t *n, nd_error *err);
 	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
 	void *shard_ctx;
 } nd_index_options;

@@ -727,11 +727,15 @@ static void *writer_main(void *arg)
 
 /* ---- the walk ---- */
 
+int (*pipeline_take_hook)(const char *path, const struct stat *st);
+
 static int on_file(const char *path, const struct stat *st, int is_root, void *ctx)
 {
 	struct pipe *p = ctx;
 	if (cli_signal || p->stop)
 		return 1;
+	if (pipeline_take_hook && !pipeline_take_hook(path, st))
+		return 0;
 	count(p, &p->c->walked);
 	uint32_t id;
 	nd_record rec;

@@ -58,6 +58,11 @@ struct ingest_counts {
  * Returns EXIT_ALL_GOOD, EXIT_SKIPPED (some files failed) or EXIT_FATAL
  * (the index could not be written); c->signal tells of an interruption.
  * Prints the summary line on stderr unless quiet. */
+/* When set, the walk passes over the files for which it returns 0: how
+ * the ranks of a distributed ingest share the files out. */
+struct stat;
+extern int (*pipeline_take_hook)(const char *path, const struct stat *st);
+
 int pipeline_ingest(nd_index *ix, const char *index_dir, const nd_model *m, char *const *paths,
 		    int npaths, const struct ingest_opts *o, struct ingest_counts *c);
 
