@@ -385,7 +385,7 @@ int main(int argc, char **argv)
 		o.map_size = (size_t)1 << 30;
 		o.vec_format = vfmt;
 		if (with_phash)
-			o.calib = (nd_index_calib){ zero_stat, NULL, D, 0.0f, 0.0f, 0.04f, 11.0f };
+			o.calib = (nd_index_calib){ zero_stat, NULL, D, 0.0f, 0.0f, 0.04f, 11.0f, NULL };
 		if (nd_index_open(&ix, dir, &o, &e))
 			die(dir, &e);
 		t0 = bench_now();

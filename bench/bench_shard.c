@@ -12,6 +12,7 @@
 #include "neardup/calib.h"
 #include "neardup/cnn.h"
 #include "neardup/index.h"
+#include "neardup/score.h"
 #include "timing.h"
 
 #include "synth.h"
@@ -76,7 +77,7 @@ int main(int argc, char **argv)
 	o.model_checksum = mi.checksum;
 	o.nosync = 1;
 	o.calib = (nd_index_calib){ nd_calib_stat_fn, cal, (uint32_t)nd_calib_dim(cal), cp.beta, cp.offset,
-				    cp.phash_weight, cp.phash_bits };
+				    cp.phash_weight, cp.phash_bits, nd_score_model_find(mi.checksum) };
 	nd_index *ix;
 	if (nd_index_open(&ix, out, &o, &err))
 		die(out, &err);

@@ -3,7 +3,10 @@
  *   bench_vectors dump INDEX OUT_PREFIX
  *       Writes every stored vector of INDEX as OUT_PREFIX.f32 (float32
  *       [n][dim], little-endian, the float16 values the index re-ranks with)
- *       and OUT_PREFIX.tsv (id<TAB>path per line, same order).
+ *       and OUT_PREFIX.tsv (id<TAB>path per line, same order), and
+ *       OUT_PREFIX.side.tsv (id, background statistic or "-", perceptual hash
+ *       as 16 hex digits or "-", per line, same order: what the pair score
+ *       reads beside the vector).
  *
  *   bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]
  *       QUERIES.f32 holds query vectors (float32 [q][dim], e.g. a dump of
@@ -15,7 +18,18 @@
  *       the index lookup and re-rank only, no embedding). Prints one JSON
  *       object per probe count on stdout.
  *
+ *   bench_vectors join INDEX FLOOR
+ *       The candidate pairs of dedup's self-join (nd_index_selfjoin at the
+ *       default settings) whose plain cosine is >= FLOOR: one "id<TAB>id<TAB>
+ *       cosine" line per pair on stdout, and the join's counters on stderr.
+ *
+ *   bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO]
+ *       Groups nodes 0..N-1 by the scored pairs "a b score" read from stdin
+ *       (nd_group_components) and prints each node's group, or -1, one per
+ *       line: the grouping of dedup applied to pairs scored elsewhere.
+ *
  * Exit status 0, or 2 on any error (message on stderr). */
+#include "neardup/group.h"
 #include "neardup/index.h"
 #include "timing.h"
 
@@ -96,7 +110,7 @@ static int do_dump(const char *dir, const char *prefix)
 	float *v = NULL;
 	uint32_t dim = 0;
 	int ret = 2;
-	FILE *fv = NULL, *fp = NULL;
+	FILE *fv = NULL, *fp = NULL, *fs = NULL;
 	char path[4096];
 	if (load_all(dir, &ix, &l, &v, &dim, &err)) {
 		fprintf(stderr, "bench_vectors: '%s': %s\n", dir, err.msg);
@@ -114,12 +128,35 @@ static int do_dump(const char *dir, const char *prefix)
 	}
 	for (size_t i = 0; i < l.n; i++)
 		fprintf(fp, "%" PRIu32 "\t%s\n", l.ids[i], l.paths[i]);
+	snprintf(path, sizeof(path), "%s.side.tsv", prefix);
+	if (!(fs = fopen(path, "w"))) {
+		fprintf(stderr, "bench_vectors: cannot write '%s': %s\n", path, strerror(errno));
+		goto done;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		nd_score_side sd;
+		if (nd_index_get_side(ix, l.ids[i], &sd, &err)) {
+			fprintf(stderr, "bench_vectors: '%s': %s\n", dir, err.msg);
+			goto done;
+		}
+		fprintf(fs, "%" PRIu32 "\t", l.ids[i]);
+		if (sd.has_stat)
+			fprintf(fs, "%.9g\t", (double)sd.stat);
+		else
+			fputs("-\t", fs);
+		if (sd.has_phash)
+			fprintf(fs, "%016" PRIx64 "\n", sd.phash);
+		else
+			fputs("-\n", fs);
+	}
 	fprintf(stderr, "bench_vectors: %zu vectors of dim %" PRIu32 " from '%s'\n", l.n, dim, dir);
 	ret = 0;
 done:
 	if (fv && fclose(fv))
 		ret = 2;
 	if (fp && fclose(fp))
+		ret = 2;
+	if (fs && fclose(fs))
 		ret = 2;
 	free(v);
 	idlist_free(&l);
@@ -294,13 +331,88 @@ done:
 	return ret;
 }
 
+static int print_pair(void *ctx, uint32_t a, uint32_t b, float sim)
+{
+	fprintf(ctx, "%" PRIu32 "\t%" PRIu32 "\t%.6f\n", a, b, (double)sim);
+	return 0;
+}
+
+static int do_join(const char *dir, const char *floor_s)
+{
+	nd_error err = { 0 };
+	nd_index *ix = NULL;
+	nd_index_options o;
+	nd_index_options_init(&o);
+	o.readonly = 1;
+	nd_selfjoin_params p;
+	nd_selfjoin_params_init(&p);
+	p.min_sim = strtof(floor_s, NULL);
+	p.raw = 1;
+	nd_selfjoin_stats st;
+	if (nd_index_open(&ix, dir, &o, &err) || nd_index_selfjoin(ix, &p, print_pair, stdout, &st, &err)) {
+		fprintf(stderr, "bench_vectors: '%s': %s\n", dir, err.msg);
+		nd_index_close(ix);
+		return 2;
+	}
+	fprintf(stderr, "compared %" PRIu64 " emitted %" PRIu64 " candidates %" PRIu64 "\n", st.pairs_compared,
+		st.pairs_emitted, st.pairs_candidates);
+	nd_index_close(ix);
+	return 0;
+}
+
+static int do_group(int argc, char **argv)
+{
+	size_t n = strtoull(argv[2], NULL, 10), ne = 0, cap = 1 << 16;
+	nd_group_params p;
+	nd_group_params_init(&p);
+	p.min_sim = strtof(argv[3], NULL);
+	if (argc >= 6) {
+		p.bridge_margin = strtof(argv[4], NULL);
+		p.cut_ratio = strtof(argv[5], NULL);
+	}
+	nd_group_edge *e = malloc(cap * sizeof(*e));
+	uint32_t *comp = malloc((n ? n : 1) * sizeof(*comp));
+	unsigned a, b;
+	float s;
+	nd_error err = { 0 };
+	size_t ng = 0;
+	int ret = 2;
+	while (e && comp && scanf("%u %u %f", &a, &b, &s) == 3) {
+		if (ne == cap) {
+			nd_group_edge *x = realloc(e, 2 * cap * sizeof(*e));
+			if (!x)
+				goto done;
+			e = x;
+			cap *= 2;
+		}
+		e[ne++] = (nd_group_edge){ a, b, s };
+	}
+	if (!e || !comp || nd_group_components(n, e, ne, &p, comp, &ng, &err)) {
+		fprintf(stderr, "bench_vectors: group: %s\n", err.msg[0] ? err.msg : "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%d\n", comp[i] == ND_GROUP_NONE ? -1 : (int)comp[i]);
+	ret = 0;
+done:
+	free(e);
+	free(comp);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 4 && !strcmp(argv[1], "group"))
+		return do_group(argc, argv);
+	if (argc == 4 && !strcmp(argv[1], "join"))
+		return do_join(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "dump"))
 		return do_dump(argv[2], argv[3]);
 	if (argc >= 4 && !strcmp(argv[1], "lsh"))
 		return do_lsh(argc, argv);
 	fprintf(stderr, "usage: bench_vectors dump INDEX OUT_PREFIX\n"
-			"       bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]\n");
+			"       bench_vectors lsh INDEX QUERIES.f32 [-k K] [-p P,P,...] [-r REPEAT]\n"
+			"       bench_vectors join INDEX FLOOR\n"
+			"       bench_vectors group N MIN_SIM [BRIDGE_MARGIN CUT_RATIO] <PAIRS\n");
 	return 2;
 }

@@ -15,7 +15,7 @@
 # (full), and PNG plots beside them. Builds the corpora once into cache/.
 # BENCH_BUILD="text" names the build in the report when $O is not built from
 # this work tree. Timed steps run under $BENCH_QUIET (default /work/quiet.sh when present:
-# pauses the background training run). Work files: cache/quality/run-<mode>/.
+# pauses the background training run). Work files: cache/quality/run-<mode>/, or $QUALITY_WORK.
 set -eu
 mode=${1:-quick}
 cd "$(dirname "$0")/.."
@@ -48,7 +48,7 @@ if [ ! -f cache/dev/devset/manifest.tsv ]; then
 fi
 $PY bench/corpus/make_extra.py --tiles "$tiles"
 
-W=cache/quality/run-$mode
+W=${QUALITY_WORK:-cache/quality/run-$mode}
 rm -rf "$W"
 mkdir -p "$W"
 ROOT=$(pwd)

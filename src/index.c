@@ -358,6 +358,11 @@ int nd_index_calibrated(const nd_index *ix)
 	return ix->calibrated;
 }
 
+int nd_index_scored(const nd_index *ix)
+{
+	return ix->calibrated && ix->calib.score;
+}
+
 int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err)
 {
 	if (ix->un)
@@ -1286,8 +1291,8 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 						  "vector of id %u has no background statistic", id);
 				goto done;
 			}
-			sim = nd_ix_score(ix, raw, qstat, vv.stat) +
-			      nd_ix_phash_bonus(ix, p->has_phash, p->phash, vv.has_phash, vv.phash);
+			sim = nd_ix_pair_score(ix, raw, qstat, p->has_phash, p->phash, vv.stat, vv.has_phash,
+						vv.phash);
 		}
 		if (sim >= p->min_sim)
 			topk_insert(hits, &nh, p->k, id, sim, raw);
@@ -1401,6 +1406,47 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err)
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err)
 {
 	return read_vector(ix, id, NULL, has_phash, phash, err);
+}
+
+int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *sim, float *cosine,
+			nd_error *err)
+{
+	MDB_txn *txn;
+	nd_vec_view va, vb;
+	float *fa = malloc((size_t)ix->meta.dim * sizeof(float));
+	if (!fa)
+		return nd_error_set(err, ND_ENOMEM, "out of memory for a vector");
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc) {
+		free(fa);
+		return rc;
+	}
+	if ((rc = nd_ix_get_vector(ix, txn, a, &va, err)) || (rc = nd_ix_get_vector(ix, txn, b, &vb, err)))
+		goto done;
+	/* as a query of a's stored vector scores b */
+	nd_vector_dequant(&va, fa);
+	float c = nd_vector_dot(&vb, fa);
+	*cosine = c > 1.0f ? 1.0f : c;
+	*sim = *cosine;
+	if (!raw && ix->calibrated)
+		*sim = nd_ix_pair_score(ix, c, va.stat, va.has_phash, va.phash, vb.stat, vb.has_phash, vb.phash);
+done:
+	nd_store_read_end(ix->st, txn);
+	free(fa);
+	return rc;
+}
+
+int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err)
+{
+	MDB_txn *txn;
+	nd_vec_view vv;
+	int rc = nd_store_read_begin(ix->st, &txn, err);
+	if (rc)
+		return rc;
+	if ((rc = nd_ix_get_vector(ix, txn, id, &vv, err)) == 0)
+		*side = (nd_score_side){ vv.has_stat, vv.stat, vv.has_phash, vv.phash };
+	nd_store_read_end(ix->st, txn);
+	return rc;
 }
 
 int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err)

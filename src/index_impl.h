@@ -66,6 +66,19 @@ static inline float nd_ix_phash_bonus(const nd_index *ix, int has_a, uint64_t a,
 	return nd_phash_bonus(ix->calib.phash_weight, ix->calib.phash_bits, nd_phash_distance(a, b));
 }
 
+/* The similarity of a calibrated pair: the pair score (neardup/score.h)
+ * when the handle has one, else the calibrated cosine plus the hash term.
+ * The one formula queries and the self-join share. */
+static inline float nd_ix_pair_score(const nd_index *ix, float cos, float sa, int has_a, uint64_t a, float sb,
+				     int has_b, uint64_t b)
+{
+	if (ix->calib.score) {
+		nd_score_side x = { 1, sa, has_a, a }, y = { 1, sb, has_b, b };
+		return nd_score_pair(ix->calib.score, cos, &x, &y);
+	}
+	return nd_ix_score(ix, cos, sa, sb) + nd_ix_phash_bonus(ix, has_a, a, has_b, b);
+}
+
 /* Runs fn(items + i * size) for i < n (n <= ND_JOIN_MAX_THREADS), on n
  * threads of which the calling thread is the first; a share whose thread
  * cannot start runs on the calling thread. Used by batched adds and the

@@ -164,8 +164,7 @@ static float pair_sim(const nd_index *ix, int cal, const nd_vec_view *a, const n
 {
 	float sim = pair_dot(a, b, fa, have_a);
 	if (cal)
-		sim = nd_ix_score(ix, sim, a->stat, b->stat) +
-		      nd_ix_phash_bonus(ix, a->has_phash, a->phash, b->has_phash, b->phash);
+		sim = nd_ix_pair_score(ix, sim, a->stat, a->has_phash, a->phash, b->stat, b->has_phash, b->phash);
 	return sim;
 }
 

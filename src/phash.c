@@ -136,3 +136,25 @@ int nd_phash_tensor(const float *chw, int w, int h, const float mean[3], const f
 	free(own);
 	return rc;
 }
+
+void nd_phash_dihedral(uint64_t h, uint64_t out[ND_PHASH_VARIANTS])
+{
+	for (unsigned k = 0; k < ND_PHASH_VARIANTS; k++)
+		out[k] = nd_phash_variant(h, k);
+}
+
+int nd_phash_distance_dihedral(uint64_t a, uint64_t b, unsigned *which)
+{
+	int best = 65;
+	unsigned arg = 0;
+	for (unsigned k = 0; k < ND_PHASH_VARIANTS; k++) {
+		int d = nd_phash_distance(a, nd_phash_variant(b, k));
+		if (d < best) {
+			best = d;
+			arg = k;
+		}
+	}
+	if (which)
+		*which = arg;
+	return best;
+}

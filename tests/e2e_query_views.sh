@@ -53,7 +53,7 @@ gains_over_none() {
 	q --views none --format jsonl "$1"
 	local without=$(jq -r --arg o "/$2" '[.results[] | select(.path | endswith($o)) | .similarity]
 		| (.[0] // -100)' out)
-	awk -v a="$without" -v b="$3" 'BEGIN { exit !(a + 0.1 < b) }' ||
+	awk -v a="$without" -v b="$3" -v m="${5:-0.1}" 'BEGIN { exit !(a + m < b) }' ||
 		fail "$4: similarity $without without views, $3 with them"
 }
 
@@ -67,7 +67,9 @@ test_rotated() {
 	q --views rotations --format jsonl "$V/chelsea_rot90.jpg"
 	jcheck '.[0].results[0] | (.path | endswith("/chelsea.jpg")) and .view == "rot270"' \
 		"rotated copy, --views rotations"
-	gains_over_none "$V/chelsea_rot90.jpg" chelsea.jpg "$with" "rotated copy"
+	# (the pair score's dihedral hash term already scores the turned copy
+	# high without views: a smaller gain)
+	gains_over_none "$V/chelsea_rot90.jpg" chelsea.jpg "$with" "rotated copy" 0.02
 }
 
 # (c) a screenshot-like copy (the original small on a flat canvas): found

@@ -340,7 +340,7 @@ static nd_index_options opts(struct fixture *f, int calibrated, int readonly)
 	o.model_name = "tiny";
 	o.model_checksum = 7;
 	if (calibrated)
-		o.calib = (nd_index_calib){ nd_calib_stat_fn, f->c, TINY_D, f->p.beta, f->p.offset, 0, 0 };
+		o.calib = (nd_index_calib){ nd_calib_stat_fn, f->c, TINY_D, f->p.beta, f->p.offset, 0, 0, NULL };
 	return o;
 }
 

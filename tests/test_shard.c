@@ -5,6 +5,7 @@
  * the same pairs, and shards that disagree with their manifest. */
 #include "neardup/index.h"
 #include "neardup/join.h"
+#include "neardup/score.h"
 #include "neardup/shard.h"
 #include "test.h"
 
@@ -34,6 +35,11 @@ static int stat_fn(void *ctx, const float *vecs, size_t n, float *out, nd_error 
 	return 0;
 }
 
+/* a pair score model (neardup/score.h) in place of the calibrated cosine
+ * plus hash term, when set */
+static const nd_score_model test_score = { 0, "test", { -9.0f, 10.0f, 2.0f, 2.0f, 2.0f, -1.0f, 3.0f, 2.0f, 1.0f, 0.0f } };
+static const nd_score_model *use_score;
+
 static void options(nd_index_options *o, uint32_t shards, uint64_t seed)
 {
 	nd_index_options_init(o);
@@ -43,7 +49,8 @@ static void options(nd_index_options *o, uint32_t shards, uint64_t seed)
 	o->model_checksum = 0x1234;
 	o->seed = seed;
 	o->shards = shards;
-	o->calib = (nd_index_calib){ stat_fn, NULL, D, 0.3f, 0.05f, 0.02f, 6.0f };
+	o->calib = (nd_index_calib){ .stat = stat_fn, .dim = D, .beta = 0.3f, .offset = 0.05f,
+				     .phash_weight = 0.02f, .phash_bits = 6.0f, .score = use_score };
 }
 
 static nd_index *open_dir(const char *dir, uint32_t shards, uint64_t seed, nd_error *err)
@@ -243,7 +250,7 @@ static int same_pairs(struct plist *x, struct plist *y)
 	return 1;
 }
 
-static void test_equal_single(void)
+static void equal_single(void)
 {
 	char one[128], sh[128];
 	struct data d;
@@ -384,6 +391,19 @@ done:
 	rm_rf(sh);
 }
 
+static void test_equal_single(void)
+{
+	use_score = NULL;
+	equal_single();
+}
+
+static void test_equal_single_pair_score(void)
+{
+	use_score = &test_score;
+	equal_single();
+	use_score = NULL;
+}
+
 /* ---- a manifest and shards that disagree ---- */
 
 static void test_disagree(void)
@@ -448,6 +468,7 @@ int main(void)
 	}
 	RUN(test_manifest);
 	RUN(test_equal_single);
+	RUN(test_equal_single_pair_score);
 	RUN(test_disagree);
 	rm_rf(tmproot);
 	return test_summary();

@@ -22,6 +22,7 @@
 #include "neardup/common.h"
 #include "neardup/origin.h"
 #include "neardup/store.h"
+#include "neardup/score.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,6 +72,10 @@ typedef struct nd_index_calib {
 	 * (nd_index_item.phash, nd_query_params.phash) add
 	 * phash_weight * max(0, phash_bits - Hamming distance); 0: none */
 	float phash_weight, phash_bits;
+	/* the pair score (neardup/score.h) that replaces the two terms above
+	 * as the similarity of queries and the self-join; NULL: none. Must
+	 * outlive the handle (nd_score_model_find's are static). */
+	const nd_score_model *score;
 } nd_index_calib;
 
 typedef struct nd_index_options {
@@ -125,6 +130,9 @@ const char *nd_index_dir(const nd_index *ix);
 /* 1 when the handle scores with the calibrated similarity (calib.stat was
  * given and every stored vector carries its statistic). */
 int nd_index_calibrated(const nd_index *ix);
+/* 1 when the calibrated similarity is the pair score (nd_index_calib.score):
+ * a probability in [0, 1]. */
+int nd_index_scored(const nd_index *ix);
 
 /* ND_EMISMATCH unless the index was built with this model name and checksum. */
 int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err);
@@ -214,6 +222,13 @@ int nd_index_get_vector(nd_index *ix, uint32_t id, float *out, nd_error *err);
 /* The stored perceptual hash of id: *has_phash 0 when its vector has none
  * (stored before issue 4, or on an uncalibrated index). */
 int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phash, nd_error *err);
+/* The similarity of stored images a and b as a query of a's stored vector
+ * would score b (the calibrated score unless raw or the handle is not
+ * calibrated), and their cosine (at most 1). ND_ENOTFOUND, ND_ECORRUPT. */
+int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *sim, float *cosine,
+			nd_error *err);
+/* What the pair score reads of id beside its vector (neardup/score.h). */
+int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err);
 /* The stored originality record of id: *has_origin = 0 (and *origin from
  * nd_origin_init) for an image stored without one. */
 int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err);

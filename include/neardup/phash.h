@@ -49,6 +49,66 @@ static inline int nd_phash_distance(uint64_t a, uint64_t b)
 	return __builtin_popcountll(a ^ b);
 }
 
+/* ---- the 8 rotations and flips (the dihedral group of the square) ----
+ * A mirror of the image negates the DCT coefficients of odd frequency along
+ * its axis (cos(pi (2(S-1-x)+1) v / 2S) = (-1)^v cos(pi (2x+1) v / 2S)), and
+ * a transposition transposes the coefficient block, so a stored hash gives
+ * the hashes of the 8 variants without another decode: transposing swaps bit
+ * 8u+v with bit 8v+u, and a negated coefficient inverts its bit. The last
+ * step is exact only when the median of the AC terms is 0; the median of the
+ * mirrored block moves by as much as the median of |c| of the negated
+ * coefficients, so bits whose coefficient lies between the two medians can
+ * differ from a hash of the really mirrored image (tests/test_phash.c
+ * measures how many). Transpositions are exact.
+ *
+ * Variant k (0..7) is the hash of the image transposed when k & 4, then
+ * mirrored left-right when k & 1 and top-bottom when k & 2:
+ *   0 identity, 1 mirror, 2 vertical mirror, 3 rotation by 180,
+ *   4 transpose, 5 rotation by 90 clockwise, 6 rotation by 90 counter-clockwise,
+ *   7 anti-transpose. */
+#define ND_PHASH_MIRROR_X 1u
+#define ND_PHASH_MIRROR_Y 2u
+#define ND_PHASH_TRANSPOSE 4u
+#define ND_PHASH_VARIANTS 8
+
+/* Bits of odd horizontal frequency v (bit 8u+v): inverted by a left-right mirror. */
+#define ND_PHASH_ODD_V 0xAAAAAAAAAAAAAAAAull
+/* Bits of odd vertical frequency u: inverted by a top-bottom mirror. */
+#define ND_PHASH_ODD_U 0xFF00FF00FF00FF00ull
+
+/* The hash with bit 8u+v moved to 8v+u (a transposed image). */
+static inline uint64_t nd_phash_transpose(uint64_t x)
+{
+	uint64_t t;
+	t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAull;
+	x ^= t ^ (t << 7);
+	t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCull;
+	x ^= t ^ (t << 14);
+	t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ull;
+	x ^= t ^ (t << 28);
+	return x;
+}
+
+/* Variant k (see above) of hash h. */
+static inline uint64_t nd_phash_variant(uint64_t h, unsigned k)
+{
+	if (k & ND_PHASH_TRANSPOSE)
+		h = nd_phash_transpose(h);
+	if (k & ND_PHASH_MIRROR_X)
+		h ^= ND_PHASH_ODD_V;
+	if (k & ND_PHASH_MIRROR_Y)
+		h ^= ND_PHASH_ODD_U;
+	return h;
+}
+
+/* All 8 variants: out[k] = nd_phash_variant(h, k). */
+void nd_phash_dihedral(uint64_t h, uint64_t out[ND_PHASH_VARIANTS]);
+
+/* The smallest Hamming distance between a and the 8 variants of b (0..64;
+ * symmetric, as the variants form a group); *which (may be NULL) receives
+ * the first variant k of b that reaches it. */
+int nd_phash_distance_dihedral(uint64_t a, uint64_t b, unsigned *which);
+
 /* The fusion term of two images whose hashes differ in hamming bits:
  * weight * max(0, bits - hamming) (0 when weight is 0). The calibrated
  * similarity adds it (nd_calib_phash_bonus in neardup/calib.h). */

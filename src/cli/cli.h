@@ -23,6 +23,10 @@ enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
  * development set: see models/README.md, "Calibration". */
 #define CLI_DEFAULT_MIN_SIM 0.85f
 #define CLI_DEFAULT_MIN_SIM_STR "0.85"
+/* The same on the pair score (neardup/score.h), a probability: chosen on
+ * the training half of the dev set (models/fit_score.py's split). */
+#define CLI_DEFAULT_SCORE_MIN_SIM 0.9f
+#define CLI_DEFAULT_SCORE_MIN_SIM_STR "0.9"
 /* query's multi-probe depth. The index's own default (1280) is tuned for
  * near-exact copies; on the dev set's real embeddings it returned the exact
  * nearest neighbour for 0.911 of queries, 5120 for 0.966 at 1.75 ms p50

@@ -3,16 +3,16 @@
  * Pairs: every pair the self-join finds with similarity >= --min-sim, plus
  * every pair of byte-identical files (same content hash).
  *
- * Grouping, without chaining: the images in some pair are sorted by the keep
- * rule (protected files first, then --keep: neardup/keep.h, whose default
- * "original" reads each image's stored originality record). Going down that
- * list, each image not yet in a group that still has neighbours not in a
- * group becomes a kept image, and those neighbours (its pairs, so each
- * within --min-sim of it) become its group. Every member is thus within the threshold of the kept
- * image itself, and the kept image ranks first in its group by the keep
- * rule. A chain a~b~c with a and c unrelated gives {a, b} and leaves c
- * alone (or in a group of its own neighbours). Memory: the pairs and the
- * images in them; no N x N structure. */
+ * Grouping: the connected components of the pairs, cut where a weak pair
+ * bridges two parts (neardup/group.h), so that all edits of one photo that
+ * reach each other through copies end in one group while one stray pair
+ * does not merge two families. The kept image is chosen after grouping:
+ * the group's first member by the keep rule (protected files first, then
+ * --keep: neardup/keep.h, whose default "original" reads each image's
+ * stored originality record). Each member shows its similarity to the kept
+ * image, which can be below --min-sim for a member that reached the group
+ * through another copy. Memory: the pairs and the images in them; no N x N
+ * structure. */
 #define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "neardup/group.h"
 #include "dedup.h"
 #include "neardup/keep.h"
 #include "output.h"
@@ -35,13 +36,14 @@ static const char usage_text[] =
 	"                     [--hardlink-near] [--yes] [PATH...]\n"
 	"\n"
 	"Finds groups of near-duplicate images in the index (ingesting PATHs first when\n"
-	"given) and reports them, one kept image per group. Every member of a group is\n"
-	"within --min-sim of the group's kept image.\n"
+	"given) and reports them, one kept image per group. Groups join images that\n"
+	"reach --min-sim of each other directly or through other copies, split where\n"
+	"one weak pair joins two families.\n"
 	"\n"
 	"options:\n"
-	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_MIN_SIM_STR ", on the calibrated\n"
-	"                     similarity: the cosine of the embeddings minus how close both\n"
-	"                     images are to the model's background set of unrelated images)\n"
+	"      --min-sim S    similarity threshold (default " CLI_DEFAULT_SCORE_MIN_SIM_STR " with the trained model's\n"
+	"                     pair score, the probability that two images are copies of one\n"
+	"                     source; else " CLI_DEFAULT_MIN_SIM_STR " on the calibrated similarity)\n"
 	"      --score M      normalized (default): --min-sim and similarity use the\n"
 	"                     calibrated score; raw: the plain cosine\n"
 	"      --format F     tsv (default): one line per group, kept file first;\n"
@@ -246,7 +248,7 @@ static int cmp_group_path(const void *x, const void *y, void *arg)
 
 struct member {
 	size_t node;
-	float sim;
+	float sim, raw;
 };
 
 static int cmp_member(const void *x, const void *y, void *arg)
@@ -330,96 +332,48 @@ static int hide_nodes(const struct dd_result *r, unsigned char *hidden, size_t *
 	return 0;
 }
 
-/* g->raws[k]: the plain cosine of member k and the kept image, from the
- * stored vectors (1 for exact copies, as their similarity). */
-static int raw_sims(nd_index *ix, const struct dd_result *r, struct dd_group *g, nd_error *err)
-{
-	nd_meta meta;
-	int rc = nd_index_meta(ix, &meta, err);
-	if (rc)
-		return rc;
-	float *a = malloc(2 * (size_t)meta.dim * sizeof(float)), *b = a + meta.dim;
-	if (!a)
-		return nd_error_set(err, ND_ENOMEM, "out of memory");
-	if ((rc = nd_index_get_vector(ix, r->nodes[g->members[0]].id, a, err)))
-		goto done;
-	for (size_t k = 1; k < g->n; k++) {
-		if (dd_exact(r, g, k)) {
-			g->raws[k] = 1.0f;
-			continue;
-		}
-		if ((rc = nd_index_get_vector(ix, r->nodes[g->members[k]].id, b, err)))
-			goto done;
-		double s = 0;
-		for (uint32_t j = 0; j < meta.dim; j++)
-			s += (double)a[j] * b[j];
-		g->raws[k] = s > 1.0 ? 1.0f : (float)s;
-	}
-done:
-	free(a);
-	return rc;
-}
-
-/* The pairs above the threshold, as build_groups holds them. */
-struct graph {
-	const struct run *runs;
-	const size_t *run_of;     /* node -> its run */
-	const size_t *adj_start;  /* CSR over canonical nodes */
-	const struct member *adj;
-	float *nb_sim;            /* scratch, one per node */
-	size_t *nb_mark;          /* scratch, one per node, SIZE_MAX at first */
-	size_t mark;
-};
-
 /* Chooses the keeper of g (nd_keep_choose) and sets g->reason. With the
  * rule "original" and 3 to ND_KEEP_CENTRAL_MAX members, the keeper may be
- * any member within the threshold of every other one (a pair above it, or
- * the same content), so that each member stays within the threshold of
- * the kept image; the group is then reordered around it, with its
- * similarities. members[0] is the best by cmp_keep, which puts protected
- * images first: only members as protected as it may replace it.
- * tmp has room for g->n. */
+ * any member that scores at least min_sim with every other one (or shares
+ * its content), so that each member stays within the threshold of the kept
+ * image; the group is then reordered around it, with its similarities.
+ * members[0] is the best by cmp_keep, which puts protected images first:
+ * only members as protected as it may replace it. tmp has room for g->n. */
 static int choose_keeper(nd_index *ix, struct dd_result *r, struct dd_group *g, enum keep_rule rule,
-			 uint32_t dim, struct graph *gr, struct member *tmp, nd_error *err)
+			 float min_sim, int raw, const size_t *run_of, struct member *tmp, nd_error *err)
 {
 	size_t n = g->n;
 	const struct dd_node *nodes = r->nodes;
 	int central = rule == KEEP_ORIGINAL && n >= 3 && n <= ND_KEEP_CENTRAL_MAX;
 	nd_keep_member *m = malloc(n * sizeof(*m));
-	float *sim = central ? malloc(n * n * sizeof(*sim)) : NULL;
-	float *vec = central ? malloc(n * (size_t)dim * sizeof(*vec)) : NULL;
+	float *cos = central ? malloc(n * n * sizeof(*cos)) : NULL;
+	float *sc = central ? malloc(n * n * sizeof(*sc)) : NULL;
 	nd_keep_choice c;
 	int rc = 0;
-	if (!m || (central && (!sim || !vec))) {
+	if (!m || (central && (!cos || !sc))) {
 		rc = nd_error_set(err, ND_ENOMEM, "out of memory");
 		goto done;
+	}
+	for (size_t i = 0; central && i < n; i++) {
+		cos[i * n + i] = sc[i * n + i] = 1.0f;
+		for (size_t j = 0; j < i; j++) {
+			float s = 1.0f, cs = 1.0f;
+			if (run_of[g->members[i]] != run_of[g->members[j]] &&
+			    (rc = nd_index_score_pair(ix, nodes[g->members[i]].id, nodes[g->members[j]].id, raw, &s,
+						      &cs, err)))
+				goto done;
+			sc[i * n + j] = sc[j * n + i] = s;
+			cos[i * n + j] = cos[j * n + i] = cs;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct dd_node *nd = &nodes[g->members[i]];
 		m[i].item = keep_item(nd);
 		m[i].can_keep = i == 0 || (central && nd->protect == nodes[g->members[0]].protect);
-		if (central && (rc = nd_index_get_vector(ix, nd->id, vec + i * dim, err)))
-			goto done;
+		for (size_t j = 0; i > 0 && j < n && m[i].can_keep; j++)
+			m[i].can_keep = sc[i * n + j] >= min_sim;
 	}
-	for (size_t i = 1; central && i < n; i++) {
-		/* within the threshold of all: its canonical's pairs, or its run */
-		size_t ci = gr->runs[gr->run_of[g->members[i]]].start;
-		gr->mark++;
-		for (size_t k = gr->adj_start[ci]; k < gr->adj_start[ci + 1]; k++)
-			gr->nb_mark[gr->adj[k].node] = gr->mark;
-		for (size_t j = 0; j < n && m[i].can_keep; j++) {
-			size_t cj = gr->runs[gr->run_of[g->members[j]]].start;
-			m[i].can_keep = cj == ci || gr->nb_mark[cj] == gr->mark;
-		}
-	}
-	for (size_t i = 0; central && i < n; i++)
-		for (size_t j = 0; j < i; j++) {
-			double s = 0;
-			for (uint32_t d = 0; d < dim; d++)
-				s += (double)vec[i * dim + d] * vec[j * dim + d];
-			sim[i * n + j] = sim[j * n + i] = (float)s;
-		}
-	rc = nd_keep_choose(m, n, sim, (nd_keep_rule)rule, ND_KEEP_CENTRAL_MARGIN, &c);
+	rc = nd_keep_choose(m, n, cos, (nd_keep_rule)rule, ND_KEEP_CENTRAL_MARGIN, &c);
 	ND_ASSERT(rc == 0); /* member 0 may always be kept */
 	nd_keep_reason(&c, g->reason, sizeof(g->reason));
 	for (size_t i = 1; i < n; i++)
@@ -428,49 +382,43 @@ static int choose_keeper(nd_index *ix, struct dd_result *r, struct dd_group *g, 
 	if (c.keeper == 0)
 		goto done;
 	/* reorder around the new keeper, with its similarities */
-	size_t kn = g->members[c.keeper], ck = gr->runs[gr->run_of[kn]].start, t = 0;
-	for (size_t k = gr->adj_start[ck]; k < gr->adj_start[ck + 1]; k++)
-		gr->nb_sim[gr->adj[k].node] = gr->adj[k].sim;
-	for (size_t i = 0; i < n; i++) {
-		size_t x = g->members[i], cx = gr->runs[gr->run_of[x]].start;
+	size_t kn = g->members[c.keeper], t = 0;
+	for (size_t i = 0; i < n; i++)
 		if (i != c.keeper)
-			tmp[t++] = (struct member){ x, cx == ck ? 1.0f : gr->nb_sim[cx] };
-	}
-	struct sort_ctx sc = { rule, nodes };
-	qsort_r(tmp, t, sizeof(*tmp), cmp_member, &sc);
+			tmp[t++] = (struct member){ g->members[i], sc[c.keeper * n + i], cos[c.keeper * n + i] };
+	struct sort_ctx sx = { rule, nodes };
+	qsort_r(tmp, t, sizeof(*tmp), cmp_member, &sx);
 	g->members[0] = kn;
 	g->sims[0] = g->raws[0] = 1.0f;
 	for (size_t i = 0; i < t; i++) {
 		g->members[i + 1] = tmp[i].node;
-		g->sims[i + 1] = g->raws[i + 1] = tmp[i].sim;
+		g->sims[i + 1] = tmp[i].sim;
+		g->raws[i + 1] = tmp[i].raw;
 	}
 done:
 	free(m);
-	free(sim);
-	free(vec);
+	free(cos);
+	free(sc);
 	return rc;
 }
 
 /* Builds r from the index. Returns 0 or EXIT_FATAL (message printed).
  *
  * Byte-identical files form a run (same hash, same vector). Only the first
- * id of a run (its canonical image) takes part in pairs; when an image
- * becomes a kept one, its group is every ungrouped image of its own run
- * (exact duplicates) and of the runs of its canonical image's neighbours.
- * Files gone since ingest, and second names of one file (device, inode),
- * are in no group (hide_nodes). */
+ * id of a run (its canonical image) takes part in pairs; a group holds
+ * whole runs. Files gone since ingest, and second names of one file
+ * (device, inode), are in no group (hide_nodes). */
 static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rule,
 			const struct protect *pr, struct dd_result *r)
 {
 	struct join_ctx jc;
 	struct hashes hs = { 0 };
-	uint32_t *canon = NULL, *node_of = NULL;
-	size_t *adj_start = NULL, *fill = NULL, *order = NULL, *stamp = NULL, *run_of = NULL;
+	uint32_t *canon = NULL, *node_of = NULL, *comp = NULL;
+	size_t *order = NULL, *run_of = NULL, *gid = NULL;
 	struct run *runs = NULL;
-	struct member *adj = NULL, *tmp = NULL;
-	unsigned char *grouped = NULL;
-	float *nb_sim = NULL;
-	size_t *nb_mark = NULL;
+	struct member *tmp = NULL;
+	nd_group_edge *edges = NULL;
+	unsigned char *hidden = NULL;
 	int status = EXIT_FATAL;
 	nd_error err;
 	nd_error_clear(&err);
@@ -591,110 +539,117 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	free(hs.v);
 	hs.v = NULL;
 
-	/* hidden nodes count as grouped already: never kept, never members */
+	/* hidden nodes are never kept and never members */
 	size_t missing;
-	if (!(grouped = calloc(nn, 1)) || hide_nodes(r, grouped, &missing))
+	if (!(hidden = calloc(nn, 1)) || hide_nodes(r, hidden, &missing))
 		goto oom;
 	if (missing)
 		cli_msg("%zu indexed files no longer exist and were left out; 'neardup remove --missing' "
 			"drops them from the index", missing);
 
-	/* adjacency of canonical nodes, both directions (CSR) */
-	adj_start = calloc(nn + 1, sizeof(*adj_start));
-	fill = malloc(nn * sizeof(*fill));
-	adj = malloc((2 * np + 1) * sizeof(*adj));
+	/* groups: the components of the runs' pairs, cut at weak bridges
+	 * (neardup/group.h); a run of byte-identical files is one node, and a
+	 * run of two or more is a group even without pairs */
+	edges = malloc((np ? np : 1) * sizeof(*edges));
+	comp = malloc(nruns * sizeof(*comp));
+	gid = malloc(nruns * sizeof(*gid));
 	order = malloc(nn * sizeof(*order));
-	stamp = malloc(nn * sizeof(*stamp));
 	tmp = malloc(nn * sizeof(*tmp));
-	if (!adj_start || !fill || !adj || !order || !stamp || !tmp)
+	if (!edges || !comp || !gid || !order || !tmp)
 		goto oom;
-	for (size_t i = 0; i < np; i++) {
-		adj_start[node_of[pairs->v[i].a]]++; /* node index + 1 */
-		adj_start[node_of[pairs->v[i].b]]++;
-	}
-	for (size_t i = 1; i <= nn; i++)
-		adj_start[i] += adj_start[i - 1];
-	memcpy(fill, adj_start, nn * sizeof(*fill));
-	for (size_t i = 0; i < np; i++) {
-		size_t a = node_of[pairs->v[i].a] - 1, b = node_of[pairs->v[i].b] - 1;
-		adj[fill[a]++] = (struct member){ b, pairs->v[i].sim };
-		adj[fill[b]++] = (struct member){ a, pairs->v[i].sim };
-	}
+	for (size_t i = 0; i < np; i++)
+		edges[i] = (nd_group_edge){ (uint32_t)run_of[node_of[pairs->v[i].a] - 1],
+					    (uint32_t)run_of[node_of[pairs->v[i].b] - 1], pairs->v[i].sim };
 	free(pairs->v);
 	pairs->v = NULL;
-
-	nb_sim = malloc(nn * sizeof(*nb_sim));
-	nb_mark = malloc(nn * sizeof(*nb_mark));
-	if (!nb_sim || !nb_mark)
-		goto oom;
-	for (size_t i = 0; i < nn; i++)
-		nb_mark[i] = SIZE_MAX;
-	struct graph gr = { runs, run_of, adj_start, adj, nb_sim, nb_mark, 0 };
-	struct sort_ctx sc = { rule, r->nodes };
-	for (size_t i = 0; i < nn; i++) {
-		order[i] = i;
-		stamp[i] = SIZE_MAX;
+	nd_group_params gp;
+	nd_group_params_init(&gp);
+	gp.min_sim = min_sim;
+	size_t ng = 0;
+	if ((rc = nd_group_components(nruns, edges, np, &gp, comp, &ng, &err))) {
+		cli_msg("cannot group the pairs: %s", err.msg);
+		goto done;
 	}
-	qsort_r(order, nn, sizeof(*order), cmp_keep, &sc);
+	for (size_t i = 0; i < nruns; i++)
+		gid[i] = comp[i] != ND_GROUP_NONE ? comp[i] : runs[i].end - runs[i].start >= 2 ? ng++ : SIZE_MAX;
 
-	size_t gcap = 0;
-	for (size_t oi = 0; oi < nn; oi++) {
-		size_t u = order[oi];
-		if (grouped[u])
-			continue;
-		size_t m = 0;
-		stamp[u] = u;
-		const struct run *own = &runs[run_of[u]];
-		for (size_t x = own->start; x < own->end; x++)
-			if (!grouped[x] && stamp[x] != u) {
-				stamp[x] = u;
-				tmp[m++] = (struct member){ x, 1.0f };
-			}
-		size_t c = own->start; /* the canonical node: its pairs */
-		for (size_t k = adj_start[c]; k < adj_start[c + 1]; k++) {
-			const struct run *rv = &runs[run_of[adj[k].node]];
-			for (size_t x = rv->start; x < rv->end; x++)
-				if (!grouped[x] && stamp[x] != u) {
-					stamp[x] = u;
-					tmp[m++] = (struct member){ x, adj[k].sim };
-				}
+	/* the kept image of each group: its first member by the keep rule,
+	 * chosen after grouping; groups are built in the order of their kept
+	 * images, members scored against the kept image */
+	struct sort_ctx sc = { rule, r->nodes };
+	for (size_t i = 0; i < nn; i++)
+		order[i] = i;
+	qsort_r(order, nn, sizeof(*order), cmp_keep, &sc);
+	size_t *first_run = malloc((ng ? ng : 1) * sizeof(*first_run)), *next_run = malloc(nruns * sizeof(*next_run));
+	unsigned char *done_g = calloc(ng ? ng : 1, 1);
+	if (!first_run || !next_run || !done_g) {
+		free(first_run);
+		free(next_run);
+		free(done_g);
+		goto oom;
+	}
+	for (size_t g = 0; g < ng; g++)
+		first_run[g] = SIZE_MAX;
+	for (size_t i = nruns; i-- > 0;)
+		if (gid[i] != SIZE_MAX) {
+			next_run[i] = first_run[gid[i]];
+			first_run[gid[i]] = i;
 		}
-		if (m == 0)
+	r->groups = calloc(ng ? ng : 1, sizeof(*r->groups));
+	if (!r->groups) {
+		free(first_run);
+		free(next_run);
+		free(done_g);
+		goto oom;
+	}
+	for (size_t oi = 0; oi < nn && rc == 0; oi++) {
+		size_t u = order[oi], g = gid[run_of[u]];
+		if (g == SIZE_MAX || done_g[g] || hidden[u])
+			continue;
+		done_g[g] = 1;
+		size_t m = 0;
+		for (size_t ru = first_run[g]; ru != SIZE_MAX; ru = next_run[ru])
+			for (size_t x = runs[ru].start; x < runs[ru].end; x++) {
+				if (x == u || hidden[x])
+					continue;
+				float sim = 1.0f, cosine = 1.0f;
+				if (ru != run_of[u] &&
+				    (rc = nd_index_score_pair(ix, r->nodes[u].id, r->nodes[x].id, raw, &sim, &cosine, &err)))
+					break;
+				tmp[m++] = (struct member){ x, sim, cosine };
+			}
+		if (rc)
+			break;
+		if (m == 0) /* the others are hidden */
 			continue;
 		qsort_r(tmp, m, sizeof(*tmp), cmp_member, &sc);
-		if (r->n_groups == gcap) {
-			size_t nc = gcap ? gcap * 2 : 64;
-			struct dd_group *ng = realloc(r->groups, nc * sizeof(*ng));
-			if (!ng)
-				goto oom;
-			r->groups = ng;
-			gcap = nc;
-		}
-		struct dd_group *g = &r->groups[r->n_groups];
-		g->members = malloc((m + 1) * sizeof(*g->members));
-		g->sims = malloc((m + 1) * sizeof(*g->sims));
-		g->raws = malloc((m + 1) * sizeof(*g->raws));
-		if (!g->members || !g->sims || !g->raws) {
-			free(g->members);
-			free(g->sims);
-			free(g->raws);
+		struct dd_group *dg = &r->groups[r->n_groups];
+		dg->members = malloc((m + 1) * sizeof(*dg->members));
+		dg->sims = malloc((m + 1) * sizeof(*dg->sims));
+		dg->raws = malloc((m + 1) * sizeof(*dg->raws));
+		r->n_groups++;
+		if (!dg->members || !dg->sims || !dg->raws) {
+			free(first_run);
+			free(next_run);
+			free(done_g);
 			goto oom;
 		}
-		r->n_groups++;
-		g->n = m + 1;
-		g->members[0] = u;
-		g->sims[0] = g->raws[0] = 1.0f;
-		grouped[u] = 1;
+		dg->n = m + 1;
+		dg->members[0] = u;
+		dg->sims[0] = dg->raws[0] = 1.0f;
 		for (size_t k = 0; k < m; k++) {
-			g->members[k + 1] = tmp[k].node;
-			g->sims[k + 1] = g->raws[k + 1] = tmp[k].sim;
-			grouped[tmp[k].node] = 1;
+			dg->members[k + 1] = tmp[k].node;
+			dg->sims[k + 1] = tmp[k].sim;
+			dg->raws[k + 1] = tmp[k].raw;
 		}
-		if ((rc = choose_keeper(ix, r, g, rule, meta.dim, &gr, tmp, &err)))
-			goto index_error;
-		if (!jc.pairs.clamp && (rc = raw_sims(ix, r, g, &err)))
-			goto index_error;
+		if ((rc = choose_keeper(ix, r, dg, rule, min_sim, raw, run_of, tmp, &err)))
+			break;
 	}
+	free(first_run);
+	free(next_run);
+	free(done_g);
+	if (rc)
+		goto index_error;
 	if (r->n_groups)
 		qsort_r(r->groups, r->n_groups, sizeof(*r->groups), cmp_group_path, &sc);
 	status = 0;
@@ -711,15 +666,12 @@ done:
 	free(node_of);
 	free(runs);
 	free(run_of);
-	free(adj_start);
-	free(fill);
-	free(adj);
+	free(edges);
+	free(hidden);
+	free(comp);
+	free(gid);
 	free(order);
-	free(stamp);
-	free(grouped);
 	free(tmp);
-	free(nb_sim);
-	free(nb_mark);
 	if (status)
 		free_result(r);
 	return status;
@@ -804,6 +756,7 @@ int cmd_dedup(int argc, char **argv)
 	struct cli_common com;
 	cli_common_init(&com);
 	float min_sim = CLI_DEFAULT_MIN_SIM;
+	int min_sim_given = 0;
 	int format = 0; /* 0 tsv, 1 jsonl, 2 html */
 	const char *output = NULL, *to_dir = NULL;
 	enum keep_rule rule = KEEP_ORIGINAL;
@@ -833,6 +786,7 @@ int cmd_dedup(int argc, char **argv)
 			if (cli_parse_float("--min-sim", optarg, -CLI_MAX_MIN_SIM, CLI_MAX_MIN_SIM, &d))
 				goto done;
 			min_sim = (float)d;
+			min_sim_given = 1;
 			break;
 		case O_SCORE:
 			if ((raw = cli_parse_score(optarg)) < 0)
@@ -954,6 +908,8 @@ int cmd_dedup(int argc, char **argv)
 	nd_model_free(m); /* the calibration keeps its own copy */
 	m = NULL;
 	status = EXIT_FATAL;
+	if (!min_sim_given && !raw && nd_index_scored(ix))
+		min_sim = CLI_DEFAULT_SCORE_MIN_SIM;
 
 	if (build_groups(ix, min_sim, raw, rule, &pr, &res))
 		goto done;

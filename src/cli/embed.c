@@ -246,6 +246,8 @@ int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigne
 			if (rc)
 				goto done;
 		}
+		if ((rc = slot_phash(e, n0 + n, err)))
+			goto done;
 		slot_view[n++] = (enum view)(VIEW_IDENTITY + q);
 	}
 	if (!(mask & VIEWS_CROPS))
@@ -271,6 +273,8 @@ int embedder_add_views(struct embedder *e, const void *data, size_t len, unsigne
 			goto done;
 		rc = nd_prep_image(&tmp, &e->prep, slot(e, n0 + n), e->scratch, err);
 		nd_image_free(&tmp);
+		if (rc == 0)
+			rc = slot_phash(e, n0 + n, err);
 		if (rc)
 			goto done;
 		slot_view[n++] = crops[i].v;

@@ -220,7 +220,8 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 			return EXIT_FATAL;
 		if (cal)
 			o.calib = (nd_index_calib){ nd_calib_stat_fn, cli_calib, (uint32_t)nd_calib_dim(cli_calib),
-						    cp.beta, cp.offset, cp.phash_weight, cp.phash_bits };
+						    cp.beta, cp.offset, cp.phash_weight, cp.phash_bits,
+						    nd_score_model_find(mi.checksum) };
 	}
 	o.create = write && m; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;

@@ -52,7 +52,27 @@ struct query_ctx {
 	struct view_hit *merged;   /* [VIEW_COUNT * k] */
 	int failed;
 	int calibrated; /* similarity is the calibrated score */
+	int scored;     /* ... and that is the pair score: a byte-identical file scores 1 */
 };
+
+/* With the pair score, a stored file with the query's bytes is a copy for
+ * certain: its score is 1 whatever the embeddings say, and it comes first. */
+static void exact_first(struct query_ctx *q, const uint8_t hash[16], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		nd_record rec;
+		char pbuf[ND_PATH_MAX + 1];
+		if (!nd_index_get_record(q->ix, q->merged[i].hit.id, &rec, pbuf, sizeof(pbuf), NULL) &&
+		    !memcmp(rec.hash, hash, 16))
+			q->merged[i].hit.sim = 1.0f;
+	}
+	for (size_t i = 1; i < n; i++) /* stable: ties keep the index's order */
+		for (size_t j = i; j > 0 && q->merged[j - 1].hit.sim < q->merged[j].hit.sim; j--) {
+			struct view_hit t = q->merged[j];
+			q->merged[j] = q->merged[j - 1];
+			q->merged[j - 1] = t;
+		}
+}
 
 static void run_one(struct query_ctx *q, const char *path)
 {
@@ -67,6 +87,8 @@ static void run_one(struct query_ctx *q, const char *path)
 	q->e.n = 0;
 	enum view slot_view[VIEW_COUNT];
 	int rc = embedder_add_views(&q->e, fd.data, fd.len, q->views, slot_view, &w, &h, &err);
+	uint8_t qhash[16];
+	memcpy(qhash, fd.hash, sizeof(qhash));
 	file_data_free(&fd);
 	if (rc) {
 		cli_err_path("cannot decode", path, err.msg);
@@ -85,9 +107,12 @@ static void run_one(struct query_ctx *q, const char *path)
 	for (int v = 0; v < q->e.n; v++) {
 		nd_hit *hits = q->hits + (size_t)v * q->qp.k;
 		const float *vec = q->e.out + (size_t)v * q->e.info.embed_dim;
-		/* the perceptual hash compares the image as it is: the identity view */
+		/* the fused score compares the hash of the image as it is (the
+		 * identity view); the pair score weighs every view's own hash, so
+		 * that a turned view that matches better is not scored as if it
+		 * had no hash */
 		nd_query_params qp = q->qp;
-		qp.has_phash = slot_view[v] == VIEW_IDENTITY;
+		qp.has_phash = slot_view[v] == VIEW_IDENTITY || q->scored;
 		qp.phash = q->e.phash[v];
 		if ((rc = nd_index_query(q->ix, vec, &qp, hits, &counts[v], NULL, &err))) {
 			cli_err_path("cannot query the index for", path,
@@ -104,6 +129,8 @@ static void run_one(struct query_ctx *q, const char *path)
 	} else {
 		n = views_merge(lists, counts, slot_view, q->e.n, q->qp.k, q->merged);
 	}
+	if (q->scored)
+		exact_first(q, qhash, n);
 	if (q->jsonl) {
 		fputs("{\"query\": ", stdout);
 		out_json_str(stdout, path);
@@ -224,6 +251,7 @@ int cmd_query(int argc, char **argv)
 	if ((status = cli_index_open(&com, 0, m, &q.ix)))
 		goto done;
 	q.calibrated = nd_index_calibrated(q.ix) && !q.qp.raw;
+	q.scored = q.calibrated && nd_index_scored(q.ix);
 	q.hits = calloc((size_t)q.qp.k * VIEW_COUNT, sizeof(*q.hits));
 	q.merged = calloc((size_t)q.qp.k * VIEW_COUNT, sizeof(*q.merged));
 	if (!q.hits || !q.merged) {
