@@ -1411,17 +1411,27 @@ int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phas
 int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *sim, float *cosine,
 			nd_error *err)
 {
-	MDB_txn *txn;
+	MDB_txn *txn, *txn_b = NULL;
 	nd_vec_view va, vb;
+	/* a sharded collection: a and b may live in two shards */
+	nd_index *sa = ix, *sb = ix;
+	if (ix->un) {
+		int r = nd_ix_un_locate(ix, a, &sa, &a, err);
+		if (r || (r = nd_ix_un_locate(ix, b, &sb, &b, err)))
+			return r;
+	}
 	float *fa = malloc((size_t)ix->meta.dim * sizeof(float));
 	if (!fa)
 		return nd_error_set(err, ND_ENOMEM, "out of memory for a vector");
-	int rc = nd_store_read_begin(ix->st, &txn, err);
+	int rc = nd_store_read_begin(sa->st, &txn, err);
 	if (rc) {
 		free(fa);
 		return rc;
 	}
-	if ((rc = nd_ix_get_vector(ix, txn, a, &va, err)) || (rc = nd_ix_get_vector(ix, txn, b, &vb, err)))
+	if (sb != sa && (rc = nd_store_read_begin(sb->st, &txn_b, err)))
+		goto done;
+	if ((rc = nd_ix_get_vector(sa, txn, a, &va, err)) ||
+	    (rc = nd_ix_get_vector(sb, txn_b ? txn_b : txn, b, &vb, err)))
 		goto done;
 	/* as a query of a's stored vector scores b */
 	nd_vector_dequant(&va, fa);
@@ -1431,13 +1441,21 @@ int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *si
 	if (!raw && ix->calibrated)
 		*sim = nd_ix_pair_score(ix, c, va.stat, va.has_phash, va.phash, vb.stat, vb.has_phash, vb.phash);
 done:
-	nd_store_read_end(ix->st, txn);
+	if (txn_b)
+		nd_store_read_end(sb->st, txn_b);
+	nd_store_read_end(sa->st, txn);
 	free(fa);
 	return rc;
 }
 
 int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err)
 {
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd_ix_un_locate(ix, id, &sh, &local, err);
+		return r ? r : nd_index_get_side(sh, local, side, err);
+	}
 	MDB_txn *txn;
 	nd_vec_view vv;
 	int rc = nd_store_read_begin(ix->st, &txn, err);

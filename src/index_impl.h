@@ -25,6 +25,9 @@ struct nd_ix_union {
 	unsigned char *local;    /* [n]: queried here (else through remote_query) */
 	int (*remote_query)(void *ctx, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
 			    nd_error *err);
+	int (*remote_join)(void *ctx, nd_index *ix, const struct nd_selfjoin_params *p,
+			   int (*fn)(void *, uint32_t, uint32_t, float), void *fn_ctx, struct nd_selfjoin_stats *stats,
+			   nd_error *err);
 	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
 	void *ctx;
 	char *dir;

@@ -667,6 +667,8 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 	float min_stat = 0;
 	if (stats)
 		memset(stats, 0, sizeof(*stats));
+	if (ix->un && ix->un->remote_join)
+		return ix->un->remote_join(ix->un->ctx, ix, p, fn, ctx, stats, err);
 	int rc = join_setup(&s, ix, p, fn, ctx, &nth, err);
 	if (rc)
 		return rc;

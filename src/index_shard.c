@@ -123,6 +123,7 @@ int nd_ix_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd
 	u->n = m.h.shards;
 	u->remote_add = o->remote_add;
 	u->remote_query = o->readonly ? o->remote_query : NULL;
+	u->remote_join = o->readonly ? o->remote_join : NULL;
 	u->ctx = o->shard_ctx;
 	ix->calibrated = 1;
 	for (uint32_t i = 0; i < u->n; i++) {

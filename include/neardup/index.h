@@ -45,6 +45,8 @@ typedef struct nd_index nd_index;
 struct nd_index_item;
 struct nd_query_params;
 struct nd_hit;
+struct nd_selfjoin_params;
+struct nd_selfjoin_stats;
 
 /* Calibrated similarity (issue 8; neardup/calib.h computes the statistic).
  * With stat set, the index stores with every vector its background
@@ -108,6 +110,12 @@ typedef struct nd_index_options {
 	 * remote_query returns for the others (at most p->k). */
 	int (*remote_query)(void *ctx, const float *vec, const struct nd_query_params *p, struct nd_hit *hits,
 			    size_t *n, nd_error *err);
+	/* Opened for reading with remote_join set, nd_index_selfjoin calls it
+	 * instead of joining here (a join spread over processes, neardup/join.h),
+	 * with ix the handle and the other arguments as given. */
+	int (*remote_join)(void *ctx, nd_index *ix, const struct nd_selfjoin_params *p,
+			   int (*fn)(void *, uint32_t, uint32_t, float), void *fn_ctx, struct nd_selfjoin_stats *stats,
+			   nd_error *err);
 	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
 	void *shard_ctx;
 } nd_index_options;

@@ -222,9 +222,6 @@ static int is_protected(const struct protect *pr, const char *path)
 
 /* ---- grouping ---- */
 
-int (*dd_selfjoin_hook)(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
-			nd_selfjoin_stats *stats, nd_error *err) = nd_index_selfjoin;
-
 static void free_result(struct dd_result *r)
 {
 	for (size_t i = 0; i < r->n_nodes; i++)
@@ -460,7 +457,7 @@ static int build_groups(nd_index *ix, float min_sim, int raw, enum keep_rule rul
 	nd_selfjoin_stats sst;
 	jc.canon = canon;
 	jc.max_id = max_id;
-	rc = dd_selfjoin_hook(ix, &sp, join_pair, &jc, &sst, &err);
+	rc = nd_index_selfjoin(ix, &sp, join_pair, &jc, &sst, &err);
 	if (jc.pairs.oom)
 		goto oom;
 	if (rc)

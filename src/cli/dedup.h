@@ -44,15 +44,6 @@ static inline int dd_exact(const struct dd_result *r, const struct dd_group *g, 
 	return !__builtin_memcmp(r->nodes[g->members[0]].hash, r->nodes[g->members[i]].hash, 16);
 }
 
-/* The self-join dedup groups the pairs of: nd_index_selfjoin, or the
- * MPI front end's, spread over the ranks. */
-struct nd_index;
-struct nd_selfjoin_params;
-struct nd_selfjoin_stats;
-extern int (*dd_selfjoin_hook)(struct nd_index *ix, const struct nd_selfjoin_params *p,
-			       int (*fn)(void *, uint32_t, uint32_t, float), void *ctx,
-			       struct nd_selfjoin_stats *stats, struct nd_error *err);
-
 enum dd_action { DD_REPORT, DD_HARDLINK, DD_MOVE, DD_DELETE, DD_TRASH };
 
 /* Parses an --action value into *out; report is accepted only when

@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/dedup.h"
 #include "mpi_util.h"
 #include "neardup/join.h"
 #include "neardup/shard.h"
@@ -400,8 +399,8 @@ done:
 }
 
 /* Rank 0's dedup calls this for its self-join: the others join in. */
-static int hook_join(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx, nd_selfjoin_stats *stats,
-		     nd_error *err)
+static int hook_join(void *octx, nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
+		     nd_selfjoin_stats *stats, nd_error *err)
 {
 	struct jmsg msg;
 	memset(&msg, 0, sizeof(msg));
@@ -411,13 +410,21 @@ static int hook_join(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, v
 	return dist_join(ix, p, fn, ctx, stats, err);
 }
 
+/* Rank 0's handle on the collection: its self-join is the ranks' */
+static void hook_open(nd_index_options *o, int write)
+{
+	if (!write)
+		o->remote_join = hook_join;
+}
+
 int mpi_cmd_dedup(int argc, char **argv)
 {
 	int status;
 	struct jmsg msg;
 	if (mpi_rank == 0) {
-		dd_selfjoin_hook = hook_join;
+		cli_index_options_hook = hook_open;
 		status = cmd_dedup(argc, argv);
+		cli_index_options_hook = NULL;
 		memset(&msg, 0, sizeof(msg));
 		MPI_Bcast(&msg, sizeof(msg), MPI_BYTE, 0, MPI_COMM_WORLD);
 		return status;
