@@ -164,6 +164,8 @@ static int dist_join(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, v
 	/* 4. the vectors of the second images, from their owners */
 	ncand = in.n / 8;
 	uint32_t *cand = (uint32_t *)in.p;
+	/* by first image: each of this rank's vectors is read once */
+	qsort(cand, ncand, 8, cmp_u32);
 	for (int d = 0; d < P; d++)
 		cd.to[d].n = 0;
 	{
