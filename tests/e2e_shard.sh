@@ -21,8 +21,6 @@ RAW="--score raw --min-sim 0.975" # the tiny model's mild-edit threshold (e2e_cl
 has() { grep -qF -- "$1" "$2" || fail "'$1' not in $2: $(head -c 600 "$2")"; }
 cp -r "$DATA" data
 # one index and a collection of 3 shards, from the same files, the same way
-# (one worker: the CNN's batches, and so the last bits of the vectors,
-# depend on which images share a batch)
 expect 0 "$B" ingest -q -j 1 --index one data
 expect 0 "$B" ingest -q -j 1 --index sh --shards 3 data
 
@@ -44,15 +42,25 @@ test_same_images() {
 }
 
 test_query_dedup_equal() {
-	"$B" query --index one --format jsonl data/*.jpg data/*.png | sed 's/"id": [0-9]*, //g' >q1
-	"$B" query --index sh --format jsonl data/*.jpg data/*.png | sed 's/"id": [0-9]*, //g' >q2
+	# The CNN's batches, and so the last bits of a vector (~1e-5), depend on
+	# which images the worker has at hand when it starts a batch: the two
+	# ingests above need not store identical vectors. So: the same best hit
+	# for every query, and the same groups; exact equality on identical
+	# vectors is tests/test_shard.c's.
+	"$B" query --index one --format jsonl data/*.jpg data/*.png | jq -c '[.query, .results[0].path]' >q1
+	"$B" query --index sh --format jsonl data/*.jpg data/*.png | jq -c '[.query, .results[0].path]' >q2
 	[ "$(wc -l <q1)" -gt 10 ] || fail "too few query lines"
 	cmp -s q1 q2 || fail "query answers differ: $(diff q1 q2 | head -4)"
 	expect 0 "$B" dedup --index one $RAW --format jsonl
-	mv out d1
+	jq -c '[.keep, ([.members[].path] | sort)]' out >d1
 	expect 0 "$B" dedup --index sh $RAW --format jsonl
+	jq -c '[.keep, ([.members[].path] | sort)]' out >d2
 	[ -s d1 ] || fail "no groups"
-	cmp -s d1 out || fail "dedup groups differ: $(diff d1 out | head -4)"
+	cmp -s d1 d2 || fail "dedup groups differ: $(diff d1 d2 | head -4)"
+	# on one collection, every answer is the same whatever the threads
+	"$B" query --index sh --format jsonl data/*.jpg >q3
+	"$B" query --index sh --format jsonl data/*.jpg >q4
+	cmp -s q3 q4 || fail "two queries of one collection differ"
 }
 
 test_remove() {
