@@ -57,7 +57,7 @@ ALL_CFLAGS += --coverage -O0
 ALL_LDFLAGS += --coverage
 endif
 
-LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*.c src/*/*.c))
+LIB_SRC := $(filter-out src/cli/% src/mpi/%,$(wildcard src/*.c src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_LIB_SRC := $(wildcard tests/lib_*.c)
@@ -86,7 +86,7 @@ PUBLIC_H := $(sort $(wildcard include/neardup/*.h))
 EXPORT_H := $(O)/export.h
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all build shared examples deps test-deps test test-html demo fuzz bench bench-full coverage install clean
+.PHONY: all build shared examples deps test-deps test test-html demo fuzz bench bench-full coverage install clean mpi test-mpi
 # Dependencies first, then the build (a recursive make so that -j never
 # compiles before the packages are there).
 all: deps
@@ -155,6 +155,25 @@ $(O)/tests/%: tests/%.c tests/test.h $(TEST_LIB) $(CLI_LIB) $(LIB)
 $(O)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+
+# neardup-mpi: the same commands under mpirun over a sharded collection,
+# built with mpicc (Open MPI) apart from neardup, which needs no MPI.
+MPICC ?= mpicc
+MPI_SRC := $(wildcard src/mpi/*.c)
+MPI_OBJ := $(MPI_SRC:%.c=$(O)/%.o)
+MPI_BIN := $(O)/neardup-mpi
+$(O)/src/mpi/%.o: src/mpi/%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+$(MPI_BIN): $(MPI_OBJ) $(filter-out $(O)/src/cli/main.o,$(CLI_OBJ)) $(LIB)
+	$(MPICC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+mpi:
+	@scripts/deps.sh mpi
+	@$(MAKE) --no-print-directory $(BIN) $(MPI_BIN)
+
+# the MPI tests: mpirun -np 4 --oversubscribe on this machine
+test-mpi: mpi
+	@NEARDUP_BIN=$(CURDIR)/$(BIN) NEARDUP_MPI_BIN=$(CURDIR)/$(MPI_BIN) tests/run.sh $(wildcard tests/mpi_*.sh)
 
 # make test T=test_index runs one program (or T=e2e_cli.sh one script), and
 # C=recall one case of it (tests/test.h)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a neardup task needs, only those missing.
-#   scripts/deps.sh build|test|fuzz|bench|train|html|all
+#   scripts/deps.sh build|test|fuzz|bench|train|html|mpi|all
 # Used by `make`, `make test`, `make fuzz`, `make bench` and .ci/run.
 # Set NEARDUP_NO_DEPS=1 to skip (e.g. on a non-Debian system where you
 # installed the libraries yourself).
@@ -14,9 +14,10 @@ test)  pkgs="$build libjpeg-turbo-progs jq libxml2-utils python3 python3-numpy c
 fuzz)  pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build wrk curl libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time fonts-dejavu-core fonts-dejavu-extra" ;;
 html)  pkgs="$build chromium chromium-driver python3-selenium" ;;
+mpi)   pkgs="$build openmpi-bin libopenmpi-dev jq" ;;
 train) pkgs="python3-numpy python3-pil python3-torch python3-xxhash" ;;
-all)   pkgs="$build libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
-*) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|html|all)" >&2; exit 2 ;;
+all)   pkgs="$build openmpi-bin libopenmpi-dev libjpeg-turbo-progs webp netpbm libtiff-tools libheif-examples jq libxml2-utils chromium chromium-driver python3-selenium clang libclang-rt-14-dev python3-numpy python3-pil python3-torch python3-xxhash python3-faiss findimagedupes gnuplot-nox time" ;;
+*) echo "deps.sh: unknown task '$task' (build|test|fuzz|bench|train|html|mpi|all)" >&2; exit 2 ;;
 esac
 
 [ "${NEARDUP_NO_DEPS:-0}" = 1 ] && exit 0

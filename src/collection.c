@@ -122,6 +122,9 @@ static int open_index(nd_collection *c, const nd_collection_options *co, nd_erro
 	o.readonly = co->readonly;
 	o.nosync = co->nosync;
 	o.upgraded = &upgraded;
+	o.shards = co->shards;
+	if (co->index_options)
+		co->index_options(co->index_options_ctx, &o);
 	nd_error_clear(err);
 	int rc = nd_index_open(&c->ix, c->dir, &o, err);
 	if (rc == ND_EVERSION && co->readonly && o.calib.stat) {

@@ -793,6 +793,9 @@ static int on_file(const char *path, const struct stat *st, int is_root, void *c
 	struct pipe *p = ctx;
 	if (cancelled(p) || p->stop)
 		return 1;
+	if (p->opts->take &&
+	    !p->opts->take(p->opts->take_ctx, path, (uint64_t)st->st_dev, (uint64_t)st->st_ino))
+		return 0;
 	count(p, &p->c->walked);
 	uint32_t id;
 	nd_record rec;

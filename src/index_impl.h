@@ -13,7 +13,46 @@ struct nd_index {
 	nd_meta meta;            /* parameters as of open (counters: see nd_index_meta) */
 	nd_index_calib calib;    /* calibrated similarity; calib.stat NULL: none */
 	int calibrated;          /* calib.stat set and every vector carries its statistic */
+	struct nd__index_union *un;  /* a sharded collection (index_shard.c): st is NULL, every
+				  * public function dispatches to the shards */
 };
+
+/* ---- sharded collections (index_shard.c) ---- */
+struct nd__index_union {
+	uint32_t n;              /* shards */
+	nd_index **sh;           /* [n] */
+	unsigned char *own;      /* [n]: opened for writing by this handle */
+	unsigned char *local;    /* [n]: queried here (else through remote_query) */
+	int (*remote_query)(void *ctx, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
+			    nd_error *err);
+	int (*remote_join)(void *ctx, nd_index *ix, const struct nd_selfjoin_params *p,
+			   int (*fn)(void *, uint32_t, uint32_t, float), void *fn_ctx, struct nd_selfjoin_stats *stats,
+			   nd_error *err);
+	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
+	void *ctx;
+	char *dir;
+};
+int nd__index_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err);
+void nd__index_un_close(nd_index *ix);
+int nd__index_un_meta(nd_index *ix, nd_meta *meta, nd_error *err);
+int nd__index_un_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err);
+int nd__index_un_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err);
+int nd__index_un_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
+		   nd_query_stats *stats, nd_error *err);
+int nd__index_un_prefault(nd_index *ix, nd_error *err);
+/* The shard and local id of global id gid (ND_ENOTFOUND when it names no shard's id). */
+int nd__index_un_locate(nd_index *ix, uint32_t gid, nd_index **sh, uint32_t *local, nd_error *err);
+int nd__index_un_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
+			nd_error *err);
+int nd__index_un_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
+int nd__index_un_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
+int nd__index_un_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap, size_t *n,
+			 nd_error *err);
+int nd__index_un_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err);
+int nd__index_un_stats(nd_index *ix, nd_index_stats *st, nd_error *err);
+int nd__index_un_verify(nd_index *ix, uint64_t *pages, nd_error *err);
+int nd__index_un_check(nd_index *ix, nd_check_report *rep, nd_error *err);
+int nd__index_un_backup(nd_index *ix, const char *dest_dir, nd_error *err);
 
 /* The calibrated similarity (the formula of nd_calib_score in neardup/calib.h). */
 static inline float nd__index_score(const nd_index *ix, float cos, float sa, float sb)

@@ -26,6 +26,9 @@
  *    already compared it. One thread: the groups are small. */
 #include "index_impl.h"
 
+#include "neardup/join.h"
+#include "neardup/shard.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -76,6 +79,8 @@ struct jshared {
 	atomic_uint_fast64_t next;
 	atomic_int stop;
 	pthread_mutex_t lock;
+	int defer;                /* hand candidates (sim 0) to fn instead of comparing them */
+	const unsigned char *parts; /* [T + 4]: tables, then hash quarters, to run (NULL: all) */
 	int rc;                   /* first non-zero callback return or error */
 	nd_error err;
 	nd_selfjoin_stats st;     /* totals (under lock) */
@@ -153,6 +158,18 @@ static float pair_dot(const nd_vec_view *a, const nd_vec_view *b, float *fa, int
 	return nd_vector_dot(b, fa);
 }
 
+/* The similarity of two stored vectors: the cosine, or on a calibrated
+ * handle (cal) the calibrated score with the hash term. The one scorer of
+ * the self-join, wherever its pairs are compared (nd_join_score). */
+static float pair_sim(const nd_index *ix, int cal, const nd_vec_view *a, const nd_vec_view *b, float *fa,
+		      int *have_a)
+{
+	float sim = pair_dot(a, b, fa, have_a);
+	if (cal)
+		sim = nd__index_pair_score(ix, sim, a->stat, a->has_phash, a->phash, b->stat, b->has_phash, b->phash);
+	return sim;
+}
+
 /* Hands the buffered pairs to the callback; non-zero once the join stops. */
 static int flush_pairs(struct jworker *w)
 {
@@ -180,13 +197,13 @@ static int flush_pairs(struct jworker *w)
 static int compare_pair(struct jworker *w, size_t a, size_t b, int *have_a)
 {
 	struct jshared *s = w->s;
-	w->st.pairs_compared++;
-	float sim = pair_dot(&s->vv[a], &s->vv[b], w->fa, have_a);
-	if (s->cal)
-		sim = nd__index_pair_score(s->ix, sim, s->vv[a].stat, s->vv[a].has_phash, s->vv[a].phash,
-				       s->vv[b].stat, s->vv[b].has_phash, s->vv[b].phash);
-	if (sim < s->p->min_sim)
-		return 0;
+	float sim = 0;
+	if (!s->defer) {
+		w->st.pairs_compared++;
+		sim = pair_sim(s->ix, s->cal, &s->vv[a], &s->vv[b], w->fa, have_a);
+		if (sim < s->p->min_sim)
+			return 0;
+	}
 	/* ids are mapped at emission */
 	w->buf[w->nbuf].a = s->ids[a] < s->ids[b] ? s->ids[a] : s->ids[b];
 	w->buf[w->nbuf].b = s->ids[a] < s->ids[b] ? s->ids[b] : s->ids[a];
@@ -377,6 +394,8 @@ static int join_phash_dihedral(struct jshared *s, struct jworker *w, nd_error *e
 	}
 	/* entries e = i * V + k: image i under variant k of its hash */
 	for (uint32_t q = 0; q < ND_PHASH_QUARTERS && !rc; q++) {
+		if (s->parts && !s->parts[s->T + q])
+			continue;
 		memset(off, 0, (nbk + 1) * sizeof(uint32_t));
 		for (size_t i = 0; i < s->n; i++)
 			if (s->vv[i].has_phash)
@@ -451,6 +470,8 @@ static int join_phash(struct jshared *s, struct jworker *w, nd_error *err)
 		goto done;
 	}
 	for (uint32_t q = 0; q < ND_PHASH_QUARTERS && !rc; q++) {
+		if (s->parts && !s->parts[s->T + q])
+			continue;
 		memset(off, 0, (nbk + 1) * sizeof(uint32_t));
 		for (size_t i = 0; i < s->n; i++)
 			if (s->vv[i].has_phash)
@@ -513,58 +534,48 @@ static void add_stats(nd_selfjoin_stats *to, const nd_selfjoin_stats *f)
 		to->largest_group = f->largest_group;
 }
 
-int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
-		      nd_selfjoin_stats *stats, nd_error *err)
+/* The join's settings from p; fn gets the pairs. On success the lock is
+ * initialised (join_free releases it). */
+static int join_setup(struct jshared *s, nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
+		      unsigned *nth, nd_error *err)
 {
-	struct jshared s;
-	struct jworker *ws = NULL;
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	nd_meta m;
-	int rc = 0, mrc, have_lock = 0;
-	float min_stat = 0, max_stat = 0;
-	unsigned nth = 1;
-
-	memset(&s, 0, sizeof(s));
-	if (stats)
-		memset(stats, 0, sizeof(*stats));
-	s.K = ix->meta.bits;
-	s.L = ix->meta.tables;
-	s.bits = p->bits ? p->bits : s.K;
-	if (s.bits > s.K)
-		return nd_error_set(err, ND_EINVAL, "self-join bits %u exceed the index's %u", p->bits, s.K);
-	if (p->radius > 4 || p->radius > s.bits)
+	memset(s, 0, sizeof(*s));
+	s->K = ix->meta.bits;
+	s->L = ix->meta.tables;
+	s->bits = p->bits ? p->bits : s->K;
+	if (s->bits > s->K)
+		return nd_error_set(err, ND_EINVAL, "self-join bits %u exceed the index's %u", p->bits, s->K);
+	if (p->radius > 4 || p->radius > s->bits)
 		return nd_error_set(err, ND_EINVAL, "self-join radius %u: at most 4 and at most the bits (%u)",
-				    p->radius, s.bits);
-	s.cal = ix->calibrated && !p->raw;
-	const float lim = s.cal ? 4.0f : 1.0f;
+				    p->radius, s->bits);
+	s->cal = ix->calibrated && !p->raw;
+	const float lim = s->cal ? 4.0f : 1.0f;
 	if (!(p->min_sim >= -lim && p->min_sim <= lim))
 		return nd_error_set(err, ND_EINVAL, "self-join min_sim %g outside [%g, %g]", (double)p->min_sim,
 				    -(double)lim, (double)lim);
-	s.ix = ix;
-	s.p = p;
-	s.fn = fn;
-	s.ctx = ctx;
-	s.dim = ix->meta.dim;
-	s.T = p->tables && p->tables < s.L ? p->tables : s.L;
-	s.shift = s.K - s.bits;
-	s.radius = p->radius;
-	s.W = (s.L * s.K + 63) / 64;
-	atomic_init(&s.next, 0);
-	atomic_init(&s.stop, 0);
+	s->ix = ix;
+	s->p = p;
+	s->fn = fn;
+	s->ctx = ctx;
+	s->dim = ix->meta.dim;
+	s->T = p->tables && p->tables < s->L ? p->tables : s->L;
+	s->shift = s->K - s->bits;
+	s->radius = p->radius;
+	s->W = (s->L * s->K + 63) / 64;
+	atomic_init(&s->next, 0);
+	atomic_init(&s->stop, 0);
 	/* masks of 1..radius bits among the bits used, fewest bits first */
 	{
 		size_t nm = 0, cm = 0;
-		for (uint32_t rr = 1; rr <= s.radius; rr++)
-			for (uint64_t mk = 1; mk < ((uint64_t)1 << s.bits); mk++)
+		for (uint32_t rr = 1; rr <= s->radius; rr++)
+			for (uint64_t mk = 1; mk < ((uint64_t)1 << s->bits); mk++)
 				if ((uint32_t)__builtin_popcountll(mk) == rr)
 					cm++;
-		s.masks = malloc((cm ? cm : 1) * sizeof(uint32_t));
-		if (!s.masks)
+		s->masks = malloc((cm ? cm : 1) * sizeof(uint32_t));
+		if (!s->masks)
 			return nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
 		/* radius <= 4 of <= 30 bits: at most ~31k masks; built by enumeration */
-		for (uint32_t rr = 1; rr <= s.radius; rr++) {
+		for (uint32_t rr = 1; rr <= s->radius; rr++) {
 			uint32_t idx[4];
 			for (uint32_t q = 0; q < rr; q++)
 				idx[q] = q;
@@ -572,9 +583,9 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 				uint32_t mk = 0;
 				for (uint32_t q = 0; q < rr; q++)
 					mk |= 1u << idx[q];
-				s.masks[nm++] = mk;
+				s->masks[nm++] = mk;
 				int q = (int)rr - 1;
-				while (q >= 0 && idx[q] == s.bits - rr + (uint32_t)q)
+				while (q >= 0 && idx[q] == s->bits - rr + (uint32_t)q)
 					q--;
 				if (q < 0)
 					break;
@@ -583,163 +594,404 @@ int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, 
 					idx[q2] = idx[q2 - 1] + 1;
 			}
 		}
-		s.nmask = (uint32_t)nm;
+		s->nmask = (uint32_t)nm;
 	}
-	nth = p->threads;
-	if (nth == 0) {
+	unsigned n = p->threads;
+	if (n == 0) {
 		long c = sysconf(_SC_NPROCESSORS_ONLN);
-		nth = c > 0 ? (unsigned)c : 1;
+		n = c > 0 ? (unsigned)c : 1;
 	}
-	if (nth > ND_JOIN_MAX_THREADS)
-		nth = ND_JOIN_MAX_THREADS;
-	if (pthread_mutex_init(&s.lock, NULL)) {
-		free(s.masks);
+	*nth = n > ND_JOIN_MAX_THREADS ? ND_JOIN_MAX_THREADS : n;
+	if (pthread_mutex_init(&s->lock, NULL)) {
+		free(s->masks);
+		s->masks = NULL;
 		return nd_error_set(err, ND_ENOMEM, "cannot create a mutex");
 	}
-	have_lock = 1;
+	return 0;
+}
 
-	if ((rc = nd__store_read_begin(ix->st, &txn, err)))
-		goto done;
-	if ((rc = nd__index_read_meta(ix, txn, &m, err)))
-		goto done;
-	/* the stored vectors */
-	size_t capn = m.n_images + 1, sz;
-	if (nd_mul_size(capn, sizeof(nd_vec_view), &sz)) {
-		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
-		goto done;
-	}
-	s.vv = malloc(sz);
-	s.ids = malloc(capn * sizeof(uint32_t));
-	if (!s.vv || !s.ids) {
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", capn);
-		goto done;
-	}
-	if ((mrc = mdb_cursor_open(txn, ix->st->vectors, &cur))) {
-		rc = nd__store_err(mrc, err, "opening a cursor");
-		goto done;
-	}
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint32_t id;
-		if (s.n == capn) {
-			rc = nd_error_set(err, ND_ECORRUPT, "more vectors than the %llu images counted",
-					  (unsigned long long)m.n_images);
-			goto done;
-		}
-		if ((rc = nd__index_vector_entry(&k, &v, s.dim, &id, &s.vv[s.n], err)))
-			goto done;
-		if (id >= m.next_id) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
-			goto done;
-		}
-		if (s.cal && !s.vv[s.n].has_stat) {
-			rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has no background statistic", id);
-			goto done;
-		}
-		if (s.cal && (s.n == 0 || s.vv[s.n].stat < min_stat))
-			min_stat = s.vv[s.n].stat;
-		if (s.cal && (s.n == 0 || s.vv[s.n].stat > max_stat))
-			max_stat = s.vv[s.n].stat;
-		s.ids[s.n++] = id;
-	}
-	if (mrc != MDB_NOTFOUND) {
-		rc = nd__store_err(mrc, err, "reading the vectors");
-		goto done;
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	if (s.n < 2)
-		goto done;
+static void join_free(struct jshared *s)
+{
+	free(s->masks);
+	free(s->vv);
+	free(s->ids);
+	free(s->sig);
+	free(s->rows);
+	free(s->off);
+	pthread_mutex_destroy(&s->lock);
+}
+
+/* Steps 1 (unless the signatures are given) to 5 over s->n images in
+ * s->vv / s->ids, min_stat and max_stat the lowest and highest statistic
+ * of every image of the collection (calibrated). */
+static int join_exec(struct jshared *s, unsigned nth, float min_stat, float max_stat, int have_sig,
+		     nd_error *err)
+{
+	struct jworker *ws = NULL;
+	const nd_selfjoin_params *p = s->p;
+	int rc = 0;
+	size_t sz;
+	if (s->n < 2)
+		return 0;
 	/* signature filter (see the top of the file), at the lowest cosine a
 	 * pair may need: calibrated, cos >= min_sim - offset + beta * (sa + sb) / 2 */
 	{
 		double c0 = p->min_sim;
-		if (s.cal && ix->calib.score) {
-			c0 = score_floor(ix->calib.score, p->min_sim, min_stat, max_stat);
-			s.max_dd = -1;
+		if (s->cal && s->ix->calib.score) {
+			c0 = score_floor(s->ix->calib.score, p->min_sim, min_stat, max_stat);
+			s->max_dd = -1;
 			for (int dd = 0; dd <= 64; dd++)
-				if (nd_score_bound(ix->calib.score, (float)c0, min_stat, dd) >= p->min_sim ||
-				    nd_score_bound(ix->calib.score, (float)c0, max_stat, dd) >= p->min_sim)
-					s.max_dd = dd;
+				if (nd_score_bound(s->ix->calib.score, (float)c0, min_stat, dd) >= p->min_sim ||
+				    nd_score_bound(s->ix->calib.score, (float)c0, max_stat, dd) >= p->min_sim)
+					s->max_dd = dd;
+		} else if (s->cal) {
+			c0 = (double)p->min_sim - s->ix->calib.offset + (double)s->ix->calib.beta * min_stat;
 		}
-		else if (s.cal)
-			c0 = (double)p->min_sim - ix->calib.offset + (double)ix->calib.beta * min_stat;
 		c0 = c0 < -1 ? -1 : c0 > 1 ? 1 : c0;
-		double n = (double)s.L * s.K, p0 = acos(c0) / M_PI;
+		double n = (double)s->L * s->K, p0 = acos(c0) / M_PI;
 		double thr = n * p0 + Z_FILTER * sqrt(n * p0 * (1 - p0));
-		s.thr = thr >= n ? (uint32_t)n : (uint32_t)thr;
+		s->thr = thr >= n ? (uint32_t)n : (uint32_t)thr;
 	}
-	if (nth > s.n / 64 + 1)
-		nth = (unsigned)(s.n / 64 + 1);
-	size_t srow, nbk = ((size_t)1 << s.bits) + 1;
-	if (nd_mul_size(s.n, (size_t)s.W * 8, &sz) || nd_mul_size(s.n, (size_t)(1 + s.W) * 8, &srow)) {
-		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
-		goto done;
-	}
-	s.sig = malloc(sz);
-	s.rows = malloc(srow);
-	s.off = calloc(nbk, sizeof(uint32_t));
+	if (nth > s->n / 64 + 1)
+		nth = (unsigned)(s->n / 64 + 1);
+	size_t srow, nbk = ((size_t)1 << s->bits) + 1;
+	if (nd_mul_size(s->n, (size_t)s->W * 8, &sz) || nd_mul_size(s->n, (size_t)(1 + s->W) * 8, &srow))
+		return nd_error_set(err, ND_EOVERFLOW, "index too large");
+	if (!have_sig)
+		s->sig = malloc(sz);
+	s->rows = malloc(srow);
+	s->off = calloc(nbk, sizeof(uint32_t));
 	ws = calloc(nth, sizeof(*ws));
-	if (!s.sig || !s.rows || !s.off || !ws) {
-		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", s.n);
+	if (!s->sig || !s->rows || !s->off || !ws) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", s->n);
 		goto done;
 	}
 	for (unsigned i = 0; i < nth; i++) {
-		ws[i].s = &s;
-		ws[i].fa = malloc(s.dim * sizeof(float));
-		ws[i].lo = s.n * i / nth;
-		ws[i].hi = s.n * (i + 1) / nth;
+		ws[i].s = s;
+		ws[i].fa = malloc(s->dim * sizeof(float));
+		ws[i].lo = s->n * i / nth;
+		ws[i].hi = s->n * (i + 1) / nth;
 		if (!ws[i].fa) {
 			rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
 			goto done;
 		}
 	}
-	nd__index_run_parallel(ws, sizeof(ws[0]), nth, sign_worker);
+	if (!have_sig)
+		nd__index_run_parallel(ws, sizeof(ws[0]), nth, sign_worker);
 
-	const uint32_t S = 1 + s.W;
-	for (s.t = 0; s.t < s.T && !s.rc; s.t++) {
+	const uint32_t S = 1 + s->W;
+	for (s->t = 0; s->t < s->T && !s->rc; s->t++) {
+		if (s->parts && !s->parts[s->t])
+			continue;
 		/* counting sort of the images by bucket in table t */
-		memset(s.off, 0, nbk * sizeof(uint32_t));
-		for (size_t i = 0; i < s.n; i++)
-			s.off[(sig_field(s.sig + i * s.W, s.t, s.K) >> s.shift) + 1]++;
+		memset(s->off, 0, nbk * sizeof(uint32_t));
+		for (size_t i = 0; i < s->n; i++)
+			s->off[(sig_field(s->sig + i * s->W, s->t, s->K) >> s->shift) + 1]++;
 		for (size_t b = 1; b < nbk; b++)
-			s.off[b] += s.off[b - 1];
-		for (size_t i = 0; i < s.n; i++) {
-			uint32_t b = sig_field(s.sig + i * s.W, s.t, s.K) >> s.shift;
-			uint64_t *row = s.rows + (size_t)s.off[b]++ * S;
+			s->off[b] += s->off[b - 1];
+		for (size_t i = 0; i < s->n; i++) {
+			uint32_t b = sig_field(s->sig + i * s->W, s->t, s->K) >> s->shift;
+			uint64_t *row = s->rows + (size_t)s->off[b]++ * S;
 			row[0] = i;
-			memcpy(row + 1, s.sig + i * s.W, s.W * 8);
+			memcpy(row + 1, s->sig + i * s->W, s->W * 8);
 		}
-		memmove(s.off + 1, s.off, (nbk - 1) * sizeof(uint32_t));
-		s.off[0] = 0;
-		atomic_store(&s.next, 0);
+		memmove(s->off + 1, s->off, (nbk - 1) * sizeof(uint32_t));
+		s->off[0] = 0;
+		atomic_store(&s->next, 0);
 		nd__index_run_parallel(ws, sizeof(ws[0]), nth, join_worker);
 	}
-	if (s.cal && (ix->calib.phash_weight > 0 || ix->calib.score) && !s.rc && (rc = join_phash(&s, &ws[0], err)))
+	if (s->cal && (s->ix->calib.phash_weight > 0 || s->ix->calib.score) && !s->rc &&
+	    (rc = join_phash(s, &ws[0], err)))
 		goto done;
 	for (unsigned i = 0; i < nth; i++)
-		add_stats(&s.st, &ws[i].st);
-	rc = s.rc;
+		add_stats(&s->st, &ws[i].st);
+	rc = s->rc;
 done:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		nd__store_read_end(ix->st, txn);
-	if (stats) {
-		uint64_t e = s.st.pairs_emitted;
-		*stats = s.st;
-		stats->pairs_emitted = e;
-	}
 	if (ws)
 		for (unsigned i = 0; i < nth; i++)
 			free(ws[i].fa);
 	free(ws);
-	free(s.masks);
-	free(s.vv);
-	free(s.ids);
-	free(s.sig);
-	free(s.rows);
-	free(s.off);
-	if (have_lock)
-		pthread_mutex_destroy(&s.lock);
 	return rc;
+}
+
+/* The stored vectors of ix (every shard's, ids global, for a sharded
+ * collection) into s->vv / s->ids, each source in one read snapshot held
+ * in txns[] until the join is done; *min_stat, *max_stat: the lowest and
+ * highest statistic. */
+static int join_load(struct jshared *s, nd_index *ix, MDB_txn **txns, uint32_t nsrc, float *min_stat,
+		     float *max_stat, nd_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	nd_meta m;
+	int rc = 0, mrc;
+	float min_stat_ = 0, max_stat_ = 0;
+	size_t capn = 1, sz;
+	for (uint32_t si = 0; si < nsrc; si++) {
+		nd_index *src = ix->un ? ix->un->sh[si] : ix;
+		if ((rc = nd__store_read_begin(src->st, &txns[si], err)))
+			goto done;
+		if ((rc = nd__index_read_meta(src, txns[si], &m, err)))
+			goto done;
+		capn += m.n_images;
+	}
+	if (nd_mul_size(capn, sizeof(nd_vec_view), &sz)) {
+		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
+		goto done;
+	}
+	s->vv = malloc(sz);
+	s->ids = malloc(capn * sizeof(uint32_t));
+	if (!s->vv || !s->ids) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", capn);
+		goto done;
+	}
+	for (uint32_t si = 0; si < nsrc; si++) {
+		nd_index *src = ix->un ? ix->un->sh[si] : ix;
+		txn = txns[si];
+		if ((rc = nd__index_read_meta(src, txn, &m, err)))
+			goto done;
+		if ((mrc = mdb_cursor_open(txn, src->st->vectors, &cur))) {
+			rc = nd__store_err(mrc, err, "opening a cursor");
+			goto done;
+		}
+		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			uint32_t id;
+			if (s->n == capn) {
+				rc = nd_error_set(err, ND_ECORRUPT, "more vectors than the %llu images counted",
+						  (unsigned long long)m.n_images);
+				goto done;
+			}
+			if ((rc = nd__index_vector_entry(&k, &v, s->dim, &id, &s->vv[s->n], err)))
+				goto done;
+			if (id >= m.next_id) {
+				rc = nd_error_set(err, ND_ECORRUPT, "vector id %u beyond next id %u", id, m.next_id);
+				goto done;
+			}
+			if (s->cal && !s->vv[s->n].has_stat) {
+				rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has no background statistic", id);
+				goto done;
+			}
+			if (s->cal && (s->n == 0 || s->vv[s->n].stat < min_stat_))
+				min_stat_ = s->vv[s->n].stat;
+			if (s->cal && (s->n == 0 || s->vv[s->n].stat > max_stat_))
+				max_stat_ = s->vv[s->n].stat;
+			if (ix->un && (rc = nd_shard_gid(id, si, nsrc, &id, err)))
+				goto done;
+			s->ids[s->n++] = id;
+		}
+		if (mrc != MDB_NOTFOUND) {
+			rc = nd__store_err(mrc, err, "reading the vectors");
+			goto done;
+		}
+		mdb_cursor_close(cur);
+		cur = NULL;
+	}
+	*min_stat = min_stat_;
+	*max_stat = max_stat_;
+done:
+	if (cur)
+		mdb_cursor_close(cur);
+	return rc;
+}
+
+int nd_index_selfjoin(nd_index *ix, const nd_selfjoin_params *p, nd_pair_fn fn, void *ctx,
+		      nd_selfjoin_stats *stats, nd_error *err)
+{
+	struct jshared s;
+	MDB_txn **txns = NULL;
+	uint32_t nsrc = ix->un ? ix->un->n : 1;
+	unsigned nth = 1;
+	float min_stat = 0, max_stat = 0;
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	if (ix->un && ix->un->remote_join)
+		return ix->un->remote_join(ix->un->ctx, ix, p, fn, ctx, stats, err);
+	int rc = join_setup(&s, ix, p, fn, ctx, &nth, err);
+	if (rc)
+		return rc;
+	if (!(txns = calloc(nsrc, sizeof(*txns))))
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
+	if (!rc && !(rc = join_load(&s, ix, txns, nsrc, &min_stat, &max_stat, err)))
+		rc = join_exec(&s, nth, min_stat, max_stat, 0, err);
+	for (uint32_t si = 0; txns && si < nsrc; si++)
+		if (txns[si])
+			nd__store_read_end((ix->un ? ix->un->sh[si] : ix)->st, txns[si]);
+	free(txns);
+	if (stats)
+		*stats = s.st;
+	join_free(&s);
+	return rc;
+}
+
+/* ---- the join in parts (neardup/join.h) ---- */
+
+size_t nd_join_row_words(const nd_index *ix)
+{
+	return ND_JOIN_ROW_HEAD + ((size_t)ix->meta.tables * ix->meta.bits + 63) / 64;
+}
+
+uint32_t nd_join_parts(const nd_index *ix, const nd_selfjoin_params *p)
+{
+	uint32_t L = ix->meta.tables;
+	return (p->tables && p->tables < L ? p->tables : L) + ND_PHASH_QUARTERS;
+}
+
+int nd_join_export(nd_index *ix, uint64_t **rows, size_t *n, float *min_stat, float *max_stat, nd_error *err)
+{
+	struct jshared s;
+	nd_selfjoin_params p;
+	MDB_txn *txn = NULL;
+	unsigned nth = 1;
+	*rows = NULL;
+	*n = 0;
+	*min_stat = 0;
+	*max_stat = 0;
+	if (ix->un)
+		return nd_error_set(err, ND_EINVAL, "export the rows of each shard");
+	nd_selfjoin_params_init(&p);
+	p.min_sim = 0;
+	int rc = join_setup(&s, ix, &p, NULL, NULL, &nth, err);
+	if (rc)
+		return rc;
+	s.cal = ix->calibrated;
+	if ((rc = join_load(&s, ix, &txn, 1, min_stat, max_stat, err)))
+		goto done;
+	size_t R = nd_join_row_words(ix), sz;
+	if (nd_mul_size(s.n ? s.n : 1, R * 8, &sz) || nd_mul_size(s.n ? s.n : 1, (size_t)s.W * 8, &sz)) {
+		rc = nd_error_set(err, ND_EOVERFLOW, "index too large");
+		goto done;
+	}
+	s.sig = malloc((s.n ? s.n : 1) * (size_t)s.W * 8);
+	*rows = malloc((s.n ? s.n : 1) * R * 8);
+	struct jworker *ws = calloc(nth, sizeof(*ws));
+	if (!s.sig || !*rows || !ws) {
+		free(ws);
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", s.n);
+		goto done;
+	}
+	if (nth > s.n / 64 + 1)
+		nth = (unsigned)(s.n / 64 + 1);
+	for (unsigned i = 0; i < nth && !rc; i++) {
+		ws[i].s = &s;
+		ws[i].lo = s.n * i / nth;
+		ws[i].hi = s.n * (i + 1) / nth;
+		if (!(ws[i].fa = malloc(s.dim * sizeof(float))))
+			rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join");
+	}
+	if (!rc)
+		nd__index_run_parallel(ws, sizeof(ws[0]), nth, sign_worker);
+	for (unsigned i = 0; i < nth; i++)
+		free(ws[i].fa);
+	free(ws);
+	if (rc)
+		goto done;
+	for (size_t i = 0; i < s.n; i++) {
+		uint64_t *r = *rows + i * R;
+		uint32_t fb;
+		memcpy(&fb, &s.vv[i].stat, 4);
+		r[0] = s.ids[i] | (uint64_t)(s.vv[i].has_phash != 0) << 32 | (uint64_t)(s.vv[i].has_stat != 0) << 33;
+		r[1] = fb;
+		r[2] = s.vv[i].phash;
+		memcpy(r + ND_JOIN_ROW_HEAD, s.sig + i * s.W, s.W * 8);
+	}
+	*n = s.n;
+done:
+	if (txn)
+		nd__store_read_end(ix->st, txn);
+	if (rc) {
+		free(*rows);
+		*rows = NULL;
+	}
+	join_free(&s);
+	return rc;
+}
+
+int nd_join_candidates(nd_index *ix, const nd_selfjoin_params *p, const uint64_t *rows, size_t n,
+		       float min_stat, float max_stat, const unsigned char *parts, nd_pair_fn fn, void *ctx,
+		       nd_selfjoin_stats *stats, nd_error *err)
+{
+	struct jshared s;
+	unsigned nth = 1;
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	int rc = join_setup(&s, ix, p, fn, ctx, &nth, err);
+	if (rc)
+		return rc;
+	s.defer = 1;
+	s.parts = parts;
+	size_t R = nd_join_row_words(ix);
+	s.vv = calloc(n ? n : 1, sizeof(*s.vv));
+	s.ids = malloc((n ? n : 1) * sizeof(*s.ids));
+	s.sig = malloc((n ? n : 1) * (size_t)s.W * 8);
+	if (!s.vv || !s.ids || !s.sig) {
+		rc = nd_error_set(err, ND_ENOMEM, "out of memory for the self-join (%zu images)", n);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const uint64_t *r = rows + i * R;
+		uint32_t fb = (uint32_t)r[1];
+		s.ids[i] = (uint32_t)r[0];
+		s.vv[i].has_phash = (int)(r[0] >> 32 & 1);
+		s.vv[i].has_stat = (int)(r[0] >> 33 & 1);
+		memcpy(&s.vv[i].stat, &fb, 4);
+		s.vv[i].phash = r[2];
+		s.vv[i].dim = s.dim;
+		memcpy(s.sig + i * s.W, r + ND_JOIN_ROW_HEAD, s.W * 8);
+	}
+	s.n = n;
+	rc = join_exec(&s, nth, min_stat, max_stat, 1, err);
+done:
+	if (stats)
+		*stats = s.st;
+	join_free(&s);
+	return rc;
+}
+
+int nd_join_vector_bytes(nd_index *ix, uint32_t id, void *buf, size_t cap, size_t *len, nd_error *err)
+{
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		return r ? r : nd_join_vector_bytes(sh, local, buf, cap, len, err);
+	}
+	MDB_txn *txn;
+	MDB_val k = { sizeof(id), &id }, v;
+	int rc = nd__store_read_begin(ix->st, &txn, err), mrc;
+	if (rc)
+		return rc;
+	mrc = mdb_get(txn, ix->st->vectors, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		rc = nd_error_set(err, ND_ENOTFOUND, "no vector for id %u", id);
+	else if (mrc)
+		rc = nd__store_err(mrc, err, "reading a vector");
+	else if (v.mv_size > cap)
+		rc = nd_error_set(err, ND_ECORRUPT, "vector of id %u has %zu bytes", id, v.mv_size);
+	else {
+		memcpy(buf, v.mv_data, v.mv_size);
+		*len = v.mv_size;
+	}
+	nd__store_read_end(ix->st, txn);
+	return rc;
+}
+
+int nd_join_score(nd_index *ix, const nd_selfjoin_params *p, const void *a, size_t la, const void *b,
+		  size_t lb, float *sim, nd_error *err)
+{
+	nd_vec_view va, vb;
+	int have_a = 0, rc;
+	const int cal = ix->calibrated && !p->raw;
+	if ((rc = nd_vector_decode(a, la, ix->meta.dim, &va, err)) || (rc = nd_vector_decode(b, lb, ix->meta.dim, &vb, err)))
+		return rc;
+	if (cal && (!va.has_stat || !vb.has_stat))
+		return nd_error_set(err, ND_ECORRUPT, "a vector has no background statistic");
+	float small[1024], *fa = ix->meta.dim <= 1024 ? small : malloc(ix->meta.dim * sizeof(float));
+	if (!fa)
+		return nd_error_set(err, ND_ENOMEM, "out of memory");
+	*sim = pair_sim(ix, cal, &va, &vb, fa, &have_a);
+	if (fa != small)
+		free(fa);
+	return 0;
 }

@@ -11,6 +11,8 @@
 int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
 			nd_error *err)
 {
+	if (ix->un)
+		return nd__index_un_get_record(ix, id, rec, pathbuf, pathcap, err);
 	MDB_txn *txn;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
@@ -34,6 +36,12 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 static int read_vector(nd_index *ix, uint32_t id, float *out, int *has_phash, uint64_t *phash,
 		       nd_error *err)
 {
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		return r ? r : read_vector(sh, local, out, has_phash, phash, err);
+	}
 	MDB_txn *txn;
 	nd_vec_view vv;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
@@ -63,17 +71,27 @@ int nd_index_get_phash(nd_index *ix, uint32_t id, int *has_phash, uint64_t *phas
 int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *sim, float *cosine,
 			nd_error *err)
 {
-	MDB_txn *txn;
+	MDB_txn *txn, *txn_b = NULL;
 	nd_vec_view va, vb;
+	/* a sharded collection: a and b may live in two shards */
+	nd_index *sa = ix, *sb = ix;
+	if (ix->un) {
+		int r = nd__index_un_locate(ix, a, &sa, &a, err);
+		if (r || (r = nd__index_un_locate(ix, b, &sb, &b, err)))
+			return r;
+	}
 	float *fa = malloc((size_t)ix->meta.dim * sizeof(float));
 	if (!fa)
 		return nd_error_set(err, ND_ENOMEM, "out of memory for a vector");
-	int rc = nd__store_read_begin(ix->st, &txn, err);
+	int rc = nd__store_read_begin(sa->st, &txn, err);
 	if (rc) {
 		free(fa);
 		return rc;
 	}
-	if ((rc = nd__index_get_vector(ix, txn, a, &va, err)) || (rc = nd__index_get_vector(ix, txn, b, &vb, err)))
+	if (sb != sa && (rc = nd__store_read_begin(sb->st, &txn_b, err)))
+		goto done;
+	if ((rc = nd__index_get_vector(sa, txn, a, &va, err)) ||
+	    (rc = nd__index_get_vector(sb, txn_b ? txn_b : txn, b, &vb, err)))
 		goto done;
 	/* as a query of a's stored vector scores b */
 	nd_vector_dequant(&va, fa);
@@ -83,13 +101,21 @@ int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *si
 	if (!raw && ix->calibrated)
 		*sim = nd__index_pair_score(ix, c, va.stat, va.has_phash, va.phash, vb.stat, vb.has_phash, vb.phash);
 done:
-	nd__store_read_end(ix->st, txn);
+	if (txn_b)
+		nd__store_read_end(sb->st, txn_b);
+	nd__store_read_end(sa->st, txn);
 	free(fa);
 	return rc;
 }
 
 int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *err)
 {
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		return r ? r : nd_index_get_side(sh, local, side, err);
+	}
 	MDB_txn *txn;
 	nd_vec_view vv;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
@@ -103,6 +129,12 @@ int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *
 
 int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *origin, nd_error *err)
 {
+	if (ix->un) {
+		nd_index *sh;
+		uint32_t local;
+		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		return r ? r : nd_index_get_origin(sh, local, has_origin, origin, err);
+	}
 	MDB_txn *txn;
 	nd_vec_view vv;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
@@ -120,6 +152,8 @@ int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *o
 
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
 {
+	if (ix->un)
+		return nd__index_un_lookup_path(ix, path, id, err);
 	uint8_t key[ND_PATH_KEY_MAX];
 	size_t len = strlen(path);
 	MDB_txn *txn;
@@ -146,6 +180,8 @@ int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error 
 int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap,
 			 size_t *n, nd_error *err)
 {
+	if (ix->un)
+		return nd__index_un_lookup_hash(ix, hash, ids, cap, n, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { 16, (void *)hash }, v;
@@ -179,6 +215,8 @@ done:
 
 int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
 {
+	if (ix->un)
+		return nd__index_un_foreach(ix, fn, ctx, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -213,6 +251,8 @@ done:
 
 int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 {
+	if (ix->un)
+		return nd__index_un_stats(ix, s, err);
 	MDB_txn *txn;
 	MDB_stat ms;
 	MDB_envinfo info;

@@ -1,6 +1,8 @@
 /* neardup — opening an index: creating it, upgrading its vectors, checking the model; its metadata. */
 #include "index_impl.h"
 
+#include "neardup/shard.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +172,8 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
 {
+	if (o->shards || nd_manifest_exists(dir))
+		return nd__index_un_open(out, dir, o, err);
 	nd_index *ix = NULL;
 	MDB_txn *txn = NULL;
 	int rc;
@@ -244,11 +248,28 @@ fail:
 
 void nd_index_close(nd_index *ix)
 {
+	if (ix && ix->un)
+		nd__index_un_close(ix);
 	if (!ix)
 		return;
 	nd_lsh_free(ix->lsh);
 	nd__store_close(ix->st);
 	free(ix);
+}
+
+uint32_t nd_index_shards(const nd_index *ix)
+{
+	return ix->un ? ix->un->n : 0;
+}
+
+nd_index *nd_index_shard(nd_index *ix, uint32_t i)
+{
+	return ix->un && i < ix->un->n ? ix->un->sh[i] : NULL;
+}
+
+const char *nd_index_dir(const nd_index *ix)
+{
+	return ix->un ? ix->un->dir : ix->st->dir;
 }
 
 int nd_index_calibrated(const nd_index *ix)
@@ -263,6 +284,8 @@ int nd_index_scored(const nd_index *ix)
 
 int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum, nd_error *err)
 {
+	if (ix->un)
+		return nd_index_check_model(ix->un->sh[0], model_name, checksum, err);
 	if (strcmp(ix->meta.model_name, model_name ? model_name : "") != 0 ||
 	    ix->meta.model_checksum != checksum)
 		return nd_error_set(err, ND_EMISMATCH,
@@ -275,6 +298,8 @@ int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum
 
 int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 {
+	if (ix->un)
+		return nd__index_un_meta(ix, meta, err);
 	MDB_txn *txn;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)

@@ -42,6 +42,11 @@ extern "C" {
 #define ND_INDEX_DEFAULT_MAP_SIZE ((size_t)256 << 20)
 
 typedef struct nd_index nd_index;
+struct nd_index_item;
+struct nd_query_params;
+struct nd_hit;
+struct nd_selfjoin_params;
+struct nd_selfjoin_stats;
 
 /* Calibrated similarity (neardup/calib.h computes the statistic).
  * With stat set, the index stores with every vector its background
@@ -92,6 +97,27 @@ typedef struct nd_index_options {
 	int nosync;               /* MDB_NOSYNC: faster commits, last commits lost on power failure */
 	nd_index_calib calib;     /* calibrated similarity (see above); stat NULL: plain cosine */
 	uint64_t *upgraded;       /* if not NULL: receives how many vectors the open upgraded */
+	/* Sharded collections (neardup/shard.h). shards: with create, a directory
+	 * holding no index becomes a collection of this many shards (0: one
+	 * index). Opened for writing, shards for which shard_own returns 0 (NULL:
+	 * own all) are opened read-only, and what an add routes to them goes to
+	 * remote_add (NULL: ND_EUNSUPPORTED): how ranks of a distributed ingest
+	 * hand records to the rank that owns the shard. */
+	uint32_t shards;
+	int (*shard_own)(void *ctx, uint32_t shard);
+	/* Opened for reading with remote_query set, a query searches here only
+	 * the shards shard_own returns 1 for, and merges the hits (ids global)
+	 * remote_query returns for the others (at most p->k). */
+	int (*remote_query)(void *ctx, const float *vec, const struct nd_query_params *p, struct nd_hit *hits,
+			    size_t *n, nd_error *err);
+	/* Opened for reading with remote_join set, nd_index_selfjoin calls it
+	 * instead of joining here (a join spread over processes, neardup/join.h),
+	 * with ix the handle and the other arguments as given. */
+	int (*remote_join)(void *ctx, nd_index *ix, const struct nd_selfjoin_params *p,
+			   int (*fn)(void *, uint32_t, uint32_t, float), void *fn_ctx, struct nd_selfjoin_stats *stats,
+			   nd_error *err);
+	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
+	void *shard_ctx;
 } nd_index_options;
 
 void nd_index_options_init(nd_index_options *o);
@@ -101,6 +127,13 @@ void nd_index_options_init(nd_index_options *o);
  * create not set; ND_EMISMATCH: other model; ND_EVERSION / ND_ECORRUPT). */
 int nd_index_open(nd_index **out, const char *dir, const nd_index_options *opts, nd_error *err);
 void nd_index_close(nd_index *ix);
+
+/* The shards of a handle opened on a sharded collection, 0 for one index. */
+uint32_t nd_index_shards(const nd_index *ix);
+/* Shard i of such a handle (owned by it, valid until it is closed), or NULL. */
+nd_index *nd_index_shard(nd_index *ix, uint32_t i);
+/* The directory the handle was opened on. */
+const char *nd_index_dir(const nd_index *ix);
 
 /* 1 when the handle scores with the calibrated similarity (calib.stat was
  * given and every stored vector carries its statistic). */

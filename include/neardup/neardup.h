@@ -83,6 +83,15 @@ typedef struct nd_collection_options {
 	 * (an index from before calibrated similarity gets its background
 	 * statistic once, in one write transaction, also when opened read-only) */
 	uint64_t *upgraded;
+	/* with create: a directory holding no index becomes a sharded collection
+	 * of this many shards (neardup/shard.h); 0: one index (default) */
+	uint32_t shards;
+	/* if not NULL: called with the index options just before the index is
+	 * opened, to set their sharded-collection fields (shard_own, remote_add,
+	 * remote_query, remote_join, shard_ctx in neardup/index.h): how the ranks
+	 * of a distributed run share one collection */
+	void (*index_options)(void *ctx, nd_index_options *o);
+	void *index_options_ctx;
 } nd_collection_options;
 
 void nd_collection_options_init(nd_collection_options *o);
@@ -147,6 +156,11 @@ typedef struct nd_add_options {
 	 * being embedded are finished and committed, and the call returns 0
 	 * with counts.cancelled set. NULL: never. */
 	const volatile int *cancel;
+	/* if not NULL: the walk passes over the files for which it returns 0
+	 * (dev and ino of the file): how the ranks of a distributed ingest
+	 * share the files out */
+	int (*take)(void *take_ctx, const char *path, uint64_t dev, uint64_t ino);
+	void *take_ctx;
 } nd_add_options;
 
 void nd_add_options_init(nd_add_options *o);

@@ -9,11 +9,12 @@
 /* Parses the common options only (plus extra for remove). Returns -1 to go
  * on, else an exit status. */
 static int parse_simple(int argc, char **argv, struct cli_common *com, const char *usage_text,
-			int *missing)
+			int *missing, int *list)
 {
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "missing", no_argument, NULL, 'm' },
+		{ "list", no_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 }
 	};
 	cli_common_init(com);
@@ -23,6 +24,10 @@ static int parse_simple(int argc, char **argv, struct cli_common *com, const cha
 			continue;
 		if (opt == 'm' && missing) {
 			*missing = 1;
+			continue;
+		}
+		if (opt == 'l' && list) {
+			*list = 1;
 			continue;
 		}
 		if (opt == 'h') {
@@ -38,14 +43,27 @@ static int parse_simple(int argc, char **argv, struct cli_common *com, const cha
 }
 
 static const char stats_usage[] =
-	"usage: neardup stats [--index DIR]\n"
+	"usage: neardup stats [--index DIR] [--list]\n"
 	"\n"
-	"Shows the index's model, parameters, image count and sizes.\n\noptions:\n";
+	"Shows the index's model, parameters, image count and sizes.\n\noptions:\n"
+	"      --list         list the images instead: path, content hash and size, one a line\n";
+
+/* stats --list: one line per image (path escaped as in TSV output) */
+static int list_image(void *ctx, const nd_record *rec)
+{
+	out_tsv_str(stdout, rec->path);
+	printf("\t");
+	for (int i = 0; i < 16; i++)
+		printf("%02x", rec->hash[i]);
+	printf("\t%llu\n", (unsigned long long)rec->size);
+	return 0;
+}
 
 int cmd_stats(int argc, char **argv)
 {
 	struct cli_common com;
-	int rc = parse_simple(argc, argv, &com, stats_usage, NULL);
+	int list = 0;
+	int rc = parse_simple(argc, argv, &com, stats_usage, NULL, &list);
 	if (rc >= 0)
 		return rc;
 	if (optind < argc) {
@@ -57,6 +75,13 @@ int cmd_stats(int argc, char **argv)
 		return rc;
 	nd_index_stats st;
 	nd_error err;
+	if (list) {
+		rc = nd_index_foreach(ix, list_image, NULL, &err);
+		if (rc)
+			cli_msg("cannot read the index: %s", err.msg);
+		nd_index_close(ix);
+		return rc ? EXIT_FATAL : EXIT_ALL_GOOD;
+	}
 	if ((rc = nd_index_stats_get(ix, &st, &err))) {
 		if (rc == ND_ECORRUPT)
 			cli_index_damaged(com.index_dir, &err);
@@ -67,6 +92,8 @@ int cmd_stats(int argc, char **argv)
 	}
 	const nd_meta *m = &st.meta;
 	printf("images\t%llu\n", (unsigned long long)m->n_images);
+	if (nd_index_shards(ix))
+		printf("shards\t%u\n", nd_index_shards(ix));
 	printf("model\t");
 	out_tsv_str(stdout, m->model_name);
 	printf("\nmodel_checksum\t%016llx\n", (unsigned long long)m->model_checksum);
@@ -101,7 +128,7 @@ static const char check_usage[] =
 int cmd_check(int argc, char **argv)
 {
 	struct cli_common com;
-	int rc = parse_simple(argc, argv, &com, check_usage, NULL);
+	int rc = parse_simple(argc, argv, &com, check_usage, NULL, NULL);
 	if (rc >= 0)
 		return rc;
 	if (optind < argc) {
@@ -213,7 +240,7 @@ int cmd_remove(int argc, char **argv)
 {
 	struct cli_common com;
 	int missing = 0;
-	int rc = parse_simple(argc, argv, &com, remove_usage, &missing);
+	int rc = parse_simple(argc, argv, &com, remove_usage, &missing, NULL);
 	if (rc >= 0)
 		return rc;
 	if (optind >= argc && !missing) {
@@ -312,7 +339,7 @@ static const char backup_usage[] =
 int cmd_backup(int argc, char **argv)
 {
 	struct cli_common com;
-	int rc = parse_simple(argc, argv, &com, backup_usage, NULL);
+	int rc = parse_simple(argc, argv, &com, backup_usage, NULL, NULL);
 	if (rc >= 0)
 		return rc;
 	if (optind + 1 != argc) {

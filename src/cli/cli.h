@@ -48,6 +48,7 @@ struct cli_common {
 	const char *index_dir;  /* --index, $NEARDUP_INDEX, ./neardup.db */
 	const char *model_path; /* --model or NULL (default lookup) */
 	int quiet;              /* -q */
+	uint32_t shards;        /* ingest --shards: create a collection of N shards */
 };
 
 /* getopt_long values of the common options (beside -q and -h). */
@@ -94,6 +95,12 @@ int cli_model_load(const struct cli_common *c, nd_model **m);
  * index must have been built with that model. Prints the error and returns
  * EXIT_FATAL on failure. */
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out);
+/* Set by neardup-mpi, which runs the commands on the ranks of a distributed
+ * run: adjusts the options of every index cli_index_open and
+ * cli_collection_open open (nd_collection_options.index_options), and
+ * chooses the files cli_ingest takes (nd_add_options.take). */
+extern void (*cli_index_options_hook)(nd_index_options *o, int write);
+extern int (*cli_take_hook)(void *ctx, const char *path, uint64_t dev, uint64_t ino);
 
 /* Opens the collection (cli_index_open's rules and messages) with model m,
  * which must outlive it. */

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "neardup/shard.h"
 #include "term.h"
 
 static const char usage_text[] =
@@ -19,7 +20,9 @@ static const char usage_text[] =
 	"\n"
 	"options:\n"
 	"  -j, --jobs N       worker threads (default: the number of online CPUs)\n"
-	"  -v, --verbose      name every file ignored as not an image, and what it is\n";
+	"  -v, --verbose      name every file ignored as not an image, and what it is\n"
+	"      --shards N     create DIR as a collection of N shards (see neardup(1),\n"
+	"                     SHARDED COLLECTIONS); under mpirun, neardup-mpi\n";
 
 int cli_default_jobs(void)
 {
@@ -33,6 +36,11 @@ static void usage(FILE *f)
 	fputs(cli_common_help, f);
 }
 
+static void index_options_hook(void *ctx, nd_index_options *o)
+{
+	cli_index_options_hook(o, *(const int *)ctx);
+}
+
 int cli_collection_open(const struct cli_common *c, int write, const nd_model *m, nd_collection **out)
 {
 	nd_collection_options o;
@@ -44,6 +52,11 @@ int cli_collection_open(const struct cli_common *c, int write, const nd_model *m
 	o.create = write; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;
 	o.upgraded = &upgraded;
+	o.shards = write ? c->shards : 0;
+	if (cli_index_options_hook) {
+		o.index_options = index_options_hook;
+		o.index_options_ctx = &write;
+	}
 	nd_error err;
 	nd_error_clear(&err);
 	int rc = nd_collection_open(out, c->index_dir, &o, &err);
@@ -106,6 +119,7 @@ int cli_ingest(nd_collection *coll, char *const *paths, int npaths, int jobs, in
 	o.on_progress = on_progress;
 	o.ctx = &verbose;
 	o.cancel = &cli_signal;
+	o.take = cli_take_hook;
 	nd_add_counts c;
 	nd_error err;
 	progress_start(quiet);
@@ -142,6 +156,7 @@ int cmd_ingest(int argc, char **argv)
 		CLI_COMMON_LONGOPTS,
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "shards", required_argument, NULL, OPT_FIRST_PRIVATE },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cli_common com;
@@ -160,6 +175,11 @@ int cmd_ingest(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = 1;
+			break;
+		case OPT_FIRST_PRIVATE:
+			if (cli_parse_int("--shards", optarg, 1, ND_SHARDS_MAX, &v))
+				return EXIT_FATAL;
+			com.shards = (uint32_t)v;
 			break;
 		case 'h':
 			usage(stdout);

@@ -26,6 +26,7 @@ void cli_common_init(struct cli_common *c)
 	c->index_dir = env && *env ? env : "neardup.db";
 	c->model_path = NULL;
 	c->quiet = 0;
+	c->shards = 0;
 }
 
 int cli_common_opt(struct cli_common *c, int opt, const char *arg)
@@ -119,6 +120,9 @@ int cli_calibration(const nd_model *m, nd_model_calib *p)
 	return 1;
 }
 
+void (*cli_index_options_hook)(nd_index_options *o, int write);
+int (*cli_take_hook)(void *ctx, const char *path, uint64_t dev, uint64_t ino);
+
 int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_index **out)
 {
 	nd_index_options o;
@@ -144,6 +148,8 @@ int cli_index_open(const struct cli_common *c, int write, const nd_model *m, nd_
 	o.create = write && m; /* only ingest creates: it knows the dimension */
 	o.readonly = !write;
 	o.upgraded = &upgraded;
+	if (cli_index_options_hook)
+		cli_index_options_hook(&o, write);
 	nd_error err;
 	nd_error_clear(&err);
 	int rc = nd_index_open(out, c->index_dir, &o, &err);

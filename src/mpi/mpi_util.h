@@ -1,0 +1,45 @@
+/* neardup-mpi — what the MPI commands share: the rank, byte buffers, the
+ * all-to-all exchange, and the options read from the command line.
+ *
+ * To add a distributed command: write mpi_<cmd>.c with
+ * `int mpi_cmd_<cmd>(int argc, char **argv)` (every rank calls it; rank 0
+ * usually runs the ordinary command with a hook, the others serve it),
+ * declare it here and add a row to mpi_main.c's table. */
+#ifndef NEARDUP_MPI_UTIL_H
+#define NEARDUP_MPI_UTIL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern int mpi_rank, mpi_size;
+
+struct mpi_buf {
+	uint8_t *p;
+	size_t n, cap;
+};
+/* Appends n bytes; -1 when out of memory. */
+int mpi_buf_put(struct mpi_buf *b, const void *src, size_t n);
+void mpi_buf_free(struct mpi_buf *b);
+
+/* Sends out[d] to rank d, for every d (out: [mpi_size]); *in receives what
+ * every rank sent here, rank by rank; *sent (may be NULL) adds the bytes
+ * sent to other ranks. Collective; in rounds of bounded size, so counts
+ * never overflow MPI's int. Returns 0, or -1 when out of memory (then on
+ * every rank). */
+int mpi_exchange(const struct mpi_buf *out, struct mpi_buf *in, uint64_t *sent);
+
+/* The value of --NAME VALUE or --NAME=VALUE in argv, or NULL. */
+const char *mpi_arg(int argc, char **argv, const char *name);
+
+/* Seconds since some fixed point (MPI_Wtime). */
+double mpi_now(void);
+/* When $NEARDUP_MPI_STATS is set: one line per rank on stderr, prefixed
+ * "neardup-mpi: rank R: ", for the scaling measurements. */
+void mpi_stat(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int mpi_cmd_ingest(int argc, char **argv);
+int mpi_cmd_query(int argc, char **argv);
+int mpi_cmd_dedup(int argc, char **argv);
+
+#endif
