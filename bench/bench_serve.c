@@ -1,5 +1,5 @@
 /* neardup — builds the index that bench/suite_serve.sh serves: N synthetic
- * embeddings (bench/synth.h: planted near-duplicate clusters) in an index
+ * embeddings (tests/lib_synth.h: planted near-duplicate clusters) in an index
  * made for a real model (its name, checksum, dimension and calibration), so
  * that `neardup serve --model MODEL` opens it, and Q query bodies for
  * POST /v1/query ({"vector": [...], "k": 10}), each a perturbed copy of a
@@ -13,7 +13,7 @@
 #include "neardup/calib.h"
 #include "neardup/cnn.h"
 #include "neardup/index.h"
-#include "synth.h"
+#include "../tests/lib_synth.h"
 #include "timing.h"
 
 static void die(const char *what, const nd_error *e)

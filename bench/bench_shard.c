@@ -3,7 +3,7 @@
  *
  *   bench_shard -n N -s SHARDS -o DIR [-m MODEL] [-b BATCH]
  *
- * N vectors from bench/synth.h (planted near-duplicate clusters, the data
+ * N vectors from tests/lib_synth.h (planted near-duplicate clusters, the data
  * of bench/results/index.md) under the identity and calibration of MODEL
  * (default models/neardup.ndm), so that neardup and neardup-mpi open the
  * collection as their own; the records name files that do not exist
@@ -15,7 +15,7 @@
 #include "neardup/score.h"
 #include "timing.h"
 
-#include "synth.h"
+#include "../tests/lib_synth.h"
 
 #include <stdio.h>
 #include <stdlib.h>

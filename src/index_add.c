@@ -373,7 +373,7 @@ done:
 int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_add(ix, items, n, ids, err);
+		return ix->un->ops->add(ix, items, n, ids, err);
 	struct add_ctx c = { 0 };
 	uint32_t L = ix->meta.tables, dim = ix->meta.dim;
 	size_t sz;
@@ -489,7 +489,7 @@ done:
 int nd_index_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_remove(ix, ids, n, removed, err);
+		return ix->un->ops->remove(ix, ids, n, removed, err);
 	struct remove_ctx c = { ix, ids, n, 0, NULL, NULL };
 	int rc;
 	if (removed)

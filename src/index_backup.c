@@ -9,7 +9,7 @@
 int nd_index_backup(nd_index *ix, const char *dest_dir, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_backup(ix, dest_dir, err);
+		return ix->un->ops->backup(ix, dest_dir, err);
 	char path[4200];
 	struct stat sb;
 	int rc;

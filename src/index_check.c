@@ -125,7 +125,7 @@ static void phash_posting(void *ctx, nd_check_report *rep, uint32_t q, uint32_t 
 int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_verify(ix, pages, err);
+		return ix->un->ops->verify(ix, pages, err);
 	MDB_txn *txn;
 	nd__store_walk_info wi;
 	int rc = nd__store_read_begin_verified(ix->st, &txn, &wi, err);
@@ -140,7 +140,7 @@ int nd_index_verify(nd_index *ix, uint64_t *pages, nd_error *err)
 int nd_index_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_check(ix, rep, err);
+		return ix->un->ops->check(ix, rep, err);
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;

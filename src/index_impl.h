@@ -13,8 +13,8 @@ struct nd_index {
 	nd_meta meta;            /* parameters as of open (counters: see nd_index_meta) */
 	nd_index_calib calib;    /* calibrated similarity; calib.stat NULL: none */
 	int calibrated;          /* calib.stat set and every vector carries its statistic */
-	struct nd__index_union *un;  /* a sharded collection (index_shard.c): st is NULL, every
-				  * public function dispatches to the shards */
+	struct nd__index_union *un; /* a sharded collection (index_shard.c): st is NULL, every
+				     * public function dispatches to the shards */
 };
 
 /* ---- sharded collections (index_shard.c) ---- */
@@ -31,28 +31,35 @@ struct nd__index_union {
 	int (*remote_add)(void *ctx, uint32_t shard, const struct nd_index_item *items, size_t n, nd_error *err);
 	void *ctx;
 	char *dir;
+	const struct nd__index_un_ops *ops;
 };
-int nd__index_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err);
-void nd__index_un_close(nd_index *ix);
-int nd__index_un_meta(nd_index *ix, nd_meta *meta, nd_error *err);
-int nd__index_un_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err);
-int nd__index_un_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err);
-int nd__index_un_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
-		   nd_query_stats *stats, nd_error *err);
-int nd__index_un_prefault(nd_index *ix, nd_error *err);
-/* The shard and local id of global id gid (ND_ENOTFOUND when it names no shard's id). */
-int nd__index_un_locate(nd_index *ix, uint32_t gid, nd_index **sh, uint32_t *local, nd_error *err);
-int nd__index_un_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
-			nd_error *err);
-int nd__index_un_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
-int nd__index_un_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
-int nd__index_un_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap, size_t *n,
-			 nd_error *err);
-int nd__index_un_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err);
-int nd__index_un_stats(nd_index *ix, nd_index_stats *st, nd_error *err);
-int nd__index_un_verify(nd_index *ix, uint64_t *pages, nd_error *err);
-int nd__index_un_check(nd_index *ix, nd_check_report *rep, nd_error *err);
-int nd__index_un_backup(nd_index *ix, const char *dest_dir, nd_error *err);
+/* What a sharded collection does in place of one index, reached through
+ * the handle (ix->un->ops) so that the single-index files do not depend on
+ * index_shard.c, which builds on them. locate: the shard and local id of
+ * global id gid (ND_ENOTFOUND when it names no shard's id). */
+struct nd__index_un_ops {
+	void (*close)(nd_index *ix);
+	int (*meta)(nd_index *ix, nd_meta *meta, nd_error *err);
+	int (*add)(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err);
+	int (*remove)(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err);
+	int (*query)(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
+		     nd_query_stats *stats, nd_error *err);
+	int (*prefault)(nd_index *ix, nd_error *err);
+	int (*locate)(nd_index *ix, uint32_t gid, nd_index **sh, uint32_t *local, nd_error *err);
+	int (*get_record)(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap, nd_error *err);
+	int (*lookup_path)(nd_index *ix, const char *path, uint32_t *id, nd_error *err);
+	int (*lookup_file)(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err);
+	int (*lookup_hash)(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap, size_t *n,
+			   nd_error *err);
+	int (*foreach)(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err);
+	int (*stats)(nd_index *ix, nd_index_stats *st, nd_error *err);
+	int (*verify)(nd_index *ix, uint64_t *pages, nd_error *err);
+	int (*check)(nd_index *ix, nd_check_report *rep, nd_error *err);
+	int (*backup)(nd_index *ix, const char *dest_dir, nd_error *err);
+};
+/* The public nd_index_open (index_shard.c) opens a sharded collection, or
+ * one index with this (index_open.c). */
+int nd__index_open_one(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err);
 
 /* The calibrated similarity (the formula of nd_calib_score in neardup/calib.h). */
 static inline float nd__index_score(const nd_index *ix, float cos, float sa, float sb)

@@ -202,7 +202,7 @@ done:
 int nd_index_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_lookup_file(ix, dev, ino, id, err);
+		return ix->un->ops->lookup_file(ix, dev, ino, id, err);
 	MDB_txn *txn;
 	nd_meta m;
 	nd_record r;

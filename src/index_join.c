@@ -954,7 +954,7 @@ int nd_join_vector_bytes(nd_index *ix, uint32_t id, void *buf, size_t cap, size_
 	if (ix->un) {
 		nd_index *sh;
 		uint32_t local;
-		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		int r = ix->un->ops->locate(ix, id, &sh, &local, err);
 		return r ? r : nd_join_vector_bytes(sh, local, buf, cap, len, err);
 	}
 	MDB_txn *txn;

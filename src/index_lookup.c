@@ -12,7 +12,7 @@ int nd_index_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf
 			nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_get_record(ix, id, rec, pathbuf, pathcap, err);
+		return ix->un->ops->get_record(ix, id, rec, pathbuf, pathcap, err);
 	MDB_txn *txn;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)
@@ -39,7 +39,7 @@ static int read_vector(nd_index *ix, uint32_t id, float *out, int *has_phash, ui
 	if (ix->un) {
 		nd_index *sh;
 		uint32_t local;
-		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		int r = ix->un->ops->locate(ix, id, &sh, &local, err);
 		return r ? r : read_vector(sh, local, out, has_phash, phash, err);
 	}
 	MDB_txn *txn;
@@ -76,8 +76,8 @@ int nd_index_score_pair(nd_index *ix, uint32_t a, uint32_t b, int raw, float *si
 	/* a sharded collection: a and b may live in two shards */
 	nd_index *sa = ix, *sb = ix;
 	if (ix->un) {
-		int r = nd__index_un_locate(ix, a, &sa, &a, err);
-		if (r || (r = nd__index_un_locate(ix, b, &sb, &b, err)))
+		int r = ix->un->ops->locate(ix, a, &sa, &a, err);
+		if (r || (r = ix->un->ops->locate(ix, b, &sb, &b, err)))
 			return r;
 	}
 	float *fa = malloc((size_t)ix->meta.dim * sizeof(float));
@@ -113,7 +113,7 @@ int nd_index_get_side(nd_index *ix, uint32_t id, nd_score_side *side, nd_error *
 	if (ix->un) {
 		nd_index *sh;
 		uint32_t local;
-		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		int r = ix->un->ops->locate(ix, id, &sh, &local, err);
 		return r ? r : nd_index_get_side(sh, local, side, err);
 	}
 	MDB_txn *txn;
@@ -132,7 +132,7 @@ int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *o
 	if (ix->un) {
 		nd_index *sh;
 		uint32_t local;
-		int r = nd__index_un_locate(ix, id, &sh, &local, err);
+		int r = ix->un->ops->locate(ix, id, &sh, &local, err);
 		return r ? r : nd_index_get_origin(sh, local, has_origin, origin, err);
 	}
 	MDB_txn *txn;
@@ -153,7 +153,7 @@ int nd_index_get_origin(nd_index *ix, uint32_t id, int *has_origin, nd_origin *o
 int nd_index_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_lookup_path(ix, path, id, err);
+		return ix->un->ops->lookup_path(ix, path, id, err);
 	uint8_t key[ND_PATH_KEY_MAX];
 	size_t len = strlen(path);
 	MDB_txn *txn;
@@ -181,7 +181,7 @@ int nd_index_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, si
 			 size_t *n, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_lookup_hash(ix, hash, ids, cap, n, err);
+		return ix->un->ops->lookup_hash(ix, hash, ids, cap, n, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { 16, (void *)hash }, v;
@@ -216,7 +216,7 @@ done:
 int nd_index_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_foreach(ix, fn, ctx, err);
+		return ix->un->ops->foreach(ix, fn, ctx, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -252,7 +252,7 @@ done:
 int nd_index_stats_get(nd_index *ix, nd_index_stats *s, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_stats(ix, s, err);
+		return ix->un->ops->stats(ix, s, err);
 	MDB_txn *txn;
 	MDB_stat ms;
 	MDB_envinfo info;

@@ -1,8 +1,6 @@
 /* neardup — opening an index: creating it, upgrading its vectors, checking the model; its metadata. */
 #include "index_impl.h"
 
-#include "neardup/shard.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,10 +168,8 @@ static int init_txn(MDB_txn *txn, void *vctx, nd_error *err)
 	return rc ? rc : nd__index_inode_mark(ix, txn, m, err);
 }
 
-int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
+int nd__index_open_one(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
 {
-	if (o->shards || nd_manifest_exists(dir))
-		return nd__index_un_open(out, dir, o, err);
 	nd_index *ix = NULL;
 	MDB_txn *txn = NULL;
 	int rc;
@@ -249,7 +245,7 @@ fail:
 void nd_index_close(nd_index *ix)
 {
 	if (ix && ix->un)
-		nd__index_un_close(ix);
+		ix->un->ops->close(ix);
 	if (!ix)
 		return;
 	nd_lsh_free(ix->lsh);
@@ -299,7 +295,7 @@ int nd_index_check_model(nd_index *ix, const char *model_name, uint64_t checksum
 int nd_index_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_meta(ix, meta, err);
+		return ix->un->ops->meta(ix, meta, err);
 	MDB_txn *txn;
 	int rc = nd__store_read_begin(ix->st, &txn, err);
 	if (rc)

@@ -155,7 +155,7 @@ int nd_index_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_
 		   size_t *n, nd_query_stats *stats, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_query(ix, vec, p, hits, n, stats, err);
+		return ix->un->ops->query(ix, vec, p, hits, n, stats, err);
 	uint32_t L = ix->meta.tables, K = ix->meta.bits;
 	size_t np = 0, nprobe_cap = (size_t)L + p->probes, nh = 0;
 	float *proj = NULL;
@@ -297,7 +297,7 @@ done:
 int nd_index_prefault(nd_index *ix, nd_error *err)
 {
 	if (ix->un)
-		return nd__index_un_prefault(ix, err);
+		return ix->un->ops->prefault(ix, err);
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;

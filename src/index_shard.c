@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+static const struct nd__index_un_ops un_ops;
+
 #define SHARD_PATH_MAX 4096
 
 static int gid_of(const struct nd__index_union *u, uint32_t local, uint32_t shard, uint32_t *gid, nd_error *err)
@@ -61,7 +63,7 @@ static int create_collection(const char *dir, const nd_index_options *o, nd_erro
 		so.readonly = 0;
 		snprintf(m.names[i], ND_SHARD_NAME_MAX, "shard-%04u", i);
 		if ((rc = nd_manifest_shard_path(dir, &m, i, p, sizeof(p), err)) ||
-		    (rc = nd_index_open(&sh, p, &so, err)))
+		    (rc = nd__index_open_one(&sh, p, &so, err)))
 			goto done;
 		if (i == 0) {
 			m.h.dim = sh->meta.dim;
@@ -80,7 +82,7 @@ done:
 	return rc;
 }
 
-int nd__index_un_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
+static int un_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
 {
 	nd_manifest m;
 	nd_index *ix = NULL;
@@ -120,6 +122,7 @@ int nd__index_un_open(nd_index **out, const char *dir, const nd_index_options *o
 		goto fail;
 	}
 	ix->un = u;
+	u->ops = &un_ops;
 	u->n = m.h.shards;
 	u->remote_add = o->remote_add;
 	u->remote_query = o->readonly ? o->remote_query : NULL;
@@ -135,7 +138,7 @@ int nd__index_un_open(nd_index **out, const char *dir, const nd_index_options *o
 		so.readonly = !u->own[i];
 		if ((rc = nd_manifest_shard_path(dir, &m, i, p, sizeof(p), err)))
 			goto fail;
-		if ((rc = nd_index_open(&u->sh[i], p, &so, err))) {
+		if ((rc = nd__index_open_one(&u->sh[i], p, &so, err))) {
 			if (rc == ND_ENOTFOUND)
 				rc = nd_error_set(err, ND_EMISMATCH, "shard '%s' named by the manifest '%s' is missing", p,
 						  mpath);
@@ -164,7 +167,7 @@ fail:
 	return rc;
 }
 
-void nd__index_un_close(nd_index *ix)
+static void un_close(nd_index *ix)
 {
 	struct nd__index_union *u = ix->un;
 	for (uint32_t i = 0; i < u->n; i++)
@@ -177,7 +180,7 @@ void nd__index_un_close(nd_index *ix)
 	ix->un = NULL;
 }
 
-int nd__index_un_meta(nd_index *ix, nd_meta *meta, nd_error *err)
+static int un_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	*meta = ix->meta;
@@ -201,7 +204,7 @@ int nd__index_un_meta(nd_index *ix, nd_meta *meta, nd_error *err)
 	return 0;
 }
 
-int nd__index_un_locate(nd_index *ix, uint32_t gid, nd_index **sh, uint32_t *local, nd_error *err)
+static int un_locate(nd_index *ix, uint32_t gid, nd_index **sh, uint32_t *local, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	*sh = u->sh[nd_shard_gid_shard(gid, u->n)];
@@ -211,7 +214,7 @@ int nd__index_un_locate(nd_index *ix, uint32_t gid, nd_index **sh, uint32_t *loc
 	return 0;
 }
 
-int nd__index_un_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err)
+static int un_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *ids, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	nd_index_item *sub = malloc((n ? n : 1) * sizeof(*sub));
@@ -263,7 +266,7 @@ done:
 	return rc;
 }
 
-int nd__index_un_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err)
+static int un_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	uint32_t *sub = malloc((n ? n : 1) * sizeof(*sub));
@@ -333,7 +336,7 @@ static int cmp_hit(const void *x, const void *y)
 	return (a->id > b->id) - (a->id < b->id);
 }
 
-int nd__index_un_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
+static int un_query(nd_index *ix, const float *vec, const nd_query_params *p, nd_hit *hits, size_t *n,
 		   nd_query_stats *stats, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
@@ -401,7 +404,7 @@ done:
 	return rc;
 }
 
-int nd__index_un_prefault(nd_index *ix, nd_error *err)
+static int un_prefault(nd_index *ix, nd_error *err)
 {
 	for (uint32_t s = 0; s < ix->un->n; s++) {
 		int rc = nd_index_prefault(ix->un->sh[s], err);
@@ -413,18 +416,18 @@ int nd__index_un_prefault(nd_index *ix, nd_error *err)
 
 /* ---- lookups ---- */
 
-int nd__index_un_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
+static int un_get_record(nd_index *ix, uint32_t id, nd_record *rec, char *pathbuf, size_t pathcap,
 			nd_error *err)
 {
 	nd_index *sh;
 	uint32_t local;
-	int rc = nd__index_un_locate(ix, id, &sh, &local, err);
+	int rc = un_locate(ix, id, &sh, &local, err);
 	if (rc == 0 && (rc = nd_index_get_record(sh, local, rec, pathbuf, pathcap, err)) == 0)
 		rec->id = id;
 	return rc;
 }
 
-int nd__index_un_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
+static int un_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	for (uint32_t s = 0; s < u->n; s++) {
@@ -438,7 +441,7 @@ int nd__index_un_lookup_path(nd_index *ix, const char *path, uint32_t *id, nd_er
 	return nd_error_set(err, ND_ENOTFOUND, "'%s' is not indexed", path);
 }
 
-int nd__index_un_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err)
+static int un_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t *id, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	for (uint32_t s = 0; s < u->n; s++) {
@@ -452,7 +455,7 @@ int nd__index_un_lookup_file(nd_index *ix, uint64_t dev, uint64_t ino, uint32_t 
 	return nd_error_set(err, ND_ENOTFOUND, "no image of that file");
 }
 
-int nd__index_un_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap, size_t *n,
+static int un_lookup_hash(nd_index *ix, const uint8_t hash[16], uint32_t *ids, size_t cap, size_t *n,
 			 nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
@@ -481,7 +484,7 @@ static int foreach_shard(void *vctx, const nd_record *rec)
 	return c->fn(c->ctx, &r);
 }
 
-int nd__index_un_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
+static int un_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	for (uint32_t s = 0; s < u->n; s++) {
@@ -497,11 +500,11 @@ int nd__index_un_foreach(nd_index *ix, nd_record_fn fn, void *ctx, nd_error *err
 
 /* ---- stats, verify, check, backup ---- */
 
-int nd__index_un_stats(nd_index *ix, nd_index_stats *st, nd_error *err)
+static int un_stats(nd_index *ix, nd_index_stats *st, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	memset(st, 0, sizeof(*st));
-	int rc = nd__index_un_meta(ix, &st->meta, err);
+	int rc = un_meta(ix, &st->meta, err);
 	for (uint32_t s = 0; s < u->n && !rc; s++) {
 		nd_index_stats ss;
 		if ((rc = nd_index_stats_get(u->sh[s], &ss, err)))
@@ -522,7 +525,7 @@ int nd__index_un_stats(nd_index *ix, nd_index_stats *st, nd_error *err)
 	return rc;
 }
 
-int nd__index_un_verify(nd_index *ix, uint64_t *pages, nd_error *err)
+static int un_verify(nd_index *ix, uint64_t *pages, nd_error *err)
 {
 	uint64_t total = 0;
 	for (uint32_t s = 0; s < ix->un->n; s++) {
@@ -566,7 +569,7 @@ static int check_place(void *vctx, const nd_record *rec)
 	return 0;
 }
 
-int nd__index_un_check(nd_index *ix, nd_check_report *rep, nd_error *err)
+static int un_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	nd_check_report *sr = malloc(sizeof(*sr));
@@ -603,7 +606,7 @@ int nd__index_un_check(nd_index *ix, nd_check_report *rep, nd_error *err)
 	return rc;
 }
 
-int nd__index_un_backup(nd_index *ix, const char *dest_dir, nd_error *err)
+static int un_backup(nd_index *ix, const char *dest_dir, nd_error *err)
 {
 	struct nd__index_union *u = ix->un;
 	nd_manifest m;
@@ -622,4 +625,16 @@ int nd__index_un_backup(nd_index *ix, const char *dest_dir, nd_error *err)
 		rc = nd_manifest_write(dest_dir, &m, err);
 	nd_manifest_free(&m);
 	return rc;
+}
+
+static const struct nd__index_un_ops un_ops = {
+	un_close, un_meta, un_add, un_remove, un_query, un_prefault, un_locate, un_get_record, un_lookup_path,
+	un_lookup_file, un_lookup_hash, un_foreach, un_stats, un_verify, un_check, un_backup,
+};
+
+int nd_index_open(nd_index **out, const char *dir, const nd_index_options *o, nd_error *err)
+{
+	if (o->shards || nd_manifest_exists(dir))
+		return un_open(out, dir, o, err);
+	return nd__index_open_one(out, dir, o, err);
 }

@@ -9,7 +9,7 @@
 #include "neardup/shard.h"
 #include "test.h"
 
-#include "../bench/synth.h"
+#include "lib_synth.h"
 
 #include <errno.h>
 #include <sys/stat.h>

@@ -40,6 +40,20 @@ struct srv_opts {
 	double timeout;         /* seconds to receive a request's body (408) */
 };
 
+struct srv_req; /* one request: its body, fields and reply (serve_http.c) */
+/* The routes (serve_route.c). */
+enum srv_route {
+	ROUTE_QUERY,
+	ROUTE_IMAGES,       /* POST /v1/images */
+	ROUTE_IMAGE,        /* GET, DELETE /v1/images/{id} */
+	ROUTE_DUPLICATES,
+	ROUTE_INFO,
+	ROUTE_HEALTHZ,
+	ROUTE_METRICS,
+	ROUTE_UNKNOWN,
+	ROUTE_COUNT
+};
+
 /* The running service. */
 struct srv {
 	struct srv_opts o;
@@ -52,6 +66,9 @@ struct srv {
 	FILE *alog;
 	_Atomic int draining;   /* SIGTERM received */
 	_Atomic long inflight;  /* requests begun and not completed */
+	/* answers a request once its body has arrived (srv_api_handle): set
+	 * by serve.c, so that the HTTP layer does not depend on the routes */
+	int (*handle)(struct srv_req *r, enum srv_route route, const char *method);
 };
 
 /* ---- serve_http.c ---- */
@@ -93,18 +110,7 @@ void srv_req_add_header(struct srv_req *r, const char *name, const char *value);
 /* Seconds since the request began. */
 double srv_req_elapsed(struct srv_req *r);
 
-/* ---- serve_api.c: the routes ---- */
-enum srv_route {
-	ROUTE_QUERY,
-	ROUTE_IMAGES,       /* POST /v1/images */
-	ROUTE_IMAGE,        /* GET, DELETE /v1/images/{id} */
-	ROUTE_DUPLICATES,
-	ROUTE_INFO,
-	ROUTE_HEALTHZ,
-	ROUTE_METRICS,
-	ROUTE_UNKNOWN,
-	ROUTE_COUNT
-};
+/* ---- serve_route.c: the route table; serve_api.c: the routes ---- */
 /* The route template of a URL path ("/v1/images/{id}"), and its name. */
 enum srv_route srv_route_of(const char *url, const char **param);
 const char *srv_route_name(enum srv_route r);
