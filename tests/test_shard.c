@@ -38,6 +38,9 @@ static int stat_fn(void *ctx, const float *vecs, size_t n, float *out, nd_error 
 /* a pair score model (neardup/score.h) in place of the calibrated cosine
  * plus hash term, when set */
 static const nd_score_model test_score = { 0, "test", { -9.0f, 10.0f, 2.0f, 2.0f, 2.0f, -1.0f, 3.0f, 2.0f, 1.0f, 0.0f } };
+/* one whose score grows with the statistic: the signature filter's floor
+ * then rests on the highest statistic, which the join in parts is given */
+static const nd_score_model stat_score = { 0, "test-stat", { -9.0f, 10.0f, 2.0f, 2.0f, 2.0f, 6.0f, 3.0f, 2.0f, 1.0f, 0.0f } };
 static const nd_score_model *use_score;
 
 static void options(nd_index_options *o, uint32_t shards, uint64_t seed)
@@ -406,6 +409,13 @@ static void test_equal_single_pair_score(void)
 	use_score = NULL;
 }
 
+static void test_equal_single_stat_score(void)
+{
+	use_score = &stat_score;
+	equal_single();
+	use_score = NULL;
+}
+
 /* ---- a manifest and shards that disagree ---- */
 
 static void test_disagree(void)
@@ -471,6 +481,7 @@ int main(void)
 	RUN(test_manifest);
 	RUN(test_equal_single);
 	RUN(test_equal_single_pair_score);
+	RUN(test_equal_single_stat_score);
 	RUN(test_disagree);
 	rm_rf(tmproot);
 	return test_summary();
