@@ -24,7 +24,8 @@ class _Error(C.Structure):
 
 class _CollOptions(C.Structure):
     _fields_ = [("model", C.c_void_p), ("model_path", C.c_char_p), ("create", C.c_int),
-                ("readonly", C.c_int), ("nosync", C.c_int), ("upgraded", C.POINTER(C.c_uint64))]
+                ("readonly", C.c_int), ("nosync", C.c_int), ("upgraded", C.POINTER(C.c_uint64)),
+                ("shards", C.c_uint32), ("index_options", C.c_void_p), ("index_options_ctx", C.c_void_p)]
 
 
 _EVENT_FN = C.CFUNCTYPE(None, C.c_void_p, C.c_char_p, C.c_int, C.c_char_p)
@@ -33,7 +34,8 @@ _PROGRESS_FN = C.CFUNCTYPE(None, C.c_void_p, C.c_uint64, C.c_uint64, C.c_int)
 
 class _AddOptions(C.Structure):
     _fields_ = [("threads", C.c_int), ("on_event", _EVENT_FN), ("on_progress", _PROGRESS_FN),
-                ("ctx", C.c_void_p), ("cancel", C.POINTER(C.c_int))]
+                ("ctx", C.c_void_p), ("cancel", C.POINTER(C.c_int)),
+                ("take", C.c_void_p), ("take_ctx", C.c_void_p)]
 
 
 class _AddCounts(C.Structure):
