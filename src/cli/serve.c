@@ -215,6 +215,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	char why[512];
 	unsigned port = 0;
+	s->handle = srv_api_handle;
 	if (srv_http_start(s, &daemon, &port, why, sizeof(why))) {
 		cli_msg("%s", why);
 		goto done;
