@@ -287,10 +287,10 @@ static void *query_thread(void *arg)
 
 /* data/ as the command line groups it (scripts/demo.sh) */
 static const char *const groups[][5] = {
-	{ "data/astronaut.jpg", "data/astronaut_half.png" },
+	{ "data/astronaut.jpg", "data/astronaut_half.png", "data/astronaut_crop.jpg" },
 	{ "data/camera_contrast.png", "data/camera.png" },
-	{ "data/chelsea.jpg", "data/chelsea_phone.heic", "data/chelsea_q25.jpg" },
-	{ "data/coffee.jpg", "data/coffee_web.webp" },
+	{ "data/chelsea.jpg", "data/chelsea_phone.heic", "data/chelsea_q25.jpg", "data/chelsea_flip.jpg" },
+	{ "data/coffee.jpg", "data/coffee_web.webp", "data/coffee_caption.jpg", "data/coffee_border.jpg" },
 	{ "data/rocket.jpg", "data/rocket_exif6.jpg" },
 };
 
@@ -317,7 +317,8 @@ static void test_dedup_and_queries(void)
 		CHECK_EQ_INT(gr->n, want);
 		for (size_t i = 0; i < gr->n; i++) {
 			CHECK(i < 5 && groups[g][i] && !strcmp(r->images[gr->members[i].image].path, groups[g][i]));
-			CHECK(gr->members[i].similarity >= nd_collection_default_min_sim(c, 0));
+			/* on its own pair, or by the weak merge 0.15 below */
+			CHECK(gr->members[i].similarity >= nd_collection_default_min_sim(c, 0) - 0.15f);
 		}
 		CHECK(gr->reason[0] != 0);
 		CHECK(gr->members[0].exact && gr->members[0].similarity == 1.0f);

@@ -15,10 +15,10 @@ import neardup  # noqa: E402
 
 DATA = "data"
 GROUPS = [  # data/'s groups as the command line prints them (scripts/demo.sh)
-    ["data/astronaut.jpg", "data/astronaut_half.png"],
+    ["data/astronaut.jpg", "data/astronaut_half.png", "data/astronaut_crop.jpg"],
     ["data/camera_contrast.png", "data/camera.png"],
-    ["data/chelsea.jpg", "data/chelsea_phone.heic", "data/chelsea_q25.jpg"],
-    ["data/coffee.jpg", "data/coffee_web.webp"],
+    ["data/chelsea.jpg", "data/chelsea_phone.heic", "data/chelsea_q25.jpg", "data/chelsea_flip.jpg"],
+    ["data/coffee.jpg", "data/coffee_web.webp", "data/coffee_caption.jpg", "data/coffee_border.jpg"],
     ["data/rocket.jpg", "data/rocket_exif6.jpg"],
 ]
 
@@ -37,7 +37,9 @@ def test_add_dedup(tmp):
         got = [[m["path"] for m in g["members"]] for g in groups]
         check(got == GROUPS, "groups %r" % got)
         check(all(g["keep"] == g["members"][0]["path"] and g["reason"] for g in groups), "keepers")
-        check(all(0.9 <= m["similarity"] <= 1 for g in groups for m in g["members"]), "similarities")
+        # members join on their own pair (>= the default 0.85) or by the weak
+        # merge, which reads pairs down to 0.15 under it
+        check(all(0.7 <= m["similarity"] <= 1 for g in groups for m in g["members"]), "similarities")
         # a higher threshold keeps fewer pairs
         check(sum(len(g["members"]) for g in c.dedup(min_sim=0.999)) <
               sum(len(g["members"]) for g in groups), "min_sim=0.999 not stricter")

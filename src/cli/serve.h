@@ -40,8 +40,8 @@ struct srv_opts {
 	double timeout;         /* seconds to receive a request's body (408) */
 };
 
-struct srv_req; /* one request: its body, fields and reply (serve_http.c) */
-/* The routes (serve_route.c). */
+/* The running service. */
+/* ---- serve_route.c: the routes ---- */
 enum srv_route {
 	ROUTE_QUERY,
 	ROUTE_IMAGES,       /* POST /v1/images */
@@ -53,8 +53,16 @@ enum srv_route {
 	ROUTE_UNKNOWN,
 	ROUTE_COUNT
 };
+/* The route template of a URL path ("/v1/images/{id}"), and its name. */
+enum srv_route srv_route_of(const char *url, const char **param);
+const char *srv_route_name(enum srv_route r);
+/* 1 when the method changes the index (needs the token). */
+int srv_route_writes(enum srv_route r, const char *method);
+/* 1 when the method is one the route serves. */
+int srv_route_allows(enum srv_route r, const char *method);
 
-/* The running service. */
+struct srv_req; /* one request: its body, fields and reply */
+
 struct srv {
 	struct srv_opts o;
 	char *token;            /* NULL: no --token-file (writes refused) */
@@ -66,8 +74,8 @@ struct srv {
 	FILE *alog;
 	_Atomic int draining;   /* SIGTERM received */
 	_Atomic long inflight;  /* requests begun and not completed */
-	/* answers a request once its body has arrived (srv_api_handle): set
-	 * by serve.c, so that the HTTP layer does not depend on the routes */
+	/* the route handler the HTTP layer calls (serve.c sets srv_api_handle:
+	 * the HTTP layer stays below the handlers that reply through it) */
 	int (*handle)(struct srv_req *r, enum srv_route route, const char *method);
 };
 
@@ -110,14 +118,7 @@ void srv_req_add_header(struct srv_req *r, const char *name, const char *value);
 /* Seconds since the request began. */
 double srv_req_elapsed(struct srv_req *r);
 
-/* ---- serve_route.c: the route table; serve_api.c: the routes ---- */
-/* The route template of a URL path ("/v1/images/{id}"), and its name. */
-enum srv_route srv_route_of(const char *url, const char **param);
-const char *srv_route_name(enum srv_route r);
-/* 1 when the method changes the index (needs the token). */
-int srv_route_writes(enum srv_route r, const char *method);
-/* 1 when the method is one the route serves. */
-int srv_route_allows(enum srv_route r, const char *method);
+/* ---- serve_api.c: the handlers ---- */
 int srv_api_handle(struct srv_req *r, enum srv_route route, const char *method);
 
 /* ---- serve_writer.c ---- */

@@ -446,7 +446,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (r->too_big)
 		return srv_reply_error(r, 413, "the body is larger than %zu bytes", s->o.max_body)
 			       ? MHD_NO : MHD_YES;
-	return s->handle(r, r->route, r->method) ? MHD_NO : MHD_YES;
+	return r->s->handle(r, r->route, r->method) ? MHD_NO : MHD_YES;
 }
 
 /* ---- the daemon ---- */

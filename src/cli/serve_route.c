@@ -1,5 +1,6 @@
-/* neardup serve — the route table: a URL path's route, its name, and the
- * methods it serves (the leaf of the service's files). */
+/* neardup serve — the routes: a URL to its route, a route's name (for the
+ * access log and /metrics) and the methods it takes. A leaf below the HTTP
+ * layer, the handlers and the metrics. */
 #include <string.h>
 
 #include "serve.h"
