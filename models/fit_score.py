@@ -27,6 +27,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
 DEVSET = os.path.join(ROOT, "cache", "dev", "devset")
+sys.path.insert(0, os.path.join(ROOT, "bench", "corpus"))
+import same_source  # noqa: E402  (shared with bench/quality/evaluate.py)
 NFEAT = 10
 FAR, NEAR = 24, 8
 ODD_V = 0xAAAAAAAAAAAAAAAA
@@ -189,12 +191,14 @@ def load(prefix):
 def truth():
     t = {}
     nd = 0
-    for r in open(os.path.join(DEVSET, "manifest.tsv")).read().splitlines()[1:]:
-        role, path, orig, kind, _params, src = r.split("\t")
+    rows = [r.split("\t") for r in open(os.path.join(DEVSET, "manifest.tsv")).read().splitlines()[1:]]
+    # originals that are one picture are one family (bench/corpus/same_source.tsv)
+    alias = same_source.aliases({int(o): src for role, _, o, _, _, src in rows if role == "ref" and int(o) >= 0})
+    for role, path, orig, kind, _params, src in rows:
         p = os.path.realpath(os.path.join(DEVSET, path))
         o = int(orig)
         if o >= 0:
-            t[p] = (f"o{o}", o % 2, kind, src)
+            t[p] = (f"o{alias[o]}", o % 2, kind, src)
         else:
             t[p] = (p, nd % 2, "distractor", src)
             nd += 1

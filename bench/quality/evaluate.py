@@ -47,6 +47,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "models", "train"))
 import muap as muap_lib  # noqa: E402  (shared with models/train/eval.py)
+sys.path.insert(0, os.path.join(ROOT, "bench", "corpus"))
+import same_source  # noqa: E402  (shared with models/fit_score.py)
 DEVSET = os.path.join(ROOT, "cache", "dev", "devset")
 CORPUS = os.path.join(ROOT, "cache", "quality", "corpus.tsv")
 SWEEP = ["0.3", "0.4", "0.5", "0.6", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
@@ -70,18 +72,21 @@ def load_dump(prefix):
 def truth(run):
     """path -> dict(family, kind, strength, set, source)."""
     t = {}
-    for r in lines(os.path.join(DEVSET, "manifest.tsv"))[1:]:
-        role, path, orig, kind, _params, src = r.split("\t")
+    rows = [r.split("\t") for r in lines(os.path.join(DEVSET, "manifest.tsv"))[1:]]
+    # originals that are one picture (bench/corpus/same_source.tsv) are one family
+    alias = same_source.aliases({int(o): src for role, _, o, _, _, src in rows if role == "ref" and int(o) >= 0})
+    for role, path, orig, kind, _params, src in rows:
         p = os.path.join(DEVSET, path)
         o = int(orig)
         if role == "ref":
-            t[p] = {"family": f"o{o}" if o >= 0 else p, "kind": kind, "strength": "-", "set": kind, "source": src}
+            t[p] = {"family": f"o{alias[o]}" if o >= 0 else p, "kind": kind, "strength": "-", "set": kind,
+                    "source": src}
         else:
-            t[p] = {"family": f"o{o}", "kind": kind, "strength": "dev", "set": "dev", "source": src, "orig": o}
+            t[p] = {"family": f"o{alias[o]}", "kind": kind, "strength": "dev", "set": "dev", "source": src, "orig": o}
     for r in lines(CORPUS)[1:]:
         st, path, group, kind, strength, src = r.split("\t")
         if st == "strength":
-            t[path] = {"family": f"o{group}", "kind": kind, "strength": strength, "set": "strength",
+            t[path] = {"family": f"o{alias[int(group)]}", "kind": kind, "strength": strength, "set": "strength",
                        "source": src, "orig": int(group)}
         elif st == "tile":
             t[path] = {"family": path, "kind": "tile", "strength": "-", "set": "tile", "source": src}
