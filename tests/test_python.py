@@ -37,7 +37,7 @@ def test_add_dedup(tmp):
         got = [[m["path"] for m in g["members"]] for g in groups]
         check(got == GROUPS, "groups %r" % got)
         check(all(g["keep"] == g["members"][0]["path"] and g["reason"] for g in groups), "keepers")
-        # members join on their own pair (>= the default 0.85) or by the weak
+        # members join on their own pair (>= the default 0.9) or by the weak
         # merge, which reads pairs down to 0.15 under it
         check(all(0.7 <= m["similarity"] <= 1 for g in groups for m in g["members"]), "similarities")
         # a higher threshold keeps fewer pairs

@@ -60,7 +60,7 @@ const char *nd_version(void);
 #define ND_DEFAULT_MIN_SIM 0.85f
 /* The same on the pair score (neardup/score.h), a probability: chosen on
  * the training half of the dev set (models/fit_score.py's split). */
-#define ND_DEFAULT_SCORE_MIN_SIM 0.85f
+#define ND_DEFAULT_SCORE_MIN_SIM 0.9f
 /* The default multi-probe depth of queries (the index's own default,
  * ND_INDEX_DEFAULT_PROBES, is tuned for near-exact copies). */
 #define ND_DEFAULT_PROBES 5120

@@ -31,7 +31,7 @@ enum { EXIT_ALL_GOOD = 0, EXIT_SKIPPED = 1, EXIT_FATAL = 2 };
  * which the quality bench's natural families stay whole (recall 1), see
  * bench/results/quality.md, "Dedup". */
 #define CLI_DEFAULT_SCORE_MIN_SIM ND_DEFAULT_SCORE_MIN_SIM
-#define CLI_DEFAULT_SCORE_MIN_SIM_STR "0.85"
+#define CLI_DEFAULT_SCORE_MIN_SIM_STR "0.9"
 /* query's multi-probe depth. The index's own default (1280) is tuned for
  * near-exact copies; on the dev set's real embeddings it returned the exact
  * nearest neighbour for 0.911 of queries, 5120 for 0.966 at 1.75 ms p50
