@@ -173,6 +173,16 @@ int nd_index_add(nd_index *ix, const nd_index_item *items, size_t n, uint32_t *i
  * receives how many were removed. */
 int nd_index_remove(nd_index *ix, const uint32_t *ids, size_t n, size_t *removed, nd_error *err);
 
+/* Removes, in one transaction, the images stored under these paths, a file
+ * under the name it was indexed by (device and inode), and for a path that
+ * is not itself indexed every image under it (a directory, as spelled when
+ * added); with missing, also every image whose file no longer exists
+ * (lstat: no such file). The files are not touched. *removed (may be NULL):
+ * how many were removed; *unmatched (may be NULL, else room for n): 1 for
+ * each path that matched nothing. */
+int nd_index_remove_paths(nd_index *ix, const char *const *paths, size_t n, int missing,
+			  size_t *removed, unsigned char *unmatched, nd_error *err);
+
 /* ---- reading ---- */
 typedef struct nd_query_params {
 	uint32_t k;               /* results wanted (default 10) */

@@ -186,56 +186,6 @@ static const char remove_usage[] =
 	"options:\n"
 	"      --missing      also remove every image whose file no longer exists\n";
 
-struct ids {
-	uint32_t *v;
-	size_t n, cap;
-	int oom;
-};
-
-static void ids_push(struct ids *a, uint32_t id)
-{
-	if (a->n == a->cap) {
-		size_t nc = a->cap ? a->cap * 2 : 256;
-		uint32_t *nv = realloc(a->v, nc * sizeof(*nv));
-		if (!nv) {
-			a->oom = 1;
-			return;
-		}
-		a->v = nv;
-		a->cap = nc;
-	}
-	a->v[a->n++] = id;
-}
-
-struct remove_ctx {
-	struct ids ids;
-	char *const *prefixes; /* directory prefixes with trailing '/' stripped */
-	size_t *plen;
-	int *hits;
-	int np;
-	int missing;
-};
-
-static int remove_scan(void *vctx, const nd_record *rec)
-{
-	struct remove_ctx *c = vctx;
-	for (int i = 0; i < c->np; i++) {
-		size_t l = c->plen[i];
-		if (!c->prefixes[i])
-			continue;
-		if ((l == 0 || (rec->path_len > l && !memcmp(rec->path, c->prefixes[i], l) &&
-				rec->path[l] == '/'))) {
-			ids_push(&c->ids, rec->id);
-			c->hits[i]++;
-			return 0;
-		}
-	}
-	struct stat st;
-	if (c->missing && lstat(rec->path, &st) != 0)
-		ids_push(&c->ids, rec->id);
-	return 0;
-}
-
 int cmd_remove(int argc, char **argv)
 {
 	struct cli_common com;
@@ -252,78 +202,31 @@ int cmd_remove(int argc, char **argv)
 	/* no model: removing needs none, and the index knows its own */
 	if ((rc = cli_index_open(&com, 1, NULL, &ix)))
 		return rc;
-	int np = argc - optind;
-	struct remove_ctx c;
-	memset(&c, 0, sizeof(c));
-	c.missing = missing;
-	c.np = np;
-	char **pre = calloc((size_t)np + 1, sizeof(char *));
-	c.plen = calloc((size_t)np + 1, sizeof(size_t));
-	c.hits = calloc((size_t)np + 1, sizeof(int));
-	c.prefixes = pre;
+	size_t np = (size_t)(argc - optind);
+	const char *const *paths = (const char *const *)argv + optind;
+	unsigned char *unmatched = calloc(np + 1, 1);
 	int status = EXIT_ALL_GOOD;
 	nd_error err;
-	if (!pre || !c.plen || !c.hits) {
-		cli_msg("out of memory");
-		status = EXIT_FATAL;
-		goto done;
-	}
-	int need_scan = missing;
-	for (int i = 0; i < np; i++) {
-		const char *p = argv[optind + i];
-		uint32_t id;
-		struct stat st;
-		/* the path, or the file under the spelling it was indexed by */
-		if (nd_index_lookup_path(ix, p, &id, NULL) == 0 ||
-		    (stat(p, &st) == 0 && S_ISREG(st.st_mode) &&
-		     nd_index_lookup_file(ix, (uint64_t)st.st_dev, (uint64_t)st.st_ino, &id, NULL) == 0)) {
-			ids_push(&c.ids, id);
-			c.hits[i] = 1;
-			continue;
-		}
-		size_t l = strlen(p);
-		while (l > 1 && p[l - 1] == '/')
-			l--;
-		pre[i] = strndup(p, l);
-		c.plen[i] = (l == 1 && p[0] == '/') ? 0 : l;
-		need_scan = 1;
-	}
-	if (need_scan && (rc = nd_index_foreach(ix, remove_scan, &c, &err))) {
-		if (rc == ND_ECORRUPT)
-			cli_index_damaged(com.index_dir, &err);
-		else
-			cli_msg("cannot read the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
-		status = EXIT_FATAL;
-		goto done;
-	}
-	if (c.ids.oom) {
-		cli_msg("out of memory");
-		status = EXIT_FATAL;
-		goto done;
-	}
-	for (int i = 0; i < np; i++)
-		if (!c.hits[i]) {
-			cli_err_path("cannot remove", argv[optind + i], "not in the index");
-			status = EXIT_SKIPPED;
-		}
 	size_t removed = 0;
-	if (c.ids.n && (rc = nd_index_remove(ix, c.ids.v, c.ids.n, &removed, &err))) {
+	if (!unmatched) {
+		cli_msg("out of memory");
+		status = EXIT_FATAL;
+	} else if ((rc = nd_index_remove_paths(ix, paths, np, missing, &removed, unmatched, &err))) {
 		if (rc == ND_ECORRUPT)
 			cli_index_damaged(com.index_dir, &err);
 		else
 			cli_msg("cannot remove from the index: %s", err.msg[0] ? err.msg : nd_strerror(rc));
 		status = EXIT_FATAL;
-		goto done;
+	} else {
+		for (size_t i = 0; i < np; i++)
+			if (unmatched[i]) {
+				cli_err_path("cannot remove", paths[i], "not in the index");
+				status = EXIT_SKIPPED;
+			}
+		if (!com.quiet)
+			cli_msg("removed %zu images from the index", removed);
 	}
-	if (!com.quiet)
-		cli_msg("removed %zu images from the index", removed);
-done:
-	for (int i = 0; pre && i < np; i++)
-		free(pre[i]);
-	free(pre);
-	free(c.plen);
-	free(c.hits);
-	free(c.ids.v);
+	free(unmatched);
 	nd_index_close(ix);
 	return status;
 }
