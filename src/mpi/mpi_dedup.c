@@ -424,27 +424,12 @@ int mpi_cmd_dedup(int argc, char **argv)
 {
 	int status;
 	struct jmsg msg;
-	if (mpi_rank == 0) {
-		cli_index_options_hook = hook_open;
-		status = cmd_dedup(argc, argv);
-		cli_index_options_hook = NULL;
-		memset(&msg, 0, sizeof(msg));
-		MPI_Bcast(&msg, sizeof(msg), MPI_BYTE, 0, MPI_COMM_WORLD);
-		return status;
-	}
+	if (mpi_rank == 0)
+		return mpi_rank0_run(cmd_dedup, hook_open, argc, argv, sizeof(msg));
 	/* the other ranks: open the collection as rank 0 does, and serve */
-	struct cli_common com;
 	nd_model *m = NULL;
 	nd_index *ix = NULL;
-	const char *v;
-	cli_common_init(&com);
-	if ((v = mpi_arg(argc, argv, "index")))
-		com.index_dir = v;
-	if ((v = mpi_arg(argc, argv, "model")))
-		com.model_path = v;
-	status = cli_model_load(&com, &m);
-	if (!status)
-		status = cli_index_open(&com, 0, m, &ix);
+	status = mpi_serve_open(argc, argv, &m, &ix);
 	for (;;) {
 		MPI_Bcast(&msg, sizeof(msg), MPI_BYTE, 0, MPI_COMM_WORLD);
 		if (!msg.go)

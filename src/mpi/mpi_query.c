@@ -114,28 +114,13 @@ int mpi_cmd_query(int argc, char **argv)
 {
 	int status;
 	struct qmsg msg;
-	if (mpi_rank == 0) {
-		cli_index_options_hook = hook_rank0;
-		status = cmd_query(argc, argv);
-		cli_index_options_hook = NULL;
-		memset(&msg, 0, sizeof(msg));
-		MPI_Bcast(&msg, sizeof(msg), MPI_BYTE, 0, MPI_COMM_WORLD);
-		return status;
-	}
-	struct cli_common com;
+	if (mpi_rank == 0)
+		return mpi_rank0_run(cmd_query, hook_rank0, argc, argv, sizeof(msg));
 	nd_model *m = NULL;
 	nd_index *ix = NULL;
 	float *vec = NULL;
 	nd_hit *hits = NULL;
-	const char *v;
-	cli_common_init(&com);
-	if ((v = mpi_arg(argc, argv, "index")))
-		com.index_dir = v;
-	if ((v = mpi_arg(argc, argv, "model")))
-		com.model_path = v;
-	status = cli_model_load(&com, &m);
-	if (!status)
-		status = cli_index_open(&com, 0, m, &ix);
+	status = mpi_serve_open(argc, argv, &m, &ix);
 	for (;;) {
 		MPI_Bcast(&msg, sizeof(msg), MPI_BYTE, 0, MPI_COMM_WORLD);
 		if (!msg.go)

@@ -1,5 +1,6 @@
 /* neardup-mpi — byte buffers and the all-to-all exchange (mpi_util.h). */
 #include "mpi_util.h"
+#include "cli/cli.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -158,4 +159,36 @@ void mpi_stat(const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "neardup-mpi: rank %d: %s\n", mpi_rank, buf);
+}
+
+int mpi_rank0_run(int (*cmd)(int, char **), void (*hook)(nd_index_options *, int), int argc,
+		  char **argv, size_t msg_size)
+{
+	cli_index_options_hook = hook;
+	int status = cmd(argc, argv);
+	cli_index_options_hook = NULL;
+	/* the serving ranks wait in this broadcast: it must happen even
+	 * without memory for the message, so it is a static zeroed one */
+	static const uint8_t stop[1024];
+	if (msg_size > sizeof(stop))
+		MPI_Abort(MPI_COMM_WORLD, 70);
+	MPI_Bcast((void *)stop, (int)msg_size, MPI_BYTE, 0, MPI_COMM_WORLD);
+	return status;
+}
+
+int mpi_serve_open(int argc, char **argv, nd_model **m, nd_index **ix)
+{
+	struct cli_common com;
+	const char *v;
+	*m = NULL;
+	*ix = NULL;
+	cli_common_init(&com);
+	if ((v = mpi_arg(argc, argv, "index")))
+		com.index_dir = v;
+	if ((v = mpi_arg(argc, argv, "model")))
+		com.model_path = v;
+	int status = cli_model_load(&com, m);
+	if (!status)
+		status = cli_index_open(&com, 0, *m, ix);
+	return status;
 }

@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "neardup/index.h"
+#include "neardup/cnn.h"
+
 extern int mpi_rank, mpi_size;
 
 struct mpi_buf {
@@ -37,6 +40,15 @@ double mpi_now(void);
 /* When $NEARDUP_MPI_STATS is set: one line per rank on stderr, prefixed
  * "neardup-mpi: rank R: ", for the scaling measurements. */
 void mpi_stat(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Rank 0's part of a read-only command: runs the ordinary command cmd with
+ * hook on the CLI's index opening, then sends the serving ranks a zeroed
+ * message of msg_size bytes (its first field 0: stop). The command's status. */
+int mpi_rank0_run(int (*cmd)(int, char **), void (*hook)(nd_index_options *, int), int argc,
+		  char **argv, size_t msg_size);
+/* A serving rank opens the collection read-only as rank 0 does (--index,
+ * --model in argv): 0, or the CLI's exit status (then *m, *ix may be NULL). */
+int mpi_serve_open(int argc, char **argv, nd_model **m, nd_index **ix);
 
 int mpi_cmd_ingest(int argc, char **argv);
 int mpi_cmd_query(int argc, char **argv);
