@@ -55,6 +55,10 @@ void nd_selfjoin_params_init(nd_selfjoin_params *p)
 #define PAIRBUF 4096
 #define CHUNK 4096 /* buckets per work item */
 #define Z_FILTER 4.0
+/* bins of the pair's mean statistic for the signature filter: a pair of
+ * busy images needs a higher cosine than the index's least busy image
+ * would, and a low-statistic outlier must not loosen the filter for all */
+#define THR_BINS 32
 
 struct jshared {
 	nd_index *ix;
@@ -65,6 +69,11 @@ struct jshared {
 	uint32_t nmask;
 	uint32_t *masks;          /* bucket masks of 1..radius bits */
 	uint32_t thr;             /* signature filter: max differing bits over L*K */
+	/* the same by the pair's mean statistic (calibrated, vectors local):
+	 * bin i covers means from stat_lo + i / stat_scale up */
+	uint32_t thr_stat[THR_BINS];
+	float stat_lo, stat_scale;
+	int per_pair;
 	int max_dd;               /* pair score: the hash distance (best variant) above
 				   * which a pair under the filter's cosine cannot pass */
 	int cal;                  /* calibrated similarity (the statistic is in vv[].stat) */
@@ -212,6 +221,20 @@ static int compare_pair(struct jworker *w, size_t a, size_t b, int *have_a)
 }
 
 /* The pairs of row i (bucket B) with rows [j0, j1). */
+/* 1 when the signatures of a and b (indexes into vv), d bits apart, pass
+ * the filter at the cosine this pair needs. */
+static inline int sig_pass(const struct jshared *s, size_t a, size_t b, uint32_t d)
+{
+	if (d > s->thr)
+		return 0;
+	if (!s->per_pair)
+		return 1;
+	float m = 0.5f * (s->vv[a].stat + s->vv[b].stat);
+	int i = (int)((m - s->stat_lo) * s->stat_scale);
+	i = i < 0 ? 0 : i >= THR_BINS ? THR_BINS - 1 : i;
+	return d <= s->thr_stat[i];
+}
+
 static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows, size_t j0, size_t j1,
 		     int *have_a)
 {
@@ -222,7 +245,7 @@ static int join_rows(struct jworker *w, const uint64_t *ra, const uint64_t *rows
 	w->st.pairs_candidates += j1 - j0;
 	for (size_t j = j0; j < j1; j++) {
 		const uint64_t *rb = rows + j * S, *sb = rb + 1;
-		if (sig_distance(sa, sb, W) > s->thr)
+		if (!sig_pass(s, a, (size_t)rb[0], sig_distance(sa, sb, W)))
 			continue;
 		/* a candidate in an earlier table already */
 		if (first_candidate_table(sa, sb, t, K, sh, r) < t)
@@ -330,7 +353,7 @@ static void *sign_worker(void *arg)
 static int lsh_compared(const struct jshared *s, size_t a, size_t b)
 {
 	const uint64_t *sa = s->sig + a * s->W, *sb = s->sig + b * s->W;
-	return sig_distance(sa, sb, s->W) <= s->thr &&
+	return sig_pass(s, a, b, sig_distance(sa, sb, s->W)) &&
 	       first_candidate_table(sa, sb, s->T, s->K, s->shift, s->radius) < s->T;
 }
 
@@ -621,6 +644,16 @@ static void join_free(struct jshared *s)
 	pthread_mutex_destroy(&s->lock);
 }
 
+/* The most signature bits (of L*K) two vectors with cosine c0 differ in,
+ * but for a 4-sigma tail. */
+static uint32_t sig_threshold(const struct jshared *s, double c0)
+{
+	c0 = c0 < -1 ? -1 : c0 > 1 ? 1 : c0;
+	double n = (double)s->L * s->K, p0 = acos(c0) / M_PI;
+	double thr = n * p0 + Z_FILTER * sqrt(n * p0 * (1 - p0));
+	return thr >= n ? (uint32_t)n : (uint32_t)thr;
+}
+
 /* Steps 1 (unless the signatures are given) to 5 over s->n images in
  * s->vv / s->ids, min_stat and max_stat the lowest and highest statistic
  * of every image of the collection (calibrated). */
@@ -647,10 +680,22 @@ static int join_exec(struct jshared *s, unsigned nth, float min_stat, float max_
 		} else if (s->cal) {
 			c0 = (double)p->min_sim - s->ix->calib.offset + (double)s->ix->calib.beta * min_stat;
 		}
-		c0 = c0 < -1 ? -1 : c0 > 1 ? 1 : c0;
-		double n = (double)s->L * s->K, p0 = acos(c0) / M_PI;
-		double thr = n * p0 + Z_FILTER * sqrt(n * p0 * (1 - p0));
-		s->thr = thr >= n ? (uint32_t)n : (uint32_t)thr;
+		s->thr = sig_threshold(s, c0);
+		/* per pair: the floor at the lower edge of each bin of the mean
+		 * statistic (at either edge for the score, which need not fall
+		 * with the statistic) */
+		s->per_pair = s->cal && !s->defer && max_stat > min_stat;
+		if (s->per_pair) {
+			s->stat_lo = min_stat;
+			s->stat_scale = THR_BINS / (max_stat - min_stat);
+			for (int i = 0; i < THR_BINS; i++) {
+				float lo = min_stat + (float)i / s->stat_scale, hi = lo + 1.0f / s->stat_scale;
+				double c = s->ix->calib.score
+						   ? score_floor(s->ix->calib.score, p->min_sim, lo, hi)
+						   : (double)p->min_sim - s->ix->calib.offset + (double)s->ix->calib.beta * lo;
+				s->thr_stat[i] = sig_threshold(s, c);
+			}
+		}
 	}
 	if (nth > s->n / 64 + 1)
 		nth = (unsigned)(s->n / 64 + 1);
