@@ -69,7 +69,8 @@ struct jshared {
 	uint32_t nmask;
 	uint32_t *masks;          /* bucket masks of 1..radius bits */
 	uint32_t thr;             /* signature filter: max differing bits over L*K */
-	/* the same by the pair's mean statistic (calibrated, vectors local):
+	/* the same by the pair's mean statistic (calibrated; a distributed
+	 * join's rows carry the statistic too, so both filter alike):
 	 * bin i covers means from stat_lo + i / stat_scale up */
 	uint32_t thr_stat[THR_BINS];
 	float stat_lo, stat_scale;
@@ -684,7 +685,7 @@ static int join_exec(struct jshared *s, unsigned nth, float min_stat, float max_
 		/* per pair: the floor at the lower edge of each bin of the mean
 		 * statistic (at either edge for the score, which need not fall
 		 * with the statistic) */
-		s->per_pair = s->cal && !s->defer && max_stat > min_stat;
+		s->per_pair = s->cal && max_stat > min_stat;
 		if (s->per_pair) {
 			s->stat_lo = min_stat;
 			s->stat_scale = THR_BINS / (max_stat - min_stat);
